@@ -1,0 +1,442 @@
+"""The clients the benchmark compares, one setup function each, in a registry.
+
+Each entry makes a *session* for one worker process: ``call()`` does one non-streaming chat
+call and returns the completion text, ``stream()`` yields the text deltas of one streaming
+call, ``close()`` releases the connection pool. Async clients return coroutines / async
+iterators; sync clients return plain values / iterators. Every library is imported inside
+its setup function, so a worker imports only the client it measures.
+
+To add a client (portal's runners plug in here): write ``def setup(env) -> Session``,
+decorate it with ``@register(...)`` naming its row, mode, scenarios and baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-haiku-4-5"
+MESSAGES = [{"role": "user", "content": "Where is my order 123?"}]
+MAX_TOKENS = 64
+API_KEY = "sk-bench-not-a-secret"
+TIMEOUT_S = 30.0
+# The JSON body every raw client posts; the SDKs build the same one from their arguments.
+PAYLOAD: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+STREAM_PAYLOAD: dict[str, Any] = dict(
+    PAYLOAD, stream=True, stream_options={"include_usage": True}
+)
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where the mock servers are and how hard the worker will push."""
+
+    base_url: str  # healthy mock server, e.g. http://127.0.0.1:PORT
+    failing_url: str  # a mock server that answers every call with 500
+    concurrency: int  # most calls in flight in this worker
+    chunks: int  # stream deltas the server sends per call
+
+
+Setup = Callable[[Env], Any]
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    key: str
+    label: str
+    mode: str  # "async" or "sync"
+    scenarios: tuple[str, ...]  # subset of ("seq", "c200", "stream")
+    baseline: str  # key of the row this one is compared with
+    requires: tuple[str, ...]  # modules that must import for the row to run
+    group: str  # "chat" or "failover": which table the row goes in
+    setup: Setup
+    available: Callable[[], bool] | None = None  # extra readiness check beyond imports
+
+
+REGISTRY: dict[str, ClientSpec] = {}
+
+
+def register(
+    key: str,
+    label: str,
+    *,
+    mode: str = "async",
+    scenarios: tuple[str, ...] = ("seq", "c200", "stream"),
+    baseline: str = "httpx2-async",
+    requires: tuple[str, ...] = (),
+    group: str = "chat",
+    available: Callable[[], bool] | None = None,
+) -> Callable[[Setup], Setup]:
+    def deco(fn: Setup) -> Setup:
+        REGISTRY[key] = ClientSpec(
+            key, label, mode, scenarios, baseline, requires, group, fn, available
+        )
+        return fn
+
+    return deco
+
+
+def _openai_deltas_from_lines(lines: Iterator[str]) -> Iterator[str]:
+    """Text deltas from OpenAI SSE lines, the way a careful hand-written client reads them."""
+    for line in lines:
+        if not line.startswith("data: "):
+            continue
+        data = line[6:]
+        if data == "[DONE]":
+            return
+        choices = json.loads(data)["choices"]
+        if choices:
+            content = choices[0]["delta"].get("content")
+            if content:
+                yield content
+
+
+# ---- raw HTTP clients -------------------------------------------------------------------
+
+
+class _HttpxAsync:
+    """Raw httpx / httpx2 AsyncClient posting the JSON body and reading the JSON reply."""
+
+    def __init__(self, mod: Any, env: Env, transport: Any = None) -> None:
+        limits = mod.Limits(
+            max_connections=env.concurrency, max_keepalive_connections=env.concurrency
+        )
+        kwargs: dict[str, Any] = {"timeout": TIMEOUT_S}
+        if transport is not None:
+            kwargs["transport"] = transport
+        else:
+            kwargs["limits"] = limits
+        self.client = mod.AsyncClient(**kwargs)
+        self.url = env.base_url + "/v1/chat/completions"
+        self.headers = {"authorization": f"Bearer {API_KEY}"}
+
+    async def call(self) -> str:
+        r = await self.client.post(self.url, json=PAYLOAD, headers=self.headers)
+        r.raise_for_status()
+        return str(r.json()["choices"][0]["message"]["content"])
+
+    async def stream(self) -> AsyncIterator[str]:
+        async with self.client.stream(
+            "POST", self.url, json=STREAM_PAYLOAD, headers=self.headers
+        ) as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:]
+                if data == "[DONE]":
+                    break
+                choices = json.loads(data)["choices"]
+                if choices:
+                    content = choices[0]["delta"].get("content")
+                    if content:
+                        yield content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class _HttpxSync:
+    def __init__(self, mod: Any, env: Env) -> None:
+        self.client = mod.Client(timeout=TIMEOUT_S)
+        self.url = env.base_url + "/v1/chat/completions"
+        self.headers = {"authorization": f"Bearer {API_KEY}"}
+
+    def call(self) -> str:
+        r = self.client.post(self.url, json=PAYLOAD, headers=self.headers)
+        r.raise_for_status()
+        return str(r.json()["choices"][0]["message"]["content"])
+
+    def stream(self) -> Iterator[str]:
+        with self.client.stream("POST", self.url, json=STREAM_PAYLOAD, headers=self.headers) as r:
+            r.raise_for_status()
+            yield from _openai_deltas_from_lines(r.iter_lines())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@register("httpx2-async", "raw httpx2 AsyncClient", requires=("httpx2",))
+def _httpx2_async(env: Env) -> Any:
+    import httpx2
+
+    return _HttpxAsync(httpx2, env)
+
+
+@register(
+    "httpx2-sync", "raw httpx2 Client (sync)", mode="sync", scenarios=("seq", "stream"),
+    baseline="httpx2-sync", requires=("httpx2",),
+)
+def _httpx2_sync(env: Env) -> Any:
+    import httpx2
+
+    return _HttpxSync(httpx2, env)
+
+
+@register("httpx-async", "raw httpx 0.28 AsyncClient", requires=("httpx",))
+def _httpx_async(env: Env) -> Any:
+    import httpx
+
+    return _HttpxAsync(httpx, env)
+
+
+@register(
+    "httpx2-aiohttp", "raw httpx2 + httpx-aiohttp transport",
+    requires=("httpx2", "httpx_aiohttp.httpx2", "aiohttp"),
+)
+def _httpx2_aiohttp(env: Env) -> Any:
+    import httpx2
+    from httpx_aiohttp.httpx2 import AiohttpTransport
+
+    limits = httpx2.Limits(
+        max_connections=env.concurrency, max_keepalive_connections=env.concurrency
+    )
+    return _HttpxAsync(httpx2, env, transport=AiohttpTransport(limits=limits))
+
+
+class _Aiohttp:
+    def __init__(self, env: Env) -> None:
+        import aiohttp
+
+        self.aiohttp = aiohttp
+        self.url = env.base_url + "/v1/chat/completions"
+        self.headers = {"authorization": f"Bearer {API_KEY}"}
+        self.limit = env.concurrency
+        self.session: Any = None
+        self.timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+
+    def _session(self) -> Any:
+        # aiohttp binds its session to the running loop, so it is made on first use.
+        if self.session is None:
+            connector = self.aiohttp.TCPConnector(limit=self.limit)
+            self.session = self.aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        return self.session
+
+    async def call(self) -> str:
+        async with self._session().post(self.url, json=PAYLOAD, headers=self.headers) as r:
+            r.raise_for_status()
+            return str((await r.json())["choices"][0]["message"]["content"])
+
+    async def stream(self) -> AsyncIterator[str]:
+        async with self._session().post(
+            self.url, json=STREAM_PAYLOAD, headers=self.headers
+        ) as r:
+            r.raise_for_status()
+            async for raw in r.content:
+                line = raw.decode().rstrip("\r\n")
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:]
+                if data == "[DONE]":
+                    break
+                choices = json.loads(data)["choices"]
+                if choices:
+                    content = choices[0]["delta"].get("content")
+                    if content:
+                        yield content
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+@register("aiohttp", "raw aiohttp ClientSession", requires=("aiohttp",))
+def _aiohttp(env: Env) -> Any:
+    return _Aiohttp(env)
+
+
+class _Httpx2Failover:
+    """The floor for failover: try the primary, on a 5xx or connection error the secondary."""
+
+    def __init__(self, env: Env) -> None:
+        import httpx2
+
+        self.httpx2 = httpx2
+        limits = httpx2.Limits(
+            max_connections=env.concurrency, max_keepalive_connections=env.concurrency
+        )
+        self.client = httpx2.AsyncClient(timeout=TIMEOUT_S, limits=limits)
+        self.urls = (
+            env.failing_url + "/v1/chat/completions", env.base_url + "/v1/chat/completions"
+        )
+        self.headers = {"authorization": f"Bearer {API_KEY}"}
+
+    async def call(self) -> str:
+        last: Exception | None = None
+        for url in self.urls:
+            try:
+                r = await self.client.post(url, json=PAYLOAD, headers=self.headers)
+            except self.httpx2.TransportError as exc:
+                last = exc
+                continue
+            if r.status_code >= 500 or r.status_code == 429:
+                last = RuntimeError(f"{url} answered {r.status_code}")
+                continue
+            r.raise_for_status()
+            return str(r.json()["choices"][0]["message"]["content"])
+        raise RuntimeError("every target failed") from last
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+@register(
+    "httpx2-failover", "raw httpx2 loop: primary, then secondary", scenarios=("seq", "c200"),
+    baseline="httpx2-failover", requires=("httpx2",), group="failover",
+)
+def _httpx2_failover(env: Env) -> Any:
+    return _Httpx2Failover(env)
+
+
+# ---- vendor SDKs and LiteLLM ------------------------------------------------------------
+
+
+class _OpenAISDK:
+    def __init__(self, env: Env) -> None:
+        import openai
+
+        self.client = openai.AsyncOpenAI(
+            base_url=env.base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=TIMEOUT_S
+        )
+
+    async def call(self) -> str:
+        r = await self.client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS  # type: ignore[arg-type]
+        )
+        return str(r.choices[0].message.content)
+
+    async def stream(self) -> AsyncIterator[str]:
+        s = await self.client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
+            stream=True, stream_options={"include_usage": True},
+        )
+        async for chunk in s:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+@register("openai", "openai SDK AsyncOpenAI", requires=("openai",))
+def _openai(env: Env) -> Any:
+    return _OpenAISDK(env)
+
+
+class _AnthropicSDK:
+    def __init__(self, env: Env) -> None:
+        import anthropic
+
+        self.client = anthropic.AsyncAnthropic(
+            base_url=env.base_url, api_key=API_KEY, max_retries=0, timeout=TIMEOUT_S
+        )
+
+    async def call(self) -> str:
+        r = await self.client.messages.create(
+            model=ANTHROPIC_MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS  # type: ignore[arg-type]
+        )
+        return "".join(b.text for b in r.content if b.type == "text")
+
+    async def stream(self) -> AsyncIterator[str]:
+        s = await self.client.messages.create(
+            model=ANTHROPIC_MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
+            stream=True,
+        )
+        async for event in s:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                yield event.delta.text
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+@register("anthropic", "anthropic SDK AsyncAnthropic (/v1/messages)", requires=("anthropic",))
+def _anthropic(env: Env) -> Any:
+    return _AnthropicSDK(env)
+
+
+def _import_litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class _LiteLLM:
+    def __init__(self, env: Env) -> None:
+        self.litellm = _import_litellm()
+        self.kwargs: dict[str, Any] = {
+            "model": "openai/" + MODEL, "api_base": env.base_url + "/v1", "api_key": API_KEY,
+            "messages": MESSAGES, "max_tokens": MAX_TOKENS, "timeout": TIMEOUT_S,
+        }
+
+    async def call(self) -> str:
+        r = await self.litellm.acompletion(**self.kwargs)
+        return str(r.choices[0].message.content)
+
+    async def stream(self) -> AsyncIterator[str]:
+        s = await self.litellm.acompletion(
+            **self.kwargs, stream=True, stream_options={"include_usage": True}
+        )
+        async for chunk in s:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+
+    async def close(self) -> None:
+        return None
+
+
+@register("litellm", "LiteLLM acompletion", requires=("litellm",))
+def _litellm(env: Env) -> Any:
+    return _LiteLLM(env)
+
+
+class _LiteLLMRouter:
+    """LiteLLM Router, primary on the failing server, fallback to the healthy one;
+    default cooldowns, no retries (the raw loop does not retry either)."""
+
+    def __init__(self, env: Env) -> None:
+        litellm = _import_litellm()
+
+        def deployment(name: str, base: str) -> dict[str, Any]:
+            return {
+                "model_name": name,
+                "litellm_params": {
+                    "model": "openai/" + MODEL, "api_base": base + "/v1", "api_key": API_KEY,
+                    "timeout": TIMEOUT_S,
+                },
+            }
+
+        self.router = litellm.Router(
+            model_list=[deployment("primary", env.failing_url),
+                        deployment("secondary", env.base_url)],
+            fallbacks=[{"primary": ["secondary"]}],
+            num_retries=0,
+        )
+
+    async def call(self) -> str:
+        r = await self.router.acompletion(
+            model="primary", messages=MESSAGES, max_tokens=MAX_TOKENS
+        )
+        return str(r.choices[0].message.content)
+
+    async def close(self) -> None:
+        return None
+
+
+@register(
+    "litellm-router", "LiteLLM Router with fallbacks", scenarios=("seq", "c200"),
+    baseline="httpx2-failover", requires=("litellm",), group="failover",
+)
+def _litellm_router(env: Env) -> Any:
+    return _LiteLLMRouter(env)
+
+
+# ---- portal -----------------------------------------------------------------------------
+# portal's rows plug in below once portal.AsyncClient / portal.Client exist.

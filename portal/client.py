@@ -1,0 +1,744 @@
+"""`Client` and `AsyncClient`: two thin drivers of the same sans-IO flows.
+
+Everything a call decides (canary arm, targets, retries, failover, output repair, tool loop,
+metering) lives in `portal.routing.flow`; the clients only perform the effects the flows
+yield: send over httpx2, sleep, read stream chunks, run tools. `_Core` holds what both share
+(config, router, meter, request preparation), so nothing here is written twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from portal import _http
+from portal._http import httpx2
+from portal.config import PortalConfig, load_config
+from portal.contracts.messages import Message, coerce_messages
+from portal.contracts.output import OutputSpec
+from portal.contracts.request import ChatRequest, EmbedRequest
+from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
+from portal.contracts.tools import ToolChoice, ToolSpec, coerce_tools
+from portal.errors import ConfigError, ContractError, ProviderError
+from portal.metering.meter import Meter
+from portal.providers.base import WireReply
+from portal.routing.effects import (
+    CloseStream,
+    Emit,
+    OpenStream,
+    ReadChunk,
+    RunTools,
+    Send,
+    Sleep,
+)
+from portal.routing.flow import Call, chat_flow, embed_flow, stream_flow, tool_loop_flow
+from portal.routing.health import Health
+from portal.routing.router import AdapterPool, Router, Target
+
+__all__ = ["AsyncClient", "Client"]
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | PortalConfig | None
+DEFAULT_MAX_STEPS = 8
+
+
+class _Core:
+    """State and decisions shared by both clients; also the flows' hooks."""
+
+    def __init__(
+        self,
+        config: ConfigSource,
+        *,
+        ledger: Any = "default",
+        transports: Mapping[str, Any] | None = None,
+        meter: Meter | None = None,
+    ) -> None:
+        if config is None:
+            cfg = PortalConfig()
+        elif isinstance(config, PortalConfig):
+            cfg = config
+        else:
+            cfg = load_config(config)
+        self.config = cfg
+        self.adapters = AdapterPool(cfg)
+        self.router = Router(cfg, self.adapters)
+        self.health = Health()
+        self.transports = dict(transports or {})
+        self.meter = meter or Meter(
+            ledger=_open_ledger(cfg, ledger),
+            key_salt=cfg.portal.key_salt,
+            kinds={n: (p.kind or n) for n, p in cfg.providers.items()},
+            prices=_price_table(cfg),
+        )
+        self._contracts: dict[str, Any] = {}
+
+    # -- hooks used by the flows ---------------------------------------------------------
+    def allow(self, target: Target, call: Call) -> bool:
+        return self.health.allow(target.id)
+
+    def mark_unhealthy(self, target: Target, err: BaseException) -> None:
+        self.health.trip(target.id)
+
+    def cost(self, target: Target, usage: Usage) -> float | None:
+        return self.meter.cost(target.provider, target.model, usage)
+
+    def on_attempt(
+        self, call: Call, target: Target, attempt: Attempt, error: BaseException | None
+    ) -> None:
+        if error is None:
+            self.health.success(target.id)
+        elif isinstance(error, ProviderError) and error.retryable:
+            self.health.failure(target.id)
+        self.meter.attempt(
+            call_id=call.call_id,
+            operation=call.operation,
+            feature=call.route.feature,
+            contract_version=call.contract_version,
+            key=call.key,
+            tenant=call.tenant,
+            tags=call.tags,
+            provider=target.provider,
+            model=target.model,
+            arm=call.route.arm,
+            attempt=attempt,
+            started_at=time.time() - attempt.latency_ms / 1000.0,
+        )
+
+    def on_call(
+        self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
+    ) -> None:
+        latency_ms = (time.perf_counter() - call.started) * 1000.0
+        self.meter.call(
+            call_id=call.call_id,
+            operation=call.operation,
+            feature=call.route.feature,
+            contract_version=call.contract_version,
+            key=call.key,
+            tenant=call.tenant,
+            tags=call.tags,
+            arm=call.route.arm,
+            attempts=call.attempts,
+            response=response,
+            error=error,
+            cost_usd=call.cost_usd,
+            latency_ms=latency_ms,
+            started_at=time.time() - latency_ms / 1000.0,
+        )
+
+    # -- request preparation ---------------------------------------------------------------
+    def contract(self, feature: str | None) -> Any:
+        if feature is None:
+            return None
+        feat = self.router.feature(feature)
+        if feat.contract is None:
+            return None
+        found = self._contracts.get(feature)
+        if found is None:
+            from portal.contracts.feature import load_contract
+
+            path = Path(self.config.base_dir) / feat.contract
+            found = self._contracts[feature] = load_contract(path)
+        return found
+
+    def prepare(
+        self,
+        operation: str,
+        *,
+        feature: str | None,
+        model: str | None,
+        messages: Iterable[Message | Mapping[str, Any]] | None,
+        input: Mapping[str, Any] | None,
+        tools: Sequence[Any] | None,
+        tool_choice: ToolChoice | None,
+        output: Any,
+        key: str | None,
+        tenant: str | None,
+        tags: Mapping[str, str] | None,
+        timeout_s: float | None,
+        params: dict[str, Any],
+    ) -> tuple[Call, OutputSpec | None, dict[str, Any]]:
+        route = self.router.route(feature, key, model)
+        contract = self.contract(feature)
+        msgs: list[Message] = []
+        if input is not None:
+            if contract is None:
+                raise ContractError(
+                    "input= needs a feature with a contract (its prompt templates and input "
+                    "schema); pass messages= instead"
+                )
+            msgs.extend(contract.render(dict(input)))
+        if messages is not None:
+            msgs.extend(coerce_messages(messages))
+        if not msgs:
+            raise ContractError("pass messages= (a list of messages) or input= for a contract")
+        specs = coerce_tools(tools)
+        functions = {s.name: s.function for s in specs if s.function is not None}
+        if contract is not None and contract.tools:
+            given = {s.name: s for s in specs}
+            specs = [given.get(t.name, t) for t in contract.tools] + [
+                s for s in specs if s.name not in {t.name for t in contract.tools}
+            ]
+        out_spec = OutputSpec.of(output) if output is not None else None
+        if out_spec is None and contract is not None:
+            out_spec = contract.output_spec()
+        feat = self.config.features.get(feature) if feature else None
+        if feat is not None:
+            params.setdefault("max_tokens", feat.max_tokens)
+            params.setdefault("temperature", feat.temperature)
+        request = ChatRequest(
+            messages=msgs,
+            tools=specs,
+            tool_choice=tool_choice,
+            output=out_spec,
+            stream=operation == "stream",
+            **{k: v for k, v in params.items() if v is not None},
+        )
+        timeout = timeout_s if timeout_s is not None else route.timeout_s
+        call = Call(
+            operation,
+            route,
+            request,
+            key=key,
+            tenant=tenant,
+            tags=dict(tags or (feat.tags if feat else {})),
+            contract_version=getattr(contract, "version", None),
+            deadline=None if timeout is None else time.perf_counter() + timeout,
+        )
+        return call, out_spec, functions
+
+    def chat_flow(self, call: Call, out: OutputSpec | None, functions: dict[str, Any], run_tools: bool | None, max_steps: int, tool_timeout_s: float | None) -> Any:
+        if functions and run_tools is not False and isinstance(call.request, ChatRequest):
+            base = call
+
+            def make_call(req: ChatRequest) -> Call:
+                return Call(
+                    base.operation,
+                    base.route,
+                    req,
+                    key=base.key,
+                    tenant=base.tenant,
+                    tags=base.tags,
+                    contract_version=base.contract_version,
+                    deadline=base.deadline,
+                )
+
+            return tool_loop_flow(
+                make_call, call.request, self, out, functions, max_steps, tool_timeout_s
+            )
+        return chat_flow(call, self, out)
+
+    def prepare_embed(
+        self,
+        feature: str | None,
+        model: str | None,
+        inputs: Sequence[str],
+        key: str | None,
+        dimensions: int | None,
+        input_type: str | None,
+        timeout_s: float | None,
+    ) -> Call:
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        inputs = list(inputs)
+        if not inputs or not all(isinstance(i, str) for i in inputs):
+            raise ContractError("embed: inputs must be a non-empty list of strings")
+        route = self.router.route(feature, key, model)
+        timeout = timeout_s if timeout_s is not None else route.timeout_s
+        return Call(
+            "embed",
+            route,
+            EmbedRequest(inputs, dimensions, input_type),
+            key=key,
+            deadline=None if timeout is None else time.perf_counter() + timeout,
+        )
+
+    def transport_for(self, provider: str) -> Any:
+        if provider in self.transports:
+            return self.transports[provider]
+        adapter = self.adapters.get(provider)
+        make = getattr(adapter, "default_transport", None)
+        return make() if make is not None else None
+
+    def verify_for(self, provider: str) -> bool:
+        prov = self.config.providers.get(provider)
+        return True if prov is None else prov.verify_tls
+
+    def close(self) -> None:
+        self.meter.close()
+
+
+def _open_ledger(cfg: PortalConfig, ledger: Any) -> Any:
+    """``ledger=`` wins; else the config's ``[portal] ledger``; else SQLite under .portal/
+    next to a config file (in-memory-only clients built from dicts keep no ledger)."""
+    from portal.metering.ledger import Ledger
+
+    if ledger is None or ledger is False:
+        return None
+    if isinstance(ledger, Ledger):
+        return ledger
+    urls: list[str]
+    if ledger != "default":
+        urls = [ledger] if isinstance(ledger, str) else list(ledger)
+    elif cfg.portal.ledgers:
+        urls = cfg.portal.ledgers
+    elif cfg.source is not None:
+        urls = [f"sqlite:///{Path(cfg.base_dir) / '.portal' / 'ledger.db'}"]
+    else:
+        return None
+    urls = [u for u in urls if u != "none"]
+    if not urls:
+        return None
+    resolved = []
+    for url in urls:
+        scheme, sep, rest = url.partition(":///")
+        if sep and scheme in ("sqlite", "jsonl") and not rest.startswith("/"):
+            url = f"{scheme}:///{Path(cfg.base_dir) / rest}"
+        resolved.append(url)
+    return Ledger(resolved)
+
+
+def _price_table(cfg: PortalConfig) -> Any:
+    overrides = {n: p.prices for n, p in cfg.providers.items() if p.prices}
+    if not overrides:
+        return None  # the meter loads the shipped table on first use
+    from portal.metering.prices import PriceTable
+
+    return PriceTable.load().with_overrides(overrides)
+
+
+# =============================================================================== sync
+
+
+class Client:
+    """The synchronous client. Same methods and semantics as `AsyncClient`."""
+
+    def __init__(
+        self,
+        config: ConfigSource = None,
+        *,
+        http_client: httpx2.Client | None = None,
+        transports: Mapping[str, httpx2.BaseTransport] | None = None,
+        ledger: Any = "default",
+        meter: Meter | None = None,
+    ) -> None:
+        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter)
+        self._shared = http_client
+        self._owned: dict[str, httpx2.Client] = {}
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] = "portal.toml", **kw: Any) -> Client:
+        return cls(path, **kw)
+
+    @property
+    def config(self) -> PortalConfig:
+        return self._core.config
+
+    @property
+    def meter(self) -> Meter:
+        return self._core.meter
+
+    @property
+    def router(self) -> Router:
+        return self._core.router
+
+    def _http(self, provider: str) -> httpx2.Client:
+        client = self._owned.get(provider)
+        if client is None:
+            transport = self._core.transport_for(provider)
+            if transport is None and self._shared is not None:
+                return self._shared
+            key = provider if transport is not None else "*"
+            client = self._owned.get(key)
+            if client is None:
+                client = _http.new_sync_client(transport, self._core.verify_for(provider))
+                self._owned[key] = client
+            self._owned[provider] = client
+        return client
+
+    def chat(
+        self,
+        *,
+        feature: str | None = None,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
+        input: Mapping[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        output: Any = None,
+        key: str | None = None,
+        tenant: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        run_tools: bool | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        tool_timeout_s: float | None = 30.0,
+        **params: Any,
+    ) -> Response:
+        call, out, functions = self._core.prepare(
+            "chat", feature=feature, model=model, messages=messages, input=input, tools=tools,
+            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
+            timeout_s=timeout_s, params=params,
+        )
+        flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        return _exhaust(self._drive(flow))  # type: ignore[no-any-return]
+
+    def stream(
+        self,
+        *,
+        feature: str | None = None,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
+        input: Mapping[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        output: Any = None,
+        key: str | None = None,
+        tenant: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        **params: Any,
+    ) -> Iterator[StreamEvent]:
+        call, out, _ = self._core.prepare(
+            "stream", feature=feature, model=model, messages=messages, input=input, tools=tools,
+            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
+            timeout_s=timeout_s, params=params,
+        )
+        return self._drive(stream_flow(call, self._core, out))
+
+    def embed(
+        self,
+        *,
+        feature: str | None = None,
+        model: str | None = None,
+        inputs: Sequence[str],
+        key: str | None = None,
+        dimensions: int | None = None,
+        input_type: str | None = None,
+        timeout_s: float | None = None,
+    ) -> EmbedResponse:
+        call = self._core.prepare_embed(feature, model, inputs, key, dimensions, input_type, timeout_s)
+        return _exhaust(self._drive(embed_flow(call, self._core)))  # type: ignore[no-any-return]
+
+    def _drive(self, flow: Any) -> Iterator[StreamEvent]:
+        """Perform the flow's effects; yield its emitted events; return its result."""
+        stream: httpx2.Response | None = None
+        chunks: Iterator[bytes] | None = None
+        value: Any = None
+        try:
+            while True:
+                try:
+                    effect = flow.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                kind = type(effect)
+                value = None
+                if kind is Send:
+                    client = self._http(effect.provider)
+                    request = _http.to_httpx(effect.request, effect.timeout_s)
+                    try:
+                        resp = client.send(request, stream=effect.stream)
+                    except httpx2.HTTPError as exc:
+                        value = _http.map_exception(exc, effect.provider)
+                        continue
+                    if effect.stream and resp.status_code < 400:
+                        stream, chunks = resp, resp.iter_raw()
+                        value = OpenStream(resp.status_code, dict(resp.headers))
+                    else:
+                        try:
+                            body = resp.read()
+                        except httpx2.HTTPError as exc:
+                            value = _http.map_exception(exc, effect.provider)
+                            continue
+                        finally:
+                            resp.close()
+                        value = WireReply(resp.status_code, resp.headers, body)
+                elif kind is ReadChunk:
+                    assert chunks is not None
+                    try:
+                        value = next(chunks, b"")
+                    except httpx2.HTTPError as exc:
+                        value = _http.map_exception(exc, "stream")
+                elif kind is CloseStream:
+                    if stream is not None:
+                        stream.close()
+                    stream = chunks = None
+                elif kind is Sleep:
+                    if effect.seconds > 0:
+                        time.sleep(effect.seconds)
+                elif kind is Emit:
+                    yield effect.event
+                elif kind is RunTools:
+                    value = [_run_tool_sync(c, effect.functions) for c in effect.calls]
+                else:
+                    raise TypeError(f"unknown effect {effect!r}")
+        finally:
+            if stream is not None:
+                stream.close()
+            flow.close()
+
+    def close(self) -> None:
+        for client in {id(c): c for c in self._owned.values()}.values():
+            client.close()
+        self._owned.clear()
+        self._core.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _exhaust(gen: Iterator[Any]) -> Any:
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _run_tool_sync(call: Any, functions: Mapping[str, Any]) -> Any:
+    fn = functions[call.name]
+    try:
+        result = fn(**call.arguments)
+        if inspect.isawaitable(result):
+            raise ConfigError(
+                f"tool {call.name!r} is async; use portal.AsyncClient to run async tools"
+            )
+        return result
+    except Exception as exc:  # a tool's failure goes back to the model, not to the caller
+        return exc
+
+
+# ============================================================================== async
+
+
+class AsyncClient:
+    """The asynchronous client (anyio: asyncio or trio). Same methods as `Client`."""
+
+    def __init__(
+        self,
+        config: ConfigSource = None,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+        transports: Mapping[str, httpx2.AsyncBaseTransport] | None = None,
+        ledger: Any = "default",
+        meter: Meter | None = None,
+    ) -> None:
+        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter)
+        self._shared = http_client
+        self._owned: dict[str, httpx2.AsyncClient] = {}
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] = "portal.toml", **kw: Any) -> AsyncClient:
+        return cls(path, **kw)
+
+    @property
+    def config(self) -> PortalConfig:
+        return self._core.config
+
+    @property
+    def meter(self) -> Meter:
+        return self._core.meter
+
+    @property
+    def router(self) -> Router:
+        return self._core.router
+
+    def _http(self, provider: str) -> httpx2.AsyncClient:
+        client = self._owned.get(provider)
+        if client is None:
+            transport = self._core.transport_for(provider)
+            if transport is None and self._shared is not None:
+                return self._shared
+            key = provider if transport is not None else "*"
+            client = self._owned.get(key)
+            if client is None:
+                client = _http.new_async_client(transport, self._core.verify_for(provider))
+                self._owned[key] = client
+            self._owned[provider] = client
+        return client
+
+    async def chat(
+        self,
+        *,
+        feature: str | None = None,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
+        input: Mapping[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        output: Any = None,
+        key: str | None = None,
+        tenant: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        run_tools: bool | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        tool_timeout_s: float | None = 30.0,
+        **params: Any,
+    ) -> Response:
+        call, out, functions = self._core.prepare(
+            "chat", feature=feature, model=model, messages=messages, input=input, tools=tools,
+            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
+            timeout_s=timeout_s, params=params,
+        )
+        flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        holder: list[Any] = []
+        async for _ in self._drive(flow, holder):
+            pass
+        return holder[0]  # type: ignore[no-any-return]
+
+    async def stream(
+        self,
+        *,
+        feature: str | None = None,
+        model: str | None = None,
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
+        input: Mapping[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        output: Any = None,
+        key: str | None = None,
+        tenant: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        **params: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        call, out, _ = self._core.prepare(
+            "stream", feature=feature, model=model, messages=messages, input=input, tools=tools,
+            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
+            timeout_s=timeout_s, params=params,
+        )
+        agen = self._drive(stream_flow(call, self._core, out), [])
+        try:
+            async for event in agen:
+                yield event
+        finally:
+            await agen.aclose()
+
+    async def embed(
+        self,
+        *,
+        feature: str | None = None,
+        model: str | None = None,
+        inputs: Sequence[str],
+        key: str | None = None,
+        dimensions: int | None = None,
+        input_type: str | None = None,
+        timeout_s: float | None = None,
+    ) -> EmbedResponse:
+        call = self._core.prepare_embed(feature, model, inputs, key, dimensions, input_type, timeout_s)
+        holder: list[Any] = []
+        async for _ in self._drive(embed_flow(call, self._core), holder):
+            pass
+        return holder[0]  # type: ignore[no-any-return]
+
+    async def _drive(self, flow: Any, holder: list[Any]) -> AsyncIterator[StreamEvent]:
+        """Async twin of `Client._drive`: same effects, awaited. The result goes to holder."""
+        stream: httpx2.Response | None = None
+        chunks: AsyncIterator[bytes] | None = None
+        value: Any = None
+        try:
+            while True:
+                try:
+                    effect = flow.send(value)
+                except StopIteration as stop:
+                    holder.append(stop.value)
+                    return
+                kind = type(effect)
+                value = None
+                if kind is Send:
+                    client = self._http(effect.provider)
+                    request = _http.to_httpx(effect.request, effect.timeout_s)
+                    try:
+                        resp = await client.send(request, stream=effect.stream)
+                    except httpx2.HTTPError as exc:
+                        value = _http.map_exception(exc, effect.provider)
+                        continue
+                    if effect.stream and resp.status_code < 400:
+                        stream, chunks = resp, resp.aiter_raw()
+                        value = OpenStream(resp.status_code, dict(resp.headers))
+                    else:
+                        try:
+                            body = await resp.aread()
+                        except httpx2.HTTPError as exc:
+                            value = _http.map_exception(exc, effect.provider)
+                            continue
+                        finally:
+                            await resp.aclose()
+                        value = WireReply(resp.status_code, resp.headers, body)
+                elif kind is ReadChunk:
+                    assert chunks is not None
+                    try:
+                        value = await anext(chunks, b"")
+                    except httpx2.HTTPError as exc:
+                        value = _http.map_exception(exc, "stream")
+                elif kind is CloseStream:
+                    if stream is not None:
+                        await stream.aclose()
+                    stream = chunks = None
+                elif kind is Sleep:
+                    if effect.seconds > 0:
+                        await anyio.sleep(effect.seconds)
+                elif kind is Emit:
+                    yield effect.event
+                elif kind is RunTools:
+                    value = await _run_tools_async(effect.calls, effect.functions, effect.timeout_s)
+                else:
+                    raise TypeError(f"unknown effect {effect!r}")
+        finally:
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+            flow.close()
+
+    async def aclose(self) -> None:
+        for client in {id(c): c for c in self._owned.values()}.values():
+            await client.aclose()
+        self._owned.clear()
+        self._core.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def _run_tools_async(
+    calls: Sequence[Any], functions: Mapping[str, Any], timeout_s: float | None
+) -> list[Any]:
+    """Parallel tool calls run concurrently, each under its own timeout."""
+    results: list[Any] = [None] * len(calls)
+
+    async def one(i: int, call: Any) -> None:
+        fn = functions[call.name]
+        try:
+            with anyio.fail_after(timeout_s) if timeout_s else _nullcontext():
+                if inspect.iscoroutinefunction(fn):
+                    results[i] = await fn(**call.arguments)
+                else:
+                    results[i] = await anyio.to_thread.run_sync(lambda: fn(**call.arguments))
+        except TimeoutError:
+            results[i] = TimeoutError(f"tool {call.name!r} took longer than {timeout_s:g}s")
+        except Exception as exc:
+            results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(calls):
+            tg.start_soon(one, i, call)
+    return results
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,135 @@
+"""What a call returns: the normalized `Response`, its `Usage`, per-attempt records, stream
+events and embeddings.
+
+These are plain slotted dataclasses, not pydantic models: they are built on the hot path of
+every call from data the adapters already checked, so validation would only cost time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from portal.contracts.messages import Message, ToolCall
+
+__all__ = [
+    "FINISH_REASONS",
+    "Attempt",
+    "Embedding",
+    "EmbedResponse",
+    "FinishReason",
+    "Response",
+    "StreamEvent",
+    "Usage",
+]
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "tool_calls", "content_filter", "error")
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens of one reply. ``input_tokens`` includes cached ones; the cached share is
+    ``cached_input_tokens`` (cache reads) and ``cache_write_tokens`` (cache writes), so cost
+    code never counts a token twice. ``estimated`` is True when portal counted them itself."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
+        )
+
+
+Outcome = Literal["ok", "error", "cancelled", "hedge_lost", "invalid_output"]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try against one target: retries, failovers and hedge losers each get one."""
+
+    target: str
+    outcome: Outcome
+    latency_ms: float
+    number: int = 1
+    error: str | None = None  # error class name
+    status: int | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    ttft_ms: float | None = None
+    request_id: str | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    """The normalized reply of a chat call, whatever vendor served it."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    raw_finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None  # the model the vendor says answered
+    request_id: str | None = None
+    output: Any = None
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    target: str | None = None
+    arm: str = "baseline"
+    feature: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    provider_details: dict[str, Any] = field(default_factory=dict)
+    citations: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # transcript of a tool loop
+
+    def to_message(self) -> Message:
+        """The assistant turn to append when continuing the conversation."""
+        return Message("assistant", self.text or None, list(self.tool_calls) or None)
+
+
+EventType = Literal["text", "tool_call", "usage", "done"]
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One normalized stream event. ``text`` for "text"; ``tool_call`` for "tool_call" (complete,
+    arguments assembled); ``usage`` for "usage"; ``response`` on the final "done" event."""
+
+    type: EventType
+    text: str = ""
+    tool_call: ToolCall | None = None
+    usage: Usage | None = None
+    response: Response | None = None
+
+
+@dataclass(slots=True)
+class Embedding:
+    index: int
+    vector: list[float]
+
+
+@dataclass(slots=True)
+class EmbedResponse:
+    vectors: list[list[float]]
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    target: str | None = None
+    feature: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)

@@ -1,0 +1,230 @@
+"""The meter: turns what the flows report (attempts, calls) into money and ledger rows.
+
+It sits beside the layers: the client hands it to the flows as part of their hooks; it never
+calls into routing or providers. Costs come from the price table (with the config's
+negotiated overrides); rows go to the ledger in the background; a small in-memory summary
+serves `portal demo` and tests without reading the ledger back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
+
+if TYPE_CHECKING:
+    from portal.metering.ledger import Ledger
+    from portal.metering.prices import PriceTable
+
+__all__ = ["Meter", "Summary"]
+
+
+@dataclass(slots=True)
+class Summary:
+    """Running totals for one (feature, target, arm) group."""
+
+    calls: int = 0
+    errors: int = 0
+    attempts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    ttfts_ms: list[float] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unknown_cost: int = 0
+
+
+class Meter:
+    def __init__(
+        self,
+        prices: PriceTable | None = None,
+        ledger: Ledger | None = None,
+        key_salt: str = "portal",
+        kinds: dict[str, str] | None = None,
+        keep_summary: bool = True,
+    ) -> None:
+        self._prices = prices
+        self.ledger = ledger
+        self.key_salt = key_salt
+        self.kinds = kinds or {}  # provider name -> kind, for price lookups
+        self._price_cache: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.keep_summary = keep_summary
+        self.summary: dict[tuple[str, str, str], Summary] = defaultdict(Summary)
+        self._hashes: dict[str, str] = {}
+
+    @property
+    def prices(self) -> PriceTable:
+        if self._prices is None:
+            from portal.metering.prices import PriceTable
+
+            self._prices = PriceTable.load()
+        return self._prices
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float | None:
+        key = f"{provider}:{model}"
+        try:
+            price = self._price_cache[key]
+        except KeyError:
+            price = self._price_cache[key] = self.prices.lookup(
+                provider, model, kind=self.kinds.get(provider)
+            )
+        return None if price is None else price.cost(usage)
+
+    def key_hash(self, key: str | None) -> str | None:
+        if key is None:
+            return None
+        h = self._hashes.get(key)
+        if h is None:
+            from portal.metering.ledger import hash_key
+
+            h = hash_key(key, self.key_salt)
+            if len(self._hashes) < 100_000:
+                self._hashes[key] = h
+        return h
+
+    # -- records --------------------------------------------------------------------------
+    def attempt(
+        self,
+        *,
+        call_id: str,
+        operation: str,
+        feature: str | None,
+        contract_version: str | None,
+        key: str | None,
+        tenant: str | None,
+        tags: dict[str, str],
+        provider: str,
+        model: str,
+        arm: str,
+        attempt: Attempt,
+        started_at: float,
+    ) -> None:
+        if self.ledger is None:
+            return
+        from portal.metering.ledger import LedgerRecord
+
+        u = attempt.usage or Usage()
+        self.ledger.record(
+            LedgerRecord(
+                ts=started_at,
+                kind="attempt",
+                call_id=call_id,
+                operation=operation,  # type: ignore[arg-type]
+                feature=feature,
+                contract_version=contract_version,
+                key_hash=self.key_hash(key),
+                tenant=tenant,
+                tags=tags,
+                target=attempt.target,
+                provider=provider,
+                model=model,
+                arm=arm,  # type: ignore[arg-type]
+                attempt=attempt.number,
+                outcome=attempt.outcome,
+                error=attempt.error,
+                status=attempt.status,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cached_input_tokens=u.cached_input_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+                reasoning_tokens=u.reasoning_tokens,
+                cost_usd=attempt.cost_usd,
+                latency_ms=attempt.latency_ms,
+                ttft_ms=attempt.ttft_ms,
+                estimated=u.estimated,
+            )
+        )
+
+    def call(
+        self,
+        *,
+        call_id: str,
+        operation: str,
+        feature: str | None,
+        contract_version: str | None,
+        key: str | None,
+        tenant: str | None,
+        tags: dict[str, str],
+        arm: str,
+        attempts: list[Attempt],
+        response: Response | EmbedResponse | None,
+        error: BaseException | None,
+        cost_usd: float | None,
+        latency_ms: float,
+        started_at: float,
+    ) -> None:
+        target = (
+            response.target
+            if response is not None and response.target
+            else (attempts[-1].target if attempts else "")
+        )
+        provider, _, model = (target or "").partition(":")
+        usage = response.usage if response is not None else Usage()
+        ttft = getattr(response, "ttft_ms", None)
+        outcome = "ok" if error is None else "error"
+        if error is not None and type(error).__name__ in ("CancelledError", "Cancelled", "GeneratorExit"):
+            outcome = "cancelled"
+        if self.keep_summary:
+            with self._lock:
+                s = self.summary[(feature or "-", target or "-", arm)]
+                s.calls += 1
+                s.attempts += len(attempts)
+                if error is not None:
+                    s.errors += 1
+                else:
+                    s.latencies_ms.append(latency_ms)
+                    if ttft is not None:
+                        s.ttfts_ms.append(ttft)
+                s.input_tokens += usage.input_tokens
+                s.output_tokens += usage.output_tokens
+                if cost_usd is None:
+                    s.unknown_cost += 1
+                else:
+                    s.cost_usd += cost_usd
+        if self.ledger is None:
+            return
+        from portal.metering.ledger import LedgerRecord
+
+        self.ledger.record(
+            LedgerRecord(
+                ts=started_at,
+                kind="call",
+                call_id=call_id,
+                operation=operation,  # type: ignore[arg-type]
+                feature=feature,
+                contract_version=contract_version,
+                key_hash=self.key_hash(key),
+                tenant=tenant,
+                tags=tags,
+                target=target or "",
+                provider=provider,
+                model=model,
+                arm=arm,  # type: ignore[arg-type]
+                attempt=len(attempts),
+                outcome=outcome,  # type: ignore[arg-type]
+                error=None if error is None else type(error).__name__,
+                status=getattr(error, "status", None),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_usd=cost_usd,
+                latency_ms=latency_ms,
+                ttft_ms=ttft,
+                estimated=usage.estimated,
+            )
+        )
+
+    def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+
+    @staticmethod
+    def now() -> float:
+        return time.time()

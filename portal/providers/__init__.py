@@ -1,0 +1,1 @@
+"""Provider adapters: one module per wire API, each a pure translator (see `base.Adapter`)."""

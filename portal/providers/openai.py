@@ -1,0 +1,521 @@
+"""OpenAI Chat Completions (``POST /v1/chat/completions``) and Embeddings (``POST /v1/embeddings``).
+
+Wire format: OpenAI's OpenAPI description (shared/specs/openai-openapi.yaml), schemas
+``CreateChatCompletionRequest``, ``CreateChatCompletionResponse``,
+``CreateChatCompletionStreamResponse``, ``CreateEmbeddingRequest``/``Response``, ``ErrorResponse``.
+Several other kinds reuse this file's mapping (azure-openai, openai-compatible, mistral, sim).
+
+Choices made here, one per vendor rule:
+
+- structured output is ``response_format: json_schema`` with ``strict: true``; the schema is
+  rewritten by `schema_transform.to_openai_strict` and `finalize` drops the nulls strict mode
+  added for optional properties;
+- an unknown ``finish_reason`` becomes "tool_calls" when tool calls came back, "stop" when text
+  came back, and "error" when nothing did (the raw value is kept in ``raw_finish_reason``);
+- a reply stopped by the content filter (or a refusal) with neither text nor tool calls raises
+  `ContentFiltered`, in the JSON and the streaming path alike;
+- errors are classified by the body's ``code`` / ``type`` first (so an error chunk inside a
+  200 stream classifies like the HTTP error), then by status; ``insufficient_quota`` is a
+  `RateLimited` that is not retryable (waiting does not refill a quota: fail over instead).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
+from portal.contracts.request import ChatRequest, EmbedRequest
+from portal.contracts.responses import EmbedResponse, Response, StreamEvent, Usage
+from portal.errors import (
+    AuthenticationError,
+    ContentFiltered,
+    ContextTooLong,
+    NotFound,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    ServerError,
+)
+from portal.providers.base import (
+    Adapter,
+    Capabilities,
+    StreamParser,
+    ToolCallAssembler,
+    WireReply,
+    WireRequest,
+    error_class_for_status,
+)
+from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
+from portal.providers.sse import SSEDecoder
+
+__all__ = ["FINISH_REASON_MAP", "OpenAIAdapter", "OpenAIChatStreamParser", "normalize_finish"]
+
+FINISH_REASON_MAP: dict[str, str] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+#: OpenAI error ``code`` / ``type`` values that decide the class whatever the status
+ERROR_CODE_MAP: dict[str, type[ProviderError]] = {
+    "context_length_exceeded": ContextTooLong,
+    "string_above_max_length": ContextTooLong,
+    "rate_limit_exceeded": RateLimited,
+    "insufficient_quota": RateLimited,
+    "tokens_exceeded": RateLimited,
+    "invalid_api_key": AuthenticationError,
+    "authentication_error": AuthenticationError,
+    "permission_error": AuthenticationError,
+    "model_not_found": NotFound,
+    "content_filter": ContentFiltered,
+    "content_policy_violation": ContentFiltered,
+    "server_error": ServerError,
+    "engine_overloaded": Overloaded,
+    "overloaded": Overloaded,
+    "server_is_overloaded": Overloaded,
+}
+#: codes after which retrying the same target cannot succeed
+NOT_RETRYABLE_CODES = frozenset({"insufficient_quota"})
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def normalize_finish(raw: Any, has_text: bool, has_calls: bool, table: Mapping[str, str]) -> str:
+    """The normalized finish reason; unknown raw values follow the module's documented rule."""
+    if raw is None:
+        return "tool_calls" if has_calls else "stop"
+    mapped = table.get(str(raw))
+    if mapped is None:
+        mapped = "tool_calls" if has_calls else ("stop" if has_text else "error")
+    if mapped == "stop" and has_calls:
+        mapped = "tool_calls"
+    return mapped
+
+
+def parse_duration(raw: str | None) -> float | None:
+    """OpenAI's ``x-ratelimit-reset-*`` values: ``1s``, ``6m0s``, ``120ms``, ``1h2m``."""
+    if not raw:
+        return None
+    total = 0.0
+    matched = False
+    for number, unit in _DURATION.findall(raw):
+        matched = True
+        total += float(number) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    return total if matched else None
+
+
+class OpenAIAdapter(Adapter):
+    """Documented limits used: 128 tools per request; function names ``^[a-zA-Z0-9_-]{1,64}$``;
+    strict schemas: 5000 properties, 10 nesting levels, 1000 enum values (see schema_transform)."""
+
+    kind: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        structured_output="json_schema",
+        schema_dialect="openai-strict",
+        embed=True,
+        max_tools=128,
+        notes=(
+            ("strict json_schema: optional properties sent as required+nullable, nulls removed "
+            "from the reply; validation-only keywords left to portal's validator"),
+        ),
+    )
+    chat_path: ClassVar[str] = "/chat/completions"
+    embed_path: ClassVar[str] = "/embeddings"
+    #: OpenAI renamed max_tokens to max_completion_tokens; compatible servers often want the old
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    #: whether ``stream_options: {"include_usage": true}`` is sent with streamed requests
+    stream_usage: ClassVar[bool] = True
+    #: whether the request's ``seed`` is sent, and under which name
+    seed_field: ClassVar[str | None] = "seed"
+
+    # -- request ---------------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key()}"}
+
+    def chat_url(self, model: str) -> str:
+        return self.base_url + self.chat_path
+
+    def chat_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": self.map_messages(req.messages)}
+        if req.tools:
+            body["tools"] = [self.map_tool(t) for t in req.tools]
+        if req.tool_choice is not None:
+            body["tool_choice"] = self.map_tool_choice(req.tool_choice)
+        if req.output is not None:
+            body["response_format"] = self.map_output(req)
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.max_tokens is not None:
+            body[self.max_tokens_field] = req.max_tokens
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+        if req.stop:
+            body["stop"] = req.stop
+        if req.seed is not None and self.seed_field:
+            body[self.seed_field] = req.seed
+        if req.stream:
+            body["stream"] = True
+            if self.stream_usage:
+                body["stream_options"] = {"include_usage": True}
+        body.update(req.options_for(self.kind))
+        return body
+
+    def build_chat(self, req: ChatRequest, model: str) -> WireRequest:
+        return self.json_request(self.chat_url(model), self.chat_body(req, model), self.auth_headers())
+
+    def map_messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for m in messages:
+            if m.role == "tool":
+                out.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": self.map_tool_call_id(m.tool_call_id or ""),
+                        "content": m.text,
+                    }
+                )
+                continue
+            item: dict[str, Any] = {"role": m.role}
+            if isinstance(m.content, list) and any(isinstance(p, ImagePart) for p in m.content):
+                item["content"] = [self.map_part(p) for p in m.content]
+            else:
+                item["content"] = m.text if (m.content is not None or m.role != "assistant") else None
+            if m.tool_calls:
+                item["tool_calls"] = [self.map_tool_call(c) for c in m.tool_calls]
+            if m.name and m.role != "tool":
+                item["name"] = m.name
+            out.append(item)
+        return out
+
+    def map_part(self, part: TextPart | ImagePart) -> dict[str, Any]:
+        if isinstance(part, TextPart):
+            return {"type": "text", "text": part.text}
+        return {"type": "image_url", "image_url": {"url": part.data_url}}
+
+    def map_tool_call_id(self, call_id: str) -> str:
+        """Tool-call ids as this vendor wants them; OpenAI takes any string."""
+        return call_id
+
+    def map_tool_call(self, call: ToolCall) -> dict[str, Any]:
+        return {
+            "id": self.map_tool_call_id(call.id),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments_json()},
+        }
+
+    def map_tool(self, tool: Any) -> dict[str, Any]:
+        params = tool.parameters
+        if tool.strict:
+            params = to_openai_strict(params, f"tool {tool.name!r}: parameters").schema
+        fn: dict[str, Any] = {"name": tool.name, "parameters": params}
+        if tool.description:
+            fn["description"] = tool.description
+        if tool.strict:
+            fn["strict"] = True
+        return {"type": "function", "function": fn}
+
+    def map_tool_choice(self, choice: str) -> Any:
+        if choice in ("auto", "none", "required"):
+            return choice
+        return {"type": "function", "function": {"name": choice}}
+
+    def map_output(self, req: ChatRequest) -> dict[str, Any]:
+        assert req.output is not None
+        strict = to_openai_strict(req.output.schema, "output")
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": req.output.name, "schema": strict.schema, "strict": True},
+        }
+
+    # -- response --------------------------------------------------------------------------
+    def parse_chat(self, reply: WireReply, model: str) -> Response:
+        try:
+            data = reply.json()
+        except ValueError as exc:
+            raise self.invalid(f"reply is not JSON ({exc})", model) from None
+        if not isinstance(data, dict):
+            raise self.invalid("reply is not a JSON object", model)
+        if "error" in data and "choices" not in data:
+            raise self.error_from_body(data, model, reply.status, reply.headers)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self.invalid("reply has no choices[0]", model)
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise self.invalid("choices[0].message is missing", model)
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            text = "".join(
+                p.get("text", "") for p in text if isinstance(p, dict)
+            ) if isinstance(text, list) else str(text)
+        calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
+        raw_finish = choice.get("finish_reason")
+        finish = normalize_finish(raw_finish, bool(text), bool(calls), self.finish_reason_map())
+        details: dict[str, Any] = self.reply_details(data, choice)
+        if message.get("refusal"):
+            details["refusal"] = message["refusal"]
+            finish = "content_filter"
+        request_id = self.request_id(reply.headers) or data.get("id")
+        if finish == "content_filter" and not text and not calls:
+            raise self.filtered(details, model, request_id)
+        return Response(
+            text=text,
+            tool_calls=calls,
+            finish_reason=finish,  # type: ignore[arg-type]
+            raw_finish_reason=raw_finish,
+            usage=self.parse_usage(data.get("usage")),
+            model=data.get("model"),
+            request_id=request_id,
+            provider_details=details,
+        )
+
+    def finish_reason_map(self) -> Mapping[str, str]:
+        return FINISH_REASON_MAP
+
+    def reply_details(self, data: Mapping[str, Any], choice: Mapping[str, Any]) -> dict[str, Any]:
+        """Vendor extras worth keeping on ``Response.provider_details``."""
+        return {k: data[k] for k in ("system_fingerprint", "service_tier") if data.get(k)}
+
+    def filtered(
+        self, details: Mapping[str, Any], model: str, request_id: str | None = None
+    ) -> ContentFiltered:
+        refusal = details.get("refusal")
+        message = f"the model refused: {refusal}" if refusal else (
+            "the vendor's content filter stopped the reply"
+        )
+        return ContentFiltered(
+            message, provider=self.name, model=model, request_id=request_id, body=dict(details)
+        )
+
+    def parse_tool_call(self, raw: Any, model: str) -> ToolCall:
+        if not isinstance(raw, dict) or not isinstance(raw.get("function"), dict):
+            raise self.invalid("tool_calls[] entry without a function", model)
+        fn = raw["function"]
+        args_text = fn.get("arguments") or "{}"
+        try:
+            args = json.loads(args_text) if isinstance(args_text, str) else args_text
+        except json.JSONDecodeError as exc:
+            raise self.invalid(
+                f"tool call {fn.get('name')!r}: arguments are not valid JSON ({exc.msg})", model
+            ) from None
+        if not isinstance(args, dict):
+            raise self.invalid(f"tool call {fn.get('name')!r}: arguments must be an object", model)
+        return ToolCall(str(raw.get("id") or ""), str(fn.get("name") or ""), args)
+
+    @staticmethod
+    def parse_usage(raw: Any) -> Usage:
+        """``prompt_tokens`` already includes ``cached_tokens``; reasoning is inside completion."""
+        if not isinstance(raw, dict):
+            return Usage()
+        prompt_details = raw.get("prompt_tokens_details") or {}
+        completion_details = raw.get("completion_tokens_details") or {}
+        return Usage(
+            input_tokens=int(raw.get("prompt_tokens") or 0),
+            output_tokens=int(raw.get("completion_tokens") or 0),
+            cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+    def usage_from_chunk(self, chunk: Mapping[str, Any]) -> Usage | None:
+        """Usage carried by one stream chunk, if any (servers put it in different places)."""
+        usage = chunk.get("usage")
+        return self.parse_usage(usage) if isinstance(usage, dict) else None
+
+    def stream_parser(self, req: ChatRequest, model: str) -> StreamParser:
+        return OpenAIChatStreamParser(self, model, req)
+
+    def finalize(self, req: ChatRequest, response: Response) -> Response:
+        """Strict mode made optional properties required-but-nullable; drop those nulls."""
+        if req.output is not None and response.text:
+            try:
+                data = json.loads(response.text)
+            except json.JSONDecodeError:
+                return response  # the router's validation reports it
+            cleaned = drop_added_nulls(data, req.output.schema)
+            if cleaned != data:
+                response.text = json.dumps(cleaned, ensure_ascii=False)
+        strict_tools = {t.name: t for t in req.tools if t.strict}
+        if strict_tools:
+            for call in response.tool_calls:
+                spec = strict_tools.get(call.name)
+                if spec is not None:
+                    call.arguments = drop_added_nulls(call.arguments, spec.parameters)
+        return response
+
+    # -- errors ----------------------------------------------------------------------------
+    def error_details(self, reply: WireReply) -> tuple[str, str | None]:
+        """``{"error": {"message", "type", "param", "code"}}``; the code wins over the type."""
+        try:
+            data = reply.json()
+        except (ValueError, UnicodeDecodeError):
+            return super().error_details(reply)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            code = err.get("code") or err.get("type")
+            return str(err.get("message") or ""), (str(code) if code is not None else None)
+        return super().error_details(reply)
+
+    def classify(self, status: int, code: str | None, message: str) -> type[ProviderError]:
+        if code is not None and code in ERROR_CODE_MAP:
+            return ERROR_CODE_MAP[code]
+        return error_class_for_status(status, code, message)
+
+    def parse_error(self, reply: WireReply, model: str) -> ProviderError:
+        err = super().parse_error(reply, model)
+        if err.code in NOT_RETRYABLE_CODES:
+            err.retryable = False
+        if err.retry_after is None and isinstance(err, RateLimited):
+            resets = [
+                parse_duration(reply.headers.get(h))
+                for h in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+            ]
+            known = [r for r in resets if r is not None]
+            if known:
+                err.retry_after = max(known)
+        return err
+
+    def error_from_body(
+        self,
+        data: Mapping[str, Any],
+        model: str,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> ProviderError:
+        """An error object found inside a 200 body or a stream chunk."""
+        body = json.dumps(data).encode()
+        return self.parse_error(
+            WireReply(status if status >= 400 else 500, dict(headers or {}), body), model
+        )
+
+    # -- embeddings ------------------------------------------------------------------------
+    def embed_body(self, req: EmbedRequest, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "input": req.inputs, "encoding_format": "float"}
+        if req.dimensions is not None:
+            body["dimensions"] = req.dimensions
+        body.update(req.options_for(self.kind))
+        return body
+
+    def embed_url(self, model: str) -> str:
+        return self.base_url + self.embed_path
+
+    def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
+        return self.json_request(
+            self.embed_url(model), self.embed_body(req, model), self.auth_headers()
+        )
+
+    def parse_embed(self, reply: WireReply, model: str) -> EmbedResponse:
+        try:
+            data = reply.json()
+            items = sorted(data["data"], key=lambda d: d.get("index", 0))
+            vectors = [list(map(float, item["embedding"])) for item in items]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self.invalid(f"embedding reply not understood ({exc})", model) from None
+        usage_raw = data.get("usage") or {}
+        usage = Usage(input_tokens=int(usage_raw.get("prompt_tokens") or 0))
+        return EmbedResponse(vectors, usage, data.get("model"))
+
+
+class OpenAIChatStreamParser(StreamParser):
+    """Chat Completions chunks: text deltas, tool-call fragments by index, a usage chunk with
+    empty choices, then ``data: [DONE]``."""
+
+    def __init__(self, adapter: OpenAIAdapter, model: str, req: ChatRequest | None = None) -> None:
+        self.adapter = adapter
+        self.model = model
+        self.req = req
+        self.sse = SSEDecoder()
+        self.text: list[str] = []
+        self.tools = ToolCallAssembler()
+        self.usage: Usage | None = None
+        self.finish_raw: str | None = None
+        self.done = False
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.details: dict[str, Any] = {}
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for sse in self.sse.feed(chunk):
+            self._event(sse.data, events)
+        return events
+
+    def _event(self, data: str, events: list[StreamEvent]) -> None:
+        if not data:
+            return
+        if data.strip() == "[DONE]":
+            self.done = True
+            return
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError:
+            raise self.adapter.invalid("stream chunk is not JSON", self.model) from None
+        if not isinstance(obj, dict):
+            raise self.adapter.invalid("stream chunk is not a JSON object", self.model)
+        if "error" in obj:
+            raise self.adapter.error_from_body(obj, self.model, 500)
+        self.response_model = obj.get("model") or self.response_model
+        self.response_id = obj.get("id") or self.response_id
+        usage = self.adapter.usage_from_chunk(obj)
+        if usage is not None:
+            self.usage = usage
+            events.append(StreamEvent("usage", usage=usage))
+        for choice in obj.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.text.append(content)
+                events.append(StreamEvent("text", text=content))
+            if delta.get("refusal"):
+                self.details["refusal"] = self.details.get("refusal", "") + delta["refusal"]
+            for frag in delta.get("tool_calls") or []:
+                key = frag.get("index", 0)
+                fn = frag.get("function") or {}
+                self.tools.start(key, frag.get("id"), fn.get("name"))
+                args = fn.get("arguments")
+                if args:
+                    self.tools.add_arguments(
+                        key, args if isinstance(args, str) else json.dumps(args)
+                    )
+            if choice.get("finish_reason"):
+                self.finish_raw = choice["finish_reason"]
+            self.details.update(self.adapter.reply_details(obj, choice))
+
+    def finish(self) -> Response:
+        for sse in self.sse.close():
+            self._event(sse.data, [])
+        text = "".join(self.text)
+        if not self.done and self.finish_raw is None:
+            raise self.adapter.interrupted(
+                "stream ended before the reply was complete (no finish_reason, no [DONE])",
+                self.model,
+                text,
+                self.usage,
+            )
+        calls = self.tools.finish(self.adapter.name, self.model)
+        raw = self.finish_raw
+        finish = normalize_finish(raw, bool(text), bool(calls), self.adapter.finish_reason_map())
+        if self.details.get("refusal"):
+            finish = "content_filter"
+        if finish == "content_filter" and not text and not calls:
+            raise self.adapter.filtered(self.details, self.model, self.response_id)
+        response = Response(
+            text=text,
+            tool_calls=calls,
+            finish_reason=finish,  # type: ignore[arg-type]
+            raw_finish_reason=raw,
+            usage=self.usage or Usage(),
+            model=self.response_model,
+            request_id=self.response_id,
+            provider_details=self.details,
+        )
+        return self.adapter.finalize(self.req, response) if self.req is not None else response

@@ -1,0 +1,325 @@
+"""JSON-Schema transformers for vendors that accept only a dialect of JSON Schema.
+
+OpenAI strict mode (structured outputs and ``strict`` function tools) accepts a subset of
+JSON Schema and adds rules of its own (OpenAI guide "Structured Outputs", section
+"Supported schemas"):
+
+- every object lists all its properties in ``required`` and has ``additionalProperties: false``;
+  an optional property is expressed as a required one that may be ``null``;
+- the root is an object, not ``anyOf``; ``anyOf``, ``$ref``/``$defs`` and recursion are allowed;
+- supported keywords: strings ``pattern``, ``format`` (date-time, time, date, duration, email,
+  hostname, ipv4, ipv6, uuid); numbers ``multipleOf``, ``minimum``, ``maximum``,
+  ``exclusiveMinimum``, ``exclusiveMaximum``; arrays ``items``, ``minItems``, ``maxItems``;
+- not supported: ``allOf``, ``not``, ``if``/``then``/``else``, ``dependentRequired``,
+  ``dependentSchemas``, ``patternProperties``, ``unevaluatedProperties``, ``propertyNames``,
+  ``minProperties``, ``maxProperties``, ``minLength``, ``maxLength``, ``unevaluatedItems``,
+  ``contains``, ``minContains``, ``maxContains``, ``uniqueItems``, ``default``;
+- limits: 5000 object properties in total, 10 levels of nesting, 1000 enum values in total.
+
+What portal does with each keyword (portal always validates the reply against the caller's
+*original* schema, so a keyword that only narrows the valid values can be left to portal):
+
+- *validation-only* keywords (``minLength``, ``uniqueItems``, unsupported ``format``...) are
+  removed from what is sent and listed in `StrictSchema.dropped`;
+- annotations the API refuses (``default``, ``$schema``, ``examples``, ``discriminator``) are
+  removed; ``oneOf`` becomes ``anyOf`` (portal still checks exclusivity); a one-element
+  ``allOf`` is inlined; a ``$ref`` with siblings is wrapped in ``anyOf``;
+- *structural* keywords that change which shapes are valid (``not``, ``if``, ``allOf`` with
+  several branches, ``patternProperties``, schema-valued ``additionalProperties``...) cannot
+  be expressed, so `to_openai_strict` raises `ContractError` naming the keyword and the JSON
+  pointer. Use a non-strict target or change the schema.
+
+`drop_added_nulls` undoes the optional→nullable rewrite on a reply, so the caller's schema
+(where the property was optional, not nullable) accepts it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from portal.errors import ContractError
+
+__all__ = [
+    "OPENAI_STRICT_FORMATS",
+    "StrictSchema",
+    "drop_added_nulls",
+    "to_openai_strict",
+]
+
+OPENAI_STRICT_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+#: narrow the set of valid values without changing its shape: safe to leave to portal
+_VALIDATION_ONLY = (
+    "minLength",
+    "maxLength",
+    "minProperties",
+    "maxProperties",
+    "uniqueItems",
+    "minContains",
+    "maxContains",
+)
+_ANNOTATIONS_REFUSED = ("default", "$schema", "$id", "examples", "discriminator", "$comment")
+#: change which shapes are valid: cannot be dropped without changing the contract
+_STRUCTURAL = (
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "contains",
+    "unevaluatedItems",
+)
+MAX_PROPERTIES = 5000
+MAX_NESTING = 10
+MAX_ENUM_VALUES = 1000
+
+
+@dataclass(slots=True, frozen=True)
+class StrictSchema:
+    """The schema to send, and what was dropped (pointer, keyword) for the docs and logs."""
+
+    schema: dict[str, Any]
+    dropped: tuple[tuple[str, str], ...] = field(default=())
+
+
+def to_openai_strict(schema: dict[str, Any], where: str = "output") -> StrictSchema:
+    """Rewrite ``schema`` for OpenAI strict mode, or raise `ContractError` if it cannot be.
+
+    ``where`` names the schema in error messages ("output", "tool 'lookup': parameters")."""
+    key = json.dumps(schema, sort_keys=True, default=str)
+    return _cached(key, where)
+
+
+@lru_cache(maxsize=256)
+def _cached(key: str, where: str) -> StrictSchema:
+    schema = json.loads(key)
+    walker = _Strict(where, schema)
+    root = walker.root(schema)
+    return StrictSchema(root, tuple(walker.dropped))
+
+
+class _Strict:
+    def __init__(self, where: str, original: dict[str, Any]) -> None:
+        self.where = where
+        self.original = original
+        self.dropped: list[tuple[str, str]] = []
+        self.properties = 0
+        self.enum_values = 0
+
+    def fail(self, pointer: str, keyword: str, why: str) -> ContractError:
+        return ContractError(
+            f"{self.where}: OpenAI strict mode cannot express {keyword!r} at {pointer or '/'} "
+            f"({why}); remove it, or route this feature to a target without strict mode",
+            [{"pointer": pointer or "/", "keyword": keyword, "message": why}],
+        )
+
+    def root(self, schema: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(schema)
+        ref = out.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and "type" not in out:
+            # pydantic emits {"$ref": "#/$defs/Model", "$defs": {...}} for recursive models
+            target = out.get("$defs", {}).get(ref[len("#/$defs/") :])
+            if isinstance(target, dict):
+                out.pop("$ref")
+                defs = out.get("$defs", {})
+                out = {**copy.deepcopy(target), "$defs": defs}
+                out = json.loads(json.dumps(out).replace(json.dumps(ref), json.dumps("#")))
+        if out.get("type") != "object":
+            raise self.fail(
+                "", "type", "the root of a strict schema must be an object (type: object)"
+            )
+        result = self.node(out, "", 0)
+        if self.properties > MAX_PROPERTIES:
+            raise self.fail("", "properties", f"more than {MAX_PROPERTIES} properties in total")
+        if self.enum_values > MAX_ENUM_VALUES:
+            raise self.fail("", "enum", f"more than {MAX_ENUM_VALUES} enum values in total")
+        return result
+
+    def node(self, s: Any, ptr: str, depth: int) -> Any:
+        if isinstance(s, bool):
+            raise self.fail(ptr, str(s).lower(), "boolean schemas are not supported")
+        if not isinstance(s, dict):
+            return s
+        if depth > MAX_NESTING:
+            raise self.fail(ptr, "properties", f"nesting deeper than {MAX_NESTING} levels")
+        s = dict(s)
+        for kw in _STRUCTURAL:
+            if kw in s:
+                raise self.fail(f"{ptr}/{kw}", kw, "the keyword changes which shapes are valid")
+        for kw in _ANNOTATIONS_REFUSED:
+            s.pop(kw, None)
+        for kw in _VALIDATION_ONLY:
+            if kw in s:
+                s.pop(kw)
+                self.dropped.append((f"{ptr}/{kw}", kw))
+        fmt = s.get("format")
+        if fmt is not None and fmt not in OPENAI_STRICT_FORMATS:
+            s.pop("format")
+            self.dropped.append((f"{ptr}/format", "format"))
+        if "allOf" in s:
+            branches = s.pop("allOf")
+            if not isinstance(branches, list) or len(branches) != 1:
+                raise self.fail(f"{ptr}/allOf", "allOf", "only a one-element allOf can be inlined")
+            s = {**branches[0], **s}
+            return self.node(s, ptr, depth)
+        if "oneOf" in s:
+            s["anyOf"] = s.pop("oneOf")
+        if "enum" in s and isinstance(s["enum"], list):
+            self.enum_values += len(s["enum"])
+        if "$ref" in s and len(s) > 1:
+            ref = s.pop("$ref")
+            description = s.pop("description", None)
+            if s:
+                extra = next(iter(s))
+                raise self.fail(f"{ptr}/{extra}", extra, "a $ref cannot carry sibling keywords")
+            s = {"anyOf": [{"$ref": ref}]}
+            if description:
+                s["description"] = description
+        if "anyOf" in s:
+            s["anyOf"] = [
+                self.node(b, f"{ptr}/anyOf/{i}", depth) for i, b in enumerate(s["anyOf"])
+            ]
+        for defs_kw in ("$defs", "definitions"):
+            if isinstance(s.get(defs_kw), dict):
+                s[defs_kw] = {
+                    k: self.node(v, f"{ptr}/{defs_kw}/{_esc(k)}", depth)
+                    for k, v in s[defs_kw].items()
+                }
+        types = s.get("type")
+        type_list = types if isinstance(types, list) else [types]
+        if "object" in type_list:
+            s = self.object(s, ptr, depth)
+        if "array" in type_list:
+            if "prefixItems" in s:
+                raise self.fail(f"{ptr}/prefixItems", "prefixItems", "tuples are not supported")
+            if "items" not in s or s["items"] in ({}, True):
+                raise self.fail(f"{ptr}/items", "items", "a strict array must type its items")
+            s["items"] = self.node(s["items"], f"{ptr}/items", depth + 1)
+        return s
+
+    def object(self, s: dict[str, Any], ptr: str, depth: int) -> dict[str, Any]:
+        extra = s.get("additionalProperties")
+        if extra not in (None, False):
+            raise self.fail(
+                f"{ptr}/additionalProperties",
+                "additionalProperties",
+                "free-form maps are not supported; every object must list its properties",
+            )
+        props: dict[str, Any] = s.get("properties") or {}
+        required = set(s.get("required") or [])
+        unknown = required - set(props)
+        if unknown:
+            name = min(unknown)
+            raise self.fail(f"{ptr}/required", "required", f"{name!r} is required but not defined")
+        self.properties += len(props)
+        new_props: dict[str, Any] = {}
+        for name, sub in props.items():
+            sub_ptr = f"{ptr}/properties/{_esc(name)}"
+            converted = self.node(sub, sub_ptr, depth + 1)
+            if name not in required:
+                converted = _nullable(converted)
+            new_props[name] = converted
+        s["properties"] = new_props
+        s["required"] = list(props)
+        s["additionalProperties"] = False
+        return s
+
+
+def _nullable(s: Any) -> Any:
+    """The schema, also accepting null (how strict mode spells an optional property)."""
+    if not isinstance(s, dict):
+        return s
+    t = s.get("type")
+    if isinstance(t, str) and "enum" not in s and "anyOf" not in s:
+        return {**s, "type": [t, "null"]} if t != "null" else s
+    if isinstance(t, list) and "enum" not in s and "anyOf" not in s:
+        return s if "null" in t else {**s, "type": [*t, "null"]}
+    if "anyOf" in s and "type" not in s:
+        branches = s["anyOf"]
+        if any(isinstance(b, dict) and b.get("type") == "null" for b in branches):
+            return s
+        return {**s, "anyOf": [*branches, {"type": "null"}]}
+    description = s.get("description")
+    inner = {k: v for k, v in s.items() if k != "description"}
+    out: dict[str, Any] = {"anyOf": [inner, {"type": "null"}]}
+    if description:
+        out["description"] = description
+    return out
+
+
+def _esc(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def drop_added_nulls(instance: Any, schema: dict[str, Any]) -> Any:
+    """Remove ``null`` values that strict mode forced into properties the caller's ``schema``
+    declares optional and not nullable, so the reply validates against the caller's schema."""
+    return _undo(instance, schema, schema, 0)
+
+
+def _undo(value: Any, s: Any, root: dict[str, Any], depth: int) -> Any:
+    if depth > 64 or not isinstance(s, dict):
+        return value
+    ref = s.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        s = _resolve(root, ref)
+        if s is None:
+            return value
+    for kw in ("allOf", "anyOf", "oneOf"):
+        branches = s.get(kw)
+        if isinstance(branches, list) and len(branches) == 1:
+            return _undo(value, branches[0], root, depth + 1)
+    if isinstance(value, dict) and isinstance(s.get("properties"), dict):
+        props = s["properties"]
+        required = set(s.get("required") or [])
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            sub = props.get(k)
+            if v is None and k in props and k not in required and not _accepts_null(sub, root):
+                continue
+            out[k] = _undo(v, sub, root, depth + 1) if sub is not None else v
+        return out
+    if isinstance(value, list) and isinstance(s.get("items"), dict):
+        return [_undo(v, s["items"], root, depth + 1) for v in value]
+    return value
+
+
+def _resolve(root: dict[str, Any], ref: str) -> dict[str, Any] | None:
+    node: Any = root
+    for part in ref.lstrip("#").split("/"):
+        if not part:
+            continue
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) else None
+
+
+def _accepts_null(s: Any, root: dict[str, Any]) -> bool:
+    if not isinstance(s, dict):
+        return True
+    if isinstance(s.get("$ref"), str):
+        target = _resolve(root, s["$ref"])
+        return _accepts_null(target, root) if target is not None else True
+    t = s.get("type")
+    if t == "null" or (isinstance(t, list) and "null" in t):
+        return True
+    if "enum" in s:
+        return None in s["enum"]
+    if "const" in s:
+        return s["const"] is None
+    for kw in ("anyOf", "oneOf"):
+        if isinstance(s.get(kw), list):
+            return any(_accepts_null(b, root) for b in s[kw])
+    return t is None and not any(k in s for k in ("properties", "items", "allOf"))

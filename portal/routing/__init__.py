@@ -1,0 +1,1 @@
+"""Routing: canary arm, ordered targets, retries, failover, breakers, overflow, hedging."""

@@ -1,0 +1,480 @@
+"""The sans-IO flows of a call: chat, stream and embed, with retries, failover, structured
+output repair and the tool loop. They yield effects (`portal.routing.effects`) and never do
+I/O themselves, so the sync and the async client share every decision made here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from portal.contracts.messages import Message, ToolCall, tool_result
+from portal.contracts.output import OutputSpec
+from portal.contracts.request import ChatRequest, EmbedRequest
+from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
+from portal.errors import (
+    AllTargetsFailed,
+    ContractError,
+    PortalError,
+    ProviderError,
+    ProviderTimeout,
+    StreamInterrupted,
+    ToolLoopExceeded,
+)
+from portal.providers.base import WireReply
+from portal.routing.effects import (
+    CloseStream,
+    Emit,
+    OpenStream,
+    ReadChunk,
+    RunTools,
+    Send,
+    Sleep,
+)
+from portal.routing.retry import decide
+from portal.routing.router import Route, Target
+
+__all__ = ["Call", "Hooks", "chat_flow", "embed_flow", "stream_flow", "tool_loop_flow"]
+
+
+class Hooks(Protocol):
+    """What the flows tell the world: health for routing, records for metering."""
+
+    def allow(self, target: Target, call: Call) -> bool: ...
+
+    def on_attempt(self, call: Call, target: Target, attempt: Attempt, error: BaseException | None) -> None: ...
+
+    def on_call(self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None) -> None: ...
+
+    def cost(self, target: Target, usage: Usage) -> float | None: ...
+
+
+@dataclass(slots=True)
+class Call:
+    """Per-call state: what was asked, where it may go, what happened so far."""
+
+    operation: str  # chat | stream | embed
+    route: Route
+    request: ChatRequest | EmbedRequest
+    key: str | None = None
+    tenant: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    contract_version: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    deadline: float | None = None
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempts: list[Attempt] = field(default_factory=list)
+    cost_usd: float | None = 0.0
+
+    def time_left(self, now: float) -> float | None:
+        return None if self.deadline is None else self.deadline - now
+
+    def add_cost(self, cost: float | None) -> None:
+        if cost is None or self.cost_usd is None:
+            self.cost_usd = None
+        else:
+            self.cost_usd += cost
+
+
+Clock = Callable[[], float]
+FlowGen = Generator[Any, Any, Any]
+
+
+# --------------------------------------------------------------------------- one attempt
+
+
+def _timeout_for(call: Call, target: Target, clock: Clock) -> float:
+    default = target.adapter.settings.timeout_s
+    left = call.time_left(clock())
+    if left is None:
+        return default
+    if left <= 0:
+        raise ProviderTimeout(
+            "the call's deadline passed before this attempt could start",
+            provider=target.provider,
+            model=target.model,
+        )
+    return min(default, left)
+
+
+def _send_once(
+    call: Call, target: Target, hooks: Hooks, clock: Clock, number: int
+) -> FlowGen:
+    """One non-streaming attempt; returns (Response | EmbedResponse) or raises ProviderError.
+    Records the attempt either way."""
+    adapter = target.adapter
+    t0 = clock()
+    error: BaseException | None = None
+    status: int | None = None
+    result: Any = None
+    try:
+        timeout = _timeout_for(call, target, clock)
+        if isinstance(call.request, EmbedRequest):
+            wire = adapter.build_embed(call.request, target.model)
+        else:
+            wire = adapter.build_chat(call.request, target.model)
+        reply = yield Send(target.provider, wire, timeout)
+        if isinstance(reply, BaseException):
+            raise reply
+        assert isinstance(reply, WireReply)
+        status = reply.status
+        if reply.status >= 400:
+            raise adapter.parse_error(reply, target.model)
+        if isinstance(call.request, EmbedRequest):
+            result = adapter.parse_embed(reply, target.model)
+        else:
+            result = adapter.parse_chat(reply, target.model)
+        return result
+    except ProviderError as exc:
+        if exc.provider is None:
+            exc.provider, exc.model = target.provider, target.model
+        error = exc
+        raise
+    except GeneratorExit:
+        error = _Cancelled()
+        raise
+    finally:
+        usage = getattr(result, "usage", None)
+        cost = hooks.cost(target, usage) if usage is not None else (0.0 if error else None)
+        attempt = Attempt(
+            target=target.id,
+            outcome="ok" if error is None else ("cancelled" if isinstance(error, _Cancelled) else "error"),
+            latency_ms=(clock() - t0) * 1000.0,
+            number=number,
+            error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
+            status=status if status is not None else getattr(error, "status", None),
+            usage=usage,
+            cost_usd=cost,
+            request_id=getattr(result, "request_id", None) or getattr(error, "request_id", None),
+        )
+        call.attempts.append(attempt)
+        call.add_cost(cost)
+        hooks.on_attempt(call, target, attempt, error)
+
+
+class _Cancelled(BaseException):
+    """Marks an attempt abandoned by its caller (cancellation, hedge loss)."""
+
+
+# --------------------------------------------------------------------------- failover loop
+
+
+def _routed(
+    call: Call,
+    hooks: Hooks,
+    clock: Clock,
+    attempt_flow: Callable[[Target, int], FlowGen],
+    rng: random.Random,
+) -> FlowGen:
+    """Try targets in order with retries; return (target, result)."""
+    errors: list[Exception] = []
+    route = call.route
+    candidates = [t for t in route.targets if hooks.allow(t, call)]
+    if not candidates:
+        # every breaker is open: rather than fail without a call, try the first target
+        candidates = route.targets[:1]
+    for target in candidates:
+        number = 0
+        while True:
+            number += 1
+            try:
+                result = yield from attempt_flow(target, number)
+                return target, result
+            except ProviderError as err:
+                errors.append(err)
+                decision = decide(err, number, route.policy, call.time_left(clock()), rng)
+                if decision.unhealthy:
+                    mark = getattr(hooks, "mark_unhealthy", None)
+                    if mark is not None:
+                        mark(target, err)
+                if decision.action == "raise":
+                    raise
+                if decision.action == "retry":
+                    yield Sleep(decision.delay_s)
+                    continue
+                break  # failover
+    if len(errors) == 1:
+        raise errors[0]
+    raise AllTargetsFailed(
+        f"all {len(candidates)} target(s) failed for "
+        f"{call.route.feature or candidates[0].id}",
+        errors,
+    )
+
+
+def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -> Response:
+    resp.latency_ms = (clock() - call.started) * 1000.0
+    resp.target = target.id
+    resp.arm = call.route.arm
+    resp.feature = call.route.feature
+    resp.attempts = call.attempts
+    resp.cost_usd = call.cost_usd
+    return resp
+
+
+def chat_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter, rng: random.Random | None = None) -> FlowGen:
+    """Routed chat with structured output: an invalid reply is retried once on the same
+    target with the validation error fed back, then raises `ContractError`."""
+    rng = rng or random.Random()
+    assert isinstance(call.request, ChatRequest)
+    base_request = call.request
+    try:
+        target, resp = yield from _routed(
+            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n), rng
+        )
+        if output is not None and not resp.tool_calls:
+            try:
+                resp.output = output.parse(resp.text)
+            except ContractError as first:
+                call.attempts[-1].outcome = "invalid_output"
+                repair = base_request.with_messages(
+                    base_request.messages
+                    + [
+                        Message("assistant", resp.text),
+                        Message(
+                            "user",
+                            "Your reply did not match the required JSON schema: "
+                            f"{first}. Reply again with only JSON that matches it.",
+                        ),
+                    ]
+                )
+                call.request = repair
+                resp = yield from _send_once(call, target, hooks, clock, len(call.attempts) + 1)
+                try:
+                    resp.output = output.parse(resp.text)
+                except ContractError as second:
+                    call.attempts[-1].outcome = "invalid_output"
+                    raise ContractError(
+                        f"{target.id}: reply failed the output contract twice: {second}",
+                        second.details,
+                    ) from None
+                finally:
+                    call.request = base_request
+        resp = _finish_response(call, target, resp, clock)
+    except BaseException as exc:
+        hooks.on_call(call, None, exc)
+        raise
+    hooks.on_call(call, resp, None)
+    return resp
+
+
+def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter, rng: random.Random | None = None) -> FlowGen:
+    rng = rng or random.Random()
+    try:
+        target, resp = yield from _routed(
+            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n), rng
+        )
+        assert isinstance(resp, EmbedResponse)
+        resp.latency_ms = (clock() - call.started) * 1000.0
+        resp.target = target.id
+        resp.feature = call.route.feature
+        resp.attempts = call.attempts
+        resp.cost_usd = call.cost_usd
+    except BaseException as exc:
+        hooks.on_call(call, None, exc)
+        raise
+    hooks.on_call(call, resp, None)
+    return resp
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class _Delivered:
+    """Whether the caller has already seen content: after that, no transparent failover."""
+
+    __slots__ = ("text", "any")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.any = False
+
+
+def _stream_once(
+    call: Call, target: Target, hooks: Hooks, clock: Clock, number: int, seen: _Delivered
+) -> FlowGen:
+    adapter = target.adapter
+    assert isinstance(call.request, ChatRequest)
+    t0 = clock()
+    ttft: float | None = None
+    error: BaseException | None = None
+    status: int | None = None
+    resp: Response | None = None
+    parser = None
+    opened = False
+    try:
+        timeout = _timeout_for(call, target, clock)
+        wire = adapter.build_chat(call.request, target.model)
+        reply = yield Send(target.provider, wire, timeout, stream=True)
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, WireReply):  # an error status: body already read
+            status = reply.status
+            raise adapter.parse_error(reply, target.model)
+        assert isinstance(reply, OpenStream)
+        opened = True
+        status = reply.status
+        parser = adapter.stream_parser(call.request, target.model)
+        while True:
+            chunk = yield ReadChunk()
+            if isinstance(chunk, BaseException):
+                raise chunk
+            if not chunk:
+                break
+            for event in parser.feed(chunk):
+                if event.type == "tool_call":
+                    continue  # complete tool calls are emitted from the final response
+                if event.type == "text":
+                    if ttft is None:
+                        ttft = (clock() - t0) * 1000.0
+                    seen.any = True
+                    seen.text.append(event.text)
+                yield Emit(event)
+        resp = parser.finish()
+        resp.ttft_ms = ttft
+        return resp
+    except ProviderError as exc:
+        if exc.provider is None:
+            exc.provider, exc.model = target.provider, target.model
+        if seen.any and not isinstance(exc, StreamInterrupted):
+            partial = getattr(parser, "usage", None)
+            exc = StreamInterrupted(
+                f"stream failed after delivering text: {exc.message}",
+                partial_text="".join(seen.text),
+                usage=partial,
+                provider=target.provider,
+                model=target.model,
+                status=exc.status,
+                request_id=exc.request_id,
+            )
+            error = exc
+            raise exc from None
+        if isinstance(exc, StreamInterrupted) and seen.any:
+            exc.partial_text = "".join(seen.text)
+        error = exc
+        raise
+    except GeneratorExit:
+        error = _Cancelled()
+        raise
+    finally:
+        if opened and not isinstance(error, _Cancelled):
+            yield CloseStream()  # on cancellation the driver closes it
+        usage = resp.usage if resp is not None else getattr(error, "usage", None)
+        cost = hooks.cost(target, usage) if usage is not None else (0.0 if error else None)
+        attempt = Attempt(
+            target=target.id,
+            outcome="ok" if error is None else ("cancelled" if isinstance(error, _Cancelled) else "error"),
+            latency_ms=(clock() - t0) * 1000.0,
+            number=number,
+            error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
+            status=status,
+            usage=usage,
+            cost_usd=cost,
+            ttft_ms=ttft,
+            request_id=getattr(resp, "request_id", None) or getattr(error, "request_id", None),
+        )
+        call.attempts.append(attempt)
+        call.add_cost(cost)
+        hooks.on_attempt(call, target, attempt, error)
+
+
+def stream_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter, rng: random.Random | None = None) -> FlowGen:
+    """Routed stream: a failure before the first text fails over transparently; after text
+    was delivered it raises `StreamInterrupted` with the partial text (never a silent
+    truncation, never a duplicated prefix)."""
+    rng = rng or random.Random()
+    seen = _Delivered()
+    try:
+        target, resp = yield from _routed(
+            call, hooks, clock, lambda t, n: _stream_once(call, t, hooks, clock, n, seen), rng
+        )
+        for tool_call in resp.tool_calls:
+            yield Emit(StreamEvent("tool_call", tool_call=tool_call))
+        if output is not None and not resp.tool_calls:
+            resp.output = output.parse(resp.text)
+        resp = _finish_response(call, target, resp, clock)
+    except BaseException as exc:
+        hooks.on_call(call, None, exc)
+        raise
+    hooks.on_call(call, resp, None)
+    yield Emit(StreamEvent("done", response=resp))
+    return resp
+
+
+# --------------------------------------------------------------------------- tool loop
+
+
+def tool_loop_flow(
+    make_call: Callable[[ChatRequest], Call],
+    request: ChatRequest,
+    hooks: Hooks,
+    output: OutputSpec | None,
+    functions: dict[str, Any],
+    max_steps: int,
+    tool_timeout_s: float | None,
+    clock: Clock = time.perf_counter,
+) -> FlowGen:
+    """Run the model ↔ tools loop: each step is a full routed chat call; tool calls are
+    validated and run by the driver (`RunTools`), their results or errors go back to the
+    model as tool results, up to ``max_steps`` model calls."""
+    from portal.contracts.schema import list_errors
+
+    specs = {t.name: t for t in request.tools}
+    messages = list(request.messages)
+    total_cost: float | None = 0.0
+    all_attempts: list[Attempt] = []
+    usage = Usage()
+    started = clock()
+    for _step in range(max_steps):
+        call = make_call(request.with_messages(messages))
+        resp: Response = yield from chat_flow(call, hooks, output, clock)
+        all_attempts.extend(resp.attempts)
+        usage = usage + resp.usage
+        total_cost = None if total_cost is None or resp.cost_usd is None else total_cost + resp.cost_usd
+        runnable = [c for c in resp.tool_calls if c.name in functions]
+        if not resp.tool_calls or len(runnable) != len(resp.tool_calls):
+            resp.messages = messages + [resp.to_message()]
+            resp.attempts = all_attempts
+            resp.cost_usd = total_cost
+            resp.usage = usage
+            resp.latency_ms = (clock() - started) * 1000.0
+            return resp
+        messages.append(resp.to_message())
+        # validate arguments first; invalid ones go back as errors the model can correct
+        to_run: list[ToolCall] = []
+        results: dict[str, Message] = {}
+        for c in resp.tool_calls:
+            spec = specs.get(c.name)
+            problems = list_errors(c.arguments, spec.parameters) if spec else []
+            if problems:
+                detail = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:5])
+                results[c.id] = tool_result(
+                    c.id, f"error: invalid arguments: {detail}", name=c.name, is_error=True
+                )
+            else:
+                to_run.append(c)
+        if to_run:
+            outcomes = yield RunTools(to_run, functions, tool_timeout_s)
+            for c, outcome in zip(to_run, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    results[c.id] = tool_result(
+                        c.id,
+                        f"error: {type(outcome).__name__}: {outcome}",
+                        name=c.name,
+                        is_error=True,
+                    )
+                else:
+                    try:
+                        results[c.id] = tool_result(c.id, outcome, name=c.name)
+                    except PortalError as exc:
+                        results[c.id] = tool_result(c.id, f"error: {exc}", name=c.name, is_error=True)
+        messages.extend(results[c.id] for c in resp.tool_calls)
+    raise ToolLoopExceeded(
+        f"the model still asked for tools after max_steps={max_steps}; "
+        "raise max_steps or check the tools' results",
+        messages,
+    )
