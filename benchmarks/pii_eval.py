@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -53,7 +54,7 @@ class Report:
     chars_per_second: float = 0.0
 
 
-def load(path: Path) -> list[dict[str, object]]:
+def load(path: Path) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -81,9 +82,9 @@ def evaluate(path: Path = DEFAULT_DATA) -> Report:
     report.chars_per_second = total_chars / elapsed if elapsed else float("inf")
     for row, found in zip(rows, predictions, strict=True):
         text = str(row["text"])
-        gold = Counter((str(e["type"]), str(e["value"])) for e in row["entities"])  # type: ignore[union-attr, index]
+        gold = Counter((str(e["type"]), str(e["value"])) for e in row["entities"])
         report.entities += sum(gold.values())
-        pred = Counter((f.category, f.value) for f in found)
+        pred: Counter[tuple[str, str]] = Counter((f.category, f.value) for f in found)
         for key in gold | pred:
             hit = min(gold[key], pred[key])
             score = report.per_category.setdefault(key[0], Score())

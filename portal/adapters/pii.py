@@ -14,6 +14,7 @@ A `Finding` never shows its value in its repr: it is the PII itself.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -274,23 +275,24 @@ def _find_cards(text: str) -> Iterator[Finding]:
         for i, g in enumerate(groups):
             offsets.append(pos)
             pos += len(g) + (len(seps[i]) if i < len(seps) else 0)
-        # the whole run first, then the longest card-shaped sub-run (a card followed by a CVV)
+        # the whole run first, then the longest card-shaped sub-runs (a card and its CVV)
         spans = sorted(
             ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups) + 1)),
             key=lambda ij: (-(ij[1] - ij[0]), ij[0]),
         )
+        used = [False] * len(groups)
         for i, j in spans:
-            if len(set(seps[i : j - 1])) > 1:
-                continue  # mixed separators: "4111 1111-1111 1111" is not how cards are typed
+            if any(used[i:j]) or len(set(seps[i : j - 1])) > 1:
+                continue  # taken, or mixed separators ("4111 1111-1111 1111" is not a card)
             if not _is_card(groups[i:j]):
                 continue
+            used[i:j] = [True] * (j - i)
             start = m.start() + offsets[i]
             end = m.start() + offsets[j - 1] + len(groups[j - 1])
             kw = _last_keyword(_context_before(text, start), _CARD_OR_NOT)
             if kw is not None and not _CARD_CONTEXT.fullmatch(kw):
-                break  # "Order #4111 ...": the nearest word says what the number is
+                continue  # "Order #4111 ...": the nearest word says what the number is
             yield Finding("card", start, end, text[start:end])
-            break
 
 
 # ----------------------------------------------------------------------------- IBAN
@@ -299,33 +301,38 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}")
 
 
 def _find_ibans(text: str) -> Iterator[Finding]:
-    for m in _IBAN.finditer(text):
-        cand = m.group(0)
-        want = _IBAN_LENGTHS.get(cand[:2].upper())
-        if want is None:
-            continue
-        # take exactly the country's length of characters; it must end a group or the run
-        count = 0
-        end = None
-        for k, ch in enumerate(cand):
-            if ch != " ":
-                count += 1
-                if count == want:
-                    end = k + 1
-                    break
-        if end is None:
-            continue
-        after = cand[end : end + 1]
-        if after and after != " ":
-            continue
-        value = cand[:end]
-        stop = m.start() + end
-        if stop < len(text) and text[stop].isalnum():
-            continue
-        if " " in value and not all(len(g) == 4 for g in value.split(" ")[:-1]):
-            continue  # printed IBANs come in groups of four
-        if iban_valid(value):
-            yield Finding("iban", m.start(), stop, value)
+    pos = 0
+    while (m := _IBAN.search(text, pos)) is not None:
+        pos = m.start() + 1
+        found = _iban_at(text, m)
+        if found is not None:
+            pos = found.end
+            yield found
+
+
+def _iban_at(text: str, m: re.Match[str]) -> Finding | None:
+    cand = m.group(0)
+    want = _IBAN_LENGTHS.get(cand[:2].upper())
+    if want is None:
+        return None
+    # take exactly the country's length of characters; it must end a group or the run
+    count = 0
+    end = None
+    for k, ch in enumerate(cand):
+        if ch != " ":
+            count += 1
+            if count == want:
+                end = k + 1
+                break
+    if end is None:
+        return None
+    stop = m.start() + end
+    if stop < len(text) and text[stop].isalnum():
+        return None
+    value = cand[:end]
+    if " " in value and not all(len(g) == 4 for g in value.split(" ")[:-1]):
+        return None  # printed IBANs come in groups of four
+    return Finding("iban", m.start(), stop, value) if iban_valid(value) else None
 
 
 # ----------------------------------------------------------------------------- SSN
@@ -414,9 +421,15 @@ def _find_phones(text: str) -> Iterator[Finding]:
         return not _last_keyword(_context_before(text, start, 20), _NOT_PHONE_CONTEXT)
 
     for m in _PHONE_INTL.finditer(text):
+        if not ok(m.start()):
+            continue
+        # the regex may run into a following number; offer each prefix that ends a group
+        # and has E.164's 8-15 digits, longest first, and let overlap resolution pick
         value = m.group(0)
-        if 8 <= _digits(value) <= 15 and ok(m.start()):
-            yield Finding("phone", m.start(), m.end(), value)
+        for cut in [len(value), *(k for k in range(len(value) - 1, 0, -1) if value[k] in " .-")]:
+            prefix = value[:cut].rstrip(" .-")
+            if 8 <= _digits(prefix) <= 15 and prefix[-1].isdigit():
+                yield Finding("phone", m.start(), m.start() + len(prefix), prefix)
     for m in _PHONE_NANP.finditer(text):
         if ok(m.start()):
             yield Finding("phone", m.start(), m.end(), m.group(0))
@@ -449,9 +462,14 @@ def detect(text: str, categories: Iterable[Category] = CATEGORIES) -> list[Findi
         return found
     # more specific category first, then the longer span
     found.sort(key=lambda f: (_PRIORITY[f.category], -(f.end - f.start), f.start))
+    starts: list[int] = []  # taken spans, kept sorted by start: overlap checks are O(log n)
     taken: list[Finding] = []
     for f in found:
-        if all(f.end <= t.start or f.start >= t.end for t in taken):
-            taken.append(f)
-    taken.sort(key=lambda f: f.start)
+        k = bisect.bisect_left(starts, f.start)
+        if k > 0 and taken[k - 1].end > f.start:
+            continue
+        if k < len(taken) and taken[k].start < f.end:
+            continue
+        starts.insert(k, f.start)
+        taken.insert(k, f)
     return taken

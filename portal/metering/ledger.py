@@ -621,7 +621,7 @@ class _SinkWorker:
             batch = [self.pending[i] for i in range(n)]
             try:
                 self.sink.write(batch)
-            except Exception as exc:  # noqa: BLE001 - any sink failure is retried, not raised
+            except Exception as exc:
                 self._failed(exc)
                 return False
             for _ in range(n):
@@ -738,7 +738,7 @@ class Ledger:
                 q.append(rec)
                 if len(q) >= batch and not wake.is_set():
                     wake.set()
-        except Exception:  # noqa: BLE001 - metering must never fail the caller
+        except Exception:
             return
 
     def flush(self, timeout: float | None = 10.0) -> bool:

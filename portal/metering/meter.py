@@ -30,6 +30,7 @@ class Summary:
     calls: int = 0
     errors: int = 0
     attempts: int = 0
+    failovers: int = 0  # calls served after another target failed
     latencies_ms: list[float] = field(default_factory=list)
     ttfts_ms: list[float] = field(default_factory=list)
     input_tokens: int = 0
@@ -174,6 +175,8 @@ class Meter:
                 s = self.summary[(feature or "-", target or "-", arm)]
                 s.calls += 1
                 s.attempts += len(attempts)
+                if len({a.target for a in attempts}) > 1:
+                    s.failovers += 1
                 if error is not None:
                     s.errors += 1
                 else:

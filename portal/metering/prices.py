@@ -142,7 +142,9 @@ class PriceTable:
             }
         return cls(out)
 
-    def with_overrides(self, overrides: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> PriceTable:
+    def with_overrides(
+        self, overrides: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    ) -> PriceTable:
         """A copy with negotiated prices: ``{provider: {model: {"input": .., "output": ..}}}``,
         as in ``[providers.X.prices."model"]``. A partial override of a known model keeps its
         other prices; a new model needs both ``input`` and ``output``."""

@@ -165,7 +165,7 @@ class Tokenizer:
             if len(text) <= _MEMO_MAX_CHARS:
                 return TokenCount(counter(text), not exact)
             return TokenCount(counter.__wrapped__(text), not exact)
-        except Exception:  # noqa: BLE001 - a broken encoder must not fail a call
+        except Exception:
             return TokenCount(heuristic_count(text), True)
 
     def backend(self, model: str | None = None) -> str:
@@ -221,19 +221,19 @@ class Tokenizer:
     def _load(self, name: str) -> Encoding | None:
         try:
             import tiktoken
-        except Exception:  # noqa: BLE001 - missing or broken tiktoken: use the heuristic
+        except Exception:
             return None
         if self._use_cache and self._cached_file_ok(name):
             try:
                 return tiktoken.get_encoding(name)
-            except Exception as exc:  # noqa: BLE001 - try the next source
+            except Exception as exc:
                 logger.debug("portal: tiktoken cache for %s unusable: %s", name, exc)
         if self._use_offline_plugin:
             offline = f"{name}_offline"
             try:
                 if offline in tiktoken.list_encoding_names():
                     return tiktoken.get_encoding(offline)
-            except Exception as exc:  # noqa: BLE001 - try the next source
+            except Exception as exc:
                 logger.debug("portal: offline encoding %s unusable: %s", offline, exc)
         return None
 
@@ -270,7 +270,7 @@ def _encoding_name_for(model: str | None) -> tuple[str, bool]:
         return _DEFAULT_ENCODING, False
     try:
         from tiktoken.model import encoding_name_for_model
-    except Exception:  # noqa: BLE001 - no tiktoken: the default name, unused anyway
+    except Exception:
         return _DEFAULT_ENCODING, False
     candidates = [model]
     if ":" in model:  # "openai:gpt-4.1" or an "ft:..." id; try the part after the colon too

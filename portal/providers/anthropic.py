@@ -366,7 +366,8 @@ class AnthropicAdapter(Adapter):
                     raise self.invalid(
                         f"tool_use {block.get('name')!r}: input must be a JSON object", model
                     )
-                calls.append(ToolCall(str(block.get("id") or ""), str(block.get("name") or ""), args))
+                name = str(block.get("name") or "")
+                calls.append(ToolCall(str(block.get("id") or ""), name, args))
         raw = data.get("stop_reason")
         text = "".join(texts)
         details: dict[str, Any] = {}

@@ -651,7 +651,9 @@ class BedrockStreamParser(StreamParser):
             ) from None
         return events
 
-    def _message(self, headers: Mapping[str, Any], payload: bytes, events: list[StreamEvent]) -> None:
+    def _message(
+        self, headers: Mapping[str, Any], payload: bytes, events: list[StreamEvent]
+    ) -> None:
         mtype = headers.get(":message-type", "event")
         if mtype == "exception":
             raise self.adapter.stream_error(

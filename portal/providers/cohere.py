@@ -78,7 +78,11 @@ STATUS_MAP: dict[int, type[ProviderError]] = {
 }
 _INPUT_TYPES = {"query": "search_query", "document": "search_document"}
 _EMBED_BATCH_MAX = 96
-_CONTEXT_MARKERS = ("total number of tokens in the prompt", "size limit exceeded", "prompt is too long")
+_CONTEXT_MARKERS = (
+    "total number of tokens in the prompt",
+    "size limit exceeded",
+    "prompt is too long",
+)
 
 
 class CohereAdapter(Adapter):
@@ -246,7 +250,9 @@ class CohereAdapter(Adapter):
             model=model,
             request_id=data.get("id") or self.request_id(reply.headers),
             provider_details=details,
-            citations=[str(c.get("text")) for c in citations if isinstance(c, dict) and c.get("text")],
+            citations=[
+                str(c.get("text")) for c in citations if isinstance(c, dict) and c.get("text")
+            ],
         )
 
     @staticmethod
@@ -331,7 +337,13 @@ class CohereAdapter(Adapter):
         except (ValueError, KeyError, TypeError) as exc:
             raise self.invalid(f"embedding reply not understood ({exc})", model) from None
         billed = (data.get("meta") or {}).get("billed_units") or {}
-        return EmbedResponse(vectors, Usage(input_tokens=int(billed.get("input_tokens") or 0)), model)
+        return EmbedResponse(
+            vectors, Usage(input_tokens=int(billed.get("input_tokens") or 0)), model
+        )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class CohereStreamParser(StreamParser):
@@ -369,13 +381,12 @@ class CohereStreamParser(StreamParser):
         if not isinstance(obj, dict):
             raise self.adapter.invalid("stream event is not a JSON object", self.model)
         kind = obj.get("type") or name
-        delta = obj.get("delta") if isinstance(obj.get("delta"), dict) else {}
-        message = delta.get("message") if isinstance(delta.get("message"), dict) else {}
+        delta = _obj(obj.get("delta"))
+        message = _obj(delta.get("message"))
         if kind == "message-start":
             self.response_id = obj.get("id") or self.response_id
         elif kind == "content-delta":
-            content = message.get("content") if isinstance(message.get("content"), dict) else {}
-            text = content.get("text")
+            text = _obj(message.get("content")).get("text")
             if isinstance(text, str) and text:
                 self.text.append(text)
                 events.append(StreamEvent("text", text=text))
@@ -383,8 +394,8 @@ class CohereStreamParser(StreamParser):
             if isinstance(message.get("tool_plan"), str):
                 self.plan.append(message["tool_plan"])
         elif kind in ("tool-call-start", "tool-call-delta"):
-            call = message.get("tool_calls") if isinstance(message.get("tool_calls"), dict) else {}
-            fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+            call = _obj(message.get("tool_calls"))
+            fn = _obj(call.get("function"))
             key = obj.get("index", 0)
             if kind == "tool-call-start":
                 self.tools.start(key, call.get("id"), fn.get("name"))
@@ -411,7 +422,7 @@ class CohereStreamParser(StreamParser):
                 events.append(StreamEvent("usage", usage=self.usage))
         elif not obj.get("type") and isinstance(obj.get("message"), str):
             # an error body ({"message": ...}) in place of an event: classify it like HTTP's
-            status = obj.get("status") if isinstance(obj.get("status"), int) else 500
+            status = obj["status"] if isinstance(obj.get("status"), int) else 500
             body = json.dumps(obj).encode()
             raise self.adapter.parse_error(WireReply(status, {}, body), self.model)
 

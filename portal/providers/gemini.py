@@ -205,7 +205,9 @@ class GeminiAdapter(Adapter):
         body.update(options)
         return body
 
-    def map_messages(self, messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def map_messages(
+        self, messages: list[Message]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(systemInstruction parts, contents). Consecutive tool results become one user turn
         of functionResponse parts, the shape Gemini documents for parallel calls."""
         names: dict[str, str] = {}
@@ -225,8 +227,10 @@ class GeminiAdapter(Adapter):
             else:
                 part = {"functionResponse": self.map_tool_result(m, names, i)}
                 last = contents[-1] if contents else None
-                if last and last["role"] == "user" and all(
-                    "functionResponse" in p for p in last["parts"]
+                if (
+                    last
+                    and last["role"] == "user"
+                    and all("functionResponse" in p for p in last["parts"])
                 ):
                     last["parts"].append(part)
                 else:
@@ -371,7 +375,11 @@ class GeminiAdapter(Adapter):
             raise self.error_from_body(data, model, reply.status)
         self.check_prompt_block(data, model)
         candidates = data.get("candidates")
-        if not isinstance(candidates, list) or not candidates or not isinstance(candidates[0], dict):
+        if (
+            not isinstance(candidates, list)
+            or not candidates
+            or not isinstance(candidates[0], dict)
+        ):
             raise self.invalid("reply has no candidates[0]", model)
         cand = candidates[0]
         response_id = data.get("responseId")
@@ -642,7 +650,8 @@ class VertexAdapter(GeminiAdapter):
             preds = data["predictions"]
             vectors = [list(map(float, p["embeddings"]["values"])) for p in preds]
             tokens = sum(
-                int((p["embeddings"].get("statistics") or {}).get("token_count") or 0) for p in preds
+                int((p["embeddings"].get("statistics") or {}).get("token_count") or 0)
+                for p in preds
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise self.invalid(f"embedding reply not understood ({exc})", model) from None

@@ -184,7 +184,9 @@ class _Translator:
         extra = schema.get("additionalProperties")
         if isinstance(extra, Mapping) and extra:
             self.refuse(
-                path, "additionalProperties", "maps (additionalProperties as a schema) cannot be expressed"
+                path,
+                "additionalProperties",
+                "maps (additionalProperties as a schema) cannot be expressed",
             )
         if "allOf" in schema:
             members = schema["allOf"]
@@ -198,7 +200,9 @@ class _Translator:
                 return self.node(merged, [*path, "allOf", 0], refs)
         return self.plain(schema, path, refs)
 
-    def plain(self, schema: Mapping[str, Any], path: list[Any], refs: tuple[str, ...]) -> dict[str, Any]:
+    def plain(
+        self, schema: Mapping[str, Any], path: list[Any], refs: tuple[str, ...]
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in _COPY:
             if key in schema:
@@ -258,7 +262,11 @@ class _Translator:
                 continue
             kept = []
             for i, member in enumerate(members):
-                if isinstance(member, Mapping) and member.get("type") == "null" and len(member) == 1:
+                if (
+                    isinstance(member, Mapping)
+                    and member.get("type") == "null"
+                    and len(member) == 1
+                ):
                     nullable = True
                     continue
                 kept.append(self.node(member, [*path, key, i], refs))

@@ -74,7 +74,6 @@ ERROR_CODE_MAP: dict[str, type[ProviderError]] = {
     "model_not_found": NotFound,
     "content_filter": ContentFiltered,
     "content_policy_violation": ContentFiltered,
-    "server_error": ServerError,
     "engine_overloaded": Overloaded,
     "overloaded": Overloaded,
     "server_is_overloaded": Overloaded,

@@ -499,11 +499,23 @@ def instance_for(schema: Any, prompt: str, rng: random.Random, depth: int = 0) -
 
 
 def _named_value(name: str, schema: Any, prompt: str, rng: random.Random, depth: int) -> Any:
-    if isinstance(schema, dict) and schema.get("type") == "string" and "enum" not in schema:
-        if "id" in name.lower() or "number" in name.lower():
-            digits = re.findall(r"\d+", prompt)
-            if digits:
-                return digits[0]
+    """Fill well-known property names from the prompt: ids from its numbers, prose fields
+    with a sentence, so simulated answers read like answers."""
+    if isinstance(schema, dict):
+        options = schema.get("anyOf") or schema.get("oneOf")
+        if options:
+            non_null = [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
+            if non_null:
+                schema = non_null[0]
+        if schema.get("type") == "string" and "enum" not in schema and "format" not in schema:
+            lowered = name.lower()
+            if "id" in lowered or "number" in lowered:
+                digits = re.findall(r"\d+", prompt)
+                return digits[0] if digits else None if "null" in str(options) else "unknown"
+            if any(w in lowered for w in ("answer", "text", "reply", "summary", "message")):
+                start = rng.randrange(len(_WORDS))
+                words = [_WORDS[(start + i) % len(_WORDS)] for i in range(12)]
+                return " ".join(words).capitalize() + "."
     return instance_for(schema, prompt, rng, depth + 1)
 
 

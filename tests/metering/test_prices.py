@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -147,7 +146,8 @@ def test_unknown_models_have_no_price(table: PriceTable, provider: str, model: s
 
 
 def test_longest_family_wins(table: PriceTable) -> None:
-    assert table.lookup("openai", "gpt-4.1-mini-2025-04-14") == table.lookup("openai", "gpt-4.1-mini")
+    mini = table.lookup("openai", "gpt-4.1-mini")
+    assert table.lookup("openai", "gpt-4.1-mini-2025-04-14") == mini
     assert table.lookup("openai", "gpt-4.1-2025-04-14") == table.lookup("openai", "gpt-4.1")
     assert table.lookup("gemini", "gemini-2.5-flash-lite").input == 0.10  # type: ignore[union-attr]
     assert table.lookup("anthropic", "claude-opus-4-1-20250805").input == 15.0  # type: ignore[union-attr]

@@ -1,0 +1,304 @@
+"""`portal demo`: a small support app on three simulated vendors, offline, in a few seconds.
+
+What it shows, with numbers measured in the run: a 5% sticky canary, a flaky primary that
+fails over to a warm secondary, structured output validated against a pydantic model, a tool
+call run by the tool loop, streaming with time to first token, embeddings, and per-feature,
+per-vendor latency percentiles, tokens and cost from the ledger.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, Field
+
+from portal.client import AsyncClient
+from portal.contracts.messages import system, user
+from portal.metering.stats import percentiles
+
+__all__ = ["DEMO_CONFIG", "run_demo"]
+
+DEMO_CONFIG = """\
+# The config `portal demo` runs: three simulated vendors standing in for real ones.
+[portal]
+ledger = "sqlite:///ledger.db"
+
+[providers.acme]            # the primary: fast, but throttles and errors part of the time
+kind = "sim"
+region = "us"
+options = { seed = 11, latency_p50_ms = 140, latency_p99_ms = 900, ttft_ms = 90, tokens_per_s = 220, error_rates = { server_error = 0.06, rate_limit = 0.04, overloaded = 0.03 }, retry_after_s = 0.05 }
+
+[providers.bolt]            # the warm secondary in another "vendor"
+kind = "sim"
+region = "us"
+options = { seed = 22, latency_p50_ms = 220, latency_p99_ms = 700, ttft_ms = 140, tokens_per_s = 160 }
+
+[providers.cirrus]          # the canary's vendor: a bigger model
+kind = "sim"
+region = "eu"
+options = { seed = 33, latency_p50_ms = 320, latency_p99_ms = 1100, ttft_ms = 200, tokens_per_s = 120 }
+
+[features."support.answer"]
+primary = "acme:sim-small"
+fallbacks = ["bolt:sim-medium"]
+sla = { p95_ms = 1500, p99_ms = 3000 }
+retry = { attempts = 2, base_wait_s = 0.02, max_wait_s = 0.2 }
+timeout_s = 10
+[features."support.answer".canary]
+target = "cirrus:sim-large"
+percent = 5
+
+[features."support.summarize"]
+primary = "bolt:sim-medium"
+fallbacks = ["acme:sim-small"]
+sla = { p95_ms = 2500 }
+
+[features."search.embed"]
+primary = "acme:sim-embed"
+fallbacks = ["bolt:sim-embed"]
+"""
+
+
+class Answer(BaseModel):
+    """What the support feature returns to the app."""
+
+    answer: str = Field(description="the reply shown to the customer")
+    order_id: str | None = Field(None, description="the order the question is about")
+    needs_human: bool = Field(description="escalate to a human agent")
+
+
+def lookup_order(order_id: str) -> dict[str, str]:
+    """Find an order by its id.
+
+    Args:
+        order_id: the order number the customer gave
+    """
+    return {"order_id": order_id, "status": "shipped", "carrier": "ACME Post"}
+
+
+QUESTIONS = [
+    "Where is my order {n}?",
+    "Can I return the shoes from order {n}?",
+    "My package {n} arrived damaged, what now?",
+    "How long does delivery take to Lyon?",
+    "Do you ship to Canada?",
+]
+
+
+async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    limiter = anyio.CapacityLimiter(concurrency)
+    errors: dict[str, int] = defaultdict(int)
+    examples: dict[str, Any] = {}
+
+    async def one_user(i: int) -> None:
+        key = f"user-{i}"
+        n = rng.randint(10000, 99999)
+        q = rng.choice(QUESTIONS).format(n=n)
+        async with limiter:
+            try:
+                if i % 4 == 0:
+                    resp = await client.chat(
+                        feature="support.answer",
+                        messages=[system("You answer order questions."), user(q)],
+                        tools=[lookup_order],
+                        key=key,
+                    )
+                    examples.setdefault("tool", resp)
+                elif i % 4 == 1:
+                    text: list[str] = []
+                    async for ev in client.stream(
+                        feature="support.summarize",
+                        messages=[user(f"Summarize this ticket: {q}")],
+                        key=key,
+                    ):
+                        if ev.type == "text":
+                            text.append(ev.text)
+                        elif ev.type == "done":
+                            examples.setdefault("stream", ev.response)
+                elif i % 8 == 2:
+                    emb = await client.embed(feature="search.embed", inputs=[q], key=key)
+                    examples.setdefault("embed", emb)
+                else:
+                    resp = await client.chat(
+                        feature="support.answer",
+                        messages=[system("You answer order questions."), user(q)],
+                        output=Answer,
+                        key=key,
+                    )
+                    examples.setdefault("structured", resp)
+            except Exception as exc:  # the demo counts what users would have seen
+                errors[type(exc).__name__] += 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(users):
+            tg.start_soon(one_user, i)
+    return {"errors": dict(errors), "examples": examples}
+
+
+def run_demo(
+    out_dir: str | Path = ".portal/demo",
+    users: int = 400,
+    concurrency: int = 48,
+    seed: int = 7,
+    html: bool = True,
+    printer: Any = print,
+) -> dict[str, Any]:
+    """Run the demo; return the measured rows (also printed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "portal.toml"
+    config_path.write_text(DEMO_CONFIG, encoding="utf-8")
+    ledger_path = out / "ledger.db"
+    if ledger_path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(ledger_path) + suffix).unlink(missing_ok=True)
+
+    started = time.perf_counter()
+
+    async def main() -> dict[str, Any]:
+        async with AsyncClient.from_config(config_path) as client:
+            result = await _workload(client, users, concurrency, seed)
+            result["summary"] = dict(client.meter.summary)
+            return result
+
+    result = anyio.run(main)
+    elapsed = time.perf_counter() - started
+    rows = _rows(result["summary"])
+    _print_tables(rows, result, elapsed, users, config_path, printer)
+    report_path = _report(config_path, out, html, printer)
+    result["rows"] = rows
+    result["elapsed_s"] = elapsed
+    result["report"] = report_path
+    return result
+
+
+def _rows(summary: dict[tuple[str, str, str], Any]) -> dict[str, list[dict[str, Any]]]:
+    by_feature: dict[str, dict[str, Any]] = defaultdict(lambda: _blank())
+    by_target: dict[str, dict[str, Any]] = defaultdict(lambda: _blank())
+    for (feature, target, arm), s in summary.items():
+        for group in (by_feature[feature], by_target[target]):
+            group["calls"] += s.calls
+            group["errors"] += s.errors
+            group["attempts"] += s.attempts
+            group["failovers"] += s.failovers
+            group["latencies"].extend(s.latencies_ms)
+            group["ttfts"].extend(s.ttfts_ms)
+            group["tokens"] += s.input_tokens + s.output_tokens
+            group["cost"] += s.cost_usd
+            if arm == "canary":
+                group["canary"] += s.calls
+    return {
+        "feature": [_finish(name, g) for name, g in sorted(by_feature.items())],
+        "target": [_finish(name, g) for name, g in sorted(by_target.items())],
+    }
+
+
+def _blank() -> dict[str, Any]:
+    return {"calls": 0, "errors": 0, "attempts": 0, "latencies": [], "ttfts": [], "tokens": 0,
+            "cost": 0.0, "canary": 0, "failovers": 0}
+
+
+def _finish(name: str, g: dict[str, Any]) -> dict[str, Any]:
+    p50, p95, p99 = percentiles(g["latencies"])
+    calls = g["calls"] or 1
+    return {
+        "name": name,
+        "calls": g["calls"],
+        "errors": g["errors"],
+        "attempts_per_call": g["attempts"] / calls,
+        "failovers": g["failovers"],
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "ttft_p50_ms": percentiles(g["ttfts"], (50,))[0],
+        "tokens_per_call": g["tokens"] / calls,
+        "cost_per_call_usd": g["cost"] / calls,
+        "canary_share": g["canary"] / calls,
+    }
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.0f}{unit}" if unit == " ms" else f"{v:.4g}{unit}"
+    return f"{v}{unit}"
+
+
+def _print_tables(
+    rows: dict[str, list[dict[str, Any]]],
+    result: dict[str, Any],
+    elapsed: float,
+    users: int,
+    config_path: Path,
+    printer: Any,
+) -> None:
+    printer(f"portal demo: {users} user actions on 3 simulated vendors in {elapsed:.1f}s "
+            f"(config: {config_path})")
+    headers = ["", "calls", "errors", "failovers", "attempts/call", "p50", "p95", "p99", "ttft p50",
+               "tokens/call", "$/call", "canary"]
+    for title, key in (("per feature", "feature"), ("per vendor target", "target")):
+        table = [
+            [
+                r["name"],
+                str(r["calls"]),
+                str(r["errors"]),
+                str(r["failovers"]),
+                f"{r['attempts_per_call']:.2f}",
+                _fmt(r["p50_ms"], " ms"),
+                _fmt(r["p95_ms"], " ms"),
+                _fmt(r["p99_ms"], " ms"),
+                _fmt(r["ttft_p50_ms"], " ms"),
+                f"{r['tokens_per_call']:.0f}",
+                f"{r['cost_per_call_usd']:.6f}",
+                f"{100 * r['canary_share']:.1f}%",
+            ]
+            for r in rows[key]
+        ]
+        printer("")
+        printer(f"{title}:")
+        for line in _render(headers, table):
+            printer(line)
+    ex = result["examples"]
+    printer("")
+    if "structured" in ex:
+        r = ex["structured"]
+        printer(f"structured output ({r.target}, arm {r.arm}): {r.output!r}")
+    if "tool" in ex:
+        r = ex["tool"]
+        calls = [m for m in r.messages if m.role == "tool"]
+        printer(f"tool loop ({r.target}): {len(calls)} tool result(s), answer: {r.text[:90]}")
+    if "stream" in ex:
+        r = ex["stream"]
+        printer(f"stream ({r.target}): ttft {_fmt(r.ttft_ms, ' ms')}, {r.usage.output_tokens} "
+                "output tokens")
+    errs = result["errors"]
+    printer(f"errors seen by users: {sum(errs.values())} {dict(errs) if errs else ''}".rstrip())
+
+
+def _render(headers: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in table)]
+
+
+def _report(config_path: Path, out: Path, html: bool, printer: Any) -> str | None:
+    """The report of the demo's own ledger, when the report module is available."""
+    try:
+        from portal.metering import report
+    except ImportError:
+        return None
+    run = getattr(report, "demo_report", None)
+    if run is None:
+        return None
+    return run(config_path, out, html=html, printer=printer)  # type: ignore[no-any-return]
