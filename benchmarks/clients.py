@@ -440,3 +440,126 @@ def _litellm_router(env: Env) -> Any:
 
 # ---- portal -----------------------------------------------------------------------------
 # portal's rows plug in below once portal.AsyncClient / portal.Client exist.
+
+
+def _portal_ready() -> bool:
+    try:
+        import portal
+
+        return hasattr(portal, "AsyncClient") and hasattr(portal, "Client")
+    except ImportError:
+        return False
+
+
+def _portal_config(env: Env) -> dict[str, Any]:
+    """Two openai-compatible providers on the mock servers and two features, one of which
+    fails over from the always-500 server to the healthy one."""
+    return {
+        "providers": {
+            "bench": {"kind": "openai-compatible", "base_url": env.base_url + "/v1",
+                      "api_key": API_KEY},
+            "down": {"kind": "openai-compatible", "base_url": env.failing_url + "/v1",
+                     "api_key": API_KEY},
+        },
+        "features": {
+            "bench.chat": {"primary": f"bench:{MODEL}", "max_tokens": MAX_TOKENS},
+            "bench.failover": {
+                "primary": f"down:{MODEL}", "fallbacks": [f"bench:{MODEL}"],
+                "max_tokens": MAX_TOKENS, "retry": {"attempts": 1},
+            },
+        },
+    }
+
+
+def _portal_ledger() -> str:
+    """A fresh SQLite ledger per worker, so metering cost is part of every portal row."""
+    import tempfile
+
+    return f"sqlite:///{tempfile.mkdtemp(prefix='portal-bench-')}/ledger.db"
+
+
+class _PortalAsync:
+    def __init__(self, env: Env, *, feature: str | None = None, http_client: Any = None) -> None:
+        import portal
+
+        self.client = portal.AsyncClient(
+            _portal_config(env), ledger=_portal_ledger(), http_client=http_client
+        )
+        self.target: dict[str, Any] = (
+            {"feature": feature} if feature else {"model": f"bench:{MODEL}"}
+        )
+
+    async def call(self) -> str:
+        r = await self.client.chat(**self.target, messages=MESSAGES, max_tokens=MAX_TOKENS)
+        return str(r.text)
+
+    async def stream(self) -> AsyncIterator[str]:
+        async for event in self.client.stream(
+            **self.target, messages=MESSAGES, max_tokens=MAX_TOKENS
+        ):
+            if event.type == "text" and event.text:
+                yield event.text
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class _PortalSync:
+    def __init__(self, env: Env) -> None:
+        import portal
+
+        self.client = portal.Client(_portal_config(env), ledger=_portal_ledger())
+
+    def call(self) -> str:
+        r = self.client.chat(model=f"bench:{MODEL}", messages=MESSAGES, max_tokens=MAX_TOKENS)
+        return str(r.text)
+
+    def stream(self) -> Iterator[str]:
+        for event in self.client.stream(
+            model=f"bench:{MODEL}", messages=MESSAGES, max_tokens=MAX_TOKENS
+        ):
+            if event.type == "text" and event.text:
+                yield event.text
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@register("portal-async", "portal AsyncClient.chat (model=, SQLite ledger)",
+          requires=("portal",), available=_portal_ready)
+def _portal_async(env: Env) -> Any:
+    return _PortalAsync(env)
+
+
+@register("portal-feature", "portal AsyncClient.chat (feature=, SQLite ledger)",
+          scenarios=("seq", "c200"), requires=("portal",), available=_portal_ready)
+def _portal_feature(env: Env) -> Any:
+    return _PortalAsync(env, feature="bench.chat")
+
+
+@register("portal-sync", "portal Client.chat (sync, SQLite ledger)", mode="sync",
+          scenarios=("seq", "stream"), baseline="httpx2-sync", requires=("portal",),
+          available=_portal_ready)
+def _portal_sync(env: Env) -> Any:
+    return _PortalSync(env)
+
+
+@register("portal-aiohttp", "portal AsyncClient.chat + httpx-aiohttp transport",
+          scenarios=("seq", "c200"), requires=("portal", "httpx_aiohttp.httpx2", "aiohttp"),
+          available=_portal_ready)
+def _portal_aiohttp(env: Env) -> Any:
+    import httpx2
+    from httpx_aiohttp.httpx2 import AiohttpTransport
+
+    limits = httpx2.Limits(
+        max_connections=env.concurrency, max_keepalive_connections=env.concurrency
+    )
+    http = httpx2.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=TIMEOUT_S)
+    return _PortalAsync(env, http_client=http)
+
+
+@register("portal-failover", "portal feature: primary down, fallback serves",
+          scenarios=("seq", "c200"), baseline="httpx2-failover", requires=("portal",),
+          group="failover", available=_portal_ready)
+def _portal_failover(env: Env) -> Any:
+    return _PortalAsync(env, feature="bench.failover")

@@ -12,6 +12,7 @@ from ``--markdown``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
+if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from portal.adapters.pii import CATEGORIES, detect
-
+pii = importlib.import_module("portal.adapters.pii")
+CATEGORIES: tuple[str, ...] = pii.CATEGORIES
 DEFAULT_DATA = ROOT / "tests" / "adapters" / "data" / "pii_labelled.jsonl"
 
 
@@ -77,7 +78,7 @@ def evaluate(path: Path = DEFAULT_DATA) -> Report:
     for row in rows:
         text = str(row["text"])
         total_chars += len(text)
-        predictions.append(detect(text))
+        predictions.append(pii.detect(text))
     elapsed = time.perf_counter() - started
     report.chars_per_second = total_chars / elapsed if elapsed else float("inf")
     for row, found in zip(rows, predictions, strict=True):

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from portal.adapters.pii import CATEGORIES, Category, detect
+from portal.adapters.pii import CATEGORIES, Category, Finding, detect
 from portal.contracts.messages import Message, Role, TextPart, ToolCall, coerce_messages
 from portal.errors import ConfigError, PolicyViolation
 
@@ -376,8 +376,17 @@ class PIIGuard:
             return Decision(self.name, "flag", stage, f"found {_describe(counts)}", dict(counts))
         return None  # redact: the caller builds the decision with the rewritten payload
 
-    def _redact(self, text: str, vault: Vault, counts: Counter[str], *, restorable: bool) -> str:
-        findings = detect(text, self.categories)
+    def _redact(
+        self,
+        text: str,
+        vault: Vault,
+        counts: Counter[str],
+        *,
+        restorable: bool,
+        seen: dict[str, list[Finding]] | None = None,
+    ) -> str:
+        found = seen.get(text) if seen is not None else None
+        findings = found if found is not None else detect(text, self.categories)
         if not findings:
             return text
         out: list[str] = []
@@ -390,22 +399,29 @@ class PIIGuard:
         out.append(text[pos:])
         return "".join(out)
 
-    def _count(self, texts: Iterable[str]) -> Counter[str]:
+    def _count(
+        self, texts: Iterable[str], seen: dict[str, list[Finding]] | None = None
+    ) -> Counter[str]:
+        """Counts by category; ``seen`` keeps the findings so redaction does not re-scan."""
         counts: Counter[str] = Counter()
         for t in texts:
-            counts.update(f.category for f in detect(t, self.categories))
+            findings = detect(t, self.categories)
+            if seen is not None:
+                seen[t] = findings
+            counts.update(f.category for f in findings)
         return counts
 
     def check_input(self, messages: list[Message], vault: Vault | None = None) -> GuardResult:
         vault = vault if vault is not None else Vault()
         screened = [m for m in messages if m.role in self.roles]
-        counts = self._count(t for m in screened for t in _all_texts(m))
+        found: dict[str, list[Finding]] = {}
+        counts = self._count((t for m in screened for t in _all_texts(m)), found)
         verdict = self._verdict("input", counts)
         if verdict is not None:
             return GuardResult((verdict,), messages=messages, vault=vault)
         seen: Counter[str] = Counter()
         out = [
-            _rewrite_message(m, lambda t: self._redact(t, vault, seen, restorable=True))
+            _rewrite_message(m, lambda t: self._redact(t, vault, seen, restorable=True, seen=found))
             if m.role in self.roles
             else m
             for m in messages
@@ -418,13 +434,14 @@ class PIIGuard:
     def check_output(self, text: str, vault: Vault | None = None) -> GuardResult:
         restored = 0
         if self.output:
-            counts = self._count([text])
+            found: dict[str, list[Finding]] = {}
+            counts = self._count([text], found)
             verdict = self._verdict("output", counts)
             if verdict is not None and verdict.action == "block":
                 return GuardResult((verdict,), text=text, vault=vault)
             if verdict is None:  # redact for good: these placeholders are never restored
                 store = vault if vault is not None else Vault()
-                text = self._redact(text, store, Counter(), restorable=False)
+                text = self._redact(text, store, Counter(), restorable=False, seen=found)
                 verdict = Decision(
                     self.name,
                     "redact",

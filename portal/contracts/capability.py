@@ -406,7 +406,8 @@ def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
                 err("$ref", f"{ptr}/$ref", f"only local references can be inlined, got {ref}")
                 return
             note("$ref", f"{ptr}/$ref")
-            visit(resolved, ptr, (*refs, ref))
+            # report problems where they can be fixed: at the referenced definition
+            visit(resolved, ref[1:] if ref.startswith("#/") else ptr, (*refs, ref))
             return
         for kw in ("$defs", "definitions"):
             if kw in node:
@@ -474,6 +475,10 @@ def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
                 err(kw, f"{ptr}/{kw}", "not part of the OpenAPI 3.0 schema subset")
 
     visit(schema, "", ())
+    unique: dict[tuple[str, str], CapabilityIssue] = {}
+    for issue in issues:
+        unique.setdefault((issue.keyword, issue.pointer), issue)
+    issues = list(unique.values())
     for keyword, ptrs in translated.items():
         issues.append(CapabilityIssue(
             "info", target, keyword, _join(base, ptrs[0]),

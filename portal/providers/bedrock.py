@@ -68,6 +68,7 @@ from portal.providers.anthropic import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    ProviderSettings,
     Secret,
     StreamParser,
     ToolCallAssembler,
@@ -166,7 +167,7 @@ class BedrockAdapter(Adapter):
         ),
     )
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
         self._credentials: Any = None
         if not self.base_url:
@@ -638,14 +639,14 @@ class BedrockStreamParser(StreamParser):
         self.latency_ms: Any = None
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
-        from botocore.eventstream import EventStreamError  # type: ignore[import-untyped]
+        from botocore.eventstream import ParserError  # type: ignore[import-untyped]
 
         self.buffer.add_data(chunk)
         events: list[StreamEvent] = []
         try:
             for message in self.buffer:
                 self._message(message.headers, message.payload, events)
-        except EventStreamError as exc:
+        except ParserError as exc:
             raise self.adapter.invalid(
                 f"event stream frame is corrupt ({type(exc).__name__}: {exc})", self.model
             ) from None

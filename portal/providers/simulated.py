@@ -15,7 +15,7 @@ Options (``[providers.NAME.options]``)::
     error_rates = { rate_limit = 0.05, server_error = 0.01, overloaded = 0.0,
                     timeout = 0.0, stream_cut = 0.0 }
     retry_after_s = 1        time_scale = 1.0         tool_call_rate = 1.0
-    context_window = 128000
+    context_window = 128000  chunk_tokens = 4         cut_after_chunks = 2
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class SimOptions(BaseModel):
     tool_call_rate: float = Field(1.0, ge=0, le=1)
     context_window: int = Field(128_000, ge=1)
     chunk_tokens: int = Field(4, ge=1)
+    #: with stream_cut: drop the connection after this many text chunks (default: at random)
+    cut_after_chunks: int | None = Field(None, ge=0)
 
 
 class SimulatedAdapter(OpenAIAdapter):
@@ -340,7 +342,11 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
 
         yield ttft, chunk({"role": "assistant", "content": ""})
         pieces = _split(message.get("content") or "", opts.chunk_tokens)
-        cut_at = plan.rng.randrange(1, max(2, len(pieces))) if plan.error == "stream_cut" else -1
+        cut_at = -1
+        if plan.error == "stream_cut":
+            cut_at = opts.cut_after_chunks
+            if cut_at is None:
+                cut_at = plan.rng.randrange(0, len(pieces) + 1)
         for i, piece in enumerate(pieces):
             if i == cut_at:
                 return  # the connection drops: no finish_reason, no [DONE]

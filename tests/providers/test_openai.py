@@ -14,7 +14,7 @@ import json
 import httpx2
 import pytest
 
-from _cases import (
+from tests.providers._cases import (
     ANSWER,
     LOOKUP,
     PNG_B64,
@@ -28,7 +28,7 @@ from _cases import (
     reply,
     tool_history,
 )
-from _openai_spec import errors as spec_errors
+from tests.providers._openai_spec import errors as spec_errors
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec

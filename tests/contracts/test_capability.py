@@ -1,0 +1,161 @@
+"""Cross-vendor capability checks: what each vendor cannot serve is caught before any call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from portal.contracts.capability import check_target, ensure_servable
+from portal.contracts.feature import FeatureContract, parse_contract
+from portal.errors import ContractError
+from portal.providers.base import Capabilities
+
+
+def contract(output: Any = None, tools: Any = None) -> FeatureContract:
+    doc: dict[str, Any] = {"name": "f", "version": "1.0.0"}
+    if output is not None:
+        doc["output"] = output
+    if tools is not None:
+        doc["tools"] = tools
+    return parse_contract(json.dumps(doc), "contracts/f.json")
+
+
+MAP_OUTPUT = {
+    "type": "object",
+    "required": ["scores"],
+    "properties": {
+        "scores": {"type": "object", "patternProperties": {"^[a-z]+$": {"type": "number"}}}
+    },
+}
+TREE = {
+    "type": "object",
+    "required": ["root"],
+    "properties": {"root": {"$ref": "#/$defs/Node"}},
+    "$defs": {
+        "Node": {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+            },
+        }
+    },
+}
+OPENAI = Capabilities(structured_output="json_schema", schema_dialect="openai-strict", max_tools=128)
+GEMINI = Capabilities(structured_output="response_schema", schema_dialect="openapi-3.0-subset")
+
+
+def errors(issues: list[Any]) -> list[tuple[str, str]]:
+    return [(i.keyword, i.pointer) for i in issues if i.severity == "error"]
+
+
+def test_openai_strict_refuses_pattern_properties_with_target_keyword_pointer() -> None:
+    issues = check_target(contract(MAP_OUTPUT), "openai:gpt-4.1-mini", "openai", OPENAI)
+    assert errors(issues) == [("patternProperties", "/output/properties/scores/patternProperties")]
+    err = next(i for i in issues if i.severity == "error")
+    assert err.target == "openai:gpt-4.1-mini"
+    assert "OpenAI strict mode cannot express 'patternProperties'" in err.message
+
+
+def test_openai_strict_translates_optional_properties_and_open_objects() -> None:
+    out = {"type": "object", "properties": {"a": {"type": "string", "minLength": 2}}}
+    issues = check_target(contract(out), "openai:gpt-4.1-mini", "openai", OPENAI)
+    assert errors(issues) == []
+    infos = {i.keyword: i for i in issues if i.severity == "info"}
+    assert set(infos) == {"additionalProperties", "required", "minLength"}
+    assert all(i.translated and i.message.startswith("translated:") for i in infos.values())
+    assert infos["minLength"].pointer == "/output/properties/a/minLength"
+
+
+def test_openai_strict_nesting_limit() -> None:
+    leaf: dict[str, Any] = {"type": "string"}
+    for _ in range(12):
+        leaf = {"type": "object", "properties": {"x": leaf}, "required": ["x"],
+                "additionalProperties": False}
+    assert errors(check_target(contract(leaf), "openai:m", "openai", OPENAI))[0][0] == "properties"
+    shallow = leaf
+    for _ in range(4):
+        shallow = shallow["properties"]["x"]
+    assert errors(check_target(contract(shallow), "openai:m", "openai", OPENAI)) == []
+
+
+def test_openai_big_enum_character_limit() -> None:
+    values = [f"value-{i:04d}-" + "x" * 60 for i in range(300)]
+    out = {"type": "object", "required": ["v"], "additionalProperties": False,
+           "properties": {"v": {"type": "string", "enum": values}}}
+    assert errors(check_target(contract(out), "openai:m", "openai", OPENAI)) == [
+        ("enum", "/output/properties/v/enum")
+    ]
+
+
+def test_gemini_refuses_recursive_refs_and_inlines_others() -> None:
+    issues = check_target(contract(TREE), "gemini:gemini-2.5-flash", "gemini", GEMINI)
+    assert errors(issues) == [("$ref", "/output/$defs/Node/properties/children/items/$ref")]
+    flat = {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
+            "$defs": {"A": {"type": ["string", "null"]}}}
+    ok = check_target(contract(flat), "gemini:gemini-2.5-flash", "gemini", GEMINI)
+    assert errors(ok) == []
+    assert {i.keyword for i in ok if i.translated} == {"$ref", "$defs", "type"}
+
+
+def test_gemini_refuses_maps_and_non_string_enums_in_tools_too() -> None:
+    tools = [{"name": "rate", "parameters": {
+        "type": "object",
+        "properties": {"level": {"type": "integer", "enum": [1, 2]},
+                       "meta": {"type": "object", "additionalProperties": {"type": "string"}}},
+    }}]
+    issues = check_target(contract(tools=tools), "gemini:g", "gemini", GEMINI)
+    assert errors(issues) == [
+        ("enum", "/tools/0/parameters/properties/level/enum"),
+        ("additionalProperties", "/tools/0/parameters/properties/meta/additionalProperties"),
+    ]
+
+
+def test_forced_tool_output_needs_an_object_root() -> None:
+    caps = Capabilities(structured_output="tool", schema_dialect="json-schema")
+    issues = check_target(contract({"type": "array", "items": {"type": "string"}}),
+                          "anthropic:claude-haiku-4-5", "anthropic", caps)
+    assert errors(issues) == [("type", "/output")]
+
+
+def test_tool_count_and_tool_support() -> None:
+    tools = [{"name": f"t{i}"} for i in range(3)]
+    limited = Capabilities(max_tools=2)
+    assert errors(check_target(contract(tools=tools), "x:m", "openai", limited)) == [
+        ("tools", "/tools")
+    ]
+    none = Capabilities(tools=False)
+    assert errors(check_target(contract(tools=tools), "x:m", "openai", none)) == [("tools", "/tools")]
+
+
+def test_no_structured_output_mode_is_an_error_and_json_mode_is_translated() -> None:
+    out = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert errors(check_target(contract(out), "x:m", "sim", Capabilities(structured_output=None))) == [
+        ("output", "/output")
+    ]
+    json_only = check_target(contract(out), "x:m", "sim", Capabilities(structured_output="json_object"))
+    assert [(i.severity, i.translated) for i in json_only] == [("info", True)]
+
+
+def test_cohere_rules() -> None:
+    caps = Capabilities(structured_output="json_object", schema_dialect="cohere")
+    out = {"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}}
+    assert errors(check_target(contract(out), "cohere:command-a", "cohere", caps)) == [
+        ("required", "/output/required"), ("anyOf", "/output/properties/a/anyOf")
+    ]
+
+
+def test_real_adapter_capabilities_are_read_from_the_registry() -> None:
+    issues = check_target(contract(MAP_OUTPUT), "openai:gpt-4.1-mini", "openai")
+    assert errors(issues) == [("patternProperties", "/output/properties/scores/patternProperties")]
+
+
+def test_ensure_servable_raises_the_same_message_for_config_loading() -> None:
+    with pytest.raises(ContractError) as info:
+        ensure_servable(contract(MAP_OUTPUT), "openai:gpt-4.1-mini", "openai")
+    text = str(info.value)
+    assert text.startswith("feature 'f': target openai:gpt-4.1-mini cannot serve the contract:")
+    assert "contracts/f.json: openai:gpt-4.1-mini: /output/properties/scores/patternProperties" in text
+    ensure_servable(contract({"type": "object", "properties": {}}), "openai:gpt-4.1-mini", "openai")
