@@ -482,6 +482,7 @@ class _PortalAsync:
     def __init__(self, env: Env, *, feature: str | None = None, http_client: Any = None) -> None:
         import portal
 
+        self.http_client = http_client  # passed in, so ours to close; portal leaves it open
         self.client = portal.AsyncClient(
             _portal_config(env), ledger=_portal_ledger(), http_client=http_client
         )
@@ -502,6 +503,8 @@ class _PortalAsync:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self.http_client is not None:
+            await self.http_client.aclose()
 
 
 class _PortalSync:

@@ -639,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
                 status = out.get("first_error") or f"{out['cpu_ms']:.3f} ms CPU/call"
                 print(f"[round {r + 1}/{args.rounds}] {key:18} {scen:6} {status}",
                       file=sys.stderr, flush=True)
-        modules = [m for m in IMPORT_MODULES if _importable(args.python, [m])]
+        used = {"httpx2", "portal"} | {r.split(".")[0] for s in specs.values() for r in s.requires}
+        modules = [m for m in IMPORT_MODULES if m in used and _importable(args.python, [m])]
         for m in modules:
             import_time(args.python, m)  # compile .pyc files outside the measurement
         for _ in range(args.import_runs):

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -144,6 +145,10 @@ class ProviderConfig(_Model):
     throughput: ThroughputConfig | None = None
     breaker: BreakerConfig | None = None
     verify_tls: bool = True
+
+    @field_serializer("api_key")
+    def _hide(self, v: Secret | None) -> str | None:
+        return None if v is None else "**********"
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -418,6 +423,8 @@ def _format_errors(exc: ValidationError, data: Any) -> list[str]:
                 "less_than": "<",
             }[kind]
             bound = next(iter(ctx.values()), "?")
+            if isinstance(bound, (int, float)):
+                bound = f"{bound:g}"
             lines.append(f"{_loc(loc)}: must be {op} {bound}, got {shown}")
         elif kind == "literal_error":
             lines.append(f"{_loc(loc)}: must be one of {ctx.get('expected')}, got {shown}")

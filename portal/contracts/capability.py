@@ -74,9 +74,27 @@ ANTHROPIC_MAX_STRICT_TOOLS = 20
 
 GEMINI_FIELDS = frozenset(
     {
-        "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
-        "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
-        "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
         "maximum",
     }
 )
@@ -90,23 +108,48 @@ _GEMINI_VALIDATION_ONLY = ("exclusiveMinimum", "exclusiveMaximum", "multipleOf",
 _ANNOTATIONS = ("$schema", "$id", "$comment", "examples", "deprecated", "readOnly", "writeOnly")
 #: change which shapes are valid; no OpenAPI-subset equivalent
 _GEMINI_STRUCTURAL = (
-    "patternProperties", "propertyNames", "unevaluatedProperties", "unevaluatedItems",
-    "dependentSchemas", "dependentRequired", "dependencies", "if", "then", "else", "not",
-    "prefixItems", "contains", "minContains", "maxContains",
+    "patternProperties",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "dependentSchemas",
+    "dependentRequired",
+    "dependencies",
+    "if",
+    "then",
+    "else",
+    "not",
+    "prefixItems",
+    "contains",
+    "minContains",
+    "maxContains",
 )
 _COHERE_COMPOSITION = ("anyOf", "allOf", "oneOf", "not")
 _COHERE_RANGES = (
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
-    "minLength", "maxLength", "uniqueItems",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "uniqueItems",
 )
 
 # Used only when an adapter module cannot be imported (not installed, not written yet), so
 # the check still says something useful; an importable adapter's ClassVar always wins.
 _FALLBACK: dict[str, dict[str, Any]] = {
-    "openai": {"structured_output": "json_schema", "schema_dialect": "openai-strict",
-               "max_tools": 128},
-    "azure-openai": {"structured_output": "json_schema", "schema_dialect": "openai-strict",
-                     "max_tools": 128},
+    "openai": {
+        "structured_output": "json_schema",
+        "schema_dialect": "openai-strict",
+        "max_tools": 128,
+    },
+    "azure-openai": {
+        "structured_output": "json_schema",
+        "schema_dialect": "openai-strict",
+        "max_tools": 128,
+    },
     "gemini": {"structured_output": "response_schema", "schema_dialect": "openapi-3.0-subset"},
     "vertex": {"structured_output": "response_schema", "schema_dialect": "openapi-3.0-subset"},
     "anthropic": {"structured_output": "tool", "schema_dialect": "json-schema"},
@@ -152,10 +195,12 @@ def check_target(
     target: str,
     kind: str,
     caps: Capabilities | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> list[CapabilityIssue]:
     """Everything that stops ``target`` (``provider:model`` of provider kind ``kind``) from
-    serving ``contract``, plus what portal will translate. Never raises for the contract's
-    sake: a `ConfigError` only when the kind itself is unknown."""
+    serving ``contract``, plus what portal will translate. ``options`` are the provider's
+    ``options`` table (``json_schema = true`` makes Gemini take full JSON Schema). Never
+    raises for the contract's sake: a `ConfigError` only when the kind itself is unknown."""
     note = None
     if caps is None:
         caps, note = capabilities_for(kind)
@@ -163,20 +208,35 @@ def check_target(
     if note:
         out.append(CapabilityIssue("warning", target, "kind", "/", note))
     dialect = _dialect(kind, caps)
+    if dialect == "openapi-3.0-subset" and (options or {}).get("json_schema"):
+        from dataclasses import replace
+
+        caps = replace(caps, structured_output="json_schema", schema_dialect="json-schema")
+        dialect = "json-schema"
 
     if contract.tools:
         if not caps.tools:
-            out.append(CapabilityIssue(
-                "error", target, "tools", "/tools",
-                f"provider kind {kind!r} does not support tools; the contract declares "
-                f"{len(contract.tools)}. Route this feature to a target with tool calling",
-            ))
+            out.append(
+                CapabilityIssue(
+                    "error",
+                    target,
+                    "tools",
+                    "/tools",
+                    f"provider kind {kind!r} does not support tools; the contract declares "
+                    f"{len(contract.tools)}. Route this feature to a target with tool calling",
+                )
+            )
         elif caps.max_tools is not None and len(contract.tools) > caps.max_tools:
-            out.append(CapabilityIssue(
-                "error", target, "tools", "/tools",
-                f"{len(contract.tools)} tools, but provider kind {kind!r} accepts at most "
-                f"{caps.max_tools} per request",
-            ))
+            out.append(
+                CapabilityIssue(
+                    "error",
+                    target,
+                    "tools",
+                    "/tools",
+                    f"{len(contract.tools)} tools, but provider kind {kind!r} accepts at most "
+                    f"{caps.max_tools} per request",
+                )
+            )
         else:
             out.extend(_tool_issues(contract, target, kind, dialect))
 
@@ -185,17 +245,25 @@ def check_target(
     return out
 
 
-def ensure_servable(contract: FeatureContract, target: str, kind: str) -> None:
+def ensure_servable(
+    contract: FeatureContract,
+    target: str,
+    kind: str,
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """Raise `ContractError` (same text as `portal contracts check`) if ``target`` cannot
     serve ``contract``; for config loading, so a bad route fails before any call."""
-    errors = [i for i in check_target(contract, target, kind) if i.severity == "error"]
+    issues = check_target(contract, target, kind, options=options)
+    errors = [i for i in issues if i.severity == "error"]
     if errors:
         lines = [f"{contract.source}: {e}" for e in errors]
         raise ContractError(
             f"feature {contract.name!r}: target {target} cannot serve the contract:\n  "
             + "\n  ".join(lines),
-            [{"pointer": e.pointer, "keyword": e.keyword, "message": e.message, "target": target}
-             for e in errors],
+            [
+                {"pointer": e.pointer, "keyword": e.keyword, "message": e.message, "target": target}
+                for e in errors
+            ],
         )
 
 
@@ -214,35 +282,56 @@ def _output_issues(
     mode = caps.structured_output
     base = "/output"
     if mode is None:
-        return [CapabilityIssue(
-            "error", target, "output", base,
-            f"provider kind {kind!r} has no structured-output mode, so the [output] schema "
-            "cannot be honoured; route this feature elsewhere or drop [output]",
-        )]
+        return [
+            CapabilityIssue(
+                "error",
+                target,
+                "output",
+                base,
+                f"provider kind {kind!r} has no structured-output mode, so the [output] schema "
+                "cannot be honoured; route this feature elsewhere or drop [output]",
+            )
+        ]
     if mode == "json_object":
-        issues = [CapabilityIssue(
-            "info", target, "output", base,
-            "translated: the vendor only guarantees JSON; portal sends the schema where the "
-            "API accepts it, validates the reply against [output] and retries once",
-            translated=True,
-        )]
+        issues = [
+            CapabilityIssue(
+                "info",
+                target,
+                "output",
+                base,
+                "translated: the vendor only guarantees JSON; portal sends the schema where the "
+                "API accepts it, validates the reply against [output] and retries once",
+                translated=True,
+            )
+        ]
         if dialect == "cohere":
             issues.extend(cohere_issues(schema, target, base))
         return issues
     if mode == "tool":
         issues = []
         if schema.get("type") != "object":
-            issues.append(CapabilityIssue(
-                "error", target, "type", base,
-                f"provider kind {kind!r} returns structured output as a forced tool call, whose "
-                "arguments must be an object: make the [output] root type = \"object\"",
-            ))
+            issues.append(
+                CapabilityIssue(
+                    "error",
+                    target,
+                    "type",
+                    base,
+                    f"provider kind {kind!r} returns structured output as a forced tool call, "
+                    "whose "
+                    'arguments must be an object: make the [output] root type = "object"',
+                )
+            )
         else:
-            issues.append(CapabilityIssue(
-                "info", target, "output", base,
-                "translated: [output] is sent as the input schema of a forced tool call",
-                translated=True,
-            ))
+            issues.append(
+                CapabilityIssue(
+                    "info",
+                    target,
+                    "output",
+                    base,
+                    "translated: [output] is sent as the input schema of a forced tool call",
+                    translated=True,
+                )
+            )
         if dialect == "cohere":
             issues.extend(cohere_issues(schema, target, base))
         return issues
@@ -261,11 +350,16 @@ def _tool_issues(
     out: list[CapabilityIssue] = []
     strict_tools = [t for t in contract.tools if t.strict]
     if kind == "anthropic" and len(strict_tools) > ANTHROPIC_MAX_STRICT_TOOLS:
-        out.append(CapabilityIssue(
-            "error", target, "strict", "/tools",
-            f"{len(strict_tools)} strict tools, but Anthropic accepts at most "
-            f"{ANTHROPIC_MAX_STRICT_TOOLS} strict tools per request",
-        ))
+        out.append(
+            CapabilityIssue(
+                "error",
+                target,
+                "strict",
+                "/tools",
+                f"{len(strict_tools)} strict tools, but Anthropic accepts at most "
+                f"{ANTHROPIC_MAX_STRICT_TOOLS} strict tools per request",
+            )
+        )
     for i, tool in enumerate(contract.tools):
         base = f"/tools/{i}/parameters"
         if dialect == "openapi-3.0-subset":
@@ -291,35 +385,56 @@ def openai_strict_issues(schema: dict[str, Any], target: str, base: str) -> list
         pointer = str(detail.get("pointer", "/"))
         keyword = str(detail.get("keyword", "schema"))
         why = str(detail.get("message", exc))
-        return [CapabilityIssue(
-            "error", target, keyword, _join(base, pointer),
-            f"OpenAI strict mode cannot express {keyword!r} ({why}); remove it, or route this "
-            "feature to a target without strict mode",
-        )]
+        return [
+            CapabilityIssue(
+                "error",
+                target,
+                keyword,
+                _join(base, pointer),
+                f"OpenAI strict mode cannot express {keyword!r} ({why}); remove it, or route this "
+                "feature to a target without strict mode",
+            )
+        ]
     issues: list[CapabilityIssue] = []
     issues.extend(_openai_size_issues(result.schema, target, base))
     closed, nullable = _strict_rewrites(schema)
     if closed:
-        issues.append(CapabilityIssue(
-            "info", target, "additionalProperties", _join(base, closed[0]),
-            f"translated: additionalProperties: false added to {len(closed)} object(s) "
-            f"(first at {closed[0] or '/'})",
-            translated=True,
-        ))
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                "additionalProperties",
+                _join(base, closed[0]),
+                f"translated: additionalProperties: false added to {len(closed)} object(s) "
+                f"(first at {closed[0] or '/'})",
+                translated=True,
+            )
+        )
     if nullable:
-        issues.append(CapabilityIssue(
-            "info", target, "required", _join(base, nullable[0]),
-            f"translated: {len(nullable)} optional propert(y/ies) sent as required and nullable; "
-            f"portal removes the added nulls from replies (first at {nullable[0]})",
-            translated=True,
-        ))
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                "required",
+                _join(base, nullable[0]),
+                f"translated: {len(nullable)} optional propert(y/ies) sent as required and "
+                "nullable; "
+                f"portal removes the added nulls from replies (first at {nullable[0]})",
+                translated=True,
+            )
+        )
     for pointer, keyword in result.dropped:
-        issues.append(CapabilityIssue(
-            "info", target, keyword, _join(base, pointer),
-            f"translated: {keyword!r} is not supported in strict mode; it is left out of the "
-            "request and enforced by portal's validation of the reply",
-            translated=True,
-        ))
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                keyword,
+                _join(base, pointer),
+                f"translated: {keyword!r} is not supported in strict mode; it is left out of the "
+                "request and enforced by portal's validation of the reply",
+                translated=True,
+            )
+        )
     return issues
 
 
@@ -336,19 +451,31 @@ def _openai_size_issues(schema: dict[str, Any], target: str, base: str) -> list[
             chars = sum(len(v) for v in strings)
             total += chars
             if len(enum) > OPENAI_BIG_ENUM and chars > OPENAI_BIG_ENUM_CHARS:
-                issues.append(CapabilityIssue(
-                    "error", target, "enum", _join(base, f"{ptr}/enum"),
-                    f"OpenAI strict mode: an enum of {len(enum)} values (> {OPENAI_BIG_ENUM}) may "
-                    f"total at most {OPENAI_BIG_ENUM_CHARS} characters, this one has {chars}",
-                ))
+                issues.append(
+                    CapabilityIssue(
+                        "error",
+                        target,
+                        "enum",
+                        _join(base, f"{ptr}/enum"),
+                        f"OpenAI strict mode: an enum of {len(enum)} values "
+                        f"(> {OPENAI_BIG_ENUM}) may "
+                        f"total at most {OPENAI_BIG_ENUM_CHARS} characters, this one has {chars}",
+                    )
+                )
         if isinstance(node.get("const"), str):
             total += len(node["const"])
     if total > OPENAI_MAX_TOTAL_STRING:
-        issues.append(CapabilityIssue(
-            "error", target, "properties", base or "/",
-            f"OpenAI strict mode: property names, definition names, enum and const values total "
-            f"{total} characters, more than the {OPENAI_MAX_TOTAL_STRING} allowed",
-        ))
+        issues.append(
+            CapabilityIssue(
+                "error",
+                target,
+                "properties",
+                base or "/",
+                "OpenAI strict mode: property names, definition names, enum and const values "
+                f"total "
+                f"{total} characters, more than the {OPENAI_MAX_TOTAL_STRING} allowed",
+            )
+        )
     return issues
 
 
@@ -373,7 +500,37 @@ def _strict_rewrites(schema: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
     """Check a schema against Gemini's OpenAPI 3.0 subset: what portal rewrites (info) and
-    what has no equivalent (error)."""
+    what has no equivalent (error). When the Gemini adapter's translator
+    (`portal.providers.gemini_schema.to_gemini_schema`) is importable, its refusals are the
+    errors, so CI refuses exactly what the adapter would."""
+    issues = _gemini_rules(schema, target, base)
+    try:
+        from portal.providers.gemini_schema import to_gemini_schema
+    except ImportError:
+        return issues
+    notes = [i for i in issues if i.severity != "error"]
+    if not isinstance(schema, Mapping):
+        return issues
+    try:
+        to_gemini_schema(schema, base.lstrip("/") or "schema")
+    except ContractError as exc:
+        errors = [
+            CapabilityIssue(
+                "error",
+                target,
+                str(d.get("keyword", "schema")),
+                _join(base, str(d.get("pointer", "/"))),
+                f"Gemini's schema subset cannot express {d.get('keyword')!r} "
+                f"({d.get('message')}); change the schema, route this feature to a target with "
+                "full JSON Schema, or set options.json_schema = true on the provider",
+            )
+            for d in (exc.details or [{}])
+        ]
+        return errors + notes
+    return notes
+
+
+def _gemini_rules(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
     issues: list[CapabilityIssue] = []
     translated: dict[str, list[str]] = {}
 
@@ -381,11 +538,16 @@ def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
         translated.setdefault(keyword, []).append(ptr)
 
     def err(keyword: str, ptr: str, why: str) -> None:
-        issues.append(CapabilityIssue(
-            "error", target, keyword, _join(base, ptr),
-            f"Gemini's schema subset cannot express {keyword!r} ({why}); change the schema "
-            "or route this feature to a target with full JSON Schema",
-        ))
+        issues.append(
+            CapabilityIssue(
+                "error",
+                target,
+                keyword,
+                _join(base, ptr),
+                f"Gemini's schema subset cannot express {keyword!r} ({why}); change the schema "
+                "or route this feature to a target with full JSON Schema",
+            )
+        )
 
     def visit(node: Any, ptr: str, refs: tuple[str, ...]) -> None:
         if isinstance(node, bool):
@@ -422,8 +584,11 @@ def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
         if extra is False:
             note("additionalProperties", f"{ptr}/additionalProperties")
         elif extra is not None:
-            err("additionalProperties", f"{ptr}/additionalProperties",
-                "free-form maps are not supported; list the properties")
+            err(
+                "additionalProperties",
+                f"{ptr}/additionalProperties",
+                "free-form maps are not supported; list the properties",
+            )
         types = node.get("type")
         type_list = [types] if isinstance(types, str) else list(types or [])
         if isinstance(types, list):
@@ -467,8 +632,16 @@ def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
             else:
                 visit(items, f"{ptr}/items", refs)
         known = GEMINI_FIELDS | {
-            "$ref", "$defs", "definitions", "additionalProperties", "const", "oneOf", "allOf",
-            *_ANNOTATIONS, *_GEMINI_VALIDATION_ONLY, *_GEMINI_STRUCTURAL,
+            "$ref",
+            "$defs",
+            "definitions",
+            "additionalProperties",
+            "const",
+            "oneOf",
+            "allOf",
+            *_ANNOTATIONS,
+            *_GEMINI_VALIDATION_ONLY,
+            *_GEMINI_STRUCTURAL,
         }
         for kw in node:
             if kw not in known and not kw.startswith("x-"):
@@ -480,12 +653,18 @@ def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
         unique.setdefault((issue.keyword, issue.pointer), issue)
     issues = list(unique.values())
     for keyword, ptrs in translated.items():
-        issues.append(CapabilityIssue(
-            "info", target, keyword, _join(base, ptrs[0]),
-            f"translated: {keyword!r} rewritten for Gemini's OpenAPI subset at {len(ptrs)} "
-            f"place(s) (first at {ptrs[0]}); {_GEMINI_HOW.get(keyword, 'left to portal validation')}",
-            translated=True,
-        ))
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                keyword,
+                _join(base, ptrs[0]),
+                f"translated: {keyword!r} rewritten for Gemini's OpenAPI subset at {len(ptrs)} "
+                f"place(s) (first at {ptrs[0]}); "
+                f"{_GEMINI_HOW.get(keyword, 'left to portal validation')}",
+                translated=True,
+            )
+        )
     return issues
 
 
@@ -510,25 +689,40 @@ def cohere_issues(
 ) -> list[CapabilityIssue]:
     issues: list[CapabilityIssue] = []
     if need_required and isinstance(schema, Mapping) and not schema.get("required"):
-        issues.append(CapabilityIssue(
-            "error", target, "required", _join(base, "/required"),
-            "Cohere structured outputs need at least one required property at the top level",
-        ))
+        issues.append(
+            CapabilityIssue(
+                "error",
+                target,
+                "required",
+                _join(base, "/required"),
+                "Cohere structured outputs need at least one required property at the top level",
+            )
+        )
     for ptr, node in _walk(schema):
         for kw in _COHERE_COMPOSITION:
             if kw in node:
-                issues.append(CapabilityIssue(
-                    "error", target, kw, _join(base, f"{ptr}/{kw}"),
-                    f"Cohere structured outputs do not support schema composition ({kw!r}); "
-                    "flatten the schema or route this feature elsewhere",
-                ))
+                issues.append(
+                    CapabilityIssue(
+                        "error",
+                        target,
+                        kw,
+                        _join(base, f"{ptr}/{kw}"),
+                        f"Cohere structured outputs do not support schema composition ({kw!r}); "
+                        "flatten the schema or route this feature elsewhere",
+                    )
+                )
         for kw in _COHERE_RANGES:
             if kw in node:
-                issues.append(CapabilityIssue(
-                    "info", target, kw, _join(base, f"{ptr}/{kw}"),
-                    f"translated: {kw!r} is not enforced by Cohere; portal validates the reply",
-                    translated=True,
-                ))
+                issues.append(
+                    CapabilityIssue(
+                        "info",
+                        target,
+                        kw,
+                        _join(base, f"{ptr}/{kw}"),
+                        f"translated: {kw!r} is not enforced by Cohere; portal validates the reply",
+                        translated=True,
+                    )
+                )
     return issues
 
 
@@ -575,4 +769,3 @@ def _join(base: str, pointer: str) -> str:
     if pointer in ("", "/"):
         return base or "/"
     return base + (pointer if pointer.startswith("/") else "/" + pointer)
-

@@ -110,6 +110,7 @@ class _Provider:
     kind: str
     region: str | None
     tags: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -148,7 +149,9 @@ def _load_config(path: Path) -> _Config:
 
 def _relabel(line: str, path: Path) -> str:
     prefix = "tool.portal." if path.name == "pyproject.toml" else ""
-    return f"{path.name}: {prefix}{line[len('config: '):]}" if line.startswith("config: ") else line
+    return (
+        f"{path.name}: {prefix}{line[len('config: ') :]}" if line.startswith("config: ") else line
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -167,8 +170,11 @@ def _from_portal_config(path: Path, cfg: Any) -> _Config:
     providers: dict[str, _Provider] = {}
     for name, p in (getattr(cfg, "providers", None) or {}).items():
         providers[name] = _Provider(
-            name, str(getattr(p, "kind", None) or name), getattr(p, "region", None),
+            name,
+            str(getattr(p, "kind", None) or name),
+            getattr(p, "region", None),
             list(getattr(p, "tags", None) or []),
+            dict(getattr(p, "options", None) or {}),
         )
     features: list[_Feature] = []
     for name, f in (getattr(cfg, "features", None) or {}).items():
@@ -203,8 +209,13 @@ def _load_config_minimal(path: Path) -> _Config:
         allowed = f.get("allowed") or {}
         targets = _targets(f.get("primary"), f.get("fallbacks") or [], canary.get("target"))
         features.append(
-            _Feature(name, f.get("contract"), targets, _opt_list(allowed.get("regions")),
-                     _opt_list(allowed.get("tags")))
+            _Feature(
+                name,
+                f.get("contract"),
+                targets,
+                _opt_list(allowed.get("regions")),
+                _opt_list(allowed.get("tags")),
+            )
         )
     return _Config(path, features, providers)
 
@@ -240,15 +251,23 @@ def run_check(config_path: Path | None, against: str | None = None) -> CheckRepo
         _policy(cfg, feat, report)
         if not feat.contract:
             continue
-        path = (base / feat.contract).resolve() if not Path(feat.contract).is_absolute() else Path(
-            feat.contract
+        path = (
+            (base / feat.contract).resolve()
+            if not Path(feat.contract).is_absolute()
+            else Path(feat.contract)
         )
         shown = _shown(path)
         text = _read(path)
         if text is None:
-            report.findings.append(Finding("error", "contract.missing",
-                                           f"contract file not found: {feat.contract}",
-                                           feat.name, shown))
+            report.findings.append(
+                Finding(
+                    "error",
+                    "contract.missing",
+                    f"contract file not found: {feat.contract}",
+                    feat.name,
+                    shown,
+                )
+            )
             continue
         try:
             contract = parse_contract(text, shown, name=feat.name, check_examples=False)
@@ -296,26 +315,47 @@ def _policy(cfg: _Config, feat: _Feature, report: CheckReport) -> None:
         tags = set(p.tags) if p else set()
         if feat.regions is not None:
             if region is None:
-                report.findings.append(Finding(
-                    "error", "policy.region",
-                    f"{target}: provider {name!r} declares no region, so the policy "
-                    f"allowed.regions = {feat.regions} cannot be proven; set region under "
-                    f"[providers.{name}] or remove the target",
-                    feat.name, _shown(cfg.path), target=target, keyword="regions"))
+                report.findings.append(
+                    Finding(
+                        "error",
+                        "policy.region",
+                        f"{target}: provider {name!r} declares no region, so the policy "
+                        f"allowed.regions = {feat.regions} cannot be proven; set region under "
+                        f"[providers.{name}] or remove the target",
+                        feat.name,
+                        _shown(cfg.path),
+                        target=target,
+                        keyword="regions",
+                    )
+                )
             elif region not in feat.regions:
-                report.findings.append(Finding(
-                    "error", "policy.region",
-                    f"{target}: provider {name!r} is in region {region!r}, outside "
-                    f"allowed.regions = {feat.regions}",
-                    feat.name, _shown(cfg.path), target=target, keyword="regions"))
+                report.findings.append(
+                    Finding(
+                        "error",
+                        "policy.region",
+                        f"{target}: provider {name!r} is in region {region!r}, outside "
+                        f"allowed.regions = {feat.regions}",
+                        feat.name,
+                        _shown(cfg.path),
+                        target=target,
+                        keyword="regions",
+                    )
+                )
         if feat.tags:
             missing = sorted(set(feat.tags) - tags)
             if missing:
-                report.findings.append(Finding(
-                    "error", "policy.tags",
-                    f"{target}: provider {name!r} lacks tag(s) {missing} required by "
-                    f"allowed.tags = {feat.tags}",
-                    feat.name, _shown(cfg.path), target=target, keyword="tags"))
+                report.findings.append(
+                    Finding(
+                        "error",
+                        "policy.tags",
+                        f"{target}: provider {name!r} lacks tag(s) {missing} required by "
+                        f"allowed.tags = {feat.tags}",
+                        feat.name,
+                        _shown(cfg.path),
+                        target=target,
+                        keyword="tags",
+                    )
+                )
 
 
 def _contract_error(
@@ -327,10 +367,18 @@ def _contract_error(
         pointer = detail.get("pointer")
         line = detail.get("line") or (_locate(text, str(pointer), shown) if pointer else None)
         message = lines[i] if i < len(lines) and len(lines) == len(details) else str(exc)
-        report.findings.append(Finding(
-            "error", "contract.invalid", message, feature, shown, line,
-            str(pointer) if pointer else None, keyword=detail.get("keyword"),
-        ))
+        report.findings.append(
+            Finding(
+                "error",
+                "contract.invalid",
+                message,
+                feature,
+                shown,
+                line,
+                str(pointer) if pointer else None,
+                keyword=detail.get("keyword"),
+            )
+        )
 
 
 def _examples(
@@ -340,13 +388,19 @@ def _examples(
         i, part = err["example"], err["part"]
         inner = err["pointer"] if err["pointer"] != "/" else ""
         pointer = f"/examples/{i}/{part}{inner}"
-        report.findings.append(Finding(
-            "error", "example.invalid",
-            f"examples[{i}].{part} at {err['pointer']}: {err['message']} "
-            f"(keyword {err['keyword']!r})",
-            feature, shown, _locate(text, f"/examples/{i}/{part}", shown), pointer,
-            keyword=err["keyword"],
-        ))
+        report.findings.append(
+            Finding(
+                "error",
+                "example.invalid",
+                f"examples[{i}].{part} at {err['pointer']}: {err['message']} "
+                f"(keyword {err['keyword']!r})",
+                feature,
+                shown,
+                _locate(text, f"/examples/{i}/{part}", shown),
+                pointer,
+                keyword=err["keyword"],
+            )
+        )
 
 
 def _capabilities(
@@ -371,10 +425,19 @@ def _capabilities(
                 "warning": "capability.note",
                 "info": "capability.translated",
             }[issue.severity]
-            report.findings.append(Finding(
-                issue.severity, code, f"{target} ({kind}): {issue.message}", feat.name, shown,
-                _locate(text, issue.pointer, shown), issue.pointer, target, issue.keyword,
-            ))
+            report.findings.append(
+                Finding(
+                    issue.severity,
+                    code,
+                    f"{target} ({kind}): {issue.message}",
+                    feat.name,
+                    shown,
+                    _locate(text, issue.pointer, shown),
+                    issue.pointer,
+                    target,
+                    issue.keyword,
+                )
+            )
 
 
 # ------------------------------------------------------------------------------------ git
@@ -424,16 +487,24 @@ def _against(
     except ValueError:
         raise UsageError(f"{path}: outside the git repository at {git.top}") from None
     if old_text is None:
-        report.findings.append(Finding(
-            "info", "compat.new", f"new contract (not present at {git.ref})", feature, shown))
+        report.findings.append(
+            Finding(
+                "info", "compat.new", f"new contract (not present at {git.ref})", feature, shown
+            )
+        )
         return "new"
     try:
         old = parse_contract(old_text, f"{shown}@{git.ref}", name=feature, check_examples=False)
     except ContractError as exc:
-        report.findings.append(Finding(
-            "warning", "compat.skipped",
-            f"the version at {git.ref} does not load, so it cannot be compared ({exc})",
-            feature, shown))
+        report.findings.append(
+            Finding(
+                "warning",
+                "compat.skipped",
+                f"the version at {git.ref} does not load, so it cannot be compared ({exc})",
+                feature,
+                shown,
+            )
+        )
         return None
     cmp = compare(old, contract)
     _report_comparison(report, cmp, feature, shown, text)
@@ -448,18 +519,30 @@ def _report_comparison(
         if change.breaking and verdict == "breaking":
             sev: Severity = "error"
             code = "compat.breaking"
-            msg = (f"breaking change without a major version bump "
-                   f"({cmp.old_version} -> {cmp.new_version}): {change.message}")
+            msg = (
+                f"breaking change without a major version bump "
+                f"({cmp.old_version} -> {cmp.new_version}): {change.message}"
+            )
         elif change.breaking:
             sev, code = "info", "compat.intended"
-            msg = (f"breaking change, intended by the major version bump "
-                   f"({cmp.old_version} -> {cmp.new_version}): {change.message}")
+            msg = (
+                f"breaking change, intended by the major version bump "
+                f"({cmp.old_version} -> {cmp.new_version}): {change.message}"
+            )
         else:
             sev, code, msg = "info", "compat.compatible", f"compatible change: {change.message}"
-        report.findings.append(Finding(
-            sev, code, msg, feature, shown, _locate(text, change.pointer, shown), change.pointer,
-            keyword=change.rule,
-        ))
+        report.findings.append(
+            Finding(
+                sev,
+                code,
+                msg,
+                feature,
+                shown,
+                _locate(text, change.pointer, shown),
+                change.pointer,
+                keyword=change.rule,
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------ diff
@@ -662,10 +745,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check every contract named by the config")
-    check.add_argument("--config", type=Path, default=None,
-                       help="portal.toml or pyproject.toml (default: ./portal.toml)")
-    check.add_argument("--against", metavar="GIT_REF", default=None,
-                       help="compare each contract with its version at this git ref")
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="portal.toml or pyproject.toml (default: ./portal.toml)",
+    )
+    check.add_argument(
+        "--against",
+        metavar="GIT_REF",
+        default=None,
+        help="compare each contract with its version at this git ref",
+    )
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
     diff = sub.add_parser("diff", help="compatibility analysis between two contract files")
     diff.add_argument("old", type=Path)

@@ -122,17 +122,32 @@ def compare(old: FeatureContract, new: FeatureContract) -> Comparison:
     changes.extend(_schema_section("output", old.output_schema, new.output_schema))
     changes.extend(_tools(old, new))
     if old.description != new.description:
-        changes.append(Change("contract", "/description", "description-changed",
-                              "description changed", False))
+        changes.append(
+            Change("contract", "/description", "description-changed", "description changed", False)
+        )
     for which in ("system", "user"):
         a = getattr(old, f"prompt_{which}")
         b = getattr(new, f"prompt_{which}")
         if a != b:
-            changes.append(Change("contract", f"/prompt/{which}", "prompt-changed",
-                                  f"prompt.{which} changed", False))
+            changes.append(
+                Change(
+                    "contract",
+                    f"/prompt/{which}",
+                    "prompt-changed",
+                    f"prompt.{which} changed",
+                    False,
+                )
+            )
     if old.name != new.name:
-        changes.append(Change("contract", "/name", "name-changed",
-                              f"name changed from {old.name!r} to {new.name!r}", False))
+        changes.append(
+            Change(
+                "contract",
+                "/name",
+                "name-changed",
+                f"name changed from {old.name!r} to {new.name!r}",
+                False,
+            )
+        )
     return result
 
 
@@ -175,21 +190,38 @@ def _tools(old: FeatureContract, new: FeatureContract) -> list[Change]:
         )
         if twin is not None:
             added.remove(twin)
-            out.append(Change("tools", f"/tools/{new_index[twin]}/name", "tool-renamed",
-                              f"tool {name!r} renamed to {twin!r}", True))
+            out.append(
+                Change(
+                    "tools",
+                    f"/tools/{new_index[twin]}/name",
+                    "tool-renamed",
+                    f"tool {name!r} renamed to {twin!r}",
+                    True,
+                )
+            )
         else:
             out.append(Change("tools", "/tools", "tool-removed", f"tool {name!r} removed", True))
     for name in added:
-        out.append(Change("tools", f"/tools/{new_index[name]}", "tool-added",
-                          f"tool {name!r} added", False))
+        out.append(
+            Change(
+                "tools", f"/tools/{new_index[name]}", "tool-added", f"tool {name!r} added", False
+            )
+        )
     for name, t_new in new_by.items():
         t_old = old_by.get(name)
         if t_old is None:
             continue
         base = f"/tools/{new_index[name]}"
         if t_old.description != t_new.description:
-            out.append(Change("tools", f"{base}/description", "tool-description-changed",
-                              f"tool {name!r}: description changed", False))
+            out.append(
+                Change(
+                    "tools",
+                    f"{base}/description",
+                    "tool-description-changed",
+                    f"tool {name!r}: description changed",
+                    False,
+                )
+            )
         for c in compare_schemas(t_old.parameters, t_new.parameters, "tools", f"{base}/parameters"):
             out.append(Change(c.area, c.pointer, c.rule, f"tool {name!r}: {c.message}", c.breaking))
     return out
@@ -279,7 +311,9 @@ class _Diff:
         removed = [old_vals[k] for k in old_vals if k not in new_vals]
         added = [new_vals[k] for k in new_vals if k not in old_vals]
         if removed:
-            self.add(f"{ptr}/enum", "enum-value-removed", f"enum value(s) removed: {_short(removed)}")
+            self.add(
+                f"{ptr}/enum", "enum-value-removed", f"enum value(s) removed: {_short(removed)}"
+            )
         if added:
             self.add(f"{ptr}/enum", "enum-value-added", f"enum value(s) added: {_short(added)}")
 
@@ -303,8 +337,11 @@ class _Diff:
                 continue
             if has_a and has_b:
                 if _canon(old[kw]) != _canon(new[kw]):
-                    self.add(f"{ptr}/{kw}", "constraint-changed",
-                             f"{kw} changed from {_short(old[kw])} to {_short(new[kw])}")
+                    self.add(
+                        f"{ptr}/{kw}",
+                        "constraint-changed",
+                        f"{kw} changed from {_short(old[kw])} to {_short(new[kw])}",
+                    )
             elif has_b:
                 self.add(f"{ptr}/{kw}", "constraint-added", f"{kw} {_short(new[kw])} added")
             else:
@@ -327,14 +364,21 @@ class _Diff:
             twin = next((a for a in added if _canon(new_props[a]) == _canon(old_props[name])), None)
             if twin is not None:
                 added.remove(twin)
-                self.add(f"{ptr}/properties/{_esc(twin)}", "property-renamed",
-                         f"property {name!r} renamed to {twin!r}")
+                self.add(
+                    f"{ptr}/properties/{_esc(twin)}",
+                    "property-renamed",
+                    f"property {name!r} renamed to {twin!r}",
+                )
                 continue
             breaking = None
             if self.area == "input":
                 breaking = new_closed  # callers still sending it are now refused
-            self.add(f"{ptr}/properties/{_esc(name)}", "property-removed",
-                     f"property {name!r} removed", breaking)
+            self.add(
+                f"{ptr}/properties/{_esc(name)}",
+                "property-removed",
+                f"property {name!r} removed",
+                breaking,
+            )
         for name in added:
             rule = "property-added-required" if name in new_req else "property-added"
             kind = "required" if name in new_req else "optional"
@@ -358,18 +402,30 @@ class _Diff:
             self.node(a, b, f"{ptr}/additionalProperties")
         elif _closed(a) != _closed(b):
             if _closed(b):
-                self.add(f"{ptr}/additionalProperties", "additional-closed",
-                         "additional properties are no longer allowed")
+                self.add(
+                    f"{ptr}/additionalProperties",
+                    "additional-closed",
+                    "additional properties are no longer allowed",
+                )
             else:
-                self.add(f"{ptr}/additionalProperties", "additional-opened",
-                         "additional properties are now allowed")
+                self.add(
+                    f"{ptr}/additionalProperties",
+                    "additional-opened",
+                    "additional properties are now allowed",
+                )
         elif isinstance(a, Mapping) != isinstance(b, Mapping) and not (_closed(a) or _closed(b)):
             if isinstance(b, Mapping):
-                self.add(f"{ptr}/additionalProperties", "constraint-added",
-                         "additional properties are now constrained by a schema")
+                self.add(
+                    f"{ptr}/additionalProperties",
+                    "constraint-added",
+                    "additional properties are now constrained by a schema",
+                )
             else:
-                self.add(f"{ptr}/additionalProperties", "constraint-removed",
-                         "additional properties are no longer constrained")
+                self.add(
+                    f"{ptr}/additionalProperties",
+                    "constraint-removed",
+                    "additional properties are no longer constrained",
+                )
 
     def alternatives(self, old: Any, new: Any, ptr: str, kw: str) -> None:
         if old is None and new is None:

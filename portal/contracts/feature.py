@@ -316,25 +316,37 @@ def _check_structure(doc: dict[str, Any], source: str) -> None:
             extras = [k for k in err.instance if k not in allowed]
             for extra in extras:
                 close = difflib.get_close_matches(extra, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
+                hint = (
+                    f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
+                )
                 key = _dotted([*path, extra])
                 lines.append(f"{source}: {key}: unknown key{hint}")
                 details.append(
-                    {"pointer": json_pointer([*path, extra]), "keyword": "additionalProperties",
-                     "message": f"unknown key{hint}"}
+                    {
+                        "pointer": json_pointer([*path, extra]),
+                        "keyword": "additionalProperties",
+                        "message": f"unknown key{hint}",
+                    }
                 )
             continue
         if err.validator == "required":
             missing = message.split("'")[1] if "'" in message else message
             key = _dotted([*path, missing])
             lines.append(f"{source}: {key}: missing (required)")
-            details.append({"pointer": json_pointer([*path, missing]), "keyword": "required",
-                            "message": "missing (required)"})
+            details.append(
+                {
+                    "pointer": json_pointer([*path, missing]),
+                    "keyword": "required",
+                    "message": "missing (required)",
+                }
+            )
             continue
         if err.validator == "pattern" and path == ["version"]:
             message = f"must be a semantic version like 1.2.0, got {err.instance!r}"
         lines.append(f"{source}: {_dotted(path)}: {message}")
-        details.append({"pointer": json_pointer(path), "keyword": err.validator, "message": message})
+        details.append(
+            {"pointer": json_pointer(path), "keyword": err.validator, "message": message}
+        )
     raise ContractError("\n".join(lines), details)
 
 
@@ -346,7 +358,9 @@ def check_schema_for_draft(schema: Any, draft: str, where: str) -> None:
     if isinstance(schema, bool):
         return
     if not isinstance(schema, Mapping):
-        raise ContractError(f"{where}: a JSON Schema must be an object, got {type(schema).__name__}")
+        raise ContractError(
+            f"{where}: a JSON Schema must be an object, got {type(schema).__name__}"
+        )
     default = validators.validator_for({"$schema": draft}, default=None)  # type: ignore[arg-type]
     if default is None:
         raise ContractError(f"{where}: unknown JSON Schema draft {draft!r}; use one of {DRAFTS}")
@@ -364,9 +378,10 @@ def check_schema_for_draft(schema: Any, draft: str, where: str) -> None:
 def _check_prompt_vars(contract: FeatureContract) -> None:
     """A ``{var}`` the input schema does not declare can never be filled: say so at load."""
     props = (contract.input_schema or {}).get("properties")
-    if not isinstance(props, Mapping) or (contract.input_schema or {}).get(
-        "additionalProperties", True
-    ) is not False:
+    if (
+        not isinstance(props, Mapping)
+        or (contract.input_schema or {}).get("additionalProperties", True) is not False
+    ):
         return
     for which, template in (("system", contract.prompt_system), ("user", contract.prompt_user)):
         if template is None:

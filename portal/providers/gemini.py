@@ -550,8 +550,10 @@ class VertexAdapter(GeminiAdapter):
         schema_dialect="openapi-3.0-subset",
         embed=True,
         max_tools=512,
-        notes=GeminiAdapter.capabilities.notes
-        + ("embeddings through :predict (text-embedding models)",),
+        notes=(
+            *GeminiAdapter.capabilities.notes,
+            "embeddings through :predict (text-embedding models)",
+        ),
     )
     scopes: ClassVar[tuple[str, ...]] = ("https://www.googleapis.com/auth/cloud-platform",)
 

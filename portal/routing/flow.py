@@ -127,7 +127,7 @@ def _send_once(
         if isinstance(call.request, EmbedRequest):
             result = adapter.parse_embed(reply, target.model)
         else:
-            result = adapter.parse_chat(reply, target.model)
+            result = adapter.finalize(call.request, adapter.parse_chat(reply, target.model))
         return result
     except ProviderError as exc:
         if exc.provider is None:

@@ -43,7 +43,9 @@ TREE = {
         }
     },
 }
-OPENAI = Capabilities(structured_output="json_schema", schema_dialect="openai-strict", max_tools=128)
+OPENAI = Capabilities(
+    structured_output="json_schema", schema_dialect="openai-strict", max_tools=128
+)
 GEMINI = Capabilities(structured_output="response_schema", schema_dialect="openapi-3.0-subset")
 
 
@@ -72,8 +74,12 @@ def test_openai_strict_translates_optional_properties_and_open_objects() -> None
 def test_openai_strict_nesting_limit() -> None:
     leaf: dict[str, Any] = {"type": "string"}
     for _ in range(12):
-        leaf = {"type": "object", "properties": {"x": leaf}, "required": ["x"],
-                "additionalProperties": False}
+        leaf = {
+            "type": "object",
+            "properties": {"x": leaf},
+            "required": ["x"],
+            "additionalProperties": False,
+        }
     assert errors(check_target(contract(leaf), "openai:m", "openai", OPENAI))[0][0] == "properties"
     shallow = leaf
     for _ in range(4):
@@ -83,8 +89,12 @@ def test_openai_strict_nesting_limit() -> None:
 
 def test_openai_big_enum_character_limit() -> None:
     values = [f"value-{i:04d}-" + "x" * 60 for i in range(300)]
-    out = {"type": "object", "required": ["v"], "additionalProperties": False,
-           "properties": {"v": {"type": "string", "enum": values}}}
+    out = {
+        "type": "object",
+        "required": ["v"],
+        "additionalProperties": False,
+        "properties": {"v": {"type": "string", "enum": values}},
+    }
     assert errors(check_target(contract(out), "openai:m", "openai", OPENAI)) == [
         ("enum", "/output/properties/v/enum")
     ]
@@ -93,19 +103,29 @@ def test_openai_big_enum_character_limit() -> None:
 def test_gemini_refuses_recursive_refs_and_inlines_others() -> None:
     issues = check_target(contract(TREE), "gemini:gemini-2.5-flash", "gemini", GEMINI)
     assert errors(issues) == [("$ref", "/output/$defs/Node/properties/children/items/$ref")]
-    flat = {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
-            "$defs": {"A": {"type": ["string", "null"]}}}
+    flat = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/A"}},
+        "$defs": {"A": {"type": ["string", "null"]}},
+    }
     ok = check_target(contract(flat), "gemini:gemini-2.5-flash", "gemini", GEMINI)
     assert errors(ok) == []
     assert {i.keyword for i in ok if i.translated} == {"$ref", "$defs", "type"}
 
 
 def test_gemini_refuses_maps_and_non_string_enums_in_tools_too() -> None:
-    tools = [{"name": "rate", "parameters": {
-        "type": "object",
-        "properties": {"level": {"type": "integer", "enum": [1, 2]},
-                       "meta": {"type": "object", "additionalProperties": {"type": "string"}}},
-    }}]
+    tools = [
+        {
+            "name": "rate",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "level": {"type": "integer", "enum": [1, 2]},
+                    "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+        }
+    ]
     issues = check_target(contract(tools=tools), "gemini:g", "gemini", GEMINI)
     assert errors(issues) == [
         ("enum", "/tools/0/parameters/properties/level/enum"),
@@ -115,8 +135,12 @@ def test_gemini_refuses_maps_and_non_string_enums_in_tools_too() -> None:
 
 def test_forced_tool_output_needs_an_object_root() -> None:
     caps = Capabilities(structured_output="tool", schema_dialect="json-schema")
-    issues = check_target(contract({"type": "array", "items": {"type": "string"}}),
-                          "anthropic:claude-haiku-4-5", "anthropic", caps)
+    issues = check_target(
+        contract({"type": "array", "items": {"type": "string"}}),
+        "anthropic:claude-haiku-4-5",
+        "anthropic",
+        caps,
+    )
     assert errors(issues) == [("type", "/output")]
 
 
@@ -127,23 +151,31 @@ def test_tool_count_and_tool_support() -> None:
         ("tools", "/tools")
     ]
     none = Capabilities(tools=False)
-    assert errors(check_target(contract(tools=tools), "x:m", "openai", none)) == [("tools", "/tools")]
+    assert errors(check_target(contract(tools=tools), "x:m", "openai", none)) == [
+        ("tools", "/tools")
+    ]
 
 
 def test_no_structured_output_mode_is_an_error_and_json_mode_is_translated() -> None:
     out = {"type": "object", "properties": {"a": {"type": "string"}}}
-    assert errors(check_target(contract(out), "x:m", "sim", Capabilities(structured_output=None))) == [
-        ("output", "/output")
-    ]
-    json_only = check_target(contract(out), "x:m", "sim", Capabilities(structured_output="json_object"))
+    assert errors(
+        check_target(contract(out), "x:m", "sim", Capabilities(structured_output=None))
+    ) == [("output", "/output")]
+    json_only = check_target(
+        contract(out), "x:m", "sim", Capabilities(structured_output="json_object")
+    )
     assert [(i.severity, i.translated) for i in json_only] == [("info", True)]
 
 
 def test_cohere_rules() -> None:
     caps = Capabilities(structured_output="json_object", schema_dialect="cohere")
-    out = {"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}}
+    out = {
+        "type": "object",
+        "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+    }
     assert errors(check_target(contract(out), "cohere:command-a", "cohere", caps)) == [
-        ("required", "/output/required"), ("anyOf", "/output/properties/a/anyOf")
+        ("required", "/output/required"),
+        ("anyOf", "/output/properties/a/anyOf"),
     ]
 
 
@@ -157,5 +189,7 @@ def test_ensure_servable_raises_the_same_message_for_config_loading() -> None:
         ensure_servable(contract(MAP_OUTPUT), "openai:gpt-4.1-mini", "openai")
     text = str(info.value)
     assert text.startswith("feature 'f': target openai:gpt-4.1-mini cannot serve the contract:")
-    assert "contracts/f.json: openai:gpt-4.1-mini: /output/properties/scores/patternProperties" in text
+    assert (
+        "contracts/f.json: openai:gpt-4.1-mini: /output/properties/scores/patternProperties" in text
+    )
     ensure_servable(contract({"type": "object", "properties": {}}), "openai:gpt-4.1-mini", "openai")

@@ -79,20 +79,42 @@ def test_clean_contract_exit_0_and_json_shape(tmp_path: Path) -> None:
     code, out, _ = run("check", "--config", str(cfg), "--format", "json")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"schema_version", "command", "ok", "exit_code", "summary", "features",
-                         "findings"}
+    assert set(data) == {
+        "schema_version",
+        "command",
+        "ok",
+        "exit_code",
+        "summary",
+        "features",
+        "findings",
+    }
     assert (data["schema_version"], data["command"], data["ok"], data["exit_code"]) == (
-        1, "check", True, 0)
+        1,
+        "check",
+        True,
+        0,
+    )
     assert data["summary"]["errors"] == 0 and data["summary"]["contracts"] == 1
     assert data["features"][0]["targets"] == ["openai:gpt-4.1-mini", "gemini:gemini-2.5-flash"]
     assert data["features"][0]["version"] == "1.0.0"
     for finding in data["findings"]:
-        assert set(finding) == {"severity", "code", "message", "feature", "file", "line",
-                                "pointer", "target", "keyword"}
+        assert set(finding) == {
+            "severity",
+            "code",
+            "message",
+            "feature",
+            "file",
+            "line",
+            "pointer",
+            "target",
+            "keyword",
+        }
 
 
 def test_contract_gemini_cannot_express_fails_with_file_line_and_pointer(tmp_path: Path) -> None:
-    recursive = CONTRACT.format(version="1.0.0") + """
+    recursive = (
+        CONTRACT.format(version="1.0.0")
+        + """
 [output.properties.thread]
 "$ref" = "#/$defs/Msg"
 [output."$defs".Msg]
@@ -101,6 +123,7 @@ type = "object"
 type = "array"
 items = { "$ref" = "#/$defs/Msg" }
 """
+    )
     cfg = write(tmp_path, recursive)
     code, out, _ = run("check", "--config", str(cfg), "--format", "json")
     assert code == 1
@@ -137,10 +160,13 @@ def test_data_path_policy(tmp_path: Path) -> None:
     cfg = write(tmp_path, CONTRACT.format(version="1.0.0"), allowed=allowed)
     code, out, _ = run("check", "--config", str(cfg), "--format", "json")
     assert code == 1
-    found = [(f["code"], f["target"]) for f in json.loads(out)["findings"]
-             if f["severity"] == "error"]
-    assert found == [("policy.region", "gemini:gemini-2.5-flash"),
-                     ("policy.tags", "gemini:gemini-2.5-flash")]
+    found = [
+        (f["code"], f["target"]) for f in json.loads(out)["findings"] if f["severity"] == "error"
+    ]
+    assert found == [
+        ("policy.region", "gemini:gemini-2.5-flash"),
+        ("policy.tags", "gemini:gemini-2.5-flash"),
+    ]
 
 
 def test_usage_and_config_errors_exit_2(tmp_path: Path) -> None:
@@ -170,8 +196,13 @@ def test_github_format_escapes_newlines() -> None:
 def test_against_a_git_ref_in_a_repository_with_two_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
@@ -190,7 +221,9 @@ def test_against_a_git_ref_in_a_repository_with_two_commits(
     git("commit", "-q", "-am", "drop order_id")
     monkeypatch.chdir(tmp_path)
 
-    code, out, _ = run("check", "--config", "portal.toml", "--against", "HEAD~1", "--format", "json")
+    code, out, _ = run(
+        "check", "--config", "portal.toml", "--against", "HEAD~1", "--format", "json"
+    )
     data = json.loads(out)
     assert code == 1
     assert data["features"][0]["verdict"] == "breaking"
@@ -199,8 +232,9 @@ def test_against_a_git_ref_in_a_repository_with_two_commits(
         ("property-removed", "/output/properties/order_id", "contracts/answer.toml")
     ]
 
-    code, out, _ = run("check", "--config", "portal.toml", "--against", "HEAD~1",
-                       "--format", "github")
+    code, out, _ = run(
+        "check", "--config", "portal.toml", "--against", "HEAD~1", "--format", "github"
+    )
     assert "::error file=contracts/answer.toml" in out
     assert "breaking change without a major version bump (1.0.0 -> 1.1.0)" in out
 
@@ -221,15 +255,22 @@ def test_diff_command(tmp_path: Path) -> None:
     old = tmp_path / "old.toml"
     new = tmp_path / "new.toml"
     old.write_text(CONTRACT.format(version="1.0.0"))
-    new.write_text(CONTRACT.format(version="1.1.0").replace(
-        '[input.properties.question]\ntype = "string"',
-        '[input.properties.question]\ntype = "string"\n[input.properties.lang]\ntype = "string"'))
+    new.write_text(
+        CONTRACT.format(version="1.1.0").replace(
+            '[input.properties.question]\ntype = "string"',
+            '[input.properties.question]\ntype = "string"\n'
+            '[input.properties.lang]\ntype = "string"',
+        )
+    )
     code, out, _ = run("diff", str(old), str(new))
     assert code == 0
     assert "compatible: no breaking changes" in out
     assert "optional property 'lang' added" in out
-    new.write_text(CONTRACT.format(version="1.1.0").replace('required = ["question"]',
-                                                            'required = ["question", "lang"]'))
+    new.write_text(
+        CONTRACT.format(version="1.1.0").replace(
+            'required = ["question"]', 'required = ["question", "lang"]'
+        )
+    )
     code, out, _ = run("diff", str(old), str(new))
     assert code == 1
     assert "BREAKING changes without a major version bump" in out

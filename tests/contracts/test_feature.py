@@ -74,7 +74,9 @@ def test_render_rejects_input_naming_path_and_keyword() -> None:
         "feature 'f': input does not match the contract: /question: 5 is not of type 'string' "
         "(keyword type)"
     )
-    with pytest.raises(ContractError, match=r"/: 'question' is a required property \(keyword required\)"):
+    with pytest.raises(
+        ContractError, match=r"/: 'question' is a required property \(keyword required\)"
+    ):
         c.render({})
 
 
@@ -87,9 +89,13 @@ def test_render_names_a_placeholder_missing_from_the_input() -> None:
 
 
 def test_undeclared_placeholder_in_a_closed_input_fails_at_load() -> None:
-    text = GOOD.replace('required = ["question"]', 'required = ["question"]\nadditionalProperties = false', 1)
+    text = GOOD.replace(
+        'required = ["question"]', 'required = ["question"]\nadditionalProperties = false', 1
+    )
     text = text.replace("{question}", "{qestion}")
-    with pytest.raises(ContractError, match=r"contracts/x.toml: prompt.user: \{qestion\} is not a property"):
+    with pytest.raises(
+        ContractError, match=r"contracts/x.toml: prompt.user: \{qestion\} is not a property"
+    ):
         parse_contract(text, "contracts/x.toml")
 
 
@@ -109,35 +115,58 @@ def test_bad_version_and_missing_version() -> None:
 
 
 def test_bad_schema_names_file_section_and_pointer() -> None:
-    text = GOOD.replace('[output.properties.answer]\ntype = "string"',
-                        '[output.properties.answer]\ntype = "text"')
+    text = GOOD.replace(
+        '[output.properties.answer]\ntype = "string"', '[output.properties.answer]\ntype = "text"'
+    )
     with pytest.raises(ContractError) as info:
         parse_contract(text, "contracts/x.toml")
     assert str(info.value).startswith(
-        "contracts/x.toml: output: invalid JSON Schema at /properties/answer/type: 'text' is not valid"
+        "contracts/x.toml: output: invalid JSON Schema at /properties/answer/type: "
+        "'text' is not valid"
     )
     assert info.value.details[0]["pointer"] == "/properties/answer/type"
 
 
 def test_declared_draft_is_used_for_the_meta_schema() -> None:
     # exclusiveMinimum is a boolean in draft-04 and a number afterwards
-    text = GOOD.replace('version = "1.0.0"', 'version = "1.0.0"\nschema_draft = "http://json-schema.org/draft-04/schema#"')
-    text = text.replace('[output.properties.answer]\ntype = "string"',
-                        '[output.properties.answer]\ntype = "number"\nminimum = 0\nexclusiveMinimum = true')
-    assert parse_contract(text, "c.toml", check_examples=False).schema_draft.endswith("draft-04/schema#")
-    with pytest.raises(ContractError, match="output: invalid JSON Schema at /properties/answer/exclusiveMinimum"):
-        parse_contract(text.replace('schema_draft = "http://json-schema.org/draft-04/schema#"', ""), "c.toml", check_examples=False)
+    text = GOOD.replace(
+        'version = "1.0.0"',
+        'version = "1.0.0"\nschema_draft = "http://json-schema.org/draft-04/schema#"',
+    )
+    text = text.replace(
+        '[output.properties.answer]\ntype = "string"',
+        '[output.properties.answer]\ntype = "number"\nminimum = 0\nexclusiveMinimum = true',
+    )
+    assert parse_contract(text, "c.toml", check_examples=False).schema_draft.endswith(
+        "draft-04/schema#"
+    )
+    with pytest.raises(
+        ContractError, match="output: invalid JSON Schema at /properties/answer/exclusiveMinimum"
+    ):
+        parse_contract(
+            text.replace('schema_draft = "http://json-schema.org/draft-04/schema#"', ""),
+            "c.toml",
+            check_examples=False,
+        )
 
 
 def test_invalid_examples_fail_loading_unless_the_check_collects_them() -> None:
     text = GOOD.replace('output = { answer = "On its way." }', "output = { answer = 3 }")
     with pytest.raises(ContractError) as info:
         parse_contract(text, "c.toml")
-    assert str(info.value) == "c.toml: examples[0].output: /answer: 3 is not of type 'string' (keyword type)"
+    assert (
+        str(info.value)
+        == "c.toml: examples[0].output: /answer: 3 is not of type 'string' (keyword type)"
+    )
     c = parse_contract(text, "c.toml", check_examples=False)
     assert c.example_errors() == [
-        {"example": 0, "part": "output", "pointer": "/answer", "keyword": "type",
-         "message": "3 is not of type 'string'"}
+        {
+            "example": 0,
+            "part": "output",
+            "pointer": "/answer",
+            "keyword": "type",
+            "message": "3 is not of type 'string'",
+        }
     ]
 
 
@@ -151,7 +180,7 @@ def test_json_contracts_and_toml_syntax_errors() -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ContractError, match="nope.toml: contract file not found"):
+    with pytest.raises(ContractError, match=r"nope\.toml: contract file not found"):
         load_contract(tmp_path / "nope.toml")
 
 

@@ -50,9 +50,13 @@ def errors(instance: Any, component: str) -> list[str]:
 
 
 def _nullable(node: Any) -> None:
-    """The spec still marks some fields with OpenAPI 3.0's ``nullable: true`` (e.g. a stream
+    """OpenAPI-isms to JSON Schema. The spec still marks some fields with OpenAPI 3.0's ``nullable: true`` (e.g. a stream
     chunk's ``finish_reason``); JSON Schema spells it ``type: [..., "null"]``."""
     if isinstance(node, dict):
+        if "discriminator" in node and "oneOf" in node:
+            # OpenAPI picks the branch by the discriminator; plain oneOf would reject items
+            # that match two branches (e.g. EasyInputMessage and InputMessage)
+            node["anyOf"] = node.pop("oneOf")
         if node.get("nullable") is True:
             t = node.get("type")
             if isinstance(t, str):

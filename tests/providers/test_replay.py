@@ -28,6 +28,7 @@ MODEL = {"bedrock": "anthropic.claude-3-5-sonnet-20240620-v1:0"}
 OPTIONS: dict[str, dict[str, Any]] = {
     "bedrock": {"region_name": "us-east-1", "access_key_id": "AKID", "secret_access_key": "s"},
     "openai-compatible": {"preset": "vllm"},
+    "vertex": {"project": "acme-prod", "location": "us-central1"},
 }
 BASE = {"azure-openai": "https://acme.openai.azure.com"}
 
@@ -113,7 +114,7 @@ def assert_paired(kind: str, body: dict[str, Any], calls: list[ToolCall]) -> Non
     wire_calls, wire_results = extract(kind, body)
     assert [(n, a) for _, n, a in wire_calls] == [(c.name, c.arguments) for c in calls], kind
     assert len(wire_results) == len(calls), f"{kind}: {wire_results}"
-    ids = [i for i, _, _ in wire_calls]
+    ids = [i for i, _, _ in wire_calls if i is not None]  # Vertex sends no ids: pairs by name
     assert len(set(ids)) == len(ids), f"{kind}: call ids collide: {ids}"
     for (call_id, name, _), (result_id, result_name, value) in zip(wire_calls, wire_results, strict=True):
         if result_id is not None or call_id is not None:
