@@ -34,7 +34,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCENARIOS = ("seq", "c200", "stream")
 IMPORT_MODULES = ("httpx2", "httpx", "aiohttp", "openai", "anthropic", "litellm", "portal")
-QUICK_CLIENTS = ("httpx2-async", "httpx2-sync", "httpx2-failover")
+#: --quick measures only what the ratio targets need: the baselines and portal's rows.
+QUICK_JOBS = {
+    ("httpx2-async", "seq"), ("httpx2-async", "c200"), ("httpx2-async", "stream"),
+    ("httpx2-sync", "seq"), ("httpx2-failover", "seq"),
+    ("portal-async", "seq"), ("portal-async", "c200"), ("portal-async", "stream"),
+    ("portal-sync", "seq"), ("portal-failover", "seq"),
+}
 VERSIONED = ("httpx2", "httpx", "aiohttp", "httpx-aiohttp", "openai", "anthropic", "litellm",
              "uvloop", "orjson", "pydantic")
 
@@ -117,7 +123,7 @@ async def _measure_async(spec: Any, env: Any, job: dict[str, Any]) -> dict[str, 
     await one(False)
     rss_setup = _rss_mb()
     concurrency = env.concurrency if scenario == "c200" else 1
-    await many(job["warmup"] if concurrency == 1 else 2 * concurrency, concurrency, False)
+    await many(job["warmup"] if concurrency == 1 else job["warmup_c200"], concurrency, False)
     c0, w0 = time.process_time(), time.perf_counter()
     await many(job["n"], concurrency, True)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
@@ -171,8 +177,8 @@ def _result(
     lat = tally.latencies or [float("nan")]
     out: dict[str, Any] = {
         "n": n,
-        "calls_total": 1 + n + (job["warmup"] if job["scenario"] != "c200"
-                                else 2 * job["concurrency"]),
+        "calls_total": 1 + n + (job["warmup_c200"] if job["scenario"] == "c200"
+                                else job["warmup"]),
         "cpu_ms": 1000 * cpu / n,
         "calls_s": n / wall,
         "p50_ms": 1000 * _pct(lat, 0.50),
@@ -597,8 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     import mock_server
 
     wanted = args.clients.split(",") if args.clients else [
-        k for k in clients.REGISTRY if not args.quick or k in QUICK_CLIENTS
-        or k.startswith("portal")
+        k for k in clients.REGISTRY if not args.quick or any(k == j for j, _ in QUICK_JOBS)
     ]
     unknown = [k for k in wanted if k not in clients.REGISTRY]
     if unknown:
@@ -620,12 +625,14 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(rounds=args.rounds)
     sizes = {"seq": args.n_seq, "c200": args.n_c200, "stream": args.n_stream}
     try:
-        jobs = [(k, s) for k, spec in specs.items() for s in spec.scenarios]
+        jobs = [(k, s) for k, spec in specs.items() for s in spec.scenarios
+                if args.clients or not args.quick or (k, s) in QUICK_JOBS]
         for r in range(args.rounds):
             shift = r % max(len(jobs), 1)
             for key, scen in jobs[shift:] + jobs[:shift]:
                 job = {
                     "client": key, "scenario": scen, "n": sizes[scen], "warmup": args.warmup,
+                    "warmup_c200": args.concurrency * (1 if args.quick else 2),
                     "concurrency": args.concurrency, "chunks": args.chunks,
                     "base_url": good.url, "failing_url": bad.url, "expected": expected,
                 }

@@ -199,7 +199,11 @@ def _load_config_minimal(path: Path) -> _Config:
         if not isinstance(p, dict):
             raise UsageError(f"{path}: providers.{name}: must be a table")
         providers[name] = _Provider(
-            name, str(p.get("kind") or name), p.get("region"), list(p.get("tags") or [])
+            name,
+            str(p.get("kind") or name),
+            p.get("region"),
+            list(p.get("tags") or []),
+            dict(p.get("options") or {}),
         )
     features: list[_Feature] = []
     for name, f in (data.get("features") or {}).items():
@@ -276,7 +280,7 @@ def run_check(config_path: Path | None, against: str | None = None) -> CheckRepo
             continue
         result.version = contract.version
         _examples(report, contract, feat.name, shown, text)
-        _capabilities(report, contract, feat, kinds, shown, text)
+        _capabilities(report, cfg, contract, feat, kinds, shown, text)
         if git is not None:
             result.verdict = _against(report, git, contract, path, feat.name, shown, text)
     return report
@@ -405,6 +409,7 @@ def _examples(
 
 def _capabilities(
     report: CheckReport,
+    cfg: _Config,
     contract: FeatureContract,
     feat: _Feature,
     kinds: dict[str, str],
@@ -416,7 +421,9 @@ def _capabilities(
     for target in feat.targets:
         kind = kinds[target]
         try:
-            issues = check_target(contract, target, kind)
+            provider = cfg.providers.get(target.partition(":")[0])
+            options = provider.options if provider else None
+            issues = check_target(contract, target, kind, options=options)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         for issue in issues:

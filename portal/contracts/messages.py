@@ -74,6 +74,9 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: vendor data that must travel with the call when the conversation is replayed
+    #: (e.g. Gemini's thought signatures); never shown to the model of another vendor
+    provider_data: dict[str, Any] | None = field(default=None, compare=False)
 
     def arguments_json(self) -> str:
         return json.dumps(self.arguments, separators=(",", ":"), ensure_ascii=False)
@@ -217,7 +220,7 @@ def _from_dict(d: Mapping[str, Any], where: str) -> Message:
         )
     content = d.get("content")
     # fast path: the plain text turn
-    if len(d) == 2 and isinstance(content, str):
+    if len(d) == 2 and isinstance(content, str) and role != "tool":
         return Message(role, content)
     unknown = set(d) - _MESSAGE_KEYS
     if unknown:

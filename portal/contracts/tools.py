@@ -145,24 +145,25 @@ def _from_dict(d: Mapping[str, Any], i: int) -> ToolSpec:
 
 
 _SPHINX = re.compile(r"^:param\s+(?:\S+\s+)?(\w+):\s*(.*)$")
-_GOOGLE_ARG = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+_NUMPY_ARG = re.compile(r"^(\w+)\s+:\s*(.*)$")  # "name : type", description below
+_GOOGLE_ARG = re.compile(r"^(\w+)\s*(?:\([^)]*\))?:\s*(.*)$")  # "name (type): description"
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):?\s*$")
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """The summary paragraph and a description per argument."""
-    lines = doc.splitlines()
-    summary_lines: list[str] = []
+    """The summary paragraph and a description per argument (Google, NumPy, Sphinx)."""
+    summary: list[str] = []
     args: dict[str, str] = {}
     section: str | None = None
+    base_indent: int | None = None
     current: str | None = None
-    for raw in lines:
-        line = raw.rstrip()
-        stripped = line.strip()
+    for raw in doc.splitlines():
+        stripped = raw.strip()
+        indent = len(raw) - len(raw.lstrip())
         sphinx = _SPHINX.match(stripped)
         if sphinx:
-            args[sphinx.group(1)] = sphinx.group(2).strip()
             current, section = sphinx.group(1), "sphinx"
+            args[current] = sphinx.group(2).strip()
             continue
         if stripped.startswith(":"):
             section, current = "other", None
@@ -170,31 +171,32 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
         header = _SECTION.match(stripped)
         if header:
             section = "args" if header.group(1) in ("Args", "Arguments", "Parameters") else "other"
-            current = None
+            base_indent, current = None, None
             continue
         if section is None:
-            if not stripped and summary_lines:
+            if stripped:
+                summary.append(stripped)
+            elif summary:
                 section = "body"
-            elif stripped:
-                summary_lines.append(stripped)
+            continue
+        if not stripped or set(stripped) <= {"-"}:
             continue
         if section == "args":
-            if set(stripped) <= {"-"}:
-                continue  # numpy underline
-            google = _GOOGLE_ARG.match(line)
-            if google and (line.startswith("    ") or not line.startswith(" ")) and len(
-                line
-            ) - len(line.lstrip()) <= 4:
-                current = google.group(1)
-                args[current] = google.group(2).strip()
-            elif stripped and not line.startswith(" ") and " : " not in stripped:
-                current = stripped.split()[0]
-                args.setdefault(current, "")
-            elif stripped and re.match(r"^\w+\s*:", stripped) and not line.startswith("     "):
-                current = stripped.split(":")[0].strip()
-                args[current] = stripped.split(":", 1)[1].strip()
-            elif stripped and current:
+            if base_indent is None:
+                base_indent = indent
+            if indent <= base_indent:
+                numpy = _NUMPY_ARG.match(stripped)
+                google = None if numpy else _GOOGLE_ARG.match(stripped)
+                if numpy:
+                    current = numpy.group(1)
+                    args[current] = ""
+                elif google:
+                    current = google.group(1)
+                    args[current] = google.group(2).strip()
+                else:
+                    current = None
+            elif current:
                 args[current] = (args[current] + " " + stripped).strip()
-        elif section == "sphinx" and stripped and current:
+        elif section == "sphinx" and current:
             args[current] = (args[current] + " " + stripped).strip()
-    return " ".join(summary_lines), {k: v for k, v in args.items() if v}
+    return " ".join(summary), {k: v for k, v in args.items() if v}

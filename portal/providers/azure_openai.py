@@ -53,7 +53,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         if not self.base_url:
             raise ConfigError(
                 f"provider {settings.name!r} (azure-openai): base_url is required, "
-                "e.g. base_url = \"https://<resource>.openai.azure.com\""
+                'e.g. base_url = "https://<resource>.openai.azure.com"'
             )
         self.base_url = self.base_url.removesuffix("/openai")
         opts = settings.options
@@ -87,7 +87,9 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     def _url(self, model: str, operation: str) -> str:
         if self.v1:
-            query = "" if self.api_version in ("v1", "latest") else f"?api-version={self.api_version}"
+            query = (
+                "" if self.api_version in ("v1", "latest") else f"?api-version={self.api_version}"
+            )
             return f"{self.base_url}/openai/v1/{operation}{query}"
         dep = quote(self.deployment(model), safe="")
         return (
@@ -133,9 +135,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     ) -> ContentFiltered:
         err = super().filtered(details, model, request_id)
         completion = (details.get("content_filter") or {}).get("completion") or {}
-        hits = sorted(
-            k for k, v in completion.items() if isinstance(v, dict) and v.get("filtered")
-        )
+        hits = sorted(k for k, v in completion.items() if isinstance(v, dict) and v.get("filtered"))
         if hits:
             err.message = f"Azure content filter stopped the reply ({', '.join(hits)})"
             err.args = (err.message,)

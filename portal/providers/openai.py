@@ -37,7 +37,6 @@ from portal.errors import (
     Overloaded,
     ProviderError,
     RateLimited,
-    ServerError,
 )
 from portal.providers.base import (
     Adapter,
@@ -121,8 +120,10 @@ class OpenAIAdapter(Adapter):
         embed=True,
         max_tools=128,
         notes=(
-            ("strict json_schema: optional properties sent as required+nullable, nulls removed "
-            "from the reply; validation-only keywords left to portal's validator"),
+            (
+                "strict json_schema: optional properties sent as required+nullable, nulls removed "
+                "from the reply; validation-only keywords left to portal's validator"
+            ),
         ),
     )
     chat_path: ClassVar[str] = "/chat/completions"
@@ -167,7 +168,9 @@ class OpenAIAdapter(Adapter):
         return body
 
     def build_chat(self, req: ChatRequest, model: str) -> WireRequest:
-        return self.json_request(self.chat_url(model), self.chat_body(req, model), self.auth_headers())
+        return self.json_request(
+            self.chat_url(model), self.chat_body(req, model), self.auth_headers()
+        )
 
     def map_messages(self, messages: list[Message]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -185,7 +188,9 @@ class OpenAIAdapter(Adapter):
             if isinstance(m.content, list) and any(isinstance(p, ImagePart) for p in m.content):
                 item["content"] = [self.map_part(p) for p in m.content]
             else:
-                item["content"] = m.text if (m.content is not None or m.role != "assistant") else None
+                item["content"] = (
+                    m.text if (m.content is not None or m.role != "assistant") else None
+                )
             if m.tool_calls:
                 item["tool_calls"] = [self.map_tool_call(c) for c in m.tool_calls]
             if m.name and m.role != "tool":
@@ -252,9 +257,11 @@ class OpenAIAdapter(Adapter):
             raise self.invalid("choices[0].message is missing", model)
         text = message.get("content") or ""
         if not isinstance(text, str):
-            text = "".join(
-                p.get("text", "") for p in text if isinstance(p, dict)
-            ) if isinstance(text, list) else str(text)
+            text = (
+                "".join(p.get("text", "") for p in text if isinstance(p, dict))
+                if isinstance(text, list)
+                else str(text)
+            )
         calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
         raw_finish = choice.get("finish_reason")
         finish = normalize_finish(raw_finish, bool(text), bool(calls), self.finish_reason_map())
@@ -287,8 +294,10 @@ class OpenAIAdapter(Adapter):
         self, details: Mapping[str, Any], model: str, request_id: str | None = None
     ) -> ContentFiltered:
         refusal = details.get("refusal")
-        message = f"the model refused: {refusal}" if refusal else (
-            "the vendor's content filter stopped the reply"
+        message = (
+            f"the model refused: {refusal}"
+            if refusal
+            else ("the vendor's content filter stopped the reply")
         )
         return ContentFiltered(
             message, provider=self.name, model=model, request_id=request_id, body=dict(details)
@@ -466,7 +475,10 @@ class OpenAIChatStreamParser(StreamParser):
         if usage is not None:
             self.usage = usage
             events.append(StreamEvent("usage", usage=usage))
-        for choice in obj.get("choices") or []:
+        choices = obj.get("choices") or []
+        if not choices:
+            self._details(self.adapter.reply_details(obj, {}))
+        for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
@@ -487,7 +499,15 @@ class OpenAIChatStreamParser(StreamParser):
                     )
             if choice.get("finish_reason"):
                 self.finish_raw = choice["finish_reason"]
-            self.details.update(self.adapter.reply_details(obj, choice))
+            self._details(self.adapter.reply_details(obj, choice))
+
+    def _details(self, found: dict[str, Any]) -> None:
+        """Merge per-chunk extras; nested tables (Azure's content_filter) merge key by key."""
+        for key, value in found.items():
+            old = self.details.get(key)
+            self.details[key] = (
+                {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+            )
 
     def finish(self) -> Response:
         for sse in self.sse.close():

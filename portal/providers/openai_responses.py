@@ -175,7 +175,9 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
         }
 
     def build_chat(self, req: ChatRequest, model: str) -> WireRequest:
-        return self.json_request(self.chat_url(model), self.chat_body(req, model), self.auth_headers())
+        return self.json_request(
+            self.chat_url(model), self.chat_body(req, model), self.auth_headers()
+        )
 
     # -- response --------------------------------------------------------------------------
     def parse_chat(self, reply: WireReply, model: str) -> Response:

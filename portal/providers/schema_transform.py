@@ -96,7 +96,7 @@ def to_openai_strict(schema: dict[str, Any], where: str = "output") -> StrictSch
     """Rewrite ``schema`` for OpenAI strict mode, or raise `ContractError` if it cannot be.
 
     ``where`` names the schema in error messages ("output", "tool 'lookup': parameters")."""
-    key = json.dumps(schema, sort_keys=True, default=str)
+    key = json.dumps(schema, default=str)  # keeps property order: models answer in it
     return _cached(key, where)
 
 
@@ -186,9 +186,7 @@ class _Strict:
             if description:
                 s["description"] = description
         if "anyOf" in s:
-            s["anyOf"] = [
-                self.node(b, f"{ptr}/anyOf/{i}", depth) for i, b in enumerate(s["anyOf"])
-            ]
+            s["anyOf"] = [self.node(b, f"{ptr}/anyOf/{i}", depth) for i, b in enumerate(s["anyOf"])]
         for defs_kw in ("$defs", "definitions"):
             if isinstance(s.get(defs_kw), dict):
                 s[defs_kw] = {

@@ -25,6 +25,7 @@ __all__ = [
     "RunTools",
     "Send",
     "Sleep",
+    "Take",
 ]
 
 
@@ -64,6 +65,17 @@ class Sleep:
 
 
 @dataclass(slots=True)
+class Take:
+    """Take ``dims`` from the committed-throughput bucket ``key`` (atomic: all or nothing).
+    The driver answers True (taken) or False (short: the flow overflows to the next target).
+    An effect, not a hook call, so the async client can wait on shared state without
+    blocking its event loop."""
+
+    key: str
+    dims: list[tuple[str, float, float, float]]
+
+
+@dataclass(slots=True)
 class Emit:
     """Hand a stream event to the caller (only stream flows emit)."""
 
@@ -91,6 +103,10 @@ class Race:
     after_s: float
 
 
+class HedgeLost(BaseException):
+    """Thrown into a hedge lane's flow when another lane won (recorded as ``hedge_lost``)."""
+
+
 @dataclass(slots=True)
 class RaceLost:
     errors: list[BaseException]
@@ -99,4 +115,4 @@ class RaceLost:
 Flow = Generator[Any, Any, Any]
 
 # exported for drivers
-__all__ += ["RaceLost", "WireReply"]
+__all__ += ["HedgeLost", "RaceLost", "WireReply"]

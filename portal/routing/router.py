@@ -7,6 +7,7 @@ the retry policy and the deadline. It knows no vendor wire format.
 
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import dataclass, field
 
@@ -14,10 +15,38 @@ from portal.config import FeatureConfig, PortalConfig, parse_model_id
 from portal.errors import ConfigError, PolicyViolation
 from portal.providers.base import Adapter
 from portal.providers.registry import adapter_class
-from portal.routing.canary import in_canary
+from portal.routing.canary import BUCKETS, CanaryControl, bucket, threshold
 from portal.routing.retry import RetryPolicy
+from portal.routing.state import MemoryState, State
 
-__all__ = ["AdapterPool", "Route", "Router", "Target"]
+__all__ = ["KNOWN_CONTEXT_WINDOWS", "AdapterPool", "Route", "Router", "Target", "context_window"]
+
+#: context windows (tokens) of well-known model families, longest prefix wins; a provider's
+#: ``options.context_window`` (or ``options.context_windows = {model = n}``) overrides them
+KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "gpt-5": 400_000,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "claude-": 200_000,
+    "anthropic.claude": 200_000,
+    "gemini-1.5-pro": 2_097_152,
+    "gemini-1.5": 1_048_576,
+    "gemini-2": 1_048_576,
+    "mistral-large": 128_000,
+    "mistral-small": 32_000,
+    "command-r": 128_000,
+    "command-a": 256_000,
+    "meta-llama/Llama-3.3": 128_000,
+    "meta-llama/Llama-3.1": 128_000,
+    "llama3.1": 128_000,
+    "llama3.3": 128_000,
+}
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,6 +68,26 @@ class Route:
     timeout_s: float | None = None
     hedge_after_s: float | None = None
     reasons: list[str] = field(default_factory=list)
+    strategy: str = "ordered"
+    #: how many leading targets a strategy must not reorder (canary target, model= pin)
+    pinned: int = 0
+    canary_bucket: int | None = None
+    canary_threshold: int | None = None
+
+
+def context_window(target: Target) -> int | None:
+    """The target's context window in tokens, or None when portal does not know it."""
+    opts = target.adapter.settings.options or {}
+    per_model = opts.get("context_windows")
+    if isinstance(per_model, dict) and target.model in per_model:
+        return int(per_model[target.model])
+    if isinstance(opts.get("context_window"), int):
+        return int(opts["context_window"])
+    best: tuple[int, int] | None = None
+    for prefix, n in KNOWN_CONTEXT_WINDOWS.items():
+        if target.model.startswith(prefix) and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), n)
+    return None if best is None else best[1]
 
 
 class AdapterPool:
@@ -69,15 +118,20 @@ class AdapterPool:
 
 
 class Router:
-    def __init__(self, config: PortalConfig, adapters: AdapterPool) -> None:
+    def __init__(
+        self,
+        config: PortalConfig,
+        adapters: AdapterPool,
+        state: State | None = None,
+        canary: CanaryControl | None = None,
+    ) -> None:
         self.config = config
         self.adapters = adapters
+        self.state = state if state is not None else MemoryState()
+        #: the live canary step (shared through the state: CLI and every process agree)
+        self.canary = canary if canary is not None else CanaryControl(config, self.state)
         self._policies: dict[str, RetryPolicy] = {}
         self._chains: dict[str, tuple[list[Target], Target | None]] = {}
-        #: live canary percentages (ramp / rollback); defaults to the config's
-        self.canary_percent: dict[str, float] = {
-            name: f.canary.percent for name, f in config.features.items() if f.canary
-        }
 
     def feature(self, name: str) -> FeatureConfig:
         feat = self.config.features.get(name)
@@ -102,19 +156,35 @@ class Router:
         arm = "baseline"
         targets = chain
         reasons: list[str] = []
+        pinned = 0
+        b = t = None
         if canary is not None and feat.canary is not None:
-            percent = self.canary_percent.get(feature, feat.canary.percent)
-            if in_canary(feature, canary.id, key, percent):
+            percent = self.canary.percent(feature, feat.canary.percent)
+            t = threshold(percent)
+            if percent <= 0:
+                b = None
+            elif key is None:
+                b = random.randrange(BUCKETS)
+            else:
+                b = bucket(feature, canary.id, key)
+            if b is not None and b < t:
                 arm = "canary"
-                targets = [canary] + [t for t in chain if t.id != canary.id]
-                reasons.append(f"key in the canary's {percent:g}% of buckets")
+                targets = [canary] + [x for x in chain if x.id != canary.id]
+                pinned = 1
+                reasons.append(f"canary: bucket {b} < {t} ({percent:g}%)")
+            else:
+                reasons.append(f"baseline: bucket {b} >= {t} ({percent:g}%)")
         if model is not None:
             # an explicit model pins the first target but keeps the feature's fallbacks
-            pinned = self.adapters.target(model)
-            targets = [pinned] + [t for t in targets if t.id != pinned.id]
+            pin = self.adapters.target(model)
+            targets = [pin] + [x for x in targets if x.id != pin.id]
+            pinned = 1
             reasons.append("model= pinned the first target")
         hedge = feat.hedge.after_ms / 1000.0 if feat.hedge else None
-        return Route(feature, arm, targets, policy, feat.timeout_s, hedge, reasons)
+        return Route(
+            feature, arm, targets, policy, feat.timeout_s, hedge, reasons, feat.strategy,
+            pinned, b, t,
+        )
 
     def _chain(self, name: str, feat: FeatureConfig) -> tuple[list[Target], Target | None]:
         cached = self._chains.get(name)
@@ -156,5 +226,7 @@ class Router:
                 base_wait_s=r.base_wait_s,
                 max_wait_s=r.max_wait_s,
                 retry_after_cap_s=r.retry_after_cap_s,
+                budget_ratio=r.budget_ratio,
+                on_content_filter=getattr(r, "on_content_filter", "raise"),
             )
         return policy

@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -62,6 +62,8 @@ class State(Protocol):
     def incr(self, key: str, field: str, amount: float = 1.0) -> None: ...
 
     def counters(self, key: str) -> dict[str, float]: ...
+
+    def reset(self, key: str) -> None: ...
 
     def hit(self, key: str, fields: Mapping[str, float]) -> None: ...
 
@@ -653,7 +655,3 @@ def open_state(url: str | None, clock: Callable[[], float] | None = None) -> Sta
             "pip install 'portal-sdk[redis]'"
         ) from None
     return RedisState(clean, prefix=prefix, refresh_ms=refresh)
-
-
-def _unused(_: Iterable[Any]) -> None:  # pragma: no cover - keeps Iterable import honest
-    return None

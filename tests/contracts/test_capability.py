@@ -193,3 +193,18 @@ def test_ensure_servable_raises_the_same_message_for_config_loading() -> None:
         "contracts/f.json: openai:gpt-4.1-mini: /output/properties/scores/patternProperties" in text
     )
     ensure_servable(contract({"type": "object", "properties": {}}), "openai:gpt-4.1-mini", "openai")
+
+
+def test_gemini_json_schema_option_lifts_the_subset_rules() -> None:
+    issues = check_target(
+        contract(TREE), "gemini:g", "gemini", GEMINI, options={"json_schema": True}
+    )
+    assert errors(issues) == []
+
+
+def test_gemini_errors_come_from_the_adapters_translator() -> None:
+    # a schema with no type is refused by portal.providers.gemini_schema
+    out = {"type": "object", "properties": {"anything": {}}}
+    assert errors(check_target(contract(out), "gemini:g", "gemini", GEMINI)) == [
+        ("type", "/output/properties/anything/type")
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -279,3 +280,30 @@ def test_diff_command(tmp_path: Path) -> None:
     data: dict[str, Any] = json.loads(out)
     assert data["command"] == "diff" and data["features"][0]["verdict"] == "breaking"
     assert run("diff", str(old), str(tmp_path / "missing.toml"))[0] == 2
+
+
+def test_documented_json_output_matches_the_real_one(tmp_path: Path) -> None:
+    import re
+
+    docs = (ROOT / "docs" / "contracts.md").read_text()
+    block = re.search(r"### `--format json`.*?```json\n(.*?)```", docs, re.S)
+    assert block is not None
+    documented = json.loads(block.group(1))
+    cfg = write(tmp_path, CONTRACT.format(version="1.0.0"))
+    real = json.loads(run("check", "--config", str(cfg), "--format", "json")[1])
+    assert set(documented) == set(real)
+    assert set(documented["summary"]) == set(real["summary"])
+    assert set(documented["features"][0]) == set(real["features"][0])
+    assert set(documented["findings"][0]) == set(real["findings"][0])
+
+
+def test_config_in_pyproject_tool_portal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, CONTRACT.format(version="1.0.0"))
+    text = (tmp_path / "portal.toml").read_text()
+    text = re.sub(r"^\[", "[tool.portal.", text, flags=re.M)
+    (tmp_path / "portal.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\n' + text)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("check")
+    assert code == 0, err
+    assert "support.answer: contracts/answer.toml v1.0.0" in out

@@ -54,14 +54,29 @@ schemas = st.recursive(_leaf, _extend, max_leaves=12)
 objects = _object(schemas)
 
 
-@settings(max_examples=200, deadline=None)
+def _annotated(schema: Any) -> Any:
+    """The same schema with a description on every subschema: equal in meaning, not in text,
+    so the comparison has to walk it instead of stopping at a textual match."""
+    if isinstance(schema, list):
+        return [_annotated(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (_annotated(v) if k in ("items", "anyOf") else v) for k, v in schema.items()}
+    if "properties" in schema:
+        out["properties"] = {k: _annotated(v) for k, v in schema["properties"].items()}
+    out["description"] = "annotated"
+    return out
+
+
+@settings(max_examples=100, deadline=None)
 @given(schemas)
-def test_a_schema_compared_with_itself_has_no_changes(schema: Any) -> None:
+def test_a_schema_compared_with_itself_is_never_breaking(schema: Any) -> None:
     for area in ("input", "output", "tools"):
         assert compare_schemas(schema, copy.deepcopy(schema), area) == []  # type: ignore[arg-type]
+        assert compare_schemas(schema, _annotated(schema), area) == []  # type: ignore[arg-type]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(objects, _names, schemas)
 def test_adding_an_optional_input_property_is_never_breaking(
     schema: dict[str, Any], name: str, prop: Any
@@ -75,7 +90,7 @@ def test_adding_an_optional_input_property_is_never_breaking(
     assert [c.rule for c in changes] == ["property-added"]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(objects, _names, schemas)
 def test_adding_a_required_input_property_is_always_breaking(
     schema: dict[str, Any], name: str, prop: Any

@@ -14,7 +14,8 @@ from portal.providers.base import Adapter, StreamParser, WireReply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_B64 = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6"
+    "kgAAAABJRU5ErkJggg=="
 )
 SYSTEM = "You are the ACME support agent."
 TEXT = "Your order 123 ships on Tuesday."
@@ -57,7 +58,10 @@ def full_request(stream: bool = False) -> ChatRequest:
             Message("system", SYSTEM),
             Message(
                 "user",
-                [TextPart("Where is order 123? Here is the label."), ImagePart(data=PNG_B64, media_type="image/png")],
+                [
+                    TextPart("Where is order 123? Here is the label."),
+                    ImagePart(data=PNG_B64, media_type="image/png"),
+                ],
             ),
         ],
         tools=[LOOKUP, WEATHER],
@@ -68,7 +72,9 @@ def full_request(stream: bool = False) -> ChatRequest:
     )
 
 
-def tool_history(id1: str = "call_a1B2c3D4e5F6g7H8i9J0k1L2", id2: str = "call_Z9y8X7w6V5u4T3s2R1q0P9o8") -> list[Message]:
+def tool_history(
+    id1: str = "call_a1B2c3D4e5F6g7H8i9J0k1L2", id2: str = "call_Z9y8X7w6V5u4T3s2R1q0P9o8"
+) -> list[Message]:
     """A finished round of two parallel tool calls and their results."""
     return [
         Message("system", SYSTEM),
@@ -76,9 +82,14 @@ def tool_history(id1: str = "call_a1B2c3D4e5F6g7H8i9J0k1L2", id2: str = "call_Z9
         Message(
             "assistant",
             None,
-            [ToolCall(id1, "lookup_order", {"order_id": "123"}), ToolCall(id2, "get_weather", {"city": "Paris"})],
+            [
+                ToolCall(id1, "lookup_order", {"order_id": "123"}),
+                ToolCall(id2, "get_weather", {"city": "Paris"}),
+            ],
         ),
-        Message("tool", '{"status": "shipped", "eta": "Tuesday"}', tool_call_id=id1, name="lookup_order"),
+        Message(
+            "tool", '{"status": "shipped", "eta": "Tuesday"}', tool_call_id=id1, name="lookup_order"
+        ),
         Message("tool", '{"temp_c": 18}', tool_call_id=id2, name="get_weather"),
     ]
 
@@ -87,7 +98,9 @@ def fixture(kind: str, name: str) -> bytes:
     return (FIXTURES / kind / name).read_bytes()
 
 
-def reply(kind: str, name: str, status: int = 200, headers: dict[str, str] | None = None) -> WireReply:
+def reply(
+    kind: str, name: str, status: int = 200, headers: dict[str, str] | None = None
+) -> WireReply:
     return WireReply(status, headers or {}, fixture(kind, name))
 
 
@@ -96,7 +109,9 @@ def error_reply(kind: str, name: str) -> WireReply:
     data: dict[str, Any] = json.loads(fixture(kind, name))
     body = data["body"]
     raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return WireReply(int(data["status"]), {k.lower(): v for k, v in data.get("headers", {}).items()}, raw)
+    return WireReply(
+        int(data["status"]), {k.lower(): v for k, v in data.get("headers", {}).items()}, raw
+    )
 
 
 def feed_all(parser: StreamParser, raw: bytes, size: int = 7) -> list[Any]:

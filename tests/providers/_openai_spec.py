@@ -50,7 +50,8 @@ def errors(instance: Any, component: str) -> list[str]:
 
 
 def _nullable(node: Any) -> None:
-    """OpenAPI-isms to JSON Schema. The spec still marks some fields with OpenAPI 3.0's ``nullable: true`` (e.g. a stream
+    """OpenAPI-isms to JSON Schema. The spec still marks some fields with OpenAPI 3.0's
+    ``nullable: true`` (e.g. a stream
     chunk's ``finish_reason``); JSON Schema spells it ``type: [..., "null"]``."""
     if isinstance(node, dict):
         if "discriminator" in node and "oneOf" in node:

@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from tests.providers._cases import FIXTURES, PNG_B64, SYSTEM, TEXT, full_request
 from portal import errors as perr
 from portal.contracts.responses import FINISH_REASONS, Response
 from portal.providers.base import Adapter, ProviderSettings, Secret, WireReply
 from portal.providers.registry import _BUILTIN, adapter_class
+from tests.providers._cases import FIXTURES, PNG_B64, SYSTEM, TEXT, full_request
 
 ERROR_FILES: dict[str, type[perr.ProviderError]] = {
     "rate_limited": perr.RateLimited,
@@ -74,7 +74,10 @@ def make(kind: str) -> Adapter:
         pytest.skip(f"{kind}: adapter module not importable yet ({exc})")
     extra = SETTINGS.get(kind, {})
     settings = ProviderSettings(
-        kind, kind, api_key=Secret("test-key-not-real"), base_url=extra.get("base_url"),
+        kind,
+        kind,
+        api_key=Secret("test-key-not-real"),
+        base_url=extra.get("base_url"),
         options=dict(extra.get("options", {})),
     )
     return cls(settings)
@@ -126,7 +129,11 @@ WIRE: dict[str, WireCase] = {
         absent=['"role":"system"'],
     ),
     "bedrock": WireCase(
-        present=["system.*.text", "messages.*.content.*.image.source.bytes", "toolConfig.tools.*.toolSpec"],
+        present=[
+            "system.*.text",
+            "messages.*.content.*.image.source.bytes",
+            "toolConfig.tools.*.toolSpec",
+        ],
         absent=['"role":"system"'],
     ),
     "gemini": WireCase(
@@ -138,9 +145,15 @@ WIRE: dict[str, WireCase] = {
         ],
     ),
     "vertex": WireCase(
-        present=["systemInstruction", "contents.*.parts.*.inlineData", "tools.*.functionDeclarations"],
+        present=[
+            "systemInstruction",
+            "contents.*.parts.*.inlineData",
+            "tools.*.functionDeclarations",
+        ],
     ),
-    "cohere": WireCase(present=["messages.*.content", "tools.*.function.parameters", "response_format"]),
+    "cohere": WireCase(
+        present=["messages.*.content", "tools.*.function.parameters", "response_format"]
+    ),
 }
 
 
@@ -216,8 +229,14 @@ def test_tool_call_reply_normalizes_to_the_same_response(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_streamed_text_normalizes_to_the_same_response(kind: str) -> None:
     adapter = make(kind)
-    path = next((FIXTURES / kind / n for n in ("stream_text.sse", "stream_text.bin")
-                 if (FIXTURES / kind / n).exists()), None)
+    path = next(
+        (
+            FIXTURES / kind / n
+            for n in ("stream_text.sse", "stream_text.bin")
+            if (FIXTURES / kind / n).exists()
+        ),
+        None,
+    )
     if path is None:
         pytest.skip(f"{kind}: no stream_text.sse/.bin following the fixture convention")
     req = full_request(stream=True)
@@ -249,7 +268,9 @@ def _error_cases(kind: str) -> list[tuple[str, WireReply, type[perr.ProviderErro
     listing = folder / "errors.json"
     if listing.exists():
         for item in json.loads(listing.read_bytes()):
-            cases.append((f"errors.json:{item.get('case')}", _wire(item), getattr(perr, item["expected"])))
+            cases.append(
+                (f"errors.json:{item.get('case')}", _wire(item), getattr(perr, item["expected"]))
+            )
     return cases
 
 

@@ -14,21 +14,6 @@ import json
 import httpx2
 import pytest
 
-from tests.providers._cases import (
-    ANSWER,
-    LOOKUP,
-    PNG_B64,
-    SYSTEM,
-    TEXT,
-    WEATHER,
-    error_reply,
-    feed_all,
-    fixture,
-    full_request,
-    reply,
-    tool_history,
-)
-from tests.providers._openai_spec import errors as spec_errors
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec
@@ -44,6 +29,21 @@ from portal.errors import (
 )
 from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.openai import OpenAIAdapter, parse_duration
+from tests.providers._cases import (
+    ANSWER,
+    LOOKUP,
+    PNG_B64,
+    SYSTEM,
+    TEXT,
+    WEATHER,
+    error_reply,
+    feed_all,
+    fixture,
+    full_request,
+    reply,
+    tool_history,
+)
+from tests.providers._openai_spec import errors as spec_errors
 
 KIND = "openai"
 
@@ -114,13 +114,21 @@ def test_stream_and_error_fixtures_follow_the_spec() -> None:
     for line in fixture(KIND, "stream_tool_calls.sse").decode().splitlines():
         if line.startswith("data: {"):
             assert spec_errors(json.loads(line[6:]), "CreateChatCompletionStreamResponse") == []
-    for name in ["error_rate_limited.json", "error_context_too_long.json", "error_authentication.json"]:
+    for name in [
+        "error_rate_limited.json",
+        "error_context_too_long.json",
+        "error_authentication.json",
+    ]:
         assert spec_errors(json.loads(fixture(KIND, name))["body"], "ErrorResponse") == []
-    assert spec_errors(json.loads(fixture(KIND, "embeddings.json")), "CreateEmbeddingResponse") == []
+    assert (
+        spec_errors(json.loads(fixture(KIND, "embeddings.json")), "CreateEmbeddingResponse") == []
+    )
 
 
 def test_plain_text_reply_with_cached_and_reasoning_tokens(adapter: OpenAIAdapter) -> None:
-    resp = adapter.parse_chat(reply(KIND, "reply_text.json", headers={"x-request-id": "req_1"}), "m")
+    resp = adapter.parse_chat(
+        reply(KIND, "reply_text.json", headers={"x-request-id": "req_1"}), "m"
+    )
     assert resp.text == TEXT and resp.finish_reason == "stop" and resp.raw_finish_reason == "stop"
     assert (resp.usage.input_tokens, resp.usage.cached_input_tokens) == (2006, 1920)
     assert (resp.usage.output_tokens, resp.usage.reasoning_tokens) == (300, 128)
@@ -285,7 +293,9 @@ def test_wire_round_trip_through_httpx_mock_transport(adapter: OpenAIAdapter) ->
         req = full_request()
         wire = adapter.build_chat(req, "gpt-4o-mini")
         r = client.request(wire.method, wire.url, headers=wire.headers, content=wire.body)
-        resp = adapter.parse_chat(WireReply(r.status_code, dict(r.headers), r.content), "gpt-4o-mini")
+        resp = adapter.parse_chat(
+            WireReply(r.status_code, dict(r.headers), r.content), "gpt-4o-mini"
+        )
         assert resp.text == TEXT and resp.request_id == "req_rt"
         sreq = full_request(stream=True)
         wire = adapter.build_chat(sreq, "gpt-4o-mini")
@@ -295,3 +305,90 @@ def test_wire_round_trip_through_httpx_mock_transport(adapter: OpenAIAdapter) ->
                 parser.feed(chunk)
         assert [c.name for c in parser.finish().tool_calls] == ["lookup_order", "get_weather"]
     assert seen[0]["messages"][0] == {"role": "system", "content": SYSTEM}
+
+
+# -- schema_transform: OpenAI strict mode ------------------------------------------------------
+
+
+def test_strict_transform_rules() -> None:
+    from portal.errors import ContractError
+    from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
+
+    schema = {
+        "$defs": {
+            "Item": {
+                "type": "object",
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "default": 1}},
+                "required": ["sku"],
+            }
+        },
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}, "uniqueItems": True},
+            "kind": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "when": {"type": "string", "format": "date-time"},
+            "site": {"type": "string", "format": "uri"},
+        },
+        "required": ["items"],
+    }
+    out = to_openai_strict(schema)
+    s = out.schema
+    assert s["additionalProperties"] is False and s["required"] == ["items", "kind", "when", "site"]
+    assert s["properties"]["kind"] == {
+        "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]
+    }
+    assert s["properties"]["when"] == {"type": ["string", "null"], "format": "date-time"}
+    assert "format" not in s["properties"]["site"]
+    item = s["$defs"]["Item"]
+    assert item["required"] == ["sku", "qty"] and item["properties"]["qty"] == {
+        "type": ["integer", "null"]
+    }
+    assert ("/properties/items/uniqueItems", "uniqueItems") in out.dropped
+    reply_data = {"items": [{"sku": "a", "qty": None}], "kind": None, "when": None, "site": "x"}
+    assert drop_added_nulls(reply_data, schema) == {"items": [{"sku": "a"}], "site": "x"}
+    for bad, keyword in [
+        ({"type": "object", "properties": {"a": {"not": {"type": "null"}}}}, "not"),
+        ({"type": "object", "additionalProperties": {"type": "string"}}, "additionalProperties"),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"allOf": [{"type": "string"}, {"minLength": 1}]}},
+            },
+            "allOf",
+        ),
+        ({"type": "array", "items": {"type": "string"}}, "type"),
+        ({"type": "object", "properties": {"a": {"type": "array"}}}, "items"),
+    ]:
+        with pytest.raises(ContractError) as info:
+            to_openai_strict(bad, "output")
+        assert info.value.details[0]["keyword"] == keyword
+        assert "output: OpenAI strict mode cannot express" in str(info.value)
+
+
+def test_strict_transform_limits_and_recursive_root() -> None:
+    from portal.errors import ContractError
+    from portal.providers.schema_transform import to_openai_strict
+
+    deep: dict[str, object] = {"type": "string"}
+    for _ in range(12):
+        deep = {"type": "object", "properties": {"x": deep}, "required": ["x"]}
+    with pytest.raises(ContractError, match="nesting deeper than 10"):
+        to_openai_strict(deep)
+    many = {
+        "type": "object",
+        "properties": {"e": {"type": "string", "enum": [str(i) for i in range(1001)]}},
+    }
+    with pytest.raises(ContractError, match="1000 enum values"):
+        to_openai_strict(many)
+    tree = {
+        "$ref": "#/$defs/Node",
+        "$defs": {
+            "Node": {
+                "type": "object",
+                "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}},
+                "required": ["kids"],
+            }
+        },
+    }
+    s = to_openai_strict(tree).schema
+    assert s["type"] == "object" and s["properties"]["kids"]["items"] == {"$ref": "#"}

@@ -69,7 +69,13 @@ def test_history_becomes_function_call_items(adapter: OpenAIResponsesAdapter) ->
     req = ChatRequest(tool_history(), tools=[LOOKUP, WEATHER], tool_choice="lookup_order")
     body = adapter.build_chat(req, "gpt-4.1").json()
     kinds = [i.get("type", i.get("role")) for i in body["input"]]
-    assert kinds == ["user", "function_call", "function_call", "function_call_output", "function_call_output"]
+    assert kinds == [
+        "user",
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
+    ]
     assert body["input"][2] == {
         "type": "function_call",
         "call_id": "call_Z9y8X7w6V5u4T3s2R1q0P9o8",
@@ -91,7 +97,12 @@ def test_stop_and_seed_are_refused_not_dropped(adapter: OpenAIResponsesAdapter) 
 def test_fixtures_follow_the_spec() -> None:
     for name in ("reply_text.json", "reply_tool_calls.json", "reply_incomplete.json"):
         assert spec_errors(json.loads(fixture(KIND, name)), "Response") == [], name
-    for name in ("stream_text.sse", "stream_tool_calls.sse", "stream_failed.sse", "stream_error.sse"):
+    for name in (
+        "stream_text.sse",
+        "stream_tool_calls.sse",
+        "stream_failed.sse",
+        "stream_error.sse",
+    ):
         for line in fixture(KIND, name).decode().splitlines():
             if line.startswith("data: "):
                 assert spec_errors(json.loads(line[6:]), "ResponseStreamEvent") == [], (name, line)
@@ -101,7 +112,12 @@ def test_text_reply_usage(adapter: OpenAIResponsesAdapter) -> None:
     resp = adapter.parse_chat(reply(KIND, "reply_text.json"), "m")
     assert (resp.text, resp.finish_reason) == (TEXT, "stop")
     u = resp.usage
-    assert (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens) == (2006, 1920, 300, 128)
+    assert (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens) == (
+        2006,
+        1920,
+        300,
+        128,
+    )
 
 
 def test_tool_calls_use_call_id(adapter: OpenAIResponsesAdapter) -> None:
@@ -115,7 +131,10 @@ def test_tool_calls_use_call_id(adapter: OpenAIResponsesAdapter) -> None:
 
 def test_incomplete_max_output_tokens_is_length(adapter: OpenAIResponsesAdapter) -> None:
     resp = adapter.parse_chat(reply(KIND, "reply_incomplete.json"), "m")
-    assert (resp.finish_reason, resp.raw_finish_reason) == ("length", "incomplete:max_output_tokens")
+    assert (resp.finish_reason, resp.raw_finish_reason) == (
+        "length",
+        "incomplete:max_output_tokens",
+    )
 
 
 def test_stream_text_and_interleaved_tool_calls(adapter: OpenAIResponsesAdapter) -> None:
@@ -160,4 +179,7 @@ def test_wire_round_trip(adapter: OpenAIResponsesAdapter) -> None:
     with httpx2.Client(transport=httpx2.MockTransport(handler)) as client:
         wire = adapter.build_chat(full_request(), "gpt-4.1")
         r = client.request(wire.method, wire.url, headers=wire.headers, content=wire.body)
-        assert adapter.parse_chat(WireReply(r.status_code, dict(r.headers), r.content), "m").text == TEXT
+        assert (
+            adapter.parse_chat(WireReply(r.status_code, dict(r.headers), r.content), "m").text
+            == TEXT
+        )

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from tests.providers._cases import LOOKUP, WEATHER, fixture, reply
 from portal.contracts.messages import Message, ToolCall
 from portal.contracts.request import ChatRequest
 from portal.errors import ConfigError
 from portal.providers.base import Adapter, ProviderSettings, Secret, WireReply
 from portal.providers.registry import adapter_class
+from tests.providers._cases import LOOKUP, WEATHER, fixture, reply
 
 RESULTS = {"lookup_order": {"status": "shipped", "eta": "Tuesday"}, "get_weather": {"temp_c": 18}}
 MODEL = {"bedrock": "anthropic.claude-3-5-sonnet-20240620-v1:0"}
@@ -50,7 +50,10 @@ def conversation(calls: list[ToolCall]) -> list[Message]:
         Message("system", "You are the ACME support agent."),
         Message("user", "Where is order 123, and what's the weather in Paris?"),
         Message("assistant", None, calls),
-        *[Message("tool", json.dumps(RESULTS[c.name]), tool_call_id=c.id, name=c.name) for c in calls],
+        *[
+            Message("tool", json.dumps(RESULTS[c.name]), tool_call_id=c.id, name=c.name)
+            for c in calls
+        ],
         Message("user", "Thanks! Summarize."),
     ]
 
@@ -71,7 +74,9 @@ def _json(value: Any) -> Any:
     return value
 
 
-def extract(kind: str, body: dict[str, Any]) -> tuple[list[tuple[str | None, str, Any]], list[tuple[str | None, str | None, Any]]]:
+def extract(
+    kind: str, body: dict[str, Any]
+) -> tuple[list[tuple[str | None, str, Any]], list[tuple[str | None, str | None, Any]]]:
     """(calls as (id, name, args), results as (id, name, value)) in the vendor's body."""
     calls: list[tuple[str | None, str, Any]] = []
     results: list[tuple[str | None, str | None, Any]] = []
@@ -89,7 +94,11 @@ def extract(kind: str, body: dict[str, Any]) -> tuple[list[tuple[str | None, str
             calls.append((call["id"], fn["name"], _json(fn["arguments"])))
         if turn.get("role") == "tool":
             results.append((turn["tool_call_id"], turn.get("name"), _json(turn["content"])))
-        blocks = turn.get("content") if isinstance(turn.get("content"), list) else turn.get("parts") or []
+        blocks = (
+            turn.get("content")
+            if isinstance(turn.get("content"), list)
+            else turn.get("parts") or []
+        )
         for b in blocks:
             if not isinstance(b, dict):
                 continue
@@ -98,9 +107,13 @@ def extract(kind: str, body: dict[str, Any]) -> tuple[list[tuple[str | None, str
             elif b.get("type") == "tool_result":
                 results.append((b["tool_use_id"], None, _json(b["content"])))
             elif "toolUse" in b:  # bedrock
-                calls.append((b["toolUse"]["toolUseId"], b["toolUse"]["name"], b["toolUse"]["input"]))
+                calls.append(
+                    (b["toolUse"]["toolUseId"], b["toolUse"]["name"], b["toolUse"]["input"])
+                )
             elif "toolResult" in b:
-                results.append((b["toolResult"]["toolUseId"], None, _json(b["toolResult"]["content"])))
+                results.append(
+                    (b["toolResult"]["toolUseId"], None, _json(b["toolResult"]["content"]))
+                )
             elif "functionCall" in b:  # gemini
                 fc = b["functionCall"]
                 calls.append((fc.get("id"), fc["name"], fc.get("args", {})))
@@ -116,19 +129,33 @@ def assert_paired(kind: str, body: dict[str, Any], calls: list[ToolCall]) -> Non
     assert len(wire_results) == len(calls), f"{kind}: {wire_results}"
     ids = [i for i, _, _ in wire_calls if i is not None]  # Vertex sends no ids: pairs by name
     assert len(set(ids)) == len(ids), f"{kind}: call ids collide: {ids}"
-    for (call_id, name, _), (result_id, result_name, value) in zip(wire_calls, wire_results, strict=True):
+    for (call_id, name, _), (result_id, result_name, value) in zip(
+        wire_calls, wire_results, strict=True
+    ):
         if result_id is not None or call_id is not None:
             assert result_id == call_id, f"{kind}: result not paired with its call"
         if result_name is not None:
             assert result_name == name
         # the result reaches the vendor as its JSON value (or the JSON text of it)
-        assert _json(value) == RESULTS[name] or value == {"output": RESULTS[name]} or (
-            isinstance(value, dict) and value.get("result") == RESULTS[name]
+        assert (
+            _json(value) == RESULTS[name]
+            or value == {"output": RESULTS[name]}
+            or (isinstance(value, dict) and value.get("result") == RESULTS[name])
         ), f"{kind}: result of {name} is {value!r}"
 
 
-TARGETS = ["anthropic", "gemini", "vertex", "bedrock", "cohere", "mistral", "openai-responses",
-           "azure-openai", "openai-compatible", "openai"]
+TARGETS = [
+    "anthropic",
+    "gemini",
+    "vertex",
+    "bedrock",
+    "cohere",
+    "mistral",
+    "openai-responses",
+    "azure-openai",
+    "openai-compatible",
+    "openai",
+]
 
 
 def openai_calls() -> list[ToolCall]:
@@ -152,7 +179,9 @@ def test_openai_conversation_replays_on(target: str) -> None:
 
 def anthropic_calls() -> list[ToolCall]:
     adapter = make("anthropic")
-    calls = adapter.parse_chat(WireReply(200, {}, fixture("anthropic", "tool_use.json")), "c").tool_calls
+    calls = adapter.parse_chat(
+        WireReply(200, {}, fixture("anthropic", "tool_use.json")), "c"
+    ).tool_calls
     assert calls and all(c.id.startswith("toolu_") for c in calls)
     return calls
 

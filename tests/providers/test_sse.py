@@ -20,7 +20,7 @@ def decode(*chunks: bytes) -> list[ServerSentEvent]:
 
 
 def test_fields_and_default_event_name() -> None:
-    events = decode(b"event: delta\nid: 7\nretry: 1500\ndata: {\"a\":1}\n\ndata: plain\n\n")
+    events = decode(b'event: delta\nid: 7\nretry: 1500\ndata: {"a":1}\n\ndata: plain\n\n')
     assert events == [
         ServerSentEvent("delta", '{"a":1}', "7", 1500),
         ServerSentEvent("message", "plain", "7", None),  # the last event id persists
@@ -96,7 +96,9 @@ def streams(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(stream=streams(), data=st.data())
-def test_any_split_of_the_byte_stream_yields_the_same_events(stream: bytes, data: st.DataObject) -> None:
+def test_any_split_of_the_byte_stream_yields_the_same_events(
+    stream: bytes, data: st.DataObject
+) -> None:
     whole = decode(stream)
     cuts = sorted(data.draw(st.sets(st.integers(0, len(stream)), max_size=12)))
     pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
