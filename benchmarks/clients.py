@@ -26,9 +26,7 @@ API_KEY = "sk-bench-not-a-secret"
 TIMEOUT_S = 30.0
 # The JSON body every raw client posts; the SDKs build the same one from their arguments.
 PAYLOAD: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
-STREAM_PAYLOAD: dict[str, Any] = dict(
-    PAYLOAD, stream=True, stream_options={"include_usage": True}
-)
+STREAM_PAYLOAD: dict[str, Any] = dict(PAYLOAD, stream=True, stream_options={"include_usage": True})
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,12 @@ def _httpx2_async(env: Env) -> Any:
 
 
 @register(
-    "httpx2-sync", "raw httpx2 Client (sync)", mode="sync", scenarios=("seq", "stream"),
-    baseline="httpx2-sync", requires=("httpx2",),
+    "httpx2-sync",
+    "raw httpx2 Client (sync)",
+    mode="sync",
+    scenarios=("seq", "stream"),
+    baseline="httpx2-sync",
+    requires=("httpx2",),
 )
 def _httpx2_sync(env: Env) -> Any:
     import httpx2
@@ -185,7 +187,8 @@ def _httpx_async(env: Env) -> Any:
 
 
 @register(
-    "httpx2-aiohttp", "raw httpx2 + httpx-aiohttp transport",
+    "httpx2-aiohttp",
+    "raw httpx2 + httpx-aiohttp transport",
     requires=("httpx2", "httpx_aiohttp.httpx2", "aiohttp"),
 )
 def _httpx2_aiohttp(env: Env) -> Any:
@@ -222,9 +225,7 @@ class _Aiohttp:
             return str((await r.json())["choices"][0]["message"]["content"])
 
     async def stream(self) -> AsyncIterator[str]:
-        async with self._session().post(
-            self.url, json=STREAM_PAYLOAD, headers=self.headers
-        ) as r:
+        async with self._session().post(self.url, json=STREAM_PAYLOAD, headers=self.headers) as r:
             r.raise_for_status()
             async for raw in r.content:
                 line = raw.decode().rstrip("\r\n")
@@ -261,7 +262,8 @@ class _Httpx2Failover:
         )
         self.client = httpx2.AsyncClient(timeout=TIMEOUT_S, limits=limits)
         self.urls = (
-            env.failing_url + "/v1/chat/completions", env.base_url + "/v1/chat/completions"
+            env.failing_url + "/v1/chat/completions",
+            env.base_url + "/v1/chat/completions",
         )
         self.headers = {"authorization": f"Bearer {API_KEY}"}
 
@@ -285,8 +287,12 @@ class _Httpx2Failover:
 
 
 @register(
-    "httpx2-failover", "raw httpx2 loop: primary, then secondary", scenarios=("seq", "c200"),
-    baseline="httpx2-failover", requires=("httpx2",), group="failover",
+    "httpx2-failover",
+    "raw httpx2 loop: primary, then secondary",
+    scenarios=("seq", "c200"),
+    baseline="httpx2-failover",
+    requires=("httpx2",),
+    group="failover",
 )
 def _httpx2_failover(env: Env) -> Any:
     return _Httpx2Failover(env)
@@ -305,14 +311,19 @@ class _OpenAISDK:
 
     async def call(self) -> str:
         r = await self.client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS  # type: ignore[arg-type]
+            model=MODEL,
+            messages=MESSAGES,
+            max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
         )
         return str(r.choices[0].message.content)
 
     async def stream(self) -> AsyncIterator[str]:
         s = await self.client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
-            stream=True, stream_options={"include_usage": True},
+            model=MODEL,
+            messages=MESSAGES,
+            max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
         )
         async for chunk in s:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -337,13 +348,17 @@ class _AnthropicSDK:
 
     async def call(self) -> str:
         r = await self.client.messages.create(
-            model=ANTHROPIC_MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS  # type: ignore[arg-type]
+            model=ANTHROPIC_MODEL,
+            messages=MESSAGES,
+            max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
         )
         return "".join(b.text for b in r.content if b.type == "text")
 
     async def stream(self) -> AsyncIterator[str]:
         s = await self.client.messages.create(
-            model=ANTHROPIC_MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
+            model=ANTHROPIC_MODEL,
+            messages=MESSAGES,
+            max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
             stream=True,
         )
         async for event in s:
@@ -372,8 +387,12 @@ class _LiteLLM:
     def __init__(self, env: Env) -> None:
         self.litellm = _import_litellm()
         self.kwargs: dict[str, Any] = {
-            "model": "openai/" + MODEL, "api_base": env.base_url + "/v1", "api_key": API_KEY,
-            "messages": MESSAGES, "max_tokens": MAX_TOKENS, "timeout": TIMEOUT_S,
+            "model": "openai/" + MODEL,
+            "api_base": env.base_url + "/v1",
+            "api_key": API_KEY,
+            "messages": MESSAGES,
+            "max_tokens": MAX_TOKENS,
+            "timeout": TIMEOUT_S,
         }
 
     async def call(self) -> str:
@@ -408,22 +427,24 @@ class _LiteLLMRouter:
             return {
                 "model_name": name,
                 "litellm_params": {
-                    "model": "openai/" + MODEL, "api_base": base + "/v1", "api_key": API_KEY,
+                    "model": "openai/" + MODEL,
+                    "api_base": base + "/v1",
+                    "api_key": API_KEY,
                     "timeout": TIMEOUT_S,
                 },
             }
 
         self.router = litellm.Router(
-            model_list=[deployment("primary", env.failing_url),
-                        deployment("secondary", env.base_url)],
+            model_list=[
+                deployment("primary", env.failing_url),
+                deployment("secondary", env.base_url),
+            ],
             fallbacks=[{"primary": ["secondary"]}],
             num_retries=0,
         )
 
     async def call(self) -> str:
-        r = await self.router.acompletion(
-            model="primary", messages=MESSAGES, max_tokens=MAX_TOKENS
-        )
+        r = await self.router.acompletion(model="primary", messages=MESSAGES, max_tokens=MAX_TOKENS)
         return str(r.choices[0].message.content)
 
     async def close(self) -> None:
@@ -431,8 +452,12 @@ class _LiteLLMRouter:
 
 
 @register(
-    "litellm-router", "LiteLLM Router with fallbacks", scenarios=("seq", "c200"),
-    baseline="httpx2-failover", requires=("litellm",), group="failover",
+    "litellm-router",
+    "LiteLLM Router with fallbacks",
+    scenarios=("seq", "c200"),
+    baseline="httpx2-failover",
+    requires=("litellm",),
+    group="failover",
 )
 def _litellm_router(env: Env) -> Any:
     return _LiteLLMRouter(env)
@@ -456,16 +481,24 @@ def _portal_config(env: Env) -> dict[str, Any]:
     fails over from the always-500 server to the healthy one."""
     return {
         "providers": {
-            "bench": {"kind": "openai-compatible", "base_url": env.base_url + "/v1",
-                      "api_key": API_KEY},
-            "down": {"kind": "openai-compatible", "base_url": env.failing_url + "/v1",
-                     "api_key": API_KEY},
+            "bench": {
+                "kind": "openai-compatible",
+                "base_url": env.base_url + "/v1",
+                "api_key": API_KEY,
+            },
+            "down": {
+                "kind": "openai-compatible",
+                "base_url": env.failing_url + "/v1",
+                "api_key": API_KEY,
+            },
         },
         "features": {
             "bench.chat": {"primary": f"bench:{MODEL}", "max_tokens": MAX_TOKENS},
             "bench.failover": {
-                "primary": f"down:{MODEL}", "fallbacks": [f"bench:{MODEL}"],
-                "max_tokens": MAX_TOKENS, "retry": {"attempts": 1},
+                "primary": f"down:{MODEL}",
+                "fallbacks": [f"bench:{MODEL}"],
+                "max_tokens": MAX_TOKENS,
+                "retry": {"attempts": 1},
             },
         },
     }
@@ -528,28 +561,47 @@ class _PortalSync:
         self.client.close()
 
 
-@register("portal-async", "portal AsyncClient.chat (model=, SQLite ledger)",
-          requires=("portal",), available=_portal_ready)
+@register(
+    "portal-async",
+    "portal AsyncClient.chat (model=, SQLite ledger)",
+    requires=("portal",),
+    available=_portal_ready,
+)
 def _portal_async(env: Env) -> Any:
     return _PortalAsync(env)
 
 
-@register("portal-feature", "portal AsyncClient.chat (feature=, SQLite ledger)",
-          scenarios=("seq", "c200"), requires=("portal",), available=_portal_ready)
+@register(
+    "portal-feature",
+    "portal AsyncClient.chat (feature=, SQLite ledger)",
+    scenarios=("seq", "c200"),
+    requires=("portal",),
+    available=_portal_ready,
+)
 def _portal_feature(env: Env) -> Any:
     return _PortalAsync(env, feature="bench.chat")
 
 
-@register("portal-sync", "portal Client.chat (sync, SQLite ledger)", mode="sync",
-          scenarios=("seq", "stream"), baseline="httpx2-sync", requires=("portal",),
-          available=_portal_ready)
+@register(
+    "portal-sync",
+    "portal Client.chat (sync, SQLite ledger)",
+    mode="sync",
+    scenarios=("seq", "stream"),
+    baseline="httpx2-sync",
+    requires=("portal",),
+    available=_portal_ready,
+)
 def _portal_sync(env: Env) -> Any:
     return _PortalSync(env)
 
 
-@register("portal-aiohttp", "portal AsyncClient.chat + httpx-aiohttp transport",
-          scenarios=("seq", "c200"), requires=("portal", "httpx_aiohttp.httpx2", "aiohttp"),
-          available=_portal_ready)
+@register(
+    "portal-aiohttp",
+    "portal AsyncClient.chat + httpx-aiohttp transport",
+    scenarios=("seq", "c200"),
+    requires=("portal", "httpx_aiohttp.httpx2", "aiohttp"),
+    available=_portal_ready,
+)
 def _portal_aiohttp(env: Env) -> Any:
     import httpx2
     from httpx_aiohttp.httpx2 import AiohttpTransport
@@ -561,8 +613,14 @@ def _portal_aiohttp(env: Env) -> Any:
     return _PortalAsync(env, http_client=http)
 
 
-@register("portal-failover", "portal feature: primary down, fallback serves",
-          scenarios=("seq", "c200"), baseline="httpx2-failover", requires=("portal",),
-          group="failover", available=_portal_ready)
+@register(
+    "portal-failover",
+    "portal feature: primary down, fallback serves",
+    scenarios=("seq", "c200"),
+    baseline="httpx2-failover",
+    requires=("portal",),
+    group="failover",
+    available=_portal_ready,
+)
 def _portal_failover(env: Env) -> Any:
     return _PortalAsync(env, feature="bench.failover")

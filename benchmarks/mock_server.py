@@ -53,8 +53,22 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 _WORDS = (
-    "Hello", " there", "!", " Your", " order", " 123", " shipped", " on", " Monday", " and",
-    " should", " arrive", " within", " three", " days", ".",
+    "Hello",
+    " there",
+    "!",
+    " Your",
+    " order",
+    " 123",
+    " shipped",
+    " on",
+    " Monday",
+    " and",
+    " should",
+    " arrive",
+    " within",
+    " three",
+    " days",
+    ".",
 )
 _MAX_HEADER_BYTES = 65536
 
@@ -69,7 +83,8 @@ class Delay:
 
     @classmethod
     def parse(cls, spec: str) -> Delay:
-        """Parse ``5``, ``uniform:A:B``, ``normal:MEAN:SD``, ``lognormal:MEDIAN:SIGMA``, ``exp:MEAN``."""
+        """Parse ``5``, ``uniform:A:B``, ``normal:MEAN:SD``, ``lognormal:MEDIAN:SIGMA`` or
+        ``exp:MEAN`` (milliseconds)."""
         parts = spec.strip().split(":")
         try:
             if len(parts) == 1:
@@ -215,8 +230,12 @@ def _template(obj: Any) -> str:
     """JSON text with ``@name@`` sentinels turned into %-format fields, so a cached reply
     costs one string format per call instead of a JSON encode."""
     text = json.dumps(obj, separators=(",", ":")).replace("%", "%%")
-    for name, spec in (("id", '"%(id)s"'), ("created", "%(created)d"),
-                       ("prompt", "%(prompt)d"), ("total", "%(total)d")):
+    for name, spec in (
+        ("id", '"%(id)s"'),
+        ("created", "%(created)d"),
+        ("prompt", "%(prompt)d"),
+        ("total", "%(total)d"),
+    ):
         text = text.replace(f'"@{name}@"', spec)
     return text
 
@@ -287,23 +306,34 @@ class Vendor:
         pieces = [_WORDS[i % len(_WORDS)] for i in range(n)]
         fields = self._fields(_count_tokens(messages), n)
         if not payload.get("stream"):
+
             def build_json() -> list[str]:
-                return [_template({
-                    "id": "@id@",
-                    "object": "chat.completion",
-                    "created": "@created@",
-                    "model": model,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(pieces),
-                                    "refusal": None, "annotations": []},
-                        "logprobs": None,
-                        "finish_reason": finish,
-                    }],
-                    "usage": _usage_openai(n),
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_mock",
-                }).replace('"%(id)s"', '"chatcmpl-%(id)s"')]
+                return [
+                    _template(
+                        {
+                            "id": "@id@",
+                            "object": "chat.completion",
+                            "created": "@created@",
+                            "model": model,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {
+                                        "role": "assistant",
+                                        "content": "".join(pieces),
+                                        "refusal": None,
+                                        "annotations": [],
+                                    },
+                                    "logprobs": None,
+                                    "finish_reason": finish,
+                                }
+                            ],
+                            "usage": _usage_openai(n),
+                            "service_tier": "default",
+                            "system_fingerprint": "fp_mock",
+                        }
+                    ).replace('"%(id)s"', '"chatcmpl-%(id)s"')
+                ]
 
             body = self._render(("oa", model, n, finish), build_json, fields)[0]
             return Reply(200, "application/json", body)
@@ -313,11 +343,14 @@ class Vendor:
         def build_stream() -> list[str]:
             def chunk(delta: dict[str, Any] | None, reason: str | None) -> str:
                 obj: dict[str, Any] = {
-                    "id": "@id@", "object": "chat.completion.chunk", "created": "@created@",
-                    "model": model, "system_fingerprint": "fp_mock",
-                    "choices": [] if delta is None else [
-                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-                    ],
+                    "id": "@id@",
+                    "object": "chat.completion.chunk",
+                    "created": "@created@",
+                    "model": model,
+                    "system_fingerprint": "fp_mock",
+                    "choices": []
+                    if delta is None
+                    else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
                 }
                 if include_usage:
                     obj["usage"] = _usage_openai(n) if delta is None else None
@@ -387,12 +420,22 @@ class Vendor:
         pieces = [_WORDS[i % len(_WORDS)] for i in range(n)]
         fields = self._fields(_count_tokens(messages, payload.get("system")), n)
         if not payload.get("stream"):
+
             def build_json() -> list[str]:
-                return [_template({
-                    "id": "@id@", "type": "message", "role": "assistant", "model": model,
-                    "content": [{"type": "text", "text": "".join(pieces)}],
-                    "stop_reason": stop, "stop_sequence": None, "usage": _usage_anthropic(n),
-                }).replace('"%(id)s"', '"msg_%(id)s"')]
+                return [
+                    _template(
+                        {
+                            "id": "@id@",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [{"type": "text", "text": "".join(pieces)}],
+                            "stop_reason": stop,
+                            "stop_sequence": None,
+                            "usage": _usage_anthropic(n),
+                        }
+                    ).replace('"%(id)s"', '"msg_%(id)s"')
+                ]
 
             body = self._render(("an", model, n, stop), build_json, fields)[0]
             return Reply(200, "application/json", body)
@@ -402,26 +445,47 @@ class Vendor:
                 text = _template(data).replace('"%(id)s"', '"msg_%(id)s"')
                 return f"event: {data['type']}\ndata: {text}\n\n"
 
-            message = {
-                "id": "@id@", "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": None, "stop_sequence": None,
+            message: dict[str, Any] = {
+                "id": "@id@",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
                 "usage": _usage_anthropic(1),
             }
             out = [
                 event({"type": "message_start", "message": message}),
-                event({"type": "content_block_start", "index": 0,
-                       "content_block": {"type": "text", "text": ""}}),
+                event(
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    }
+                ),
                 event({"type": "ping"}),
             ]
             out.extend(
-                event({"type": "content_block_delta", "index": 0,
-                       "delta": {"type": "text_delta", "text": p}})
+                event(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": p},
+                    }
+                )
                 for p in pieces
             )
             out.append(event({"type": "content_block_stop", "index": 0}))
-            out.append(event({"type": "message_delta",
-                              "delta": {"stop_reason": stop, "stop_sequence": None},
-                              "usage": {"output_tokens": n}}))
+            out.append(
+                event(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": None},
+                        "usage": {"output_tokens": n},
+                    }
+                )
+            )
             out.append(event({"type": "message_stop"}))
             return out
 
@@ -430,16 +494,26 @@ class Vendor:
 
 
 def _openai_error(status: int, message: str) -> bytes:
-    kinds = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error",
-             429: "rate_limit_exceeded"}
+    kinds = {
+        400: "invalid_request_error",
+        401: "invalid_request_error",
+        404: "not_found_error",
+        429: "rate_limit_exceeded",
+    }
     kind = kinds.get(status, "server_error")
     return _dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
 
 
 def _anthropic_error(status: int, message: str) -> bytes:
-    kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-             529: "overloaded_error"}
+    kinds = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }
     kind = kinds.get(status, "api_error")
     return _dumps({"type": "error", "error": {"type": kind, "message": message}})
 
@@ -469,8 +543,9 @@ class Server:
         try:
             b = self.behaviour.with_headers(headers)
         except ValueError as exc:
-            return Reply(400, "application/json", _openai_error(400, f"x-mock header: {exc}")), \
-                self.behaviour
+            return Reply(
+                400, "application/json", _openai_error(400, f"x-mock header: {exc}")
+            ), self.behaviour
         route = self.routes.get(path)
         if route is None:
             if method == "GET" and path == "/health":
@@ -486,8 +561,10 @@ class Server:
             self.stats.errors += 1
             extra = f"retry-after: {b.retry_after}\r\n" if b.retry_after is not None else ""
             return Reply(
-                b.error_status, "application/json",
-                error_body(b.error_status, f"injected error {b.error_status}"), extra_headers=extra,
+                b.error_status,
+                "application/json",
+                error_body(b.error_status, f"injected error {b.error_status}"),
+                extra_headers=extra,
             ), b
         try:
             payload = _loads(body)
@@ -549,7 +626,7 @@ class Connection(asyncio.Protocol):
                 length = int(headers.get("content-length", "0") or 0)
                 if len(buf) < start + length:
                     return
-                body, consumed = bytes(buf[start:start + length]), start + length
+                body, consumed = bytes(buf[start : start + length]), start + length
             del buf[:consumed]
             conn = headers.get("connection", "").lower()
             self.keep_alive = (version == "HTTP/1.1" and conn != "close") or conn == "keep-alive"
@@ -562,8 +639,11 @@ class Connection(asyncio.Protocol):
                 self.loop.call_later(behaviour.latency.sample(), self._respond, reply, behaviour)
 
     def _head(self, reply: Reply, streaming: bool) -> bytes:
-        framing = "transfer-encoding: chunked\r\ncache-control: no-cache\r\n" if streaming \
+        framing = (
+            "transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
+            if streaming
             else f"content-length: {len(reply.body)}\r\n"
+        )
         conn = "" if self.keep_alive else "connection: close\r\n"
         return _status_line(reply.status) + (
             f"content-type: {reply.content_type}\r\n{framing}{conn}{reply.extra_headers}"
@@ -629,7 +709,7 @@ def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
             return (bytes(out), end + 4) if end >= 0 else None
         if len(buf) < pos + size + 2:
             return None
-        out += buf[pos:pos + size]
+        out += buf[pos : pos + size]
         pos += size + 2
 
 
@@ -646,7 +726,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--embedding-dims", type=int, default=16)
     p.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     p.add_argument(
-        "--exit-on-stdin-eof", action="store_true",
+        "--exit-on-stdin-eof",
+        action="store_true",
         help="stop when stdin closes, so a crashed parent never leaves the server behind",
     )
     args = p.parse_args(argv)
@@ -679,15 +760,20 @@ async def serve(args: argparse.Namespace) -> None:
     )
     port = srv.sockets[0].getsockname()[1]
     print(port, flush=True)
-    stop = loop.create_future()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, finish)
     if args.exit_on_stdin_eof:
         fd = sys.stdin.fileno()
 
         def on_stdin() -> None:
-            if not os.read(fd, 4096) and not stop.done():
-                stop.set_result(None)
+            if not os.read(fd, 4096):
+                finish()
 
         loop.add_reader(fd, on_stdin)
     await stop

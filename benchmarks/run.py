@@ -36,13 +36,29 @@ SCENARIOS = ("seq", "c200", "stream")
 IMPORT_MODULES = ("httpx2", "httpx", "aiohttp", "openai", "anthropic", "litellm", "portal")
 #: --quick measures only what the ratio targets need: the baselines and portal's rows.
 QUICK_JOBS = {
-    ("httpx2-async", "seq"), ("httpx2-async", "c200"), ("httpx2-async", "stream"),
-    ("httpx2-sync", "seq"), ("httpx2-failover", "seq"),
-    ("portal-async", "seq"), ("portal-async", "c200"), ("portal-async", "stream"),
-    ("portal-sync", "seq"), ("portal-failover", "seq"),
+    ("httpx2-async", "seq"),
+    ("httpx2-async", "c200"),
+    ("httpx2-async", "stream"),
+    ("httpx2-sync", "seq"),
+    ("httpx2-failover", "seq"),
+    ("portal-async", "seq"),
+    ("portal-async", "c200"),
+    ("portal-async", "stream"),
+    ("portal-sync", "seq"),
+    ("portal-failover", "seq"),
 }
-VERSIONED = ("httpx2", "httpx", "aiohttp", "httpx-aiohttp", "openai", "anthropic", "litellm",
-             "uvloop", "orjson", "pydantic")
+VERSIONED = (
+    "httpx2",
+    "httpx",
+    "aiohttp",
+    "httpx-aiohttp",
+    "openai",
+    "anthropic",
+    "litellm",
+    "uvloop",
+    "orjson",
+    "pydantic",
+)
 
 
 # ============================================================================ worker side
@@ -177,8 +193,7 @@ def _result(
     lat = tally.latencies or [float("nan")]
     out: dict[str, Any] = {
         "n": n,
-        "calls_total": 1 + n + (job["warmup_c200"] if job["scenario"] == "c200"
-                                else job["warmup"]),
+        "calls_total": 1 + n + (job["warmup_c200"] if job["scenario"] == "c200" else job["warmup"]),
         "cpu_ms": 1000 * cpu / n,
         "calls_s": n / wall,
         "p50_ms": 1000 * _pct(lat, 0.50),
@@ -203,8 +218,10 @@ def worker_main(raw: str) -> None:
 
     spec = clients.REGISTRY[job["client"]]
     env = clients.Env(
-        base_url=job["base_url"], failing_url=job["failing_url"],
-        concurrency=job["concurrency"], chunks=job["chunks"],
+        base_url=job["base_url"],
+        failing_url=job["failing_url"],
+        concurrency=job["concurrency"],
+        chunks=job["chunks"],
     )
     if spec.mode == "async":
         result = asyncio.run(_measure_async(spec, env, job))
@@ -222,7 +239,9 @@ class MockServer:
     def __init__(self, python: str, *flags: str) -> None:
         self.proc = subprocess.Popen(
             [python, str(HERE / "mock_server.py"), "--port", "0", "--exit-on-stdin-eof", *flags],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -249,9 +268,7 @@ class MockServer:
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
@@ -263,7 +280,11 @@ def run_worker(python: str, job: dict[str, Any], timeout: float) -> dict[str, An
     try:
         proc = subprocess.run(
             [python, str(HERE / "run.py"), "--worker", json.dumps(job)],
-            capture_output=True, text=True, timeout=timeout, env=_worker_env(), cwd=str(ROOT),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_worker_env(),
+            cwd=str(ROOT),
         )
     except subprocess.TimeoutExpired:
         return {"errors": 1, "first_error": f"worker timed out after {timeout:.0f}s"}
@@ -280,8 +301,14 @@ def import_time(python: str, module: str) -> float:
         f"import {module}\n"
         "sys.stdout.write(repr(time.perf_counter() - t))\n"
     )
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True,
-                          env=_worker_env(), cwd=tempfile.gettempdir(), timeout=120)
+    proc = subprocess.run(
+        [python, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_worker_env(),
+        cwd=tempfile.gettempdir(),
+        timeout=120,
+    )
     if proc.returncode != 0:
         return float("nan")
     return float(proc.stdout)
@@ -291,19 +318,34 @@ def _importable(python: str, modules: Iterable[str]) -> bool:
     code = "import importlib.util, sys\n" + "".join(
         f"sys.exit(1) if importlib.util.find_spec({m!r}) is None else None\n" for m in modules
     )
-    return subprocess.run([python, "-c", code], capture_output=True, env=_worker_env(),
-                          cwd=tempfile.gettempdir()).returncode == 0
-
-
-def _ready(python: str, key: str) -> bool:
-    """A row runs when its modules import and its own readiness check (if any) passes."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(HERE)!r}); import clients\n"
-        f"spec = clients.REGISTRY[{key!r}]\n"
-        "sys.exit(0 if spec.available is None or spec.available() else 1)\n"
+    return (
+        subprocess.run(
+            [python, "-c", code], capture_output=True, env=_worker_env(), cwd=tempfile.gettempdir()
+        ).returncode
+        == 0
     )
-    return subprocess.run([python, "-c", code], capture_output=True, env=_worker_env(),
-                          cwd=str(ROOT)).returncode == 0
+
+
+def _ready(python: str, keys: list[str]) -> list[str]:
+    """Rows whose modules are installed and whose own readiness check passes, probed in one
+    interpreter of the worker's Python (this process may lack the peers)."""
+    code = (
+        "import importlib.util, json, sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import clients\n"
+        "def ok(spec):\n"
+        "    try:\n"
+        "        if any(importlib.util.find_spec(m) is None for m in spec.requires):\n"
+        "            return False\n"
+        "    except ImportError:\n"
+        "        return False\n"
+        "    return spec.available is None or spec.available()\n"
+        f"print(json.dumps([k for k in {keys!r} if ok(clients.REGISTRY[k])]))\n"
+    )
+    out = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, env=_worker_env(), cwd=str(ROOT)
+    )
+    return list(json.loads(out.stdout)) if out.returncode == 0 else []
 
 
 def server_check(python: str, url: str, seconds: int = 3) -> float | None:
@@ -315,13 +357,17 @@ def server_check(python: str, url: str, seconds: int = 3) -> float | None:
 
     body = json.dumps(clients.PAYLOAD).replace("'", "\\'")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(f"wrk.method = 'POST'\nwrk.body = '{body}'\n"
-                "wrk.headers['Content-Type'] = 'application/json'\n")
+        f.write(
+            f"wrk.method = 'POST'\nwrk.body = '{body}'\n"
+            "wrk.headers['Content-Type'] = 'application/json'\n"
+        )
         script = f.name
     try:
         out = subprocess.run(
             ["wrk", "-t1", "-c64", f"-d{seconds}s", "-s", script, url + "/v1/chat/completions"],
-            capture_output=True, text=True, timeout=seconds + 30,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
         ).stdout
     finally:
         os.unlink(script)
@@ -358,8 +404,12 @@ class Results:
         """Median over rounds of this row / baseline row, paired by round."""
         mine, theirs = self.runs.get((key, scen), []), self.runs.get((base, scen), [])
         pairs = [
-            a[metric] / b[metric] for a, b in zip(mine, theirs)
-            if not a.get("errors") and not b.get("errors") and metric in a and metric in b
+            a[metric] / b[metric]
+            for a, b in zip(mine, theirs, strict=False)
+            if not a.get("errors")
+            and not b.get("errors")
+            and metric in a
+            and metric in b
             and b[metric]
         ]
         return _med(pairs)
@@ -372,19 +422,24 @@ class Results:
 
 
 def _f(x: float, digits: int = 2) -> str:
-    return "–" if x != x else f"{x:.{digits}f}"
+    return "n/a" if x != x else f"{x:.{digits}f}"
 
 
 def _x(x: float) -> str:
-    return "–" if x != x else f"{x:.2f}x"
+    return "n/a" if x != x else f"{x:.2f}x"
 
 
 def render(res: Results, specs: dict[str, Any], meta: dict[str, Any]) -> str:
     out = [f"# portal benchmark: {meta['date']}", ""]
-    out += [f"- machine: {meta['machine']}", f"- python: {meta['python']}",
-            f"- packages: {meta['versions']}", f"- command: `{meta['command']}`",
-            f"- rounds: {res.rounds} (interleaved), calls per measurement: {meta['sizes']}",
-            f"- mock server: {meta['server']}", ""]
+    out += [
+        f"- machine: {meta['machine']}",
+        f"- python: {meta['python']}",
+        f"- packages: {meta['versions']}",
+        f"- command: `{meta['command']}`",
+        f"- rounds: {res.rounds} (interleaved), calls per measurement: {meta['sizes']}",
+        f"- mock server: {meta['server']}",
+        "",
+    ]
     chat = [k for k, s in specs.items() if s.group == "chat"]
     fail = [k for k, s in specs.items() if s.group == "failover"]
 
@@ -392,96 +447,171 @@ def render(res: Results, specs: dict[str, Any], meta: dict[str, Any]) -> str:
         if res.ok(key, scen):
             return None
         msg = res.error(key, scen) or "not run"
-        return [specs[key].label, f"ERROR: {msg}"] + [""] * (width - 2)
+        return [
+            specs[key].label + ("" if scen != "c200" else f" ({meta['concurrency']})"),
+            f"ERROR: {msg}",
+        ] + [""] * (width - 2)
 
     def table(title: str, note: str, head: list[str], rows: list[list[str]]) -> None:
         if not rows:
             return
-        out.extend([f"## {title}", "", note, "", "| " + " | ".join(head) + " |",
-                    "|" + "---|" * len(head)])
+        out.extend(
+            [f"## {title}", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        )
         out.extend("| " + " | ".join(r) + " |" for r in rows)
         out.append("")
 
     rows = []
     for k in chat:
-        if "seq" not in specs[k].scenarios:
+        if (k, "seq") not in res.runs:
             continue
         b = specs[k].baseline
-        rows.append(err_row(k, "seq", 8) or [
-            specs[k].label, _f(res.median(k, "seq", "cpu_ms"), 3),
-            _x(res.ratio(k, b, "seq", "cpu_ms")), _f(res.median(k, "seq", "calls_s"), 0),
-            _f(res.median(k, "seq", "p50_ms"), 3), _f(res.median(k, "seq", "p99_ms"), 3),
-            _f(res.median(k, "seq", "rss_setup_mb"), 1), _f(res.median(k, "seq", "peak_rss_mb"), 1),
-        ])
-    table("Chat, one call at a time",
-          "Client CPU per call (process time of the client process only), ratio against the "
-          "baseline (raw httpx2 AsyncClient, or raw httpx2 Client for sync rows), wall latency, "
-          "RSS after setup plus one call, and peak RSS.",
-          ["client", "CPU/call ms", "x baseline", "calls/s", "p50 ms", "p99 ms",
-           "RSS setup MB", "peak RSS MB"], rows)
+        rows.append(
+            err_row(k, "seq", 8)
+            or [
+                specs[k].label,
+                _f(res.median(k, "seq", "cpu_ms"), 3),
+                _x(res.ratio(k, b, "seq", "cpu_ms")),
+                _f(res.median(k, "seq", "calls_s"), 0),
+                _f(res.median(k, "seq", "p50_ms"), 3),
+                _f(res.median(k, "seq", "p99_ms"), 3),
+                _f(res.median(k, "seq", "rss_setup_mb"), 1),
+                _f(res.median(k, "seq", "peak_rss_mb"), 1),
+            ]
+        )
+    table(
+        "Chat, one call at a time",
+        "Client CPU per call (process time of the client process only), ratio against the "
+        "baseline (raw httpx2 AsyncClient, or raw httpx2 Client for sync rows), wall latency, "
+        "RSS after setup plus one call, and peak RSS.",
+        [
+            "client",
+            "CPU/call ms",
+            "x baseline",
+            "calls/s",
+            "p50 ms",
+            "p99 ms",
+            "RSS setup MB",
+            "peak RSS MB",
+        ],
+        rows,
+    )
 
     rows = []
     for k in chat:
-        if "c200" not in specs[k].scenarios:
+        if (k, "c200") not in res.runs:
             continue
         b = specs[k].baseline
-        rows.append(err_row(k, "c200", 7) or [
-            specs[k].label, _f(res.median(k, "c200", "cpu_ms"), 3),
-            _x(res.ratio(k, b, "c200", "cpu_ms")), _f(res.median(k, "c200", "calls_s"), 0),
-            _x(res.ratio(k, b, "c200", "calls_s")), _f(res.median(k, "c200", "p50_ms"), 1),
-            _f(res.median(k, "c200", "p99_ms"), 1),
-        ])
-    table(f"Chat, {meta['concurrency']} calls in flight",
-          "One event loop, N tasks each issuing calls back to back. Raw clients get a pool of "
-          "N connections; SDKs keep their shipped defaults.",
-          ["client", "CPU/call ms", "x baseline", "calls/s", "throughput x baseline",
-           "p50 ms", "p99 ms"], rows)
+        rows.append(
+            err_row(k, "c200", 7)
+            or [
+                specs[k].label,
+                _f(res.median(k, "c200", "cpu_ms"), 3),
+                _x(res.ratio(k, b, "c200", "cpu_ms")),
+                _f(res.median(k, "c200", "calls_s"), 0),
+                _x(res.ratio(k, b, "c200", "calls_s")),
+                _f(res.median(k, "c200", "p50_ms"), 1),
+                _f(res.median(k, "c200", "p99_ms"), 1),
+            ]
+        )
+    table(
+        f"Chat, {meta['concurrency']} calls in flight",
+        "One event loop, N tasks each issuing calls back to back. Raw clients get a pool of "
+        "N connections; SDKs keep their shipped defaults.",
+        [
+            "client",
+            "CPU/call ms",
+            "x baseline",
+            "calls/s",
+            "throughput x baseline",
+            "p50 ms",
+            "p99 ms",
+        ],
+        rows,
+    )
 
     rows = []
     for k in chat:
-        if "stream" not in specs[k].scenarios:
+        if (k, "stream") not in res.runs:
             continue
         b = specs[k].baseline
-        rows.append(err_row(k, "stream", 8) or [
-            specs[k].label, _f(res.median(k, "stream", "ttft_p50_ms"), 3),
-            _x(res.ratio(k, b, "stream", "ttft_p50_ms")),
-            _f(res.median(k, "stream", "cpu_ms"), 3),
-            _f(res.median(k, "stream", "cpu_chunk_us"), 1),
-            _x(res.ratio(k, b, "stream", "cpu_chunk_us")),
-            _f(res.median(k, "stream", "chunks_per_call"), 0),
-            _f(res.median(k, "stream", "p50_ms"), 3),
-        ])
-    table("Chat streaming (SSE), one stream at a time",
-          "Time to first text delta, client CPU per stream and per text delta.",
-          ["client", "TTFT p50 ms", "TTFT x baseline", "CPU/stream ms", "CPU/delta µs",
-           "CPU/delta x baseline", "deltas", "p50 ms"], rows)
+        rows.append(
+            err_row(k, "stream", 8)
+            or [
+                specs[k].label,
+                _f(res.median(k, "stream", "ttft_p50_ms"), 3),
+                _x(res.ratio(k, b, "stream", "ttft_p50_ms")),
+                _f(res.median(k, "stream", "cpu_ms"), 3),
+                _f(res.median(k, "stream", "cpu_chunk_us"), 1),
+                _x(res.ratio(k, b, "stream", "cpu_chunk_us")),
+                _f(res.median(k, "stream", "chunks_per_call"), 0),
+                _f(res.median(k, "stream", "p50_ms"), 3),
+            ]
+        )
+    table(
+        "Chat streaming (SSE), one stream at a time",
+        "Time to first text delta, client CPU per stream and per text delta.",
+        [
+            "client",
+            "TTFT p50 ms",
+            "TTFT x baseline",
+            "CPU/stream ms",
+            "CPU/delta µs",
+            "CPU/delta x baseline",
+            "deltas",
+            "p50 ms",
+        ],
+        rows,
+    )
 
     rows = []
     for k in fail:
         for scen in specs[k].scenarios:
+            if (k, scen) not in res.runs:
+                continue
             b = specs[k].baseline
             hits = _med(res.primary_hits.get((k, scen), []))
-            rows.append(err_row(k, scen, 7) or [
-                f"{specs[k].label} ({'sequential' if scen == 'seq' else meta['concurrency']})",
-                _f(res.median(k, scen, "cpu_ms"), 3), _x(res.ratio(k, b, scen, "cpu_ms")),
-                _f(res.median(k, scen, "calls_s"), 0), _f(res.median(k, scen, "p50_ms"), 3),
-                _f(res.median(k, scen, "p99_ms"), 3), _f(hits, 2),
-            ])
-    table("Failover: the primary answers every call with 500",
-          "Baseline: a raw httpx2 loop that tries the primary, then the secondary. 'primary "
-          "tries/call' counts requests that reached the failing server per call (a router "
-          "with cooldowns skips the primary).",
-          ["client", "CPU/call ms", "x baseline", "calls/s", "p50 ms", "p99 ms",
-           "primary tries/call"], rows)
+            rows.append(
+                err_row(k, scen, 7)
+                or [
+                    f"{specs[k].label} ({'sequential' if scen == 'seq' else meta['concurrency']})",
+                    _f(res.median(k, scen, "cpu_ms"), 3),
+                    _x(res.ratio(k, b, scen, "cpu_ms")),
+                    _f(res.median(k, scen, "calls_s"), 0),
+                    _f(res.median(k, scen, "p50_ms"), 3),
+                    _f(res.median(k, scen, "p99_ms"), 3),
+                    _f(hits, 2),
+                ]
+            )
+    table(
+        "Failover: the primary answers every call with 500",
+        "Baseline: a raw httpx2 loop that tries the primary, then the secondary. 'primary "
+        "tries/call' counts requests that reached the failing server per call (a router "
+        "with cooldowns skips the primary).",
+        [
+            "client",
+            "CPU/call ms",
+            "x baseline",
+            "calls/s",
+            "p50 ms",
+            "p99 ms",
+            "primary tries/call",
+        ],
+        rows,
+    )
 
     rows = []
     base = _med(res.imports.get("httpx2", []))
     for mod, vals in res.imports.items():
         m = _med(vals)
         rows.append([f"`import {mod}`", _f(m * 1000, 1), _x(m / base if base == base else m * 0)])
-    table("Import time",
-          f"Fresh interpreter per run, wall time of the import statement only, median of "
-          f"{meta['import_runs']} runs.", ["module", "ms", "x httpx2"], rows)
+    table(
+        "Import time",
+        f"Fresh interpreter per run, wall time of the import statement only, median of "
+        f"{meta['import_runs']} runs.",
+        ["module", "ms", "x httpx2"],
+        rows,
+    )
     return "\n".join(out)
 
 
@@ -503,10 +633,17 @@ class Target:
 TARGETS = (
     Target("async chat CPU/call vs raw httpx2", "portal-async", "seq", "cpu_ms", 1.15),
     Target("sync chat CPU/call vs raw httpx2", "portal-sync", "seq", "cpu_ms", 1.15),
-    Target("200 in flight: throughput vs raw httpx2", "portal-async", "c200", "calls_s", 1.0,
-           le=False),
-    Target("200 in flight, aiohttp transport: throughput", "portal-aiohttp", "c200", "calls_s",
-           3.0, le=False),
+    Target(
+        "200 in flight: throughput vs raw httpx2", "portal-async", "c200", "calls_s", 1.0, le=False
+    ),
+    Target(
+        "200 in flight, aiohttp transport: throughput",
+        "portal-aiohttp",
+        "c200",
+        "calls_s",
+        3.0,
+        le=False,
+    ),
     Target("stream TTFT vs raw httpx2", "portal-async", "stream", "ttft_p50_ms", 1.2),
     Target("stream CPU/delta vs raw httpx2", "portal-async", "stream", "cpu_chunk_us", 1.2),
     Target("failover CPU/call vs raw loop", "portal-failover", "seq", "cpu_ms", 1.5),
@@ -562,8 +699,11 @@ def _versions(python: str) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="portal benchmark suite (issue 6)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--quick", action="store_true",
-                   help="CI mode: core rows, small sizes, 2 rounds; finishes in seconds")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI mode: core rows, small sizes, 2 rounds; finishes in seconds",
+    )
     p.add_argument("--clients", help="comma-separated registry keys (default: all available)")
     p.add_argument("--rounds", type=int)
     p.add_argument("--n-seq", type=int)
@@ -576,10 +716,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="interpreter for the workers")
     p.add_argument("--out", default=str(HERE / "results" / "latest.md"))
     p.add_argument("--no-server-check", action="store_true", help="skip the wrk check")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 when a portal ratio target is missed by more than the margin")
-    p.add_argument("--check-margin", type=float,
-                   help="tolerance factor on targets (default 1.0, 1.5 with --quick)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a portal ratio target is missed by more than the margin",
+    )
+    p.add_argument(
+        "--check-margin",
+        type=float,
+        help="tolerance factor on targets (default 1.0, 1.5 with --quick)",
+    )
     a = p.parse_args(argv)
     quick = a.quick
     a.rounds = a.rounds or (2 if quick else 5)
@@ -602,50 +748,68 @@ def main(argv: list[str] | None = None) -> int:
     import clients
     import mock_server
 
-    wanted = args.clients.split(",") if args.clients else [
-        k for k in clients.REGISTRY if not args.quick or any(k == j for j, _ in QUICK_JOBS)
-    ]
+    wanted = (
+        args.clients.split(",")
+        if args.clients
+        else [k for k in clients.REGISTRY if not args.quick or any(k == j for j, _ in QUICK_JOBS)]
+    )
     unknown = [k for k in wanted if k not in clients.REGISTRY]
     if unknown:
-        print(f"unknown --clients {unknown}; choose from {sorted(clients.REGISTRY)}",
-              file=sys.stderr)
+        print(
+            f"unknown --clients {unknown}; choose from {sorted(clients.REGISTRY)}", file=sys.stderr
+        )
         return 2
-    specs = {}
+    ready = _ready(args.python, wanted)
+    specs = {k: clients.REGISTRY[k] for k in wanted if k in ready}
     for key in wanted:
-        spec = clients.REGISTRY[key]
-        if _importable(args.python, spec.requires) and _ready(args.python, key):
-            specs[key] = spec
-        else:
-            print(f"skip {key}: needs {', '.join(spec.requires)} (see benchmarks/README.md)",
-                  file=sys.stderr)
-    expected = "".join(mock_server._WORDS[i % len(mock_server._WORDS)]
-                       for i in range(min(args.chunks, clients.MAX_TOKENS)))
+        if key not in ready:
+            print(
+                f"skip {key}: needs {', '.join(clients.REGISTRY[key].requires)} "
+                "(see benchmarks/README.md)",
+                file=sys.stderr,
+            )
+    expected = "".join(
+        mock_server._WORDS[i % len(mock_server._WORDS)]
+        for i in range(min(args.chunks, clients.MAX_TOKENS))
+    )
     good = MockServer(args.python, "--chunks", str(args.chunks))
     bad = MockServer(args.python, "--error-rate", "1", "--error-status", "500")
     res = Results(rounds=args.rounds)
     sizes = {"seq": args.n_seq, "c200": args.n_c200, "stream": args.n_stream}
     try:
-        jobs = [(k, s) for k, spec in specs.items() for s in spec.scenarios
-                if args.clients or not args.quick or (k, s) in QUICK_JOBS]
+        jobs = [
+            (k, s)
+            for k, spec in specs.items()
+            for s in spec.scenarios
+            if args.clients or not args.quick or (k, s) in QUICK_JOBS
+        ]
         for r in range(args.rounds):
             shift = r % max(len(jobs), 1)
             for key, scen in jobs[shift:] + jobs[:shift]:
                 job = {
-                    "client": key, "scenario": scen, "n": sizes[scen], "warmup": args.warmup,
-                    "warmup_c200": args.concurrency * (1 if args.quick else 2),
-                    "concurrency": args.concurrency, "chunks": args.chunks,
-                    "base_url": good.url, "failing_url": bad.url, "expected": expected,
+                    "client": key,
+                    "scenario": scen,
+                    "n": sizes[scen],
+                    "warmup": args.warmup,
+                    "warmup_c200": 0 if args.quick else 2 * args.concurrency,
+                    "concurrency": args.concurrency,
+                    "chunks": args.chunks,
+                    "base_url": good.url,
+                    "failing_url": bad.url,
+                    "expected": expected,
                 }
                 before = bad.stats()["requests"]
                 out = run_worker(args.python, job, timeout=600)
                 hits = bad.stats()["requests"] - before
                 res.runs.setdefault((key, scen), []).append(out)
                 if specs[key].group == "failover" and not out.get("errors"):
-                    res.primary_hits.setdefault((key, scen), []).append(
-                        hits / out["calls_total"])
+                    res.primary_hits.setdefault((key, scen), []).append(hits / out["calls_total"])
                 status = out.get("first_error") or f"{out['cpu_ms']:.3f} ms CPU/call"
-                print(f"[round {r + 1}/{args.rounds}] {key:18} {scen:6} {status}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[round {r + 1}/{args.rounds}] {key:18} {scen:6} {status}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         used = {"httpx2", "portal"} | {r.split(".")[0] for s in specs.values() for r in s.requires}
         modules = [m for m in IMPORT_MODULES if m in used and _importable(args.python, [m])]
         for m in modules:
@@ -653,16 +817,20 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.import_runs):
             for m in modules:
                 res.imports.setdefault(m, []).append(import_time(args.python, m))
-        server_rate = None if args.quick or args.no_server_check else server_check(
-            args.python, good.url)
+        server_rate = (
+            None if args.quick or args.no_server_check else server_check(args.python, good.url)
+        )
     finally:
         good.close()
         bad.close()
-    fastest = max((res.median(k, s, "calls_s") for k, s in res.runs if s == "c200"),
-                  default=float("nan"))
+    fastest = max(
+        (res.median(k, s, "calls_s") for k, s in res.runs if s == "c200"), default=float("nan")
+    )
     if server_rate:
-        server = (f"{server_rate:.0f} requests/s under wrk (1 thread, 64 connections), "
-                  f"{server_rate / fastest:.1f}x the fastest client's {fastest:.0f} calls/s")
+        server = (
+            f"{server_rate:.0f} requests/s under wrk (1 thread, 64 connections), "
+            f"{server_rate / fastest:.1f}x the fastest client's {fastest:.0f} calls/s"
+        )
     else:
         server = "not load-checked in this run (needs wrk; skipped in --quick)"
     meta = {
@@ -672,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _versions(args.python),
         "command": "python benchmarks/run.py " + " ".join(a for a in (argv or sys.argv[1:])),
         "sizes": ", ".join(f"{k} {v}" for k, v in sizes.items())
-                 + f", warm-up {args.warmup}, {args.chunks} deltas per completion",
+        + f", warm-up {args.warmup}, {args.chunks} deltas per completion",
         "server": server,
         "concurrency": args.concurrency,
         "import_runs": args.import_runs,

@@ -77,49 +77,130 @@ def __dir__() -> list[str]:
     return __all__
 
 
-if TYPE_CHECKING:
-    from portal.client import AsyncClient, Client
-    from portal.config import PortalConfig, load_config
+if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
+    from portal.client import (
+        AsyncClient as AsyncClient,
+    )
+    from portal.client import (
+        Client as Client,
+    )
+    from portal.config import (
+        PortalConfig as PortalConfig,
+    )
+    from portal.config import (
+        load_config as load_config,
+    )
     from portal.contracts.messages import (
-        ImagePart,
-        Message,
-        TextPart,
-        ToolCall,
-        assistant,
-        system,
-        tool_result,
-        user,
+        ImagePart as ImagePart,
     )
-    from portal.contracts.output import OutputSpec
-    from portal.contracts.request import ChatRequest
+    from portal.contracts.messages import (
+        Message as Message,
+    )
+    from portal.contracts.messages import (
+        TextPart as TextPart,
+    )
+    from portal.contracts.messages import (
+        ToolCall as ToolCall,
+    )
+    from portal.contracts.messages import (
+        assistant as assistant,
+    )
+    from portal.contracts.messages import (
+        system as system,
+    )
+    from portal.contracts.messages import (
+        tool_result as tool_result,
+    )
+    from portal.contracts.messages import (
+        user as user,
+    )
+    from portal.contracts.output import (
+        OutputSpec as OutputSpec,
+    )
+    from portal.contracts.request import (
+        ChatRequest as ChatRequest,
+    )
     from portal.contracts.responses import (
-        Attempt,
-        EmbedResponse,
-        FinishReason,
-        Response,
-        StreamEvent,
-        Usage,
+        Attempt as Attempt,
     )
-    from portal.contracts.tools import ToolSpec, tool
+    from portal.contracts.responses import (
+        EmbedResponse as EmbedResponse,
+    )
+    from portal.contracts.responses import (
+        FinishReason as FinishReason,
+    )
+    from portal.contracts.responses import (
+        Response as Response,
+    )
+    from portal.contracts.responses import (
+        StreamEvent as StreamEvent,
+    )
+    from portal.contracts.responses import (
+        Usage as Usage,
+    )
+    from portal.contracts.tools import (
+        ToolSpec as ToolSpec,
+    )
+    from portal.contracts.tools import (
+        tool as tool,
+    )
     from portal.errors import (
-        AllTargetsFailed,
-        AuthenticationError,
-        BadRequest,
-        BudgetExceeded,
-        ConfigError,
-        ContentFiltered,
-        ContextTooLong,
-        ContractError,
-        InvalidResponse,
-        NotFound,
-        Overloaded,
-        PolicyViolation,
-        PortalError,
-        ProviderConnectionError,
-        ProviderError,
-        ProviderTimeout,
-        RateLimited,
-        ServerError,
-        StreamInterrupted,
-        ToolLoopExceeded,
+        AllTargetsFailed as AllTargetsFailed,
+    )
+    from portal.errors import (
+        AuthenticationError as AuthenticationError,
+    )
+    from portal.errors import (
+        BadRequest as BadRequest,
+    )
+    from portal.errors import (
+        BudgetExceeded as BudgetExceeded,
+    )
+    from portal.errors import (
+        ConfigError as ConfigError,
+    )
+    from portal.errors import (
+        ContentFiltered as ContentFiltered,
+    )
+    from portal.errors import (
+        ContextTooLong as ContextTooLong,
+    )
+    from portal.errors import (
+        ContractError as ContractError,
+    )
+    from portal.errors import (
+        InvalidResponse as InvalidResponse,
+    )
+    from portal.errors import (
+        NotFound as NotFound,
+    )
+    from portal.errors import (
+        Overloaded as Overloaded,
+    )
+    from portal.errors import (
+        PolicyViolation as PolicyViolation,
+    )
+    from portal.errors import (
+        PortalError as PortalError,
+    )
+    from portal.errors import (
+        ProviderConnectionError as ProviderConnectionError,
+    )
+    from portal.errors import (
+        ProviderError as ProviderError,
+    )
+    from portal.errors import (
+        ProviderTimeout as ProviderTimeout,
+    )
+    from portal.errors import (
+        RateLimited as RateLimited,
+    )
+    from portal.errors import (
+        ServerError as ServerError,
+    )
+    from portal.errors import (
+        StreamInterrupted as StreamInterrupted,
+    )
+    from portal.errors import (
+        ToolLoopExceeded as ToolLoopExceeded,
     )

@@ -19,8 +19,13 @@ def _version() -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from portal.demo import run_demo
 
-    run_demo(out_dir=args.out, users=args.users, concurrency=args.concurrency, seed=args.seed,
-             html=not args.no_html)
+    run_demo(
+        out_dir=args.out,
+        users=args.users,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        html=not args.no_html,
+    )
     return 0
 
 
@@ -36,9 +41,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         return 1
-    print(
-        f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.features)} feature(s))"
-    )
+    print(f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.features)} feature(s))")
     return 0
 
 
@@ -88,11 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _delegate(module, func)(args_list[1:])
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("portal"):
-                print(f"portal {args_list[0]}: not available in this build ({exc.name})",
-                      file=sys.stderr)
+                print(
+                    f"portal {args_list[0]}: not available in this build ({exc.name})",
+                    file=sys.stderr,
+                )
                 return 2
-            print(f"portal {args_list[0]}: needs {exc.name}; install portal-sdk[all]",
-                  file=sys.stderr)
+            print(
+                f"portal {args_list[0]}: needs {exc.name}; install portal-sdk[all]", file=sys.stderr
+            )
             return 2
 
     parser = argparse.ArgumentParser(prog="portal", description="portable, reliable LLM calls")

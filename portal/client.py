@@ -28,18 +28,22 @@ from portal.contracts.tools import ToolChoice, ToolSpec, coerce_tools
 from portal.errors import ConfigError, ContractError, ProviderError
 from portal.metering.meter import Meter
 from portal.providers.base import WireReply
+from portal.routing.control import Routing
 from portal.routing.effects import (
     CloseStream,
     Emit,
     OpenStream,
+    Race,
+    RaceLost,
     ReadChunk,
     RunTools,
     Send,
     Sleep,
+    Take,
 )
 from portal.routing.flow import Call, chat_flow, embed_flow, stream_flow, tool_loop_flow
-from portal.routing.health import Health
 from portal.routing.router import AdapterPool, Router, Target
+from portal.routing.state import State, open_state
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -57,6 +61,7 @@ class _Core:
         ledger: Any = "default",
         transports: Mapping[str, Any] | None = None,
         meter: Meter | None = None,
+        state: State | None = None,
     ) -> None:
         if config is None:
             cfg = PortalConfig()
@@ -66,8 +71,8 @@ class _Core:
             cfg = load_config(config)
         self.config = cfg
         self.adapters = AdapterPool(cfg)
-        self.router = Router(cfg, self.adapters)
-        self.health = Health()
+        self.state = state if state is not None else open_state(cfg.portal.state)
+        self.router = Router(cfg, self.adapters, self.state)
         self.transports = dict(transports or {})
         self.meter = meter or Meter(
             ledger=_open_ledger(cfg, ledger),
@@ -75,14 +80,33 @@ class _Core:
             kinds={n: (p.kind or n) for n, p in cfg.providers.items()},
             prices=_price_table(cfg),
         )
+        self.routing = Routing(cfg, self.router, self.cost)
         self._contracts: dict[str, Any] = {}
 
-    # -- hooks used by the flows ---------------------------------------------------------
+    # -- hooks used by the flows (routing decisions live in portal.routing.control) ----------
+    def plan(self, call: Call) -> list[Target]:
+        return self.routing.plan(call)
+
     def allow(self, target: Target, call: Call) -> bool:
-        return self.health.allow(target.id)
+        return self.routing.allow(target, call)
+
+    def take(self, target: Target, call: Call) -> Take | None:
+        return self.routing.take(target, call)
+
+    def may_retry(self, target: Target, call: Call) -> bool:
+        return self.routing.may_retry(target, call)
+
+    def fallback(self, call: Call, skipped: list[tuple[Target, str]]) -> Target | None:
+        return self.routing.fallback(call, skipped)
+
+    def context_window(self, target: Target, call: Call) -> int | None:
+        return self.routing.context_window(target, call)
+
+    def hedge(self, call: Call) -> tuple[float, int] | None:
+        return self.routing.hedge(call)
 
     def mark_unhealthy(self, target: Target, err: BaseException) -> None:
-        self.health.trip(target.id)
+        self.routing.mark_unhealthy(target, err)
 
     def cost(self, target: Target, usage: Usage) -> float | None:
         return self.meter.cost(target.provider, target.model, usage)
@@ -90,10 +114,7 @@ class _Core:
     def on_attempt(
         self, call: Call, target: Target, attempt: Attempt, error: BaseException | None
     ) -> None:
-        if error is None:
-            self.health.success(target.id)
-        elif isinstance(error, ProviderError) and error.retryable:
-            self.health.failure(target.id)
+        self.routing.attempt_done(call, target, attempt, error)
         self.meter.attempt(
             call_id=call.call_id,
             operation=call.operation,
@@ -112,6 +133,7 @@ class _Core:
     def on_call(
         self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
     ) -> None:
+        self.routing.call_done(call, response, error)
         latency_ms = (time.perf_counter() - call.started) * 1000.0
         self.meter.call(
             call_id=call.call_id,
@@ -270,6 +292,7 @@ class _Core:
 
     def close(self) -> None:
         self.meter.close()
+        self.state.close()
 
 
 def _open_ledger(cfg: PortalConfig, ledger: Any) -> Any:
@@ -470,10 +493,20 @@ class Client:
                 elif kind is Sleep:
                     if effect.seconds > 0:
                         time.sleep(effect.seconds)
+                elif kind is Take:
+                    value = self._core.state.take(effect.key, effect.dims)
                 elif kind is Emit:
                     yield effect.event
                 elif kind is RunTools:
                     value = [_run_tool_sync(c, effect.functions) for c in effect.calls]
+                elif kind is Race:  # no concurrency here: the first lane only, unhedged
+                    self._core.routing.warn_no_hedge()
+                    try:
+                        value = (0, (yield from self._drive(effect.flows[0])))
+                    except Exception as exc:
+                        value = RaceLost([exc])
+                    for lane in effect.flows[1:]:
+                        lane.close()
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
         finally:
@@ -686,10 +719,14 @@ class AsyncClient:
                 elif kind is Sleep:
                     if effect.seconds > 0:
                         await anyio.sleep(effect.seconds)
+                elif kind is Take:
+                    value = await self._core.state.atake(effect.key, effect.dims)
                 elif kind is Emit:
                     yield effect.event
                 elif kind is RunTools:
                     value = await _run_tools_async(effect.calls, effect.functions, effect.timeout_s)
+                elif kind is Race:
+                    value = await self._race(effect)
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
         finally:
@@ -697,6 +734,39 @@ class AsyncClient:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
             flow.close()
+
+    async def _race(self, race: Race) -> Any:
+        """Hedging: start lane 0 now and each next lane ``after_s`` later (or at once when
+        every started lane has failed); the first lane to return wins and the others are
+        cancelled (their flows record ``hedge_lost``)."""
+        n = len(race.flows)
+        errors: list[BaseException | None] = [None] * n
+        won: list[tuple[int, Any]] = []
+        changed = [anyio.Event()]
+
+        async def lane(i: int) -> None:
+            holder: list[Any] = []
+            try:
+                async for _ in self._drive(race.flows[i], holder):
+                    pass
+            except Exception as exc:
+                errors[i] = exc
+                changed[0].set()
+                return
+            won.append((i, holder[0]))
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(lane, i)
+                if i + 1 < n:
+                    with anyio.move_on_after(race.after_s):
+                        while any(e is None for e in errors[: i + 1]):
+                            changed[0] = anyio.Event()
+                            await changed[0].wait()
+        for flow in race.flows[len(won) and n:]:
+            flow.close()
+        return won[0] if won else RaceLost([e for e in errors if e is not None])
 
     async def aclose(self) -> None:
         for client in {id(c): c for c in self._owned.values()}.values():

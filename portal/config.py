@@ -366,9 +366,9 @@ def _interpolate(value: Any, path: tuple[Any, ...], errors: list[str]) -> Any:
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, path + (k,), errors) for k, v in value.items()}
+        return {k: _interpolate(v, (*path, k), errors) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, path + (i,), errors) for i, v in enumerate(value)]
+        return [_interpolate(v, (*path, i), errors) for i, v in enumerate(value)]
     return value
 
 
@@ -446,8 +446,15 @@ def _show(value: Any) -> str:
 
 
 def _article(word: str) -> str:
-    names = {"int": "an integer", "float": "a number", "string": "a string", "bool": "true or false",
-             "dict": "a table", "list": "an array", "model": "a table"}
+    names = {
+        "int": "an integer",
+        "float": "a number",
+        "string": "a string",
+        "bool": "true or false",
+        "dict": "a table",
+        "list": "an array",
+        "model": "a table",
+    }
     return names.get(word, f"a {word}")
 
 

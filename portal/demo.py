@@ -32,17 +32,34 @@ ledger = "sqlite:///ledger.db"
 [providers.acme]            # the primary: fast, but throttles and errors part of the time
 kind = "sim"
 region = "us"
-options = { seed = 11, latency_p50_ms = 140, latency_p99_ms = 900, ttft_ms = 90, tokens_per_s = 220, error_rates = { server_error = 0.06, rate_limit = 0.04, overloaded = 0.03 }, retry_after_s = 0.05 }
+[providers.acme.options]
+seed = 11
+latency_p50_ms = 140
+latency_p99_ms = 900
+ttft_ms = 90
+tokens_per_s = 220
+error_rates = { server_error = 0.06, rate_limit = 0.04, overloaded = 0.03 }
+retry_after_s = 0.05
 
 [providers.bolt]            # the warm secondary in another "vendor"
 kind = "sim"
 region = "us"
-options = { seed = 22, latency_p50_ms = 220, latency_p99_ms = 700, ttft_ms = 140, tokens_per_s = 160 }
+[providers.bolt.options]
+seed = 22
+latency_p50_ms = 220
+latency_p99_ms = 700
+ttft_ms = 140
+tokens_per_s = 160
 
 [providers.cirrus]          # the canary's vendor: a bigger model
 kind = "sim"
 region = "eu"
-options = { seed = 33, latency_p50_ms = 320, latency_p99_ms = 1100, ttft_ms = 200, tokens_per_s = 120 }
+[providers.cirrus.options]
+seed = 33
+latency_p50_ms = 320
+latency_p99_ms = 1100
+ttft_ms = 200
+tokens_per_s = 120
 
 [features."support.answer"]
 primary = "acme:sim-small"
@@ -201,8 +218,17 @@ def _rows(summary: dict[tuple[str, str, str], Any]) -> dict[str, list[dict[str, 
 
 
 def _blank() -> dict[str, Any]:
-    return {"calls": 0, "errors": 0, "attempts": 0, "latencies": [], "ttfts": [], "tokens": 0,
-            "cost": 0.0, "canary": 0, "failovers": 0}
+    return {
+        "calls": 0,
+        "errors": 0,
+        "attempts": 0,
+        "latencies": [],
+        "ttfts": [],
+        "tokens": 0,
+        "cost": 0.0,
+        "canary": 0,
+        "failovers": 0,
+    }
 
 
 def _finish(name: str, g: dict[str, Any]) -> dict[str, Any]:
@@ -240,10 +266,24 @@ def _print_tables(
     config_path: Path,
     printer: Any,
 ) -> None:
-    printer(f"portal demo: {users} user actions on 3 simulated vendors in {elapsed:.1f}s "
-            f"(config: {config_path})")
-    headers = ["", "calls", "errors", "failovers", "attempts/call", "p50", "p95", "p99", "ttft p50",
-               "tokens/call", "$/call", "canary"]
+    printer(
+        f"portal demo: {users} user actions on 3 simulated vendors in {elapsed:.1f}s "
+        f"(config: {config_path})"
+    )
+    headers = [
+        "",
+        "calls",
+        "errors",
+        "failovers",
+        "attempts/call",
+        "p50",
+        "p95",
+        "p99",
+        "ttft p50",
+        "tokens/call",
+        "$/call",
+        "canary",
+    ]
     for title, key in (("per feature", "feature"), ("per vendor target", "target")):
         table = [
             [
@@ -277,18 +317,22 @@ def _print_tables(
         printer(f"tool loop ({r.target}): {len(calls)} tool result(s), answer: {r.text[:90]}")
     if "stream" in ex:
         r = ex["stream"]
-        printer(f"stream ({r.target}): ttft {_fmt(r.ttft_ms, ' ms')}, {r.usage.output_tokens} "
-                "output tokens")
+        printer(
+            f"stream ({r.target}): ttft {_fmt(r.ttft_ms, ' ms')}, {r.usage.output_tokens} "
+            "output tokens"
+        )
     errs = result["errors"]
     printer(f"errors seen by users: {sum(errs.values())} {dict(errs) if errs else ''}".rstrip())
 
 
 def _render(headers: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
         )
+
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in table)]
 
 

@@ -186,7 +186,7 @@ def _json_default(value: Any) -> Any:
 
 def coerce_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
     """Turn what the caller passed into `Message` objects, with errors that name the index."""
-    if isinstance(messages, (str, bytes)) or isinstance(messages, Mapping):
+    if isinstance(messages, (str, bytes, Mapping)):
         raise ContractError(
             "messages: expected a list of messages, got "
             f"{type(messages).__name__}; wrap it, e.g. messages=[portal.user('hi')]"

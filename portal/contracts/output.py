@@ -65,7 +65,9 @@ class OutputSpec:
                     for e in exc.errors()
                 ]
                 summary = "; ".join(f"{d['pointer']}: {d['message']}" for d in details[:5])
-                raise ContractError(f"output does not match {self.name}: {summary}", details) from None
+                raise ContractError(
+                    f"output does not match {self.name}: {summary}", details
+                ) from None
         errors = list_errors(data, self.schema)
         if errors:
             summary = "; ".join(f"{d['pointer']}: {d['message']}" for d in errors[:5])

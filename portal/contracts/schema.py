@@ -104,9 +104,9 @@ def schema_of(spec: Any, where: str) -> dict[str, Any]:
 # Schemas are dicts (unhashable); freeze them to cache validators by content.
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return ("__d",) + tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return ("__d", *sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, list):
-        return ("__l",) + tuple(_freeze(v) for v in value)
+        return ("__l", *(_freeze(v) for v in value))
     return value
 
 

@@ -30,9 +30,7 @@ class ToolSpec:
 
     name: str
     description: str = ""
-    parameters: dict[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     strict: bool = False
 

@@ -3,7 +3,9 @@
 It sits beside the layers: the client hands it to the flows as part of their hooks; it never
 calls into routing or providers. Costs come from the price table (with the config's
 negotiated overrides); rows go to the ledger in the background; a small in-memory summary
-serves `portal demo` and tests without reading the ledger back.
+serves `portal demo` and tests without reading the ledger back. With ``telemetry`` on, the
+same finished attempts and calls become OpenTelemetry spans and metrics (`portal.metering.otel`,
+imported only then).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
 
 if TYPE_CHECKING:
     from portal.metering.ledger import Ledger
-    from portal.metering.prices import PriceTable
+    from portal.metering.otel import Telemetry
+    from portal.metering.prices import Price, PriceTable
 
 __all__ = ["Meter", "Summary"]
 
@@ -47,7 +50,10 @@ class Meter:
         key_salt: str = "portal",
         kinds: dict[str, str] | None = None,
         keep_summary: bool = True,
+        telemetry: bool | Telemetry = False,
     ) -> None:
+        """``telemetry``: True builds a `Telemetry` on the global OpenTelemetry providers
+        (needs the ``otel`` extra); or pass one built on your own providers."""
         self._prices = prices
         self.ledger = ledger
         self.key_salt = key_salt
@@ -57,6 +63,11 @@ class Meter:
         self.keep_summary = keep_summary
         self.summary: dict[tuple[str, str, str], Summary] = defaultdict(Summary)
         self._hashes: dict[str, str] = {}
+        self.telemetry: Telemetry | None = None
+        if telemetry is True:
+            self.telemetry = _telemetry(self.kinds)
+        elif telemetry is not False:
+            self.telemetry = telemetry
 
     @property
     def prices(self) -> PriceTable:
@@ -66,15 +77,26 @@ class Meter:
             self._prices = PriceTable.load()
         return self._prices
 
-    def cost(self, provider: str, model: str, usage: Usage) -> float | None:
+    def price(self, provider: str, model: str) -> Price | None:
+        """The price of ``provider:model`` (config overrides applied), None if unknown."""
         key = f"{provider}:{model}"
         try:
-            price = self._price_cache[key]
+            return self._price_cache[key]  # type: ignore[no-any-return]
         except KeyError:
             price = self._price_cache[key] = self.prices.lookup(
                 provider, model, kind=self.kinds.get(provider)
             )
+            return price
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float | None:
+        price = self.price(provider, model)
         return None if price is None else price.cost(usage)
+
+    def tool_span(self, name: str, latency_ms: float, outcome: str = "ok") -> None:
+        """Record one tool execution of the tool loop (an ``execute_tool`` span); a no-op
+        unless telemetry is on. ``outcome``: "ok" or the error's class name."""
+        if self.telemetry is not None:
+            self.telemetry.tool_span(name, latency_ms, outcome)
 
     def key_hash(self, key: str | None) -> str | None:
         if key is None:
@@ -105,6 +127,23 @@ class Meter:
         attempt: Attempt,
         started_at: float,
     ) -> None:
+        if self.telemetry is not None:
+            self.telemetry.attempt(
+                call_id=call_id,
+                operation=operation,
+                feature=feature,
+                arm=arm,
+                provider=provider,
+                model=model,
+                target=attempt.target,
+                number=attempt.number,
+                outcome=attempt.outcome,
+                error=attempt.error,
+                usage=attempt.usage,
+                cost_usd=attempt.cost_usd,
+                latency_ms=attempt.latency_ms,
+                started_at=started_at,
+            )
         if self.ledger is None:
             return
         from portal.metering.ledger import LedgerRecord
@@ -189,6 +228,26 @@ class Meter:
                     s.unknown_cost += 1
                 else:
                     s.cost_usd += cost_usd
+        if self.telemetry is not None:
+            first = attempts[0].target if attempts else target
+            self.telemetry.call(
+                call_id=call_id,
+                operation=operation,
+                feature=feature,
+                arm=arm,
+                target=target or "",
+                provider=provider,
+                model=(first or "").partition(":")[2] or model,
+                response_model=getattr(response, "model", None),
+                finish_reason=getattr(response, "finish_reason", None),
+                attempts=len(attempts),
+                usage=usage if response is not None else None,
+                cost_usd=cost_usd,
+                error=None if error is None else type(error).__name__,
+                outcome=outcome,
+                latency_ms=latency_ms,
+                started_at=started_at,
+            )
         if self.ledger is None:
             return
         from portal.metering.ledger import LedgerRecord
@@ -231,3 +290,17 @@ class Meter:
     @staticmethod
     def now() -> float:
         return time.time()
+
+
+def _telemetry(kinds: dict[str, str]) -> Telemetry | None:
+    try:
+        from portal.metering.otel import Telemetry
+    except ImportError:
+        import logging
+
+        logging.getLogger("portal.metering").warning(
+            "portal: [portal] telemetry = true but OpenTelemetry is not installed; "
+            "pip install 'portal-sdk[otel]' (telemetry stays off)"
+        )
+        return None
+    return Telemetry(kinds=kinds)

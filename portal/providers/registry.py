@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from portal.errors import ConfigError
@@ -41,7 +41,7 @@ def register(kind: str, adapter: type[Adapter] | str) -> None:
     adapter_class.cache_clear()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _entry_points() -> dict[str, str]:
     from importlib.metadata import entry_points
 
@@ -57,7 +57,7 @@ def known_kinds() -> list[str]:
     return sorted(kinds)
 
 
-@lru_cache(maxsize=None)
+@cache
 def adapter_class(kind: str) -> type[Adapter]:
     """The adapter class of a kind; `ConfigError` with the known kinds otherwise."""
     target: type[Adapter] | str | None = _registered.get(kind) or _BUILTIN.get(kind)

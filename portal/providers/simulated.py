@@ -101,18 +101,19 @@ def parse_options(settings: ProviderSettings) -> SimOptions:
     return opts
 
 
-_WORDS = (
+_CANNED = (
     "the order ships from our warehouse within two business days and you can track it "
     "online with the number in your confirmation email our team checked the account and "
     "everything looks correct please reply if anything else needs attention we are happy "
     "to help with returns refunds exchanges and delivery questions at any time"
-).split()
+)
+_WORDS = tuple(_CANNED.split())
 
 
 class _Plan:
     """What the simulated vendor decided for one request, drawn from the seeded RNG."""
 
-    __slots__ = ("latency_s", "error", "n_tokens", "rng")
+    __slots__ = ("error", "latency_s", "n_tokens", "rng")
 
     def __init__(self, latency_s: float, error: str | None, n_tokens: int, rng: random.Random):
         self.latency_s = latency_s
@@ -220,11 +221,26 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         quick = min(plan.latency_s, 0.02 * self.options.time_scale)
         if plan.error == "rate_limit":
             headers = self._headers() | {"retry-after": f"{self.options.retry_after_s:g}"}
-            return 429, _err("Rate limit reached (simulated)", "rate_limit_exceeded"), headers, quick
+            return (
+                429,
+                _err("Rate limit reached (simulated)", "rate_limit_exceeded"),
+                headers,
+                quick,
+            )
         if plan.error == "server_error":
-            return 500, _err("The server had an error (simulated)", "server_error"), self._headers(), plan.latency_s
+            return (
+                500,
+                _err("The server had an error (simulated)", "server_error"),
+                self._headers(),
+                plan.latency_s,
+            )
         if plan.error == "overloaded":
-            return 503, _err("The engine is currently overloaded (simulated)", "overloaded"), self._headers(), quick
+            return (
+                503,
+                _err("The engine is currently overloaded (simulated)", "overloaded"),
+                self._headers(),
+                quick,
+            )
         if plan.error == "timeout":
             timeout = (request.extensions.get("timeout") or {}).get("read") or 60.0
             return 0, None, {}, min(float(timeout), 120.0)
@@ -317,7 +333,7 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         if last.get("role") == "tool":
             lead = f"Based on the tool result {_text_of(last)[:120]}:"
         else:
-            lead = f"About \"{prompt[:60]}\":" if prompt else "Hello:"
+            lead = f'About "{prompt[:60]}":' if prompt else "Hello:"
         start = plan.rng.randrange(len(_WORDS))
         words = [_WORDS[(start + i) % len(_WORDS)] for i in range(max(1, plan.n_tokens * 3 // 4))]
         return f"{lead} {' '.join(words)}."
@@ -353,8 +369,12 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             yield per_chunk, chunk({"content": piece})
         for i, call in enumerate(message.get("tool_calls") or []):
             args = call["function"]["arguments"]
-            head = {"index": i, "id": call["id"], "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""}}
+            head = {
+                "index": i,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             yield per_chunk, chunk({"tool_calls": [head]})
             for frag in _split_chars(args, 16):
                 yield 0.0, chunk({"tool_calls": [{"index": i, "function": {"arguments": frag}}]})

@@ -22,6 +22,7 @@ __all__ = [
     "OpenStream",
     "ReadChunk",
     "Race",
+    "Retrieve",
     "RunTools",
     "Send",
     "Sleep",
@@ -90,6 +91,16 @@ class RunTools:
     calls: list[ToolCall]
     functions: dict[str, Any]
     timeout_s: float | None
+
+
+@dataclass(slots=True)
+class Retrieve:
+    """RAG: fetch documents for ``query`` (the sync driver calls ``retriever.retrieve``, the
+    async one awaits ``retriever.aretrieve``); answer with the list or the exception."""
+
+    retriever: Any
+    query: str
+    k: int
 
 
 @dataclass(slots=True)

@@ -5,12 +5,11 @@ I/O themselves, so the sync and the async client share every decision made here.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from portal.contracts.messages import Message, ToolCall, tool_result
 from portal.contracts.output import OutputSpec
@@ -29,11 +28,15 @@ from portal.providers.base import WireReply
 from portal.routing.effects import (
     CloseStream,
     Emit,
+    HedgeLost,
     OpenStream,
+    Race,
+    RaceLost,
     ReadChunk,
     RunTools,
     Send,
     Sleep,
+    Take,
 )
 from portal.routing.retry import decide
 from portal.routing.router import Route, Target
@@ -42,13 +45,43 @@ __all__ = ["Call", "Hooks", "chat_flow", "embed_flow", "stream_flow", "tool_loop
 
 
 class Hooks(Protocol):
-    """What the flows tell the world: health for routing, records for metering."""
+    """What the flows ask of the world (routing state) and tell it (metering)."""
 
-    def allow(self, target: Target, call: Call) -> bool: ...
+    def plan(self, call: Call) -> list[Target]:
+        """The route's targets in the order to try them (strategy applied)."""
+        ...
 
-    def on_attempt(self, call: Call, target: Target, attempt: Attempt, error: BaseException | None) -> None: ...
+    def allow(self, target: Target, call: Call) -> bool:
+        """Breaker check (claims the half-open probe when one is due)."""
+        ...
 
-    def on_call(self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None) -> None: ...
+    def take(self, target: Target, call: Call) -> Take | None:
+        """The committed-throughput effect to perform before an attempt, if any."""
+        ...
+
+    def may_retry(self, target: Target, call: Call) -> bool:
+        """Retry budget: may this target be retried once more?"""
+        ...
+
+    def fallback(self, call: Call, skipped: list[tuple[Target, str]]) -> Target | None:
+        """Every target was skipped: the one to try anyway, or None."""
+        ...
+
+    def context_window(self, target: Target, call: Call) -> int | None: ...
+
+    def hedge(self, call: Call) -> tuple[float, int] | None:
+        """(seconds before a hedge, how many extra targets) or None."""
+        ...
+
+    def mark_unhealthy(self, target: Target, err: BaseException) -> None: ...
+
+    def on_attempt(
+        self, call: Call, target: Target, attempt: Attempt, error: BaseException | None
+    ) -> None: ...
+
+    def on_call(
+        self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
+    ) -> None: ...
 
     def cost(self, target: Target, usage: Usage) -> float | None: ...
 
@@ -69,6 +102,10 @@ class Call:
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float | None = 0.0
+    #: estimated tokens of one attempt (committed-throughput buckets), computed on demand
+    estimated_tokens: int | None = None
+    #: providers whose bucket this call took from and has not settled yet
+    reserved: dict[str, int] = field(default_factory=dict)
 
     def time_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
@@ -137,12 +174,15 @@ def _send_once(
     except GeneratorExit:
         error = _Cancelled()
         raise
+    except HedgeLost:
+        error = _Lost()
+        raise
     finally:
         usage = getattr(result, "usage", None)
         cost = hooks.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,
-            outcome="ok" if error is None else ("cancelled" if isinstance(error, _Cancelled) else "error"),
+            outcome=_outcome(error),
             latency_ms=(clock() - t0) * 1000.0,
             number=number,
             error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
@@ -157,10 +197,40 @@ def _send_once(
 
 
 class _Cancelled(BaseException):
-    """Marks an attempt abandoned by its caller (cancellation, hedge loss)."""
+    """Marks an attempt abandoned by its caller (cancellation)."""
+
+
+class _Lost(_Cancelled):
+    """Marks a hedge lane's attempt abandoned because another lane won."""
+
+
+def _outcome(error: BaseException | None) -> Any:
+    if error is None:
+        return "ok"
+    if isinstance(error, _Lost):
+        return "hedge_lost"
+    return "cancelled" if isinstance(error, _Cancelled) else "error"
 
 
 # --------------------------------------------------------------------------- failover loop
+
+
+def _deadline_error(call: Call, attempts: int) -> ProviderTimeout:
+    total = None if call.deadline is None else call.deadline - call.started
+    return ProviderTimeout(
+        f"the call's deadline of {total:.3g}s passed after {attempts} attempt(s); "
+        "raise timeout_s (per call or the feature's timeout_s) if this call may take longer",
+    )
+
+
+def _raise_all(call: Call, errors: list[Exception]) -> NoReturn:
+    if len(errors) == 1:
+        raise errors[0]
+    targets = len({getattr(e, "target", None) for e in errors})
+    raise AllTargetsFailed(
+        f"all {targets} target(s) failed for {call.route.feature or call.route.targets[0].id}",
+        errors,
+    )
 
 
 def _routed(
@@ -168,42 +238,146 @@ def _routed(
     hooks: Hooks,
     clock: Clock,
     attempt_flow: Callable[[Target, int], FlowGen],
-    rng: random.Random,
+    order: list[Target] | None = None,
 ) -> FlowGen:
-    """Try targets in order with retries; return (target, result)."""
-    errors: list[Exception] = []
+    """Try targets in order, with retries on each; return (target, result).
+
+    A target is skipped when its breaker is open, when its committed throughput is used up
+    (overflow), or after a ContextTooLong when its window is not larger; if every target was
+    skipped, ``hooks.fallback`` picks one to try anyway. The deadline covers everything.
+    """
     route = call.route
-    candidates = [t for t in route.targets if hooks.allow(t, call)]
-    if not candidates:
-        # every breaker is open: rather than fail without a call, try the first target
-        candidates = route.targets[:1]
-    for target in candidates:
-        number = 0
+    queue = list(hooks.plan(call) if order is None else order)
+    errors: dict[str, Exception] = {}  # the last error of each target, in order tried
+    skipped: list[tuple[Target, str]] = []
+    need_window: int | None = None  # after ContextTooLong: only larger windows
+    tried = False
+    forced = False
+    while queue:
+        target = queue.pop(0)
+        if need_window is not None:
+            window = hooks.context_window(target, call)
+            if window is None or window <= need_window:
+                skipped.append((target, "context window not larger"))
+                continue
+        if not forced and not hooks.allow(target, call):
+            skipped.append((target, "breaker open"))
+            continue
+        here = 0
         while True:
-            number += 1
+            here += 1
+            left = call.time_left(clock())
+            if left is not None and left <= 0:
+                _raise_all(call, [*errors.values(), _deadline_error(call, len(call.attempts))])
+            if not forced:
+                take = hooks.take(target, call)
+                if take is not None and not (yield take):
+                    skipped.append((target, "committed throughput used up"))
+                    break
+            tried = True
             try:
-                result = yield from attempt_flow(target, number)
+                result = yield from attempt_flow(target, len(call.attempts) + 1)
                 return target, result
             except ProviderError as err:
-                errors.append(err)
-                decision = decide(err, number, route.policy, call.time_left(clock()), rng)
+                errors.pop(target.id, None)
+                errors[target.id] = err
+                now = clock()
+                decision = decide(err, here, route.policy, call.time_left(now), now - call.started)
                 if decision.unhealthy:
-                    mark = getattr(hooks, "mark_unhealthy", None)
-                    if mark is not None:
-                        mark(target, err)
+                    hooks.mark_unhealthy(target, err)
                 if decision.action == "raise":
                     raise
-                if decision.action == "retry":
+                if decision.action == "retry" and hooks.may_retry(target, call):
                     yield Sleep(decision.delay_s)
                     continue
-                break  # failover
-    if len(errors) == 1:
-        raise errors[0]
-    raise AllTargetsFailed(
-        f"all {len(candidates)} target(s) failed for "
-        f"{call.route.feature or candidates[0].id}",
-        errors,
-    )
+                if decision.action == "failover_larger":
+                    window = hooks.context_window(target, call)
+                    need_window = window if window is not None else _estimate(call)
+                break
+        if not queue and not tried and not forced:
+            pick = hooks.fallback(call, skipped)
+            if pick is not None:
+                queue, forced = [pick], True
+    if not errors:
+        raise AllTargetsFailed(
+            f"no target could be tried for {route.feature or route.targets[0].id}",
+            [
+                ProviderError(f"skipped: {why}", provider=t.provider, model=t.model)
+                for t, why in skipped
+            ] or [ProviderError("no targets")],
+        )
+    _raise_all(call, list(errors.values()))
+
+
+def _estimate(call: Call) -> int:
+    if call.estimated_tokens is None:
+        from portal.metering.tokens import count_request
+
+        call.estimated_tokens = (
+            count_request(call.request).tokens
+            if isinstance(call.request, ChatRequest)
+            else sum(len(i) // 4 + 1 for i in call.request.inputs)
+        )
+    return call.estimated_tokens
+
+
+def _lane(flow: FlowGen) -> FlowGen:
+    """A hedge lane: forwards its flow's effects; when the driver abandons the lane (another
+    lane won), the flow's in-flight attempt is told so and recorded as ``hedge_lost``."""
+    value: Any = None
+    while True:
+        try:
+            effect = flow.send(value)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value = yield effect
+        except GeneratorExit:
+            try:
+                flow.throw(HedgeLost())
+            except (HedgeLost, StopIteration):
+                pass
+            finally:
+                flow.close()
+            raise
+
+
+def _leaves(exc: BaseException) -> list[Exception]:
+    if isinstance(exc, AllTargetsFailed):
+        return [e for sub in exc.exceptions for e in _leaves(sub)]
+    return [exc] if isinstance(exc, Exception) else []
+
+
+def _run(
+    call: Call, hooks: Hooks, clock: Clock, attempt_flow: Callable[[Target, int], FlowGen]
+) -> FlowGen:
+    """`_routed`, hedged when the feature asks for it: lane 0 is the whole route; lane i
+    starts at target i after ``after_s`` unless an earlier lane already answered."""
+    order = hooks.plan(call)
+    hedge = hooks.hedge(call) if call.operation != "stream" and len(order) > 1 else None
+    if hedge is None:
+        return (yield from _routed(call, hooks, clock, attempt_flow, order))
+    after_s, extra = hedge
+    lanes = [
+        _lane(_routed(call, hooks, clock, attempt_flow, order[i:]))
+        for i in range(min(len(order), 1 + extra))
+    ]
+    outcome = yield Race(lanes, after_s)
+    if isinstance(outcome, RaceLost):
+        seen: dict[int, Exception] = {}
+        for e in outcome.errors:
+            for leaf in _leaves(e):
+                seen.setdefault(id(leaf), leaf)
+        errors = list(seen.values())
+        final = next(
+            (e for e in errors if isinstance(e, ProviderError)
+             and decide(e, 1, call.route.policy, None).action == "raise"),
+            None,
+        )
+        if final is not None:
+            raise final
+        _raise_all(call, errors)
+    return outcome[1]
 
 
 def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -> Response:
@@ -216,15 +390,14 @@ def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -
     return resp
 
 
-def chat_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter, rng: random.Random | None = None) -> FlowGen:
+def chat_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter) -> FlowGen:
     """Routed chat with structured output: an invalid reply is retried once on the same
     target with the validation error fed back, then raises `ContractError`."""
-    rng = rng or random.Random()
     assert isinstance(call.request, ChatRequest)
     base_request = call.request
     try:
-        target, resp = yield from _routed(
-            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n), rng
+        target, resp = yield from _run(
+            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n)
         )
         if output is not None and not resp.tool_calls:
             try:
@@ -262,11 +435,10 @@ def chat_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock 
     return resp
 
 
-def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter, rng: random.Random | None = None) -> FlowGen:
-    rng = rng or random.Random()
+def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter) -> FlowGen:
     try:
-        target, resp = yield from _routed(
-            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n), rng
+        target, resp = yield from _run(
+            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n)
         )
         assert isinstance(resp, EmbedResponse)
         resp.latency_ms = (clock() - call.started) * 1000.0
@@ -382,15 +554,14 @@ def _stream_once(
         hooks.on_attempt(call, target, attempt, error)
 
 
-def stream_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter, rng: random.Random | None = None) -> FlowGen:
+def stream_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter) -> FlowGen:
     """Routed stream: a failure before the first text fails over transparently; after text
     was delivered it raises `StreamInterrupted` with the partial text (never a silent
     truncation, never a duplicated prefix)."""
-    rng = rng or random.Random()
     seen = _Delivered()
     try:
-        target, resp = yield from _routed(
-            call, hooks, clock, lambda t, n: _stream_once(call, t, hooks, clock, n, seen), rng
+        target, resp = yield from _run(
+            call, hooks, clock, lambda t, n: _stream_once(call, t, hooks, clock, n, seen)
         )
         for tool_call in resp.tool_calls:
             yield Emit(StreamEvent("tool_call", tool_call=tool_call))

@@ -13,7 +13,10 @@ from portal.cli import main
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "portal.cli", *args], capture_output=True, text=True, cwd=cwd,
+        [sys.executable, "-m", "portal.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
         timeout=120,
     )
 
@@ -25,7 +28,8 @@ def test_version() -> None:
 
 def test_config_check_lists_every_problem(tmp_path: Path) -> None:
     cfg = tmp_path / "portal.toml"
-    cfg.write_text(textwrap.dedent("""
+    cfg.write_text(
+        textwrap.dedent("""
         [providers.a]
         kind = "sim"
         options = { latency_p50_ms = -1 }
@@ -34,7 +38,8 @@ def test_config_check_lists_every_problem(tmp_path: Path) -> None:
         [features.f.canary]
         target = "a:n"
         percent = 200
-    """))
+    """)
+    )
     out = run("config", "check", "--config", str(cfg))
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
@@ -63,8 +68,13 @@ def test_demo_runs_offline_and_prints_real_numbers(tmp_path: Path) -> None:
     text = out.stdout
     assert "portal demo: 60 user actions on 3 simulated vendors" in text
     assert "per feature:" in text and "per vendor target:" in text
-    for name in ("support.answer", "support.summarize", "search.embed", "acme:sim-small",
-                 "bolt:sim-medium"):
+    for name in (
+        "support.answer",
+        "support.summarize",
+        "search.embed",
+        "acme:sim-small",
+        "bolt:sim-medium",
+    ):
         assert name in text
     assert "structured output (" in text and "tool loop (" in text
     assert (tmp_path / "demo" / "portal.toml").exists()

@@ -38,7 +38,9 @@ class Answer(BaseModel):
     order_id: str
 
 
-def _completion(content: str | None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _completion(
+    content: str | None, tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = tool_calls
@@ -48,7 +50,11 @@ def _completion(content: str | None, tool_calls: list[dict[str, Any]] | None = N
         "created": 1,
         "model": "m",
         "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if tool_calls else "stop",
+            }
         ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
@@ -174,7 +180,9 @@ def test_tool_loop_runs_the_function_and_returns_final_answer(make: Any) -> None
         ran.append(order_id)
         return {"status": "shipped"}
 
-    resp = make().chat(model="a:m1", messages=[portal.user("Where is order 42?")], tools=[lookup_order])
+    resp = make().chat(
+        model="a:m1", messages=[portal.user("Where is order 42?")], tools=[lookup_order]
+    )
     assert ran == ["42"]
     roles = [m.role for m in resp.messages]
     assert roles == ["user", "assistant", "tool", "assistant"]
@@ -224,7 +232,9 @@ def test_invalid_tool_arguments_are_returned_as_correctable_errors(make: Any) ->
 def test_tool_loop_stops_at_max_steps(make: Any) -> None:
     seen: list[dict[str, Any]] = []
     call = {"id": "c", "type": "function", "function": {"name": "ping", "arguments": "{}"}}
-    client = make(OPENAI_LIKE, transports={"p": scripted([(200, _completion(None, [call]))] * 2, seen)})
+    client = make(
+        OPENAI_LIKE, transports={"p": scripted([(200, _completion(None, [call]))] * 2, seen)}
+    )
 
     def ping() -> str:
         return "pong"
@@ -296,7 +306,10 @@ def test_embed_returns_one_vector_per_input(make: Any) -> None:
 def test_canary_arm_is_sticky_per_key(make: Any) -> None:
     cfg = sim_config(f={"primary": "a:m1", "canary": {"target": "c:m3", "percent": 50}})
     client = make(cfg)
-    first = {k: client.chat(feature="f", messages=[portal.user("x")], key=k) for k in ("u1", "u2", "u3", "u4", "u5", "u6")}
+    first = {
+        k: client.chat(feature="f", messages=[portal.user("x")], key=k)
+        for k in ("u1", "u2", "u3", "u4", "u5", "u6")
+    }
     again = {k: client.chat(feature="f", messages=[portal.user("x")], key=k) for k in first}
     assert {k: r.arm for k, r in first.items()} == {k: r.arm for k, r in again.items()}
     for r in first.values():
@@ -319,8 +332,13 @@ def test_cost_is_summed_over_attempts_and_none_for_unknown_prices(make: Any) -> 
 
 def test_api_key_never_appears_in_errors_or_reprs(make: Any) -> None:
     seen: list[dict[str, Any]] = []
-    err = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                     "code": "invalid_api_key"}}
+    err = {
+        "error": {
+            "message": "Incorrect API key provided",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
     client = make(OPENAI_LIKE, transports={"p": scripted([(401, err)], seen)})
     with pytest.raises(portal.AuthenticationError) as info:
         client.chat(feature="f", messages=[portal.user("x")])

@@ -24,7 +24,9 @@ def errors_of(path: Path) -> list[str]:
 
 
 def test_canary_percent_out_of_range(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.a]
         kind = "sim"
         [features."support.answer"]
@@ -32,14 +34,17 @@ def test_canary_percent_out_of_range(tmp_path: Path) -> None:
         [features."support.answer".canary]
         target = "a:n"
         percent = 120
-    """)
+    """,
+    )
     assert errors_of(path) == [
         'portal.toml: features."support.answer".canary.percent: must be between 0 and 100, got 120'
     ]
 
 
 def test_every_problem_is_listed_with_did_you_mean(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.a]
         kind = "sim"
         bse_url = "http://x"
@@ -47,7 +52,8 @@ def test_every_problem_is_listed_with_did_you_mean(tmp_path: Path) -> None:
         primary = "a:m"
         retries = 3
         timeout_s = -1
-    """)
+    """,
+    )
     assert errors_of(path) == [
         "portal.toml: providers.a.bse_url: unknown key; did you mean 'base_url'? Allowed keys: "
         "api_key, base_url, breaker, headers, kind, options, prices, region, sla, tags, "
@@ -60,13 +66,16 @@ def test_every_problem_is_listed_with_did_you_mean(tmp_path: Path) -> None:
 
 
 def test_unknown_provider_in_a_model_id(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.openai]
         api_key = "sk-abc"
         [features.f]
         primary = "opena:gpt-4.1"
         fallbacks = ["nope"]
-    """)
+    """,
+    )
     errs = errors_of(path)
     assert errs[0].startswith(
         "portal.toml: features.f.primary: unknown provider 'opena' in 'opena:gpt-4.1'; "
@@ -79,10 +88,13 @@ def test_unknown_provider_in_a_model_id(tmp_path: Path) -> None:
 
 
 def test_unknown_provider_kind(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.x]
         kind = "antropic"
-    """)
+    """,
+    )
     (err,) = errors_of(path)
     assert err.startswith(
         "portal.toml: providers.x.kind: unknown provider kind 'antropic'; did you mean 'anthropic'?"
@@ -91,23 +103,31 @@ def test_unknown_provider_kind(tmp_path: Path) -> None:
 
 def test_missing_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PORTAL_TEST_KEY", raising=False)
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.openai]
         api_key = "${PORTAL_TEST_KEY}"
-    """)
+    """,
+    )
     assert errors_of(path) == [
         "portal.toml: providers.openai.api_key: environment variable PORTAL_TEST_KEY is not set; "
         "export it, or write ${PORTAL_TEST_KEY:-default}"
     ]
 
 
-def test_env_interpolation_and_secret_never_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_interpolation_and_secret_never_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PORTAL_TEST_KEY", "sk-live-very-secret")
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.openai]
         api_key = "${PORTAL_TEST_KEY}"
         base_url = "${PORTAL_TEST_URL:-http://127.0.0.1:9/v1}"
-    """)
+    """,
+    )
     cfg = load_config(path)
     prov = cfg.providers["openai"]
     assert prov.api_key is not None and prov.api_key.get() == "sk-live-very-secret"
@@ -117,35 +137,44 @@ def test_env_interpolation_and_secret_never_prints(tmp_path: Path, monkeypatch: 
 
 
 def test_bad_toml_names_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.a]
         kind = "sim
-    """)
+    """,
+    )
     (err,) = errors_of(path)
     assert err.startswith("portal.toml: invalid TOML: ")
     assert "line 3" in err
 
 
 def test_base_url_must_be_http(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.a]
         kind = "openai"
         base_url = "ftp://example.com"
-    """)
+    """,
+    )
     assert errors_of(path) == [
         "portal.toml: providers.a.base_url: must start with http:// or https://, got 'ftp://example.com'"
     ]
 
 
 def test_wrong_types_are_explained(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [providers.a]
         kind = "sim"
         [features.f]
         primary = "a:m"
         fallbacks = "a:n"
         strategy = "random"
-    """)
+    """,
+    )
     assert errors_of(path) == [
         "portal.toml: features.f.fallbacks: expected an array, got 'a:n'",
         "portal.toml: features.f.strategy: must be one of 'ordered', 'cheapest' or 'fastest', "
@@ -154,7 +183,9 @@ def test_wrong_types_are_explained(tmp_path: Path) -> None:
 
 
 def test_pyproject_tool_portal(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [project]
         name = "app"
         [tool.portal.providers.a]
@@ -162,9 +193,13 @@ def test_pyproject_tool_portal(tmp_path: Path) -> None:
         [tool.portal.features.f]
         primary = "a:m"
         fallbacks = ["b:m"]
-    """, name="pyproject.toml")
+    """,
+        name="pyproject.toml",
+    )
     (err,) = errors_of(path)
-    assert err.startswith("pyproject.toml: tool.portal.features.f.fallbacks[0]: unknown provider 'b'")
+    assert err.startswith(
+        "pyproject.toml: tool.portal.features.f.fallbacks[0]: unknown provider 'b'"
+    )
     path.write_text(path.read_text().replace('fallbacks = ["b:m"]', ""))
     cfg = load_config(path)
     assert cfg.features["f"].primary == "a:m"
@@ -196,8 +231,10 @@ def test_bad_model_ids(bad: str) -> None:
 
 def test_sim_options_are_checked_when_the_adapter_is_built() -> None:
     client = portal.Client(
-        {"providers": {"a": {"kind": "sim", "options": {"latency_p50_ms": -5, "colour": 1}}},
-         "features": {"f": {"primary": "a:m"}}},
+        {
+            "providers": {"a": {"kind": "sim", "options": {"latency_p50_ms": -5, "colour": 1}}},
+            "features": {"f": {"primary": "a:m"}},
+        },
         ledger=None,
     )
     with pytest.raises(portal.ConfigError) as info:

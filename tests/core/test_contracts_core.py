@@ -30,13 +30,29 @@ def test_helpers_build_messages() -> None:
 
 
 def test_openai_style_dicts_are_coerced() -> None:
-    msgs = coerce_messages([
-        {"role": "user", "content": [{"type": "text", "text": "hi"},
-                                      {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}}]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "42"},
-    ])
+    msgs = coerce_messages(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": 1}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+        ]
+    )
     image = msgs[0].parts[1]
     assert isinstance(image, portal.ImagePart) and image.media_type == "image/jpeg"
     assert msgs[1].tool_calls == [portal.ToolCall("call_1", "f", {"a": 1})]
@@ -46,23 +62,58 @@ def test_openai_style_dicts_are_coerced() -> None:
 @pytest.mark.parametrize(
     ("messages", "error"),
     [
-        ("hello", "messages: expected a list of messages, got str; wrap it, e.g. messages=[portal.user('hi')]"),
+        (
+            "hello",
+            "messages: expected a list of messages, got str; wrap it, e.g. messages=[portal.user('hi')]",
+        ),
         ([], "messages: at least one message is required"),
-        ([{"role": "robot", "content": "x"}],
-         "messages[0].role: unknown role 'robot'; expected one of system, user, assistant, tool"),
-        ([{"content": "x"}], "messages[0].role: missing; expected one of system, user, assistant, tool"),
+        (
+            [{"role": "robot", "content": "x"}],
+            "messages[0].role: unknown role 'robot'; expected one of system, user, assistant, tool",
+        ),
+        (
+            [{"content": "x"}],
+            "messages[0].role: missing; expected one of system, user, assistant, tool",
+        ),
         ([{"role": "user"}], "messages[0].content: missing; a 'user' message needs content"),
-        ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id: required for a 'tool' message"),
-        ([{"role": "user", "content": 5}], "messages[0].content: expected a string or a list of parts, got int"),
-        ([{"role": "user", "content": "x", "colour": 1}],
-         "messages[0]: unknown key(s) 'colour'; allowed: content, is_error, name, role, tool_call_id, tool_calls"),
-        ([{"role": "user", "content": [{"type": "video"}]}],
-         "messages[0].content[0].type: unknown part type 'video'; expected 'text' or 'image_url'"),
-        ([{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{bad"}}]}],
-         "messages[0].tool_calls[0].function.arguments: not valid JSON (Expecting property name enclosed in double quotes)"),
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]}],
-         "messages[0].content[0]: data URLs must be base64, e.g. data:image/png;base64,..."),
-        ([3], "messages[0]: expected a portal.Message or a dict with 'role' and 'content', got int"),
+        (
+            [{"role": "tool", "content": "x"}],
+            "messages[0].tool_call_id: required for a 'tool' message",
+        ),
+        (
+            [{"role": "user", "content": 5}],
+            "messages[0].content: expected a string or a list of parts, got int",
+        ),
+        (
+            [{"role": "user", "content": "x", "colour": 1}],
+            "messages[0]: unknown key(s) 'colour'; allowed: content, is_error, name, role, tool_call_id, tool_calls",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "video"}]}],
+            "messages[0].content[0].type: unknown part type 'video'; expected 'text' or 'image_url'",
+        ),
+        (
+            [
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{bad"}}],
+                }
+            ],
+            "messages[0].tool_calls[0].function.arguments: not valid JSON (Expecting property name enclosed in double quotes)",
+        ),
+        (
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}],
+                }
+            ],
+            "messages[0].content[0]: data URLs must be base64, e.g. data:image/png;base64,...",
+        ),
+        (
+            [3],
+            "messages[0]: expected a portal.Message or a dict with 'role' and 'content', got int",
+        ),
     ],
 )
 def test_bad_messages_have_exact_errors(messages: Any, error: str) -> None:
@@ -74,9 +125,7 @@ def test_bad_messages_have_exact_errors(messages: Any, error: str) -> None:
 def test_tool_result_must_be_serializable() -> None:
     with pytest.raises(portal.ContractError) as info:
         portal.tool_result("c9", object())
-    assert str(info.value).startswith(
-        "tool_result for call 'c9': result is not JSON-serializable"
-    )
+    assert str(info.value).startswith("tool_result for call 'c9': result is not JSON-serializable")
 
 
 def test_tool_from_function_uses_signature_and_docstring() -> None:
@@ -96,8 +145,11 @@ def test_tool_from_function_uses_signature_and_docstring() -> None:
         "type": "object",
         "properties": {
             "order_id": {"type": "string", "description": "the order number the customer gave"},
-            "include_items": {"type": "boolean", "default": False,
-                              "description": "also list the items"},
+            "include_items": {
+                "type": "boolean",
+                "default": False,
+                "description": "also list the items",
+            },
         },
         "required": ["order_id"],
         "additionalProperties": False,
@@ -130,8 +182,18 @@ def test_tool_from_pydantic_model_and_dict() -> None:
 
         city: str
 
-    tools = coerce_tools([Weather, {"type": "function", "function": {"name": "t", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}}}}])
+    tools = coerce_tools(
+        [
+            Weather,
+            {
+                "type": "function",
+                "function": {
+                    "name": "t",
+                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                },
+            },
+        ]
+    )
     assert tools[0].name == "Weather" and tools[0].description == "Get the weather."
     assert tools[1].parameters["properties"] == {"q": {"type": "string"}}
 
@@ -148,10 +210,18 @@ def test_bad_tool_schema_names_tool_and_pointer() -> None:
 @pytest.mark.parametrize(
     ("spec", "error"),
     [
-        (lambda: ToolSpec("bad name!"), "tool 'bad name!': names must be 1-64 characters of letters, digits, _ or -"),
-        (lambda: ToolSpec("t", "", {"type": "string"}),
-         "tool 't': parameters must be a JSON Schema of type 'object', got type 'string'"),
-        (lambda: coerce_tools([42]), "tools[0]: expected a function, a pydantic model, a ToolSpec or a dict, got int"),
+        (
+            lambda: ToolSpec("bad name!"),
+            "tool 'bad name!': names must be 1-64 characters of letters, digits, _ or -",
+        ),
+        (
+            lambda: ToolSpec("t", "", {"type": "string"}),
+            "tool 't': parameters must be a JSON Schema of type 'object', got type 'string'",
+        ),
+        (
+            lambda: coerce_tools([42]),
+            "tools[0]: expected a function, a pydantic model, a ToolSpec or a dict, got int",
+        ),
         (lambda: coerce_tools([ToolSpec("a"), ToolSpec("a")]), "tools: duplicate tool name(s) a"),
     ],
 )
@@ -162,12 +232,16 @@ def test_bad_tools_have_exact_errors(spec: Any, error: str) -> None:
 
 
 def test_output_spec_validates_json_schema_dicts() -> None:
-    spec = OutputSpec.of({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+    spec = OutputSpec.of(
+        {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    )
     assert spec.parse('```json\n{"n": 3}\n```') == {"n": 3}
     with pytest.raises(portal.ContractError) as info:
         spec.parse('{"n": "three"}')
     assert str(info.value) == "output does not match output: /n: 'three' is not of type 'integer'"
-    assert info.value.details == [{"pointer": "/n", "keyword": "type", "message": "'three' is not of type 'integer'"}]
+    assert info.value.details == [
+        {"pointer": "/n", "keyword": "type", "message": "'three' is not of type 'integer'"}
+    ]
 
 
 def test_output_spec_rejects_non_schemas() -> None:

@@ -22,13 +22,27 @@ def test_every_error_class_is_exported() -> None:
 
 def test_error_tree_matches_the_design() -> None:
     assert issubclass(portal.ContextTooLong, portal.BadRequest)
-    for cls in (portal.RateLimited, portal.Overloaded, portal.ServerError, portal.ProviderTimeout,
-                portal.AuthenticationError, portal.NotFound, portal.BadRequest,
-                portal.ContentFiltered, portal.StreamInterrupted):
+    for cls in (
+        portal.RateLimited,
+        portal.Overloaded,
+        portal.ServerError,
+        portal.ProviderTimeout,
+        portal.AuthenticationError,
+        portal.NotFound,
+        portal.BadRequest,
+        portal.ContentFiltered,
+        portal.StreamInterrupted,
+    ):
         assert issubclass(cls, portal.ProviderError)
     assert issubclass(portal.AllTargetsFailed, ExceptionGroup)
-    for cls in (portal.ConfigError, portal.ContractError, portal.PolicyViolation,
-                portal.BudgetExceeded, portal.ProviderError, portal.AllTargetsFailed):
+    for cls in (
+        portal.ConfigError,
+        portal.ContractError,
+        portal.PolicyViolation,
+        portal.BudgetExceeded,
+        portal.ProviderError,
+        portal.AllTargetsFailed,
+    ):
         assert issubclass(cls, portal.PortalError)
 
 
@@ -41,8 +55,21 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         raise AssertionError("expected AttributeError")
 
 
-HEAVY = ("pydantic", "httpx2", "tiktoken", "jsonschema", "anyio", "tenacity", "botocore",
-         "redis", "psycopg", "opentelemetry", "plotly", "rich", "sqlite3")
+HEAVY = (
+    "pydantic",
+    "httpx2",
+    "tiktoken",
+    "jsonschema",
+    "anyio",
+    "tenacity",
+    "botocore",
+    "redis",
+    "psycopg",
+    "opentelemetry",
+    "plotly",
+    "rich",
+    "sqlite3",
+)
 
 
 def test_import_portal_loads_nothing_heavy() -> None:

@@ -42,12 +42,18 @@ def test_usage_is_counted_with_the_tokenizer() -> None:
 
 
 def test_error_rates_are_honoured() -> None:
-    t = SimTransport(SimOptions(seed=1, time_scale=0, error_rates={"rate_limit": 0.3, "server_error": 0.1}))
+    t = SimTransport(
+        SimOptions(seed=1, time_scale=0, error_rates={"rate_limit": 0.3, "server_error": 0.1})
+    )
     statuses = [post(t, BODY).status_code for _ in range(2000)]
     assert abs(statuses.count(429) / 2000 - 0.3) < 0.04
     assert abs(statuses.count(500) / 2000 - 0.1) < 0.03
-    limited = post(SimTransport(SimOptions(seed=1, time_scale=0, error_rates={"rate_limit": 1.0},
-                                           retry_after_s=2)), BODY)
+    limited = post(
+        SimTransport(
+            SimOptions(seed=1, time_scale=0, error_rates={"rate_limit": 1.0}, retry_after_s=2)
+        ),
+        BODY,
+    )
     assert limited.headers["retry-after"] == "2"
     assert limited.json()["error"]["code"] == "rate_limit_exceeded"
 
@@ -73,14 +79,19 @@ def test_structured_output_validates_against_the_schema() -> None:
             "answer": {"type": "string", "maxLength": 200},
             "order_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
             "priority": {"enum": ["low", "high"]},
-            "items": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 9},
-                      "minItems": 1},
+            "items": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 9},
+                "minItems": 1,
+            },
             "score": {"type": "number", "minimum": 0, "maximum": 1},
         },
         "required": ["answer", "order_id", "priority", "items", "score"],
         "additionalProperties": False,
     }
-    body = BODY | {"response_format": {"type": "json_schema", "json_schema": {"name": "o", "schema": schema}}}
+    body = BODY | {
+        "response_format": {"type": "json_schema", "json_schema": {"name": "o", "schema": schema}}
+    }
     for seed in range(30):
         reply = post(SimTransport(SimOptions(seed=seed, time_scale=0)), body).json()
         value = json.loads(reply["choices"][0]["message"]["content"])
@@ -91,9 +102,17 @@ def test_structured_output_validates_against_the_schema() -> None:
 def test_instances_follow_nested_schemas() -> None:
     import random
 
-    schema = {"type": "object", "properties": {"a": {"type": "object", "properties": {
-        "b": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2}}, "required": ["b"]}},
-        "required": ["a"]}
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {
+                "type": "object",
+                "properties": {"b": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2}},
+                "required": ["b"],
+            }
+        },
+        "required": ["a"],
+    }
     value = instance_for(schema, "", random.Random(1))
     assert list_errors(value, schema) == [] and len(value["a"]["b"]) <= 2
 
@@ -124,10 +143,17 @@ def test_unknown_options_are_config_errors() -> None:
 def test_embeddings_are_unit_vectors_and_similar_texts_are_close() -> None:
     t = SimTransport(SimOptions(time_scale=0))
     with httpx2.Client(transport=t, base_url="http://sim.test/v1") as client:
-        data = client.post("/embeddings", json={"model": "e", "input": [
-            "refund policy for shoes", "refund policy for boots", "weather in Paris"]}).json()["data"]
+        data = client.post(
+            "/embeddings",
+            json={
+                "model": "e",
+                "input": ["refund policy for shoes", "refund policy for boots", "weather in Paris"],
+            },
+        ).json()["data"]
     vecs = [d["embedding"] for d in data]
     assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-6) for v in vecs)
+
     def cos(a: list[float], b: list[float]) -> float:
         return sum(x * y for x, y in zip(a, b, strict=True))
+
     assert cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2])

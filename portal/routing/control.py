@@ -1,0 +1,250 @@
+"""Routing's side of the flows' hooks: target order (strategy), breakers, committed
+throughput, retry budgets, latency stats, hedging and the canary guard, over one `State`.
+
+The client's `_Core` delegates its routing hooks here, so both clients share it and it can
+be tested without a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from portal.config import PortalConfig
+from portal.contracts.request import ChatRequest
+from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
+from portal.errors import (
+    AuthenticationError,
+    BadRequest,
+    ContentFiltered,
+    NotFound,
+    ProviderError,
+)
+from portal.routing.breaker import Breakers
+from portal.routing.effects import Take
+from portal.routing.flow import Call, _estimate
+from portal.routing.limits import Commitments, RetryBudget
+from portal.routing.router import Route, Router, Target, context_window
+from portal.routing.state import State
+from portal.routing.stats import LatencyStats
+
+__all__ = ["Routing"]
+
+log = logging.getLogger("portal.routing")
+
+#: output tokens assumed when ranking by price a request without max_tokens
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+class Routing:
+    def __init__(
+        self,
+        config: PortalConfig,
+        router: Router,
+        cost: Callable[[Target, Usage], float | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.state: State = router.state
+        self.canary = router.canary
+        providers = config.providers
+        self.breakers = Breakers(
+            self.state,
+            lambda target: (providers.get(target.partition(":")[0]) or _NoProvider).breaker,
+        )
+        self.commitments = Commitments(
+            self.state, {n: p.throughput for n, p in providers.items() if p.throughput}
+        )
+        self.budget = RetryBudget(self.state)
+        self.stats = LatencyStats()
+        self._cost = cost
+        self._hedge_warned = False
+
+    # -- order -----------------------------------------------------------------------------
+    def plan(self, call: Call) -> list[Target]:
+        route = call.route
+        targets = route.targets
+        if route.strategy == "ordered" or len(targets) - route.pinned < 2:
+            return targets
+        head, rest = targets[: route.pinned], targets[route.pinned :]
+        if route.strategy == "fastest":
+            # never-measured targets first (they get measured), then by EWMA latency
+            rest = sorted(rest, key=lambda t: self.stats.ewma(t.id) or 0.0)
+        elif route.strategy == "cheapest":
+            rest = self._cheapest(call, rest)
+        return head + rest
+
+    def _cheapest(self, call: Call, targets: list[Target]) -> list[Target]:
+        """By price for this request's estimate; with a feature SLA (p95), targets whose
+        rolling p95 meets it come first (not yet measured counts as meeting it)."""
+        tokens = _estimate(call)
+        out = DEFAULT_OUTPUT_TOKENS
+        if isinstance(call.request, ChatRequest) and call.request.max_tokens:
+            out = call.request.max_tokens
+        usage = Usage(tokens, out)
+
+        def price(t: Target) -> float:
+            c = self._cost(t, usage) if self._cost is not None else None
+            return math.inf if c is None else c
+
+        feat = self.config.features.get(call.route.feature or "")
+        sla = feat.sla.p95_ms if feat is not None and feat.sla is not None else None
+
+        def key(t: Target) -> tuple[int, float]:
+            if sla is None:
+                return 0, price(t)
+            p95 = self.stats.quantile(t.id, 0.95)
+            return (0 if p95 is None or p95 <= sla else 1), price(t)
+
+        return sorted(targets, key=key)
+
+    # -- gates -----------------------------------------------------------------------------
+    def allow(self, target: Target, call: Call) -> bool:
+        return self.breakers.allow(target.id)
+
+    def take(self, target: Target, call: Call) -> Take | None:
+        provider = target.provider
+        if not self.commitments.has(provider):
+            return None
+        tokens = _estimate(call) if self.commitments.needs_tokens(provider) else 0
+        if isinstance(call.request, ChatRequest) and tokens:
+            tokens += call.request.max_tokens or 0
+        call.reserved[provider] = call.reserved.get(provider, 0) + 1
+        return Take(self.commitments.key(provider), self.commitments.dims(provider, tokens))
+
+    def may_retry(self, target: Target, call: Call) -> bool:
+        return self.budget.allow(target.id, call.route.policy.budget_ratio)
+
+    def fallback(self, call: Call, skipped: list[tuple[Target, str]]) -> Target | None:
+        """All targets skipped: the least recently failed of those behind open breakers, or
+        else the first one whose commitment was used up (the vendor may still serve it)."""
+        for target, why in skipped:
+            if why == "committed throughput used up":
+                call.reserved.pop(target.provider, None)
+        by_breaker = [t for t, why in skipped if why == "breaker open"]
+        if by_breaker:
+            pick = min(by_breaker, key=lambda t: self.breakers.last_failure(t.id))
+            log.debug("portal: every breaker is open; trying %s (least recently failed)", pick.id)
+            return pick
+        overflow = [t for t, why in skipped if why == "committed throughput used up"]
+        return overflow[0] if overflow else None
+
+    def context_window(self, target: Target, call: Call) -> int | None:
+        return context_window(target)
+
+    def hedge(self, call: Call) -> tuple[float, int] | None:
+        feat = self.config.features.get(call.route.feature or "")
+        if feat is None or feat.hedge is None:
+            return None
+        after = call.route.hedge_after_s
+        if getattr(feat.hedge, "after", None) == "p95" and call.route.targets:
+            p95 = self.stats.quantile(call.route.targets[0].id, 0.95)
+            if p95 is not None and self.stats.count(call.route.targets[0].id) >= 20:
+                after = p95 / 1000.0
+        if after is None:
+            return None
+        return after, feat.hedge.max_extra
+
+    def warn_no_hedge(self) -> None:
+        """The sync client cannot hedge (no concurrency): say so once, run unhedged."""
+        if not self._hedge_warned:
+            self._hedge_warned = True
+            log.warning(
+                "portal: hedging (hedge.after_ms) needs portal.AsyncClient; this sync Client "
+                "runs hedged features without hedges"
+            )
+
+    # -- outcomes --------------------------------------------------------------------------
+    def mark_unhealthy(self, target: Target, err: BaseException) -> None:
+        self.breakers.trip(target.id)
+        log.warning(
+            "portal: %s answered %s; its breaker is open for %gs",
+            target.id, type(err).__name__, self.breakers.config(target.id).cooldown_s,
+        )
+
+    def attempt_done(
+        self, call: Call, target: Target, attempt: Attempt, error: BaseException | None
+    ) -> None:
+        if attempt.number == 1 or not any(a.target == target.id for a in call.attempts[:-1]):
+            self.budget.call(target.id)
+        if call.reserved.get(target.provider):
+            call.reserved[target.provider] -= 1
+            actual = attempt.usage.total_tokens if attempt.usage is not None else None
+            est = _estimate(call) if self.commitments.needs_tokens(target.provider) else 0
+            if isinstance(call.request, ChatRequest) and est:
+                est += call.request.max_tokens or 0
+            self.commitments.correct(target.provider, est, actual)
+        if error is None:
+            self.breakers.success(target.id)
+            self.stats.observe(target.id, attempt.latency_ms)
+        elif attempt.outcome in ("cancelled", "hedge_lost"):
+            return
+        elif isinstance(error, ProviderError) and not isinstance(
+            error, (BadRequest, ContentFiltered, AuthenticationError, NotFound)
+        ):
+            # the request's own faults say nothing about the target; 401/404 trip it directly
+            self.breakers.failure(target.id)
+
+    def call_done(
+        self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
+    ) -> None:
+        route = call.route
+        if route.feature is None or route.canary_threshold is None:
+            return
+        latency = response.latency_ms if response is not None else 0.0
+        self.canary.observe(route.feature, route.arm, error is None, latency, call.cost_usd)
+
+    # -- explain ---------------------------------------------------------------------------
+    def explain(self, feature: str, key: str | None) -> str:
+        """What a call with ``key`` would get now, and why (``portal route explain``)."""
+        route: Route = self.router.route(feature, key, None)
+        feat = self.router.feature(feature)
+        lines = [f"feature {feature}: arm {route.arm}"]
+        if feat.canary is not None:
+            live = self.canary.live(feature)
+            if key is None:
+                lines.append(
+                    f"  canary {feat.canary.target} at {live['percent']:g}% "
+                    f"(threshold {route.canary_threshold} of 10000 buckets); no key: "
+                    "assigned per call"
+                )
+            else:
+                lines.append(
+                    f"  canary {feat.canary.target} at {live['percent']:g}%: key bucket "
+                    f"{route.canary_bucket} vs threshold {route.canary_threshold} -> {route.arm}"
+                )
+        lines.append(f"  strategy {route.strategy}; retry {route.policy.attempts} attempt(s) "
+                     f"per target, budget {route.policy.budget_ratio:.0%} of calls")
+        if route.timeout_s:
+            lines.append(f"  deadline {route.timeout_s:g}s for the whole call")
+        if feat.hedge is not None:
+            lines.append(f"  hedge after {feat.hedge.after_ms:g} ms (AsyncClient only)")
+        call = Call("chat", route, ChatRequest(messages=[]), key=key)
+        lines.append("  targets, in order:")
+        for i, t in enumerate(self.plan(call), 1):
+            bits = [self.breakers.describe(t.id)]
+            if self.commitments.has(t.provider):
+                lv = self.commitments.levels(t.provider)
+                bits.append(
+                    "commitment left: " + ", ".join(f"{v:.0f} {k}" for k, v in lv.items())
+                )
+            window = context_window(t)
+            if window:
+                bits.append(f"context {window:,} tokens")
+            p50 = self.stats.quantile(t.id, 0.5)
+            if p50 is not None:
+                bits.append(f"p50 {p50:.0f} ms")
+            retries, calls = self.budget.usage(t.id)
+            if calls:
+                bits.append(f"retries {retries:.0f}/{calls:.0f} calls")
+            role = "canary" if route.arm == "canary" and i == 1 else (
+                "primary" if t.id == route.targets[route.pinned].id else "fallback"
+            )
+            lines.append(f"    {i}. {t.id} [{role}]: " + "; ".join(bits))
+        return "\n".join(lines)
+
+
+class _NoProvider:
+    breaker: Any = None
