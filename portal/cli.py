@@ -123,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_parser(name, help=help_text, add_help=False)
 
     args = parser.parse_args(args_list)
-    func = getattr(args, "func", None)
-    if func is None:
+    handler = getattr(args, "func", None)
+    if handler is None:
         parser.print_help()
         return 2
-    return int(func(args))
+    return int(handler(args))
 
 
 if __name__ == "__main__":

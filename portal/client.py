@@ -11,7 +11,16 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,7 @@ from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
 from portal.contracts.tools import ToolChoice, ToolSpec, coerce_tools
 from portal.errors import ConfigError, ContractError, ProviderError
+from portal.metering.budgets import Budgets
 from portal.metering.meter import Meter
 from portal.providers.base import WireReply
 from portal.routing.control import Routing
@@ -36,6 +46,7 @@ from portal.routing.effects import (
     Race,
     RaceLost,
     ReadChunk,
+    Retrieve,
     RunTools,
     Send,
     Sleep,
@@ -79,9 +90,15 @@ class _Core:
             key_salt=cfg.portal.key_salt,
             kinds={n: (p.kind or n) for n, p in cfg.providers.items()},
             prices=_price_table(cfg),
+            telemetry=cfg.portal.telemetry,
         )
+        self.budgets = Budgets(cfg, self.state, self.meter.price)
         self.routing = Routing(cfg, self.router, self.cost)
         self._contracts: dict[str, Any] = {}
+        self._chains: dict[str, Any] = {}  # feature -> GuardChain, built once
+        self._layers: dict[str, Any] = {}  # call_id -> Layers, from prepare to the flow
+        #: (feature, guard, stage, action) -> decisions; counts only, never the text
+        self.guard_counts: Counter[tuple[str, str, str, str]] = Counter()
 
     # -- hooks used by the flows (routing decisions live in portal.routing.control) ----------
     def plan(self, call: Call) -> list[Target]:
@@ -134,6 +151,7 @@ class _Core:
         self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
     ) -> None:
         self.routing.call_done(call, response, error)
+        self.budgets.settle(call.route.feature, call.tenant, call.cost_usd)
         latency_ms = (time.perf_counter() - call.started) * 1000.0
         self.meter.call(
             call_id=call.call_id,
@@ -184,6 +202,9 @@ class _Core:
         timeout_s: float | None,
         params: dict[str, Any],
     ) -> tuple[Call, OutputSpec | None, dict[str, Any]]:
+        safety = params.pop("safety", None)
+        retriever = params.pop("retriever", None)
+        rag = params.pop("rag", None)
         route = self.router.route(feature, key, model)
         contract = self.contract(feature)
         msgs: list[Message] = []
@@ -198,8 +219,14 @@ class _Core:
             msgs.extend(coerce_messages(messages))
         if not msgs:
             raise ContractError("pass messages= (a list of messages) or input= for a contract")
+        layers = self.layers(feature, route, safety, retriever, rag)
         specs = coerce_tools(tools)
         functions = {s.name: s.function for s in specs if s.function is not None}
+        if layers is not None:
+            from portal.adapters.pipeline import screen_input, wrap_tools
+
+            msgs = screen_input(layers, msgs)  # a block raises before any vendor call
+            functions = wrap_tools(layers, functions)
         if contract is not None and contract.tools:
             given = {s.name: s for s in specs}
             specs = [given.get(t.name, t) for t in contract.tools] + [
@@ -220,6 +247,7 @@ class _Core:
             stream=operation == "stream",
             **{k: v for k, v in params.items() if v is not None},
         )
+        route = self.budgets.check(feature, route, request, tenant) or route
         timeout = timeout_s if timeout_s is not None else route.timeout_s
         call = Call(
             operation,
@@ -231,10 +259,22 @@ class _Core:
             contract_version=getattr(contract, "version", None),
             deadline=None if timeout is None else time.perf_counter() + timeout,
         )
+        if layers is not None:
+            self._layers[call.call_id] = layers
         return call, out_spec, functions
 
-    def chat_flow(self, call: Call, out: OutputSpec | None, functions: dict[str, Any], run_tools: bool | None, max_steps: int, tool_timeout_s: float | None) -> Any:
-        if functions and run_tools is not False and isinstance(call.request, ChatRequest):
+    def chat_flow(
+        self,
+        call: Call,
+        out: OutputSpec | None,
+        functions: dict[str, Any],
+        run_tools: bool | None,
+        max_steps: int,
+        tool_timeout_s: float | None,
+    ) -> Any:
+        layers = self._layers.pop(call.call_id, None)
+        assert isinstance(call.request, ChatRequest)
+        if functions and run_tools is not False:
             base = call
 
             def make_call(req: ChatRequest) -> Call:
@@ -249,10 +289,95 @@ class _Core:
                     deadline=base.deadline,
                 )
 
-            return tool_loop_flow(
-                make_call, call.request, self, out, functions, max_steps, tool_timeout_s
-            )
-        return chat_flow(call, self, out)
+            def run(req: ChatRequest) -> Any:
+                return tool_loop_flow(
+                    make_call, req, self, out, functions, max_steps, tool_timeout_s
+                )
+        else:
+
+            def run(req: ChatRequest) -> Any:
+                call.request = req
+                return chat_flow(call, self, out)
+
+        if layers is None:
+            return run(call.request)
+        from portal.adapters.pipeline import chat_pipeline
+
+        return chat_pipeline(layers, call.request, run, out)
+
+    def stream_flow(self, call: Call, out: OutputSpec | None) -> Any:
+        layers = self._layers.pop(call.call_id, None)
+        if layers is None:
+            return stream_flow(call, self, out)
+        from portal.adapters.pipeline import stream_pipeline
+
+        def run(req: ChatRequest) -> Any:
+            call.request = req
+            return stream_flow(call, self, out)
+
+        assert isinstance(call.request, ChatRequest)
+        return stream_pipeline(layers, call.request, run, out)
+
+    # -- adapters (safety, RAG) --------------------------------------------------------------
+    def guard_chain(self, feature: str | None, override: Any) -> Any:
+        """The call's guards: ``safety=`` (a list, a GuardChain, or False/[] for none) wins
+        over the feature's ``safety = [...]``, whose chain is built once."""
+        from portal.adapters.safety import GuardChain
+
+        if override is False:
+            return None
+        if override is not None:
+            if isinstance(override, GuardChain):
+                return override
+            return GuardChain.from_config(override, where="safety=")
+        feat = self.config.features.get(feature) if feature else None
+        if feat is None or not feat.safety:
+            return None
+        assert feature is not None
+        chain = self._chains.get(feature)
+        if chain is None:
+            chain = GuardChain.from_config(feat.safety, where=f'features."{feature}".safety')
+            self._chains[feature] = chain
+        return chain
+
+    def layers(
+        self, feature: str | None, route: Any, safety: Any, retriever: Any, rag: Any
+    ) -> Any:
+        """The call's safety and RAG layers, or None when it has neither."""
+        feat = self.config.features.get(feature) if feature else None
+        feat_rag = getattr(feat, "rag", None)
+        chain = self.guard_chain(feature, safety)
+        if chain is not None and not len(chain):
+            chain = None
+        wants_rag = rag is not False and (
+            retriever is not None or rag is not None or feat_rag is not None
+        )
+        if chain is None and not wants_rag:
+            return None
+        from portal.adapters.pipeline import Layers
+
+        layers = Layers(chain=chain, record=lambda ds: self.count_guards(feature, ds))
+        if wants_rag:
+            from portal.adapters.rag import RagOptions, as_retriever
+            from portal.metering.tokens import count_tokens
+
+            where = f'features."{feature}".rag' if feat_rag is not None else "rag="
+            options = RagOptions.parse(feat_rag, where).merged(rag)
+            if retriever is None and options.retriever is None:
+                raise ConfigError(
+                    f"{where}: no retriever; pass retriever= to the call or set "
+                    "retriever = \"<name>\" (see portal.adapters.rag.register_retriever)"
+                )
+            source = retriever if retriever is not None else options.retriever
+            layers.retriever = as_retriever(source, "retriever=")
+            layers.rag = options
+            model = route.targets[0].model if route.targets else None
+            layers.count = lambda text: count_tokens(text, model).tokens
+        return layers
+
+    def count_guards(self, feature: str | None, decisions: Sequence[Any]) -> None:
+        for d in decisions:
+            self.guard_counts[(feature or "-", d.guard, d.stage, d.action)] += 1
 
     def prepare_embed(
         self,
@@ -270,11 +395,13 @@ class _Core:
         if not inputs or not all(isinstance(i, str) for i in inputs):
             raise ContractError("embed: inputs must be a non-empty list of strings")
         route = self.router.route(feature, key, model)
+        request = EmbedRequest(inputs, dimensions, input_type)
+        route = self.budgets.check(feature, route, request, None) or route
         timeout = timeout_s if timeout_s is not None else route.timeout_s
         return Call(
             "embed",
             route,
-            EmbedRequest(inputs, dimensions, input_type),
+            request,
             key=key,
             deadline=None if timeout is None else time.perf_counter() + timeout,
         )
@@ -431,7 +558,7 @@ class Client:
             tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
             timeout_s=timeout_s, params=params,
         )
-        return self._drive(stream_flow(call, self._core, out))
+        return self._drive(self._core.stream_flow(call, out))
 
     def embed(
         self,
@@ -447,7 +574,7 @@ class Client:
         call = self._core.prepare_embed(feature, model, inputs, key, dimensions, input_type, timeout_s)
         return _exhaust(self._drive(embed_flow(call, self._core)))  # type: ignore[no-any-return]
 
-    def _drive(self, flow: Any) -> Iterator[StreamEvent]:
+    def _drive(self, flow: Any) -> Generator[StreamEvent, None, Any]:
         """Perform the flow's effects; yield its emitted events; return its result."""
         stream: httpx2.Response | None = None
         chunks: Iterator[bytes] | None = None
@@ -499,6 +626,11 @@ class Client:
                     yield effect.event
                 elif kind is RunTools:
                     value = [_run_tool_sync(c, effect.functions) for c in effect.calls]
+                elif kind is Retrieve:
+                    try:
+                        value = effect.retriever.retrieve(effect.query, effect.k)
+                    except Exception as exc:
+                        value = exc
                 elif kind is Race:  # no concurrency here: the first lane only, unhedged
                     self._core.routing.warn_no_hedge()
                     try:
@@ -648,7 +780,7 @@ class AsyncClient:
             tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
             timeout_s=timeout_s, params=params,
         )
-        agen = self._drive(stream_flow(call, self._core, out), [])
+        agen = self._drive(self._core.stream_flow(call, out), [])
         try:
             async for event in agen:
                 yield event
@@ -672,7 +804,7 @@ class AsyncClient:
             pass
         return holder[0]  # type: ignore[no-any-return]
 
-    async def _drive(self, flow: Any, holder: list[Any]) -> AsyncIterator[StreamEvent]:
+    async def _drive(self, flow: Any, holder: list[Any]) -> AsyncGenerator[StreamEvent, None]:
         """Async twin of `Client._drive`: same effects, awaited. The result goes to holder."""
         stream: httpx2.Response | None = None
         chunks: AsyncIterator[bytes] | None = None
@@ -725,6 +857,11 @@ class AsyncClient:
                     yield effect.event
                 elif kind is RunTools:
                     value = await _run_tools_async(effect.calls, effect.functions, effect.timeout_s)
+                elif kind is Retrieve:
+                    try:
+                        value = await effect.retriever.aretrieve(effect.query, effect.k)
+                    except Exception as exc:
+                        value = exc
                 elif kind is Race:
                     value = await self._race(effect)
                 else:

@@ -178,6 +178,9 @@ class FeatureConfig(_Model):
     strategy: Literal["ordered", "cheapest", "fastest"] = "ordered"
     timeout_s: float | None = Field(None, gt=0)
     safety: list[str | dict[str, Any]] = Field(default_factory=list)
+    #: RAG options (portal.adapters.rag.RagOptions): k, max_context_tokens, min_score,
+    #: template, retriever (a name given to portal.adapters.rag.register_retriever)
+    rag: dict[str, Any] | None = None
     max_tokens: int | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     tags: dict[str, str] = Field(default_factory=dict)

@@ -338,8 +338,10 @@ def _render(headers: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]
 
 def _report(config_path: Path, out: Path, html: bool, printer: Any) -> str | None:
     """The report of the demo's own ledger, when the report module is available."""
+    import importlib
+
     try:
-        from portal.metering import report
+        report = importlib.import_module("portal.metering.report")
     except ImportError:
         return None
     run = getattr(report, "demo_report", None)

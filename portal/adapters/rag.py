@@ -273,7 +273,9 @@ class VectorIndex(BaseRetriever):
         await index.aadd(documents)
         return index
 
-    def add(self, documents: Iterable[Any], vectors: Sequence[Sequence[float]] | None = None) -> None:
+    def add(
+        self, documents: Iterable[Any], vectors: Sequence[Sequence[float]] | None = None
+    ) -> None:
         """Index documents; embeds them unless ``vectors`` (one per document) are given."""
         docs = self._check_new(documents)
         if vectors is None:
@@ -296,7 +298,9 @@ class VectorIndex(BaseRetriever):
         seen = set(self._ids)
         for d in docs:
             if d.id in seen:
-                raise ContractError(f"VectorIndex: duplicate document id {d.id!r}; ids must be unique")
+                raise ContractError(
+                    f"VectorIndex: duplicate document id {d.id!r}; ids must be unique"
+                )
             seen.add(d.id)
         return docs
 
@@ -412,7 +416,9 @@ class RagOptions:
         if isinstance(value, RagOptions):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f'{where}: expected a table, e.g. {{ k = 4, max_context_tokens = 1500 }}')
+            raise ConfigError(
+                f"{where}: expected a table, e.g. {{ k = 4, max_context_tokens = 1500 }}"
+            )
         unknown = sorted(set(value) - set(_OPTION_KEYS))
         if unknown:
             raise ConfigError(
@@ -522,7 +528,7 @@ def _insert(messages: list[Message], context: Message) -> list[Message]:
     i = 0
     while i < len(messages) and messages[i].role == "system":
         i += 1
-    return messages[:i] + [context] + messages[i:]
+    return [*messages[:i], context, *messages[i:]]
 
 
 @dataclass(slots=True)
@@ -564,7 +570,8 @@ def rag_step(
             if text is None:
                 screened_out.append(d.id)
             else:
-                kept.append(d if text == d.text else Document(d.id, text, d.source, d.score, d.metadata))
+                same = text == d.text
+                kept.append(d if same else Document(d.id, text, d.source, d.score, d.metadata))
         docs = kept
     ctx = build_context(docs, options, count)
     out = _insert(messages, ctx.message) if ctx.message is not None else list(messages)

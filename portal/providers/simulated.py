@@ -360,9 +360,8 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         pieces = _split(message.get("content") or "", opts.chunk_tokens)
         cut_at = -1
         if plan.error == "stream_cut":
-            cut_at = opts.cut_after_chunks
-            if cut_at is None:
-                cut_at = plan.rng.randrange(0, len(pieces) + 1)
+            chosen = opts.cut_after_chunks
+            cut_at = plan.rng.randrange(0, len(pieces) + 1) if chosen is None else chosen
         for i, piece in enumerate(pieces):
             if i == cut_at:
                 return  # the connection drops: no finish_reason, no [DONE]
@@ -514,9 +513,9 @@ def instance_for(schema: Any, prompt: str, rng: random.Random, depth: int = 0) -
         hi = int(schema.get("maximum", lo + 100))
         return rng.randint(lo, hi)
     if kind == "number":
-        lo = float(schema.get("minimum", 0.0))
-        hi = float(schema.get("maximum", lo + 1.0))
-        return round(rng.uniform(lo, hi), 3)
+        low = float(schema.get("minimum", 0.0))
+        high = float(schema.get("maximum", low + 1.0))
+        return round(rng.uniform(low, high), 3)
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":

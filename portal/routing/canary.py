@@ -41,6 +41,7 @@ def bucket(feature: str, canary_target: str, key: str) -> int:
 
 
 def threshold(percent: float) -> int:
+    """Buckets below this are in the canary: ``percent`` of 10,000."""
     return int(round(percent * (BUCKETS / 100)))
 
 

@@ -61,6 +61,7 @@ class Routing:
         self.stats = LatencyStats()
         self._cost = cost
         self._hedge_warned = False
+        self._request_only: dict[str, Take] = {}
 
     # -- order -----------------------------------------------------------------------------
     def plan(self, call: Call) -> list[Target]:
@@ -108,10 +109,16 @@ class Routing:
         provider = target.provider
         if not self.commitments.has(provider):
             return None
-        tokens = _estimate(call) if self.commitments.needs_tokens(provider) else 0
-        if isinstance(call.request, ChatRequest) and tokens:
-            tokens += call.request.max_tokens or 0
         call.reserved[provider] = call.reserved.get(provider, 0) + 1
+        if not self.commitments.needs_tokens(provider):  # requests only: the same every time
+            take = self._request_only.get(provider)
+            if take is None:
+                key = self.commitments.key(provider)
+                take = self._request_only[provider] = Take(key, self.commitments.dims(provider, 0))
+            return take
+        tokens = _estimate(call)
+        if isinstance(call.request, ChatRequest):
+            tokens += call.request.max_tokens or 0
         return Take(self.commitments.key(provider), self.commitments.dims(provider, tokens))
 
     def may_retry(self, target: Target, call: Call) -> bool:

@@ -5,8 +5,8 @@ I/O themselves, so the sync and the async client share every decision made here.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -99,7 +99,7 @@ class Call:
     contract_version: str | None = None
     started: float = field(default_factory=time.perf_counter)
     deadline: float | None = None
-    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    call_id: str = field(default_factory=lambda: os.urandom(16).hex())
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float | None = 0.0
     #: estimated tokens of one attempt (committed-throughput buckets), computed on demand
@@ -506,7 +506,7 @@ def _stream_once(
                     seen.any = True
                     seen.text.append(event.text)
                 yield Emit(event)
-        resp = parser.finish()
+        resp = adapter.finalize(call.request, parser.finish())
         resp.ttft_ms = ttft
         return resp
     except ProviderError as exc:

@@ -155,25 +155,18 @@ class Router:
         policy = self._policy(feature, feat)
         arm = "baseline"
         targets = chain
-        reasons: list[str] = []
         pinned = 0
         b = t = None
         if canary is not None and feat.canary is not None:
             percent = self.canary.percent(feature, feat.canary.percent)
             t = threshold(percent)
-            if percent <= 0:
-                b = None
-            elif key is None:
-                b = random.randrange(BUCKETS)
-            else:
-                b = bucket(feature, canary.id, key)
-            if b is not None and b < t:
-                arm = "canary"
-                targets = [canary] + [x for x in chain if x.id != canary.id]
-                pinned = 1
-                reasons.append(f"canary: bucket {b} < {t} ({percent:g}%)")
-            else:
-                reasons.append(f"baseline: bucket {b} >= {t} ({percent:g}%)")
+            if percent > 0:
+                b = random.randrange(BUCKETS) if key is None else bucket(feature, canary.id, key)
+                if b < t:
+                    arm = "canary"
+                    targets = [canary] + [x for x in chain if x.id != canary.id]
+                    pinned = 1
+        reasons: list[str] = []
         if model is not None:
             # an explicit model pins the first target but keeps the feature's fallbacks
             pin = self.adapters.target(model)

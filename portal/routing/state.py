@@ -301,6 +301,7 @@ class RedisState:
         self._watch_counters: set[str] = set()
         self._watch_windows: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._sync_lock = threading.RLock()
         self._down = False
         self._down_logged = False
         self._stop = threading.Event()
@@ -341,6 +342,7 @@ class RedisState:
         if key not in self._watch_values:
             with self._lock:
                 self._watch_values.add(key)
+            self._first_read()
         return self.local.get(key)
 
     def set(self, key: str, value: Any, ttl_s: float | None = None) -> None:
@@ -372,6 +374,7 @@ class RedisState:
         if key not in self._watch_counters:
             with self._lock:
                 self._watch_counters.add(key)
+            self._first_read()
         return self.local.counters(key)
 
     def reset(self, key: str) -> None:
@@ -386,7 +389,14 @@ class RedisState:
         if self._watch_windows.get(key, 0.0) < window_s:
             with self._lock:
                 self._watch_windows[key] = window_s
+            self._first_read()
         return self.local.window(key, window_s)
+
+    def _first_read(self) -> None:
+        """A key read for the first time in this process: fetch it now (once per key), so a
+        fresh process starts from the fleet's view rather than an empty one."""
+        if not self._down:
+            self.sync()
 
     # -- buckets (atomic in Redis) -----------------------------------------------------------
     def take(self, key: str, dims: Sequence[BucketDim]) -> bool:
@@ -485,6 +495,10 @@ class RedisState:
     def sync(self) -> bool:
         """Flush queued writes and refresh the local copy of watched keys: one pipeline.
         Runs every ``refresh_ms`` on the background thread; tests call it directly."""
+        with self._sync_lock:
+            return self._sync()
+
+    def _sync(self) -> bool:
         with self._lock:
             batch, self._pending = self._pending, []
             values = sorted(self._watch_values)

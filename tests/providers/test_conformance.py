@@ -278,6 +278,8 @@ def _wire(data: dict[str, Any]) -> WireReply:
     body = data["body"]
     raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
     headers = {k.lower(): str(v) for k, v in (data.get("headers") or {}).items()}
+    if "errortype" in data:  # bedrock's fixtures name the x-amzn-errortype header this way
+        headers["x-amzn-errortype"] = str(data["errortype"])
     return WireReply(int(data["status"]), headers, raw)
 
 

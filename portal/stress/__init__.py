@@ -1,0 +1,1 @@
+"""Stress tools: fault injection, synthetic load and game days, run from the same config."""
