@@ -99,6 +99,41 @@ class _Core:
         self._layers: dict[str, Any] = {}  # call_id -> Layers, from prepare to the flow
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
         self.guard_counts: Counter[tuple[str, str, str, str]] = Counter()
+        self._check_contracts()
+
+    def _check_contracts(self) -> None:
+        """Refuse, at load time, a route whose target cannot serve its feature's contract
+        (the same rules and message as `portal contracts check`), not after a vendor 400."""
+        from portal.errors import ContractError
+
+        problems: list[str] = []
+        for name, feat in self.config.features.items():
+            if feat.contract is None:
+                continue
+            contract = self.contract(name)
+            targets = [feat.primary, *feat.fallbacks]
+            if feat.canary is not None:
+                targets.append(feat.canary.target)
+            for target in targets:
+                provider, _ = self.config.resolve_target(target)
+                prov = self.config.providers.get(provider)
+                kind = (prov.kind if prov is not None else None) or provider
+                options = prov.options if prov is not None else {}
+                from portal.contracts.capability import ensure_servable
+
+                try:
+                    ensure_servable(contract, target, kind, options=options)
+                except ContractError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems), problems)
+
+    def use_state(self, state: State) -> None:
+        """Swap the routing state (tests inject a `MemoryState` with a fake clock)."""
+        self.state.close()
+        self.state = state
+        self.router = Router(self.config, self.adapters, state)
+        self.routing = Routing(self.config, self.router, self.cost)
 
     # -- hooks used by the flows (routing decisions live in portal.routing.control) ----------
     def plan(self, call: Call) -> list[Target]:

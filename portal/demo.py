@@ -62,6 +62,7 @@ ttft_ms = 200
 tokens_per_s = 120
 
 [features."support.answer"]
+contract = "contracts/support_answer.toml"
 primary = "acme:sim-small"
 fallbacks = ["bolt:sim-medium"]
 sla = { p95_ms = 1500, p99_ms = 3000 }
@@ -79,6 +80,52 @@ sla = { p95_ms = 2500 }
 [features."search.embed"]
 primary = "acme:sim-embed"
 fallbacks = ["bolt:sim-embed"]
+"""
+
+
+DEMO_CONTRACT = """\
+# The contract of "support.answer": what the app sends, what it reads back, the tools.
+name = "support.answer"
+version = "1.0.0"
+description = "Answers customers' questions about their orders"
+
+[prompt]
+system = "You are the support agent of an online shop. Answer briefly."
+user = "Customer question: {question}"
+
+[input]
+type = "object"
+required = ["question"]
+additionalProperties = false
+[input.properties.question]
+type = "string"
+minLength = 1
+
+[output]
+type = "object"
+required = ["answer", "order_id", "needs_human"]
+additionalProperties = false
+[output.properties.answer]
+type = "string"
+[output.properties.order_id]
+type = ["string", "null"]
+[output.properties.needs_human]
+type = "boolean"
+
+[[tools]]
+name = "lookup_order"
+description = "Find an order by its id"
+[tools.parameters]
+type = "object"
+required = ["order_id"]
+additionalProperties = false
+[tools.parameters.properties.order_id]
+type = "string"
+description = "the order number the customer gave"
+
+[[examples]]
+input = { question = "Where is my order 123?" }
+output = { answer = "Order 123 ships tomorrow.", order_id = "123", needs_human = false }
 """
 
 
@@ -121,9 +168,9 @@ async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int
         async with limiter:
             try:
                 if i % 4 == 0:
-                    resp = await client.chat(
+                    resp = await client.chat(  # the contract's prompt, tools and output
                         feature="support.answer",
-                        messages=[system("You answer order questions."), user(q)],
+                        input={"question": q},
                         tools=[lookup_order],
                         key=key,
                     )
@@ -145,7 +192,7 @@ async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int
                 else:
                     resp = await client.chat(
                         feature="support.answer",
-                        messages=[system("You answer order questions."), user(q)],
+                        input={"question": q},
                         output=Answer,
                         key=key,
                     )
@@ -172,6 +219,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "portal.toml"
     config_path.write_text(DEMO_CONFIG, encoding="utf-8")
+    (out / "contracts").mkdir(exist_ok=True)
+    (out / "contracts" / "support_answer.toml").write_text(DEMO_CONTRACT, encoding="utf-8")
     ledger_path = out / "ledger.db"
     if ledger_path.exists():
         for suffix in ("", "-wal", "-shm"):

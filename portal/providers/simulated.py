@@ -532,7 +532,9 @@ def _named_value(name: str, schema: Any, prompt: str, rng: random.Random, depth:
             non_null = [o for o in options if isinstance(o, dict) and o.get("type") != "null"]
             if non_null:
                 schema = non_null[0]
-        if schema.get("type") == "string" and "enum" not in schema and "format" not in schema:
+        kind = schema.get("type")
+        is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+        if is_string and "enum" not in schema and "format" not in schema:
             lowered = name.lower()
             if "id" in lowered or "number" in lowered:
                 digits = re.findall(r"\d+", prompt)
