@@ -190,9 +190,10 @@ async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int
                     emb = await client.embed(feature="search.embed", inputs=[q], key=key)
                     examples.setdefault("embed", emb)
                 else:
-                    resp = await client.chat(
+                    resp = await client.chat(  # the same, read back as a pydantic model
                         feature="support.answer",
                         input={"question": q},
+                        tools=[lookup_order],
                         output=Answer,
                         key=key,
                     )

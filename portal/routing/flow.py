@@ -253,7 +253,12 @@ def _routed(
     need_window: int | None = None  # after ContextTooLong: only larger windows
     tried = False
     forced = False
-    while queue:
+    while True:
+        if not queue:
+            pick = None if tried or forced else hooks.fallback(call, skipped)
+            if pick is None:
+                break
+            queue, forced = [pick], True
         target = queue.pop(0)
         if need_window is not None:
             window = hooks.context_window(target, call)
@@ -294,10 +299,6 @@ def _routed(
                     window = hooks.context_window(target, call)
                     need_window = window if window is not None else _estimate(call)
                 break
-        if not queue and not tried and not forced:
-            pick = hooks.fallback(call, skipped)
-            if pick is not None:
-                queue, forced = [pick], True
     if not errors:
         raise AllTargetsFailed(
             f"no target could be tried for {route.feature or route.targets[0].id}",

@@ -124,6 +124,7 @@ async def run_load(
     spec: LoadSpec,
     *,
     on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     progress_every_s: float = 1.0,
     on_tick: Callable[[float], None] | None = None,
     tick_every_s: float = 0.05,
@@ -132,7 +133,8 @@ async def run_load(
     """Drive ``spec`` through ``client`` (a `portal.AsyncClient`) and return every sample.
 
     ``on_tick(elapsed_s)`` is called every ``tick_every_s`` (game days watch breakers with
-    it); ``on_progress`` gets a `Progress` every ``progress_every_s``."""
+    it); ``on_start()`` runs at the run's zero (game days start their fault clock there);
+    ``on_progress`` gets a `Progress` every ``progress_every_s``."""
     rng = random.Random(spec.seed)
     warm_up(client, spec.feature)
     times = arrival_times(spec.rps, spec.duration_s, spec.burst, rng)
@@ -146,6 +148,8 @@ async def run_load(
     recent: deque[tuple[float, float]] = deque()  # (end_s, latency_ms) for the live p95
     t0 = clock()
     wall0 = time.time()
+    if on_start is not None:
+        on_start()
 
     async def one(i: int) -> None:
         s = samples[i]

@@ -65,7 +65,9 @@ def _vendor(replies: list[Any], seen: list[dict[str, Any]]) -> httpx2.MockTransp
         seen.append(json.loads(request.content))
         body = queue.pop(0)
         if isinstance(body, bytes):
-            return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+            return httpx2.Response(
+                200, stream=httpx2.ByteStream(body), headers={"content-type": "text/event-stream"}
+            )
         return httpx2.Response(200, json=body)
 
     return httpx2.MockTransport(handler)

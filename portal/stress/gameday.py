@@ -1,0 +1,717 @@
+"""`portal gameday`: a load test while one vendor breaks on schedule.
+
+    portal gameday --config portal.toml --feature support.answer --scenario outage \\
+        --target acme --at 20s --for 30s --rps 50 --duration 90s
+    portal gameday --config portal.toml --all          # every [gamedays.NAME] scenario
+
+The named provider's transport is wrapped in `portal.stress.faults.FaultTransport`, which
+breaks it from ``--at`` for ``--for``: ``outage`` (connection refused, or ``--status 503``),
+``slow`` (added lognormal latency), ``throttle`` (429 with Retry-After), ``flaky`` (a share
+of 5xx) or ``brownout`` (everything slow, a share failing). Everything else is the real
+client and router on the production config, with routing state kept in memory so a game
+day never trips the fleet's shared breakers.
+
+What it reports: what users saw during the fault (errors, p50/p95/p99), how long until
+traffic moved off the target, when its breaker opened, how long after the fault ended
+traffic came back, the cost per request during the fault against the no-fault parts, the
+breaker and canary events, and pass/fail: exit 0 when every check passes, 3 when one
+fails, 2 on a usage or config error.
+
+A ``[gamedays.NAME]`` table::
+
+    [gamedays.primary-down]
+    feature = "support.answer"
+    scenario = "outage"            # outage | slow | throttle | flaky | brownout
+    target = "acme"                # a provider, or provider:model (its provider is faulted)
+    at = "20s"
+    for = "30s"
+    rps = 50
+    duration = "90s"
+    # optional: burst, prompts, output_tokens, stream, seed, concurrency_limit, users
+    fault = { status = 503 }       # latency_ms, latency_p99_ms, rate, status, retry_after_s
+    expect = { max_error_rate = 0.01, max_failover_s = 2, max_recovery_s = 30 }
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from portal.config import PortalConfig, load_config
+from portal.errors import ConfigError
+from portal.metering.stats import percentile
+from portal.stress.arrivals import (
+    Burst,
+    LengthDist,
+    PromptSource,
+    UsageError,
+    parse_duration,
+)
+from portal.stress.display import ProgressDisplay
+from portal.stress.engine import LoadSpec, RunResult, Sample, run_load
+from portal.stress.faults import Fault, FaultTransport
+from portal.stress.loadtest import (
+    DEFAULT_PROMPTS,
+    EXIT_MISSED,
+    EXIT_OK,
+    EXIT_USAGE,
+    make_client,
+    spec_params,
+)
+from portal.stress.results import distribution, fmt_ms, fmt_usd, render_rows, sla_verdict, summarize
+
+__all__ = ["GamedayScenario", "main", "run_gameday"]
+
+GAMEDAY_SCHEMA = "portal.gameday/1"
+SUITE_SCHEMA = "portal.gameday-suite/1"
+Kind = Literal["outage", "slow", "throttle", "flaky", "brownout"]
+KINDS: tuple[str, ...] = ("outage", "slow", "throttle", "flaky", "brownout")
+
+#: what each scenario injects unless ``fault`` says otherwise
+FAULT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "outage": {"status": 0},
+    "slow": {"latency_ms": 1500.0, "latency_p99_ms": 4000.0},
+    "throttle": {"retry_after_s": 1.0},
+    "flaky": {"rate": 0.3, "status": 500},
+    "brownout": {"latency_ms": 800.0, "latency_p99_ms": 2000.0, "rate": 0.2, "status": 503},
+}
+DEFAULT_MAX_ERROR_RATE = 0.01
+
+
+class FaultParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(None, ge=0, le=599)
+    latency_ms: float | None = Field(None, ge=0)
+    latency_p99_ms: float | None = Field(None, ge=0)
+    rate: float | None = Field(None, ge=0, le=1)
+    retry_after_s: float | None = Field(None, ge=0)
+
+
+class Expectations(BaseModel):
+    """Pass/fail terms beyond the feature's SLA (which is checked over the fault window)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_error_rate: float | None = Field(None, ge=0, le=1)
+    max_failover_s: float | None = Field(None, ge=0)
+    max_recovery_s: float | None = Field(None, ge=0)
+
+
+class GamedayScenario(BaseModel):
+    """One ``[gamedays.NAME]`` table (or the command line's equivalent)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = "adhoc"
+    feature: str
+    scenario: Kind
+    target: str
+    at: float = Field(20.0, ge=0)
+    for_: float = Field(30.0, gt=0, alias="for")
+    rps: float = Field(50.0, gt=0)
+    duration: float = Field(90.0, gt=0)
+    burst: str | None = None
+    prompts: str | None = None
+    output_tokens: str | None = None
+    stream: bool = False
+    seed: int | None = None
+    concurrency_limit: int | None = Field(None, ge=1)
+    users: int = Field(10_000, ge=1)
+    drain: float = Field(30.0, ge=0)
+    fault: FaultParams = Field(default_factory=FaultParams)
+    expect: Expectations = Field(default_factory=Expectations)
+
+    @field_validator("at", "for_", "duration", "drain", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return parse_duration(v)
+            except UsageError:
+                raise ValueError(f"{v!r} is not a duration; use e.g. 90s, 2m or 500ms") from None
+        return v
+
+    def faults(self) -> list[Fault]:
+        """The fault schedule for the target's transport."""
+        params = dict(FAULT_DEFAULTS[self.scenario])
+        params.update(self.fault.model_dump(exclude_none=True))
+        window = {"start_s": self.at, "end_s": self.at + self.for_}
+        kind = self.scenario
+        if kind == "brownout":
+            # every request slow; `rate` of them also fail (the first matching fault wins)
+            slow = {k: params[k] for k in ("latency_ms", "latency_p99_ms") if k in params}
+            return [Fault("brownout", **window, **params), Fault("slow", **window, **slow)]
+        return [Fault(kind, **window, **params)]
+
+    def load_spec(self) -> LoadSpec:
+        out = LengthDist.parse(self.output_tokens, "output_tokens") if self.output_tokens else None
+        return LoadSpec(
+            feature=self.feature,
+            rps=self.rps,
+            duration_s=self.duration,
+            prompts=PromptSource(LengthDist.parse(self.prompts or DEFAULT_PROMPTS), None, out),
+            burst=Burst.parse(self.burst) if self.burst else None,
+            concurrency_limit=self.concurrency_limit,
+            stream=self.stream,
+            seed=self.seed,
+            users=self.users,
+            drain_s=self.drain,
+        )
+
+
+def scenarios_from_config(cfg: PortalConfig) -> list[GamedayScenario]:
+    """Every ``[gamedays.NAME]`` table, validated; all problems reported at once."""
+    out: list[GamedayScenario] = []
+    problems: list[str] = []
+    for name, table in cfg.gamedays.items():
+        try:
+            out.append(GamedayScenario.model_validate({"name": name, **table}))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                where = ".".join(str(p) for p in err["loc"]).replace("for_", "for")
+                problems.append(f'gamedays."{name}".{where}: {err["msg"]}')
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
+    return out
+
+
+# ------------------------------------------------------------------------------- checking
+
+
+def check_scenario(sc: GamedayScenario, cfg: PortalConfig) -> str:
+    """Validate against the config; return the provider whose transport gets the fault."""
+    where = f'gamedays."{sc.name}"' if sc.name != "adhoc" else "--target"
+    feat = cfg.features.get(sc.feature)
+    if feat is None:
+        known = ", ".join(sorted(cfg.features)) or "none configured"
+        raise UsageError(f"{sc.name}: feature {sc.feature!r} is not in the config ({known})")
+    provider = sc.target.split(":", 1)[0]
+    if provider not in cfg.providers:
+        raise UsageError(
+            f"{where}: provider {provider!r} is not in the config "
+            f"(providers: {', '.join(sorted(cfg.providers))})"
+        )
+    routed = [feat.primary, *feat.fallbacks] + ([feat.canary.target] if feat.canary else [])
+    providers = {cfg.resolve_target(m)[0] for m in routed}
+    if provider not in providers:
+        raise UsageError(
+            f"{where}: {provider!r} serves no target of feature {sc.feature!r} "
+            f"(its providers: {', '.join(sorted(providers))}); fault one of those"
+        )
+    if sc.at >= sc.duration:
+        raise UsageError(f"{where}: the fault starts at {sc.at:g}s, after the run ends "
+                         f"({sc.duration:g}s); lower --at or raise --duration")
+    sc.load_spec()  # distributions and burst parse, or raise UsageError
+    return provider
+
+
+# ------------------------------------------------------------------------------- observing
+
+
+def _breaker_status(client: Any, target: str) -> str | None:
+    """The router's breaker state for a target, from whichever health model the client has."""
+    core = getattr(client, "_core", None)
+    breakers = getattr(getattr(core, "routing", None), "breakers", None)
+    if breakers is not None:
+        return str(breakers.status(target))
+    health = getattr(core, "health", None)
+    if health is not None:
+        return str(health.state(target))
+    return None
+
+
+def _canary_percent(client: Any, feature: str) -> float | None:
+    router = client.router
+    control = getattr(router, "canary", None)
+    if control is not None and hasattr(control, "live"):
+        try:
+            return float(control.live(feature)["percent"])
+        except ConfigError:
+            return None
+    live = getattr(router, "canary_percent", None)
+    if isinstance(live, dict) and feature in live:
+        return float(live[feature])
+    return None
+
+
+@dataclass(slots=True)
+class Observer:
+    """Polls breakers and the canary step during the run and keeps every transition."""
+
+    client: Any
+    feature: str
+    targets: list[str]
+    breaker: dict[str, str | None] = field(default_factory=dict)
+    canary: float | None = None
+    breaker_events: list[dict[str, Any]] = field(default_factory=list)
+    canary_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for t in self.targets:
+            self.breaker[t] = _breaker_status(self.client, t)
+        self.canary = _canary_percent(self.client, self.feature)
+
+    def tick(self, t_s: float) -> None:
+        for target in self.targets:
+            now = _breaker_status(self.client, target)
+            if now != self.breaker[target]:
+                self.breaker_events.append(
+                    {"t_s": round(t_s, 3), "target": target, "from": self.breaker[target], "to": now}
+                )
+                self.breaker[target] = now
+        pct = _canary_percent(self.client, self.feature)
+        if pct != self.canary:
+            self.canary_events.append({"t_s": round(t_s, 3), "from": self.canary, "to": pct})
+            self.canary = pct
+
+
+# ------------------------------------------------------------------------------- analysis
+
+
+def _window_size(rps: float) -> int:
+    """Requests per rolling window when judging 'moved' and 'recovered': about half a
+    second of traffic, never fewer than 10 (noise) nor more than 50 (resolution)."""
+    return int(min(50, max(10, round(rps * 0.5))))
+
+
+def _phase(samples: Sequence[Sample], faulted: set[str]) -> dict[str, Any]:
+    n = len(samples)
+    ok = [s for s in samples if s.ok]
+    lat = distribution(s.latency_ms for s in samples)
+    cost = sum(s.cost_usd for s in ok)
+    return {
+        "requests": n,
+        "ok": len(ok),
+        "errors": n - len(ok),
+        "error_rate": (n - len(ok)) / n if n else 0.0,
+        "latency_ms": lat,
+        "failovers": sum(1 for s in ok if s.failover),
+        "served_by_faulted_share": (sum(1 for s in ok if s.target in faulted) / len(ok)) if ok else None,
+        "cost_per_request_usd": cost / len(ok) if ok else None,
+        "attempts_to_faulted": sum(1 for s in samples for t in s.attempt_targets if t in faulted),
+    }
+
+
+def analyze(
+    result: RunResult,
+    sc: GamedayScenario,
+    faulted: set[str],
+    observer: Observer,
+    sla: Any,
+) -> dict[str, Any]:
+    samples = sorted(result.samples, key=lambda s: s.intended_s)
+    start, end = sc.at, sc.at + sc.for_
+    before = [s for s in samples if s.intended_s < start]
+    during = [s for s in samples if start <= s.intended_s < end]
+    after = [s for s in samples if s.intended_s >= end]
+    phases = {name: _phase(group, faulted) for name, group in
+              (("before", before), ("during", during), ("after", after))}
+    w = _window_size(sc.rps)
+    pre = phases["before"]
+    pre_share = pre["served_by_faulted_share"]
+    carried = pre_share is not None and pre_share >= 0.1
+
+    def elsewhere(group: Sequence[Sample]) -> bool:
+        ok = [s for s in group if s.ok]
+        return bool(ok) and sum(1 for s in ok if s.target not in faulted) >= 0.9 * len(ok)
+
+    moved_s: float | None = None
+    if carried:
+        for i in range(len(during)):
+            group = during[i:i + w]
+            if len(group) < min(w, len(during)):
+                break
+            if elsewhere(group):
+                moved_s = group[0].intended_s - start
+                break
+
+    pre_err = pre["error_rate"]
+    pre_p50 = pre["latency_ms"]["p50"]
+    err_ok = max(2 * pre_err, pre_err + 0.02)
+
+    def recovered(group: Sequence[Sample]) -> bool:
+        errs = sum(1 for s in group if not s.ok) / len(group)
+        if errs > err_ok:
+            return False
+        lat = [s.latency_ms for s in group if s.latency_ms is not None]
+        p50 = percentile(lat, 50)
+        if pre_p50 is not None and p50 is not None and p50 > 1.5 * pre_p50 + 20:
+            return False
+        if carried:
+            ok = [s for s in group if s.ok]
+            share = sum(1 for s in ok if s.target in faulted) / max(len(ok), 1)
+            assert pre_share is not None
+            if share < 0.8 * pre_share:
+                return False
+        return True
+
+    recovery_s: float | None = None
+    for i in range(len(after)):
+        group = after[i:i + w]
+        if len(group) < w:
+            break
+        if recovered(group):
+            recovery_s = max(0.0, group[0].intended_s - end)
+            break
+
+    opened = [e for e in observer.breaker_events
+              if e["target"] in faulted and e["to"] == "open" and e["t_s"] >= start]
+    breaker_opened_s = opened[0]["t_s"] - start if opened else None
+    no_fault = [s for s in before + after if s.ok]
+    base = (sum(s.cost_usd for s in no_fault) / len(no_fault)) if no_fault else None
+    fault_cost = phases["during"]["cost_per_request_usd"]
+    cost = {
+        "no_fault_per_request_usd": base,
+        "fault_per_request_usd": fault_cost,
+        "delta_per_request_usd": None if base is None or fault_cost is None else fault_cost - base,
+        "delta_pct": None if not base or fault_cost is None else 100.0 * (fault_cost - base) / base,
+    }
+
+    max_err = sc.expect.max_error_rate
+    if max_err is None:
+        max_err = 1.0 - sla.availability if sla is not None and sla.availability else DEFAULT_MAX_ERROR_RATE
+    verdict = sla_verdict(sla, phases["during"]["latency_ms"], phases["during"]["error_rate"], max_err)
+    checks = verdict["checks"]
+    if sc.expect.max_failover_s is not None:
+        checks.append({"metric": "failover_s", "limit": sc.expect.max_failover_s,
+                       "measured": moved_s,
+                       "ok": moved_s is not None and moved_s <= sc.expect.max_failover_s})
+    if sc.expect.max_recovery_s is not None:
+        checks.append({"metric": "recovery_s", "limit": sc.expect.max_recovery_s,
+                       "measured": recovery_s,
+                       "ok": recovery_s is not None and recovery_s <= sc.expect.max_recovery_s})
+    return {
+        "phases": phases,
+        "window_requests": w,
+        "failover_s": moved_s,
+        "breaker_opened_s": breaker_opened_s,
+        "recovery_s": recovery_s,
+        "cost": cost,
+        "breaker_events": observer.breaker_events,
+        "canary_events": observer.canary_events,
+        "checks": checks,
+        "passed": all(c["ok"] for c in checks),
+    }
+
+
+# ------------------------------------------------------------------------------- running
+
+
+def _isolated(cfg: PortalConfig) -> PortalConfig:
+    """The same config with routing state in memory: a game day must not open the fleet's
+    shared breakers or move its canary."""
+    if cfg.portal.state == "memory":
+        return cfg
+    copy = cfg.model_copy(deep=True)
+    copy.portal.state = "memory"
+    return copy
+
+
+def _inner_transport(cfg: PortalConfig, provider: str, given: Mapping[str, Any] | None) -> Any:
+    if given and provider in given:
+        return given[provider]
+    from portal.providers.registry import adapter_class
+
+    settings = cfg.provider_settings(provider)
+    adapter = adapter_class(settings.kind)(settings)
+    make = getattr(adapter, "default_transport", None)
+    if make is not None:
+        return make()
+    from portal._http import DEFAULT_LIMITS, httpx2
+
+    return httpx2.AsyncHTTPTransport(verify=cfg.providers[provider].verify_tls, limits=DEFAULT_LIMITS)
+
+
+async def run_gameday(
+    config: PortalConfig | str | Path,
+    sc: GamedayScenario,
+    *,
+    transports: Mapping[str, Any] | None = None,
+    display: ProgressDisplay | None = None,
+    ledger: str | None = None,
+) -> tuple[dict[str, Any], RunResult]:
+    """Run one scenario; return (its JSON document, the raw samples)."""
+    cfg = _isolated(config if isinstance(config, PortalConfig) else load_config(config))
+    provider = check_scenario(sc, cfg)
+    faults = FaultTransport(
+        _inner_transport(cfg, provider, transports), sc.faults(), seed=sc.seed or 0,
+        clock=time.perf_counter,
+    )
+    client = make_client(cfg, ledger, {**(transports or {}), provider: faults})
+    spec = sc.load_spec()
+    route = client.router.route(sc.feature, "gameday", None)
+    feat = cfg.features[sc.feature]
+    ids = [t.id for t in route.targets]
+    if feat.canary is not None:
+        ids.append(client.router.route(sc.feature, None, feat.canary.target).targets[0].id)
+    targets = list(dict.fromkeys(ids))
+    faulted = {t for t in targets if t.split(":", 1)[0] == provider}
+    observer = Observer(client, sc.feature, targets)
+    try:
+        result = await run_load(
+            client, spec,
+            on_progress=display.update if display is not None else None,
+            on_start=lambda: faults.restart(),
+            on_tick=observer.tick,
+            tags={"source": "gameday", "gameday": sc.name},
+        )
+    finally:
+        await client.aclose()
+    load = summarize(result, feat.sla, spec_params(spec))
+    doc: dict[str, Any] = {
+        "schema": GAMEDAY_SCHEMA,
+        "name": sc.name,
+        "feature": sc.feature,
+        "config": str(cfg.source) if cfg.source else None,
+        "scenario": {
+            "kind": sc.scenario,
+            "target": sc.target,
+            "provider": provider,
+            "faulted_targets": sorted(faulted),
+            "at_s": sc.at,
+            "for_s": sc.for_,
+            "faults": [_fault_doc(f) for f in faults.faults],
+            "injected": faults.injected,
+        },
+        **analyze(result, sc, faulted, observer, feat.sla),
+        "load": load,
+    }
+    return doc, result
+
+
+def _fault_doc(f: Fault) -> dict[str, Any]:
+    return {
+        "kind": f.kind, "start_s": f.start_s, "end_s": f.end_s, "rate": f.rate,
+        "status": f.status, "latency_ms": f.latency_ms, "latency_p99_ms": f.latency_p99_ms,
+        "retry_after_s": f.retry_after_s, "hits": f.hits,
+    }
+
+
+# ------------------------------------------------------------------------------- output
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} s"
+
+
+def render(doc: dict[str, Any]) -> list[str]:
+    sc = doc["scenario"]
+    lines = [
+        f"game day {doc['name']}: {sc['kind']} on {sc['provider']} "
+        f"({', '.join(sc['faulted_targets'])}) from {sc['at_s']:g}s for {sc['for_s']:g}s, "
+        f"feature {doc['feature']}, {doc['load']['requests']['sent']} requests, "
+        f"{sc['injected']} faults injected",
+        "",
+    ]
+    rows = [["phase", "requests", "errors", "p50", "p95", "p99", "on target", "$/request"]]
+    for name in ("before", "during", "after"):
+        p = doc["phases"][name]
+        share = p["served_by_faulted_share"]
+        rows.append([
+            name, str(p["requests"]), f"{p['errors']} ({100 * p['error_rate']:.1f}%)",
+            fmt_ms(p["latency_ms"]["p50"]), fmt_ms(p["latency_ms"]["p95"]),
+            fmt_ms(p["latency_ms"]["p99"]), "-" if share is None else f"{100 * share:.0f}%",
+            fmt_usd(p["cost_per_request_usd"]),
+        ])
+    lines += render_rows(rows)
+    lines.append("")
+    cost = doc["cost"]
+    delta = "-" if cost["delta_pct"] is None else f"{cost['delta_pct']:+.1f}%"
+    lines.append(
+        f"traffic moved off the target after {_s(doc['failover_s'])}; breaker opened after "
+        f"{_s(doc['breaker_opened_s'])}; recovered {_s(doc['recovery_s'])} after the fault ended"
+    )
+    lines.append(f"cost per request during the fault vs without: {delta}")
+    for e in doc["breaker_events"]:
+        lines.append(f"  breaker {e['target']}: {e['from']} -> {e['to']} at {e['t_s']:.2f}s")
+    for e in doc["canary_events"]:
+        lines.append(f"  canary: {e['from']}% -> {e['to']}% at {e['t_s']:.2f}s")
+    lines.append(f"verdict: {'PASS' if doc['passed'] else 'FAIL'}")
+    for c in doc["checks"]:
+        m, lim = c["measured"], c["limit"]
+        if c["metric"].endswith("_ms"):
+            shown = f"{fmt_ms(m)} vs {fmt_ms(lim)}"
+        elif c["metric"].endswith("_s"):
+            shown = f"{_s(m)} vs {_s(lim)}"
+        else:
+            shown = "-" if m is None else f"{m:.4f} vs {lim:.4f}"
+        lines.append(f"  {c['metric']} (during the fault): {shown}  {'ok' if c['ok'] else 'FAILED'}")
+    return lines
+
+
+def render_suite(docs: Sequence[dict[str, Any]]) -> list[str]:
+    rows = [["scenario", "kind", "target", "errors during", "p95 during", "p99 during",
+             "moved", "recovered", "cost delta", "result"]]
+    for d in docs:
+        during = d["phases"]["during"]
+        delta = d["cost"]["delta_pct"]
+        rows.append([
+            d["name"], d["scenario"]["kind"], d["scenario"]["target"],
+            f"{100 * during['error_rate']:.1f}%", fmt_ms(during["latency_ms"]["p95"]),
+            fmt_ms(during["latency_ms"]["p99"]), _s(d["failover_s"]), _s(d["recovery_s"]),
+            "-" if delta is None else f"{delta:+.1f}%", "PASS" if d["passed"] else "FAIL",
+        ])
+    return render_rows(rows)
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="portal gameday", description="load under an injected fault")
+    p.add_argument("--config", default="portal.toml")
+    p.add_argument("--all", action="store_true", help="run every [gamedays.NAME] scenario")
+    p.add_argument("--name", action="append", default=None,
+                   help="run this [gamedays.NAME] scenario (repeatable)")
+    p.add_argument("--feature")
+    p.add_argument("--scenario", choices=KINDS)
+    p.add_argument("--target", help="provider (or provider:model) to break")
+    p.add_argument("--at", default=None, help="fault start, e.g. 20s (default 20s)")
+    p.add_argument("--for", dest="for_", default=None, help="fault length, e.g. 30s (default 30s)")
+    p.add_argument("--rps", type=float, default=None, help="arrival rate (default 50)")
+    p.add_argument("--duration", default=None, help="run length (default 90s)")
+    p.add_argument("--burst", default=None)
+    p.add_argument("--prompts", default=None)
+    p.add_argument("--output-tokens", default=None)
+    p.add_argument("--stream", action="store_true")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--concurrency-limit", type=int, default=None)
+    p.add_argument("--status", type=int, default=None, help="HTTP status of injected errors (0: refused)")
+    p.add_argument("--latency-ms", type=float, default=None, help="added latency p50 (slow, brownout)")
+    p.add_argument("--latency-p99-ms", type=float, default=None, help="added latency p99")
+    p.add_argument("--error-rate", type=float, default=None, help="share failing (flaky, brownout)")
+    p.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds (throttle)")
+    p.add_argument("--max-error-rate", type=float, default=None)
+    p.add_argument("--max-failover", default=None, help="fail if traffic takes longer to move")
+    p.add_argument("--max-recovery", default=None, help="fail if recovery takes longer")
+    p.add_argument("--ledger", default=None, help="record the calls to this ledger URL")
+    p.add_argument("--out", default=None, help="write the JSON results here")
+    p.add_argument("--html", default=None, help="HTML report (with --all: one per scenario, NAME inserted)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+_LOAD_FLAGS = ("rps", "burst", "prompts", "output_tokens", "seed", "concurrency_limit")
+
+
+def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScenario]:
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in _LOAD_FLAGS if getattr(args, k) is not None}
+    for flag, key in (("duration", "duration"), ("at", "at"), ("for_", "for")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if args.stream:
+        overrides["stream"] = True
+    fault = {k: v for k, v in (("status", args.status), ("latency_ms", args.latency_ms),
+                               ("latency_p99_ms", args.latency_p99_ms),
+                               ("rate", args.error_rate), ("retry_after_s", args.retry_after))
+             if v is not None}
+    expect = {k: v for k, v in (("max_error_rate", args.max_error_rate),
+                                ("max_failover_s", args.max_failover),
+                                ("max_recovery_s", args.max_recovery)) if v is not None}
+    for key in ("max_failover_s", "max_recovery_s"):
+        if key in expect:
+            expect[key] = parse_duration(expect[key], "--" + key[4:-2].replace("_", "-"))
+    if args.all or args.name:
+        found = scenarios_from_config(cfg)
+        if not found:
+            raise UsageError(f"--all: {args.config} has no [gamedays.NAME] tables")
+        if args.name:
+            known = {s.name: s for s in found}
+            missing = [n for n in args.name if n not in known]
+            if missing:
+                raise UsageError(f"--name {', '.join(missing)}: not in the config "
+                                 f"(game days: {', '.join(sorted(known))})")
+            found = [known[n] for n in args.name]
+        out = []
+        for s in found:
+            data = s.model_dump(by_alias=True)
+            data.update(overrides)
+            data["fault"] = {**data["fault"], **fault}
+            data["expect"] = {**data["expect"], **expect}
+            out.append(_validate(data, s.name))
+        return out
+    missing = [f"--{n}" for n in ("feature", "scenario", "target") if getattr(args, n) is None]
+    if missing:
+        raise UsageError(f"give {', '.join(missing)} (or --all to run the config's [gamedays])")
+    data = {"feature": args.feature, "scenario": args.scenario, "target": args.target,
+            **overrides, "fault": fault, "expect": expect}
+    return [_validate(data, "adhoc")]
+
+
+def _validate(data: dict[str, Any], name: str) -> GamedayScenario:
+    try:
+        return GamedayScenario.model_validate({**data, "name": name})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]).replace("for_", "for")
+        raise UsageError(f"{name}: {where}: {err['msg']}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:
+        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    try:
+        cfg = _isolated(load_config(args.config))
+        scenarios = _scenarios(args, cfg)
+        for sc in scenarios:
+            check_scenario(sc, cfg)
+    except ConfigError as exc:
+        print(f"portal gameday: {args.config}:", file=sys.stderr)
+        for line in exc.errors or [str(exc)]:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"portal gameday: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    docs: list[dict[str, Any]] = []
+    for sc in scenarios:
+        async def go(sc: GamedayScenario = sc) -> tuple[dict[str, Any], RunResult]:
+            every = max(1.0, sc.duration / 20)
+            with ProgressDisplay(quiet=args.quiet, every_s=every, prefix=f"[{sc.name}] ") as d:
+                return await run_gameday(cfg, sc, display=d, ledger=args.ledger)
+
+        try:
+            doc, result = anyio.run(go)
+        except ConfigError as exc:
+            print(f"portal gameday: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        docs.append(doc)
+        lines = render(doc)
+        print("\n".join(lines))
+        print()
+        if args.html:
+            from portal.stress.html import write_html
+
+            path = args.html
+            if len(scenarios) > 1:
+                stem = Path(path)
+                path = str(stem.with_name(f"{stem.stem}-{sc.name}{stem.suffix or '.html'}"))
+            faults = [{"kind": sc.scenario, "start_s": sc.at, "end_s": sc.at + sc.for_}]
+            write_html(doc["load"], result, path, f"gameday {sc.name}", faults, lines)
+    if len(docs) > 1:
+        print("summary:")
+        print("\n".join(render_suite(docs)))
+    passed = all(d["passed"] for d in docs)
+    if args.out:
+        out: dict[str, Any] = docs[0] if len(docs) == 1 and not (args.all or args.name) else {
+            "schema": SUITE_SCHEMA, "passed": passed, "results": docs}
+        Path(args.out).write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
+    return EXIT_OK if passed else EXIT_MISSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
