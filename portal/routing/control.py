@@ -200,8 +200,11 @@ class Routing:
         route = call.route
         if route.feature is None or route.canary_threshold is None:
             return
+        # an arm is judged by its own first target: a canary call rescued by a baseline
+        # fallback is a canary error, or the guard would never see a broken canary
+        ok = error is None and response is not None and response.target == route.targets[0].id
         latency = response.latency_ms if response is not None else 0.0
-        self.canary.observe(route.feature, route.arm, error is None, latency, call.cost_usd)
+        self.canary.observe(route.feature, route.arm, ok, latency, call.cost_usd)
 
     # -- explain ---------------------------------------------------------------------------
     def explain(self, feature: str, key: str | None) -> str:

@@ -9,6 +9,7 @@ prompts; output lengths (``max_tokens``) likewise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -43,9 +44,7 @@ def parse_duration(text: str | float | int, option: str = "duration") -> float:
     else:
         m = _DURATION.match(str(text))
         if m is None:
-            raise UsageError(
-                f"{option}: {text!r} is not a duration; use e.g. 90s, 2m, 500ms or 1h"
-            )
+            raise UsageError(f"{option}: {text!r} is not a duration; use e.g. 90s, 2m, 500ms or 1h")
         value = float(m.group(1)) * _UNIT_S[m.group(2)]
     if value < 0 or math.isnan(value):
         raise UsageError(f"{option}: {text!r} must not be negative")
@@ -111,7 +110,7 @@ def arrival_times(
             k += 1
     edges = sorted(set(edges))
     out: list[float] = []
-    for lo, hi in zip(edges, edges[1:], strict=False):
+    for lo, hi in itertools.pairwise(edges):
         r = rate_at(rate, burst, (lo + hi) / 2)
         t = lo + rng.expovariate(r)
         while t < hi:
@@ -154,14 +153,20 @@ class LengthDist:
             try:
                 params[name.strip()] = float(value)
             except ValueError:
-                raise UsageError(f"{option} {text!r}: {name.strip()}={value!r} is not a number") from None
+                raise UsageError(
+                    f"{option} {text!r}: {name.strip()}={value!r} is not a number"
+                ) from None
         needed = cls._KINDS[kind]
         missing = [n for n in needed if n not in params]
         unknown = set(params) - set(needed) - {"max"}
         if missing or unknown:
             raise UsageError(
                 f"{option} {text!r}: {kind} takes {', '.join(needed)} (and optional max); "
-                + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(sorted(unknown))}")
+                + (
+                    f"missing {', '.join(missing)}"
+                    if missing
+                    else f"unknown {', '.join(sorted(unknown))}"
+                )
             )
         if any(v < 0 for v in params.values()) or (kind == "pareto" and params["alpha"] <= 0):
             raise UsageError(f"{option} {text!r}: parameters must be positive")
@@ -189,10 +194,55 @@ class LengthDist:
 
 # words that are one cl100k token each with their leading space, so n words ~ n tokens
 _VOCAB = (
-    "the order was shipped on time and the customer asked about the delivery of a parcel "
-    "that never arrived at the address given in the account please check the status and "
-    "tell me when it will come back with a refund or a new item for my family"
-).split()
+    "the",
+    "order",
+    "was",
+    "shipped",
+    "on",
+    "time",
+    "and",
+    "the",
+    "customer",
+    "asked",
+    "about",
+    "the",
+    "delivery",
+    "of",
+    "a",
+    "parcel",
+    "that",
+    "never",
+    "arrived",
+    "at",
+    "the",
+    "address",
+    "given",
+    "in",
+    "the",
+    "account",
+    "please",
+    "check",
+    "the",
+    "status",
+    "and",
+    "tell",
+    "me",
+    "when",
+    "it",
+    "will",
+    "come",
+    "back",
+    "with",
+    "a",
+    "refund",
+    "or",
+    "a",
+    "new",
+    "item",
+    "for",
+    "my",
+    "family",
+)
 
 
 def filler(n_tokens: int, rng: random.Random) -> str:
@@ -244,11 +294,13 @@ class PromptSource:
             msgs = obj.get("messages")
             if msgs is None and isinstance(obj.get("prompt"), str):
                 msgs = [{"role": "user", "content": obj["prompt"]}]
-            if not isinstance(msgs, list) or not msgs or not all(
-                isinstance(m, dict) and "role" in m for m in msgs
+            if (
+                not isinstance(msgs, list)
+                or not msgs
+                or not all(isinstance(m, dict) and "role" in m for m in msgs)
             ):
                 raise UsageError(
-                    f"--prompts-file {p}:{no}: each line needs \"messages\" (a list of "
+                    f'--prompts-file {p}:{no}: each line needs "messages" (a list of '
                     '{"role": ..., "content": ...}) or "prompt" (a string)'
                 )
             mt = obj.get("max_tokens")
@@ -269,4 +321,6 @@ class PromptSource:
         return prompt
 
     def describe(self) -> str:
-        return str(self.lengths) if self.lengths is not None else f"file ({len(self.records)} prompts)"
+        return (
+            str(self.lengths) if self.lengths is not None else f"file ({len(self.records)} prompts)"
+        )

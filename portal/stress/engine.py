@@ -165,7 +165,10 @@ async def run_load(
                 if spec.stream:
                     resp = None
                     async for ev in client.stream(
-                        feature=spec.feature, messages=prompt.messages, key=key, tags=call_tags,
+                        feature=spec.feature,
+                        messages=prompt.messages,
+                        key=key,
+                        tags=call_tags,
                         **params,
                     ):
                         if ev.type == "text" and s.ttft_ms is None:
@@ -176,7 +179,10 @@ async def run_load(
                         raise RuntimeError("the stream ended without a final response")
                 else:
                     resp = await client.chat(
-                        feature=spec.feature, messages=prompt.messages, key=key, tags=call_tags,
+                        feature=spec.feature,
+                        messages=prompt.messages,
+                        key=key,
+                        tags=call_tags,
                         **params,
                     )
             finally:

@@ -145,7 +145,7 @@ class GamedayScenario(BaseModel):
         """The fault schedule for the target's transport."""
         params = dict(FAULT_DEFAULTS[self.scenario])
         params.update(self.fault.model_dump(exclude_none=True))
-        window = {"start_s": self.at, "end_s": self.at + self.for_}
+        window: dict[str, Any] = {"start_s": self.at, "end_s": self.at + self.for_}
         kind = self.scenario
         if kind == "brownout":
             # every request slow; `rate` of them also fail (the first matching fault wins)
@@ -209,8 +209,10 @@ def check_scenario(sc: GamedayScenario, cfg: PortalConfig) -> str:
             f"(its providers: {', '.join(sorted(providers))}); fault one of those"
         )
     if sc.at >= sc.duration:
-        raise UsageError(f"{where}: the fault starts at {sc.at:g}s, after the run ends "
-                         f"({sc.duration:g}s); lower --at or raise --duration")
+        raise UsageError(
+            f"{where}: the fault starts at {sc.at:g}s, after the run ends "
+            f"({sc.duration:g}s); lower --at or raise --duration"
+        )
     sc.load_spec()  # distributions and burst parse, or raise UsageError
     return provider
 
@@ -266,7 +268,12 @@ class Observer:
             now = _breaker_status(self.client, target)
             if now != self.breaker[target]:
                 self.breaker_events.append(
-                    {"t_s": round(t_s, 3), "target": target, "from": self.breaker[target], "to": now}
+                    {
+                        "t_s": round(t_s, 3),
+                        "target": target,
+                        "from": self.breaker[target],
+                        "to": now,
+                    }
                 )
                 self.breaker[target] = now
         pct = _canary_percent(self.client, self.feature)
@@ -296,7 +303,9 @@ def _phase(samples: Sequence[Sample], faulted: set[str]) -> dict[str, Any]:
         "error_rate": (n - len(ok)) / n if n else 0.0,
         "latency_ms": lat,
         "failovers": sum(1 for s in ok if s.failover),
-        "served_by_faulted_share": (sum(1 for s in ok if s.target in faulted) / len(ok)) if ok else None,
+        "served_by_faulted_share": (sum(1 for s in ok if s.target in faulted) / len(ok))
+        if ok
+        else None,
         "cost_per_request_usd": cost / len(ok) if ok else None,
         "attempts_to_faulted": sum(1 for s in samples for t in s.attempt_targets if t in faulted),
     }
@@ -314,8 +323,10 @@ def analyze(
     before = [s for s in samples if s.intended_s < start]
     during = [s for s in samples if start <= s.intended_s < end]
     after = [s for s in samples if s.intended_s >= end]
-    phases = {name: _phase(group, faulted) for name, group in
-              (("before", before), ("during", during), ("after", after))}
+    phases = {
+        name: _phase(group, faulted)
+        for name, group in (("before", before), ("during", during), ("after", after))
+    }
     w = _window_size(sc.rps)
     pre = phases["before"]
     pre_share = pre["served_by_faulted_share"]
@@ -328,7 +339,7 @@ def analyze(
     moved_s: float | None = None
     if carried:
         for i in range(len(during)):
-            group = during[i:i + w]
+            group = during[i : i + w]
             if len(group) < min(w, len(during)):
                 break
             if elsewhere(group):
@@ -357,15 +368,18 @@ def analyze(
 
     recovery_s: float | None = None
     for i in range(len(after)):
-        group = after[i:i + w]
+        group = after[i : i + w]
         if len(group) < w:
             break
         if recovered(group):
             recovery_s = max(0.0, group[0].intended_s - end)
             break
 
-    opened = [e for e in observer.breaker_events
-              if e["target"] in faulted and e["to"] == "open" and e["t_s"] >= start]
+    opened = [
+        e
+        for e in observer.breaker_events
+        if e["target"] in faulted and e["to"] == "open" and e["t_s"] >= start
+    ]
     breaker_opened_s = opened[0]["t_s"] - start if opened else None
     no_fault = [s for s in before + after if s.ok]
     base = (sum(s.cost_usd for s in no_fault) / len(no_fault)) if no_fault else None
@@ -379,17 +393,33 @@ def analyze(
 
     max_err = sc.expect.max_error_rate
     if max_err is None:
-        max_err = 1.0 - sla.availability if sla is not None and sla.availability else DEFAULT_MAX_ERROR_RATE
-    verdict = sla_verdict(sla, phases["during"]["latency_ms"], phases["during"]["error_rate"], max_err)
+        max_err = (
+            1.0 - sla.availability
+            if sla is not None and sla.availability
+            else DEFAULT_MAX_ERROR_RATE
+        )
+    verdict = sla_verdict(
+        sla, phases["during"]["latency_ms"], phases["during"]["error_rate"], max_err
+    )
     checks = verdict["checks"]
     if sc.expect.max_failover_s is not None:
-        checks.append({"metric": "failover_s", "limit": sc.expect.max_failover_s,
-                       "measured": moved_s,
-                       "ok": moved_s is not None and moved_s <= sc.expect.max_failover_s})
+        checks.append(
+            {
+                "metric": "failover_s",
+                "limit": sc.expect.max_failover_s,
+                "measured": moved_s,
+                "ok": moved_s is not None and moved_s <= sc.expect.max_failover_s,
+            }
+        )
     if sc.expect.max_recovery_s is not None:
-        checks.append({"metric": "recovery_s", "limit": sc.expect.max_recovery_s,
-                       "measured": recovery_s,
-                       "ok": recovery_s is not None and recovery_s <= sc.expect.max_recovery_s})
+        checks.append(
+            {
+                "metric": "recovery_s",
+                "limit": sc.expect.max_recovery_s,
+                "measured": recovery_s,
+                "ok": recovery_s is not None and recovery_s <= sc.expect.max_recovery_s,
+            }
+        )
     return {
         "phases": phases,
         "window_requests": w,
@@ -429,7 +459,9 @@ def _inner_transport(cfg: PortalConfig, provider: str, given: Mapping[str, Any] 
         return make()
     from portal._http import DEFAULT_LIMITS, httpx2
 
-    return httpx2.AsyncHTTPTransport(verify=cfg.providers[provider].verify_tls, limits=DEFAULT_LIMITS)
+    return httpx2.AsyncHTTPTransport(
+        verify=cfg.providers[provider].verify_tls, limits=DEFAULT_LIMITS
+    )
 
 
 async def run_gameday(
@@ -444,7 +476,9 @@ async def run_gameday(
     cfg = _isolated(config if isinstance(config, PortalConfig) else load_config(config))
     provider = check_scenario(sc, cfg)
     faults = FaultTransport(
-        _inner_transport(cfg, provider, transports), sc.faults(), seed=sc.seed or 0,
+        _inner_transport(cfg, provider, transports),
+        sc.faults(),
+        seed=sc.seed or 0,
         clock=time.perf_counter,
     )
     client = make_client(cfg, ledger, {**(transports or {}), provider: faults})
@@ -459,7 +493,8 @@ async def run_gameday(
     observer = Observer(client, sc.feature, targets)
     try:
         result = await run_load(
-            client, spec,
+            client,
+            spec,
             on_progress=display.update if display is not None else None,
             on_start=lambda: faults.restart(),
             on_tick=observer.tick,
@@ -491,9 +526,15 @@ async def run_gameday(
 
 def _fault_doc(f: Fault) -> dict[str, Any]:
     return {
-        "kind": f.kind, "start_s": f.start_s, "end_s": f.end_s, "rate": f.rate,
-        "status": f.status, "latency_ms": f.latency_ms, "latency_p99_ms": f.latency_p99_ms,
-        "retry_after_s": f.retry_after_s, "hits": f.hits,
+        "kind": f.kind,
+        "start_s": f.start_s,
+        "end_s": f.end_s,
+        "rate": f.rate,
+        "status": f.status,
+        "latency_ms": f.latency_ms,
+        "latency_p99_ms": f.latency_p99_ms,
+        "retry_after_s": f.retry_after_s,
+        "hits": f.hits,
     }
 
 
@@ -517,19 +558,39 @@ def render(doc: dict[str, Any]) -> list[str]:
     for name in ("before", "during", "after"):
         p = doc["phases"][name]
         share = p["served_by_faulted_share"]
-        rows.append([
-            name, str(p["requests"]), f"{p['errors']} ({100 * p['error_rate']:.1f}%)",
-            fmt_ms(p["latency_ms"]["p50"]), fmt_ms(p["latency_ms"]["p95"]),
-            fmt_ms(p["latency_ms"]["p99"]), "-" if share is None else f"{100 * share:.0f}%",
-            fmt_usd(p["cost_per_request_usd"]),
-        ])
+        rows.append(
+            [
+                name,
+                str(p["requests"]),
+                f"{p['errors']} ({100 * p['error_rate']:.1f}%)",
+                fmt_ms(p["latency_ms"]["p50"]),
+                fmt_ms(p["latency_ms"]["p95"]),
+                fmt_ms(p["latency_ms"]["p99"]),
+                "-" if share is None else f"{100 * share:.0f}%",
+                fmt_usd(p["cost_per_request_usd"]),
+            ]
+        )
     lines += render_rows(rows)
     lines.append("")
     cost = doc["cost"]
     delta = "-" if cost["delta_pct"] is None else f"{cost['delta_pct']:+.1f}%"
+    moved, opened, rec = doc["failover_s"], doc["breaker_opened_s"], doc["recovery_s"]
     lines.append(
-        f"traffic moved off the target after {_s(doc['failover_s'])}; breaker opened after "
-        f"{_s(doc['breaker_opened_s'])}; recovered {_s(doc['recovery_s'])} after the fault ended"
+        (
+            "traffic stayed on the target"
+            if moved is None
+            else f"traffic moved off the target {_s(moved)} into the fault"
+        )
+        + (
+            "; its breaker stayed closed"
+            if opened is None
+            else f"; its breaker opened {_s(opened)} into the fault"
+        )
+        + (
+            "; not recovered by the end of the run"
+            if rec is None
+            else f"; recovered {_s(rec)} after the fault ended"
+        )
     )
     lines.append(f"cost per request during the fault vs without: {delta}")
     for e in doc["breaker_events"]:
@@ -545,22 +606,44 @@ def render(doc: dict[str, Any]) -> list[str]:
             shown = f"{_s(m)} vs {_s(lim)}"
         else:
             shown = "-" if m is None else f"{m:.4f} vs {lim:.4f}"
-        lines.append(f"  {c['metric']} (during the fault): {shown}  {'ok' if c['ok'] else 'FAILED'}")
+        lines.append(
+            f"  {c['metric']} (during the fault): {shown}  {'ok' if c['ok'] else 'FAILED'}"
+        )
     return lines
 
 
 def render_suite(docs: Sequence[dict[str, Any]]) -> list[str]:
-    rows = [["scenario", "kind", "target", "errors during", "p95 during", "p99 during",
-             "moved", "recovered", "cost delta", "result"]]
+    rows = [
+        [
+            "scenario",
+            "kind",
+            "target",
+            "errors during",
+            "p95 during",
+            "p99 during",
+            "moved",
+            "recovered",
+            "cost delta",
+            "result",
+        ]
+    ]
     for d in docs:
         during = d["phases"]["during"]
         delta = d["cost"]["delta_pct"]
-        rows.append([
-            d["name"], d["scenario"]["kind"], d["scenario"]["target"],
-            f"{100 * during['error_rate']:.1f}%", fmt_ms(during["latency_ms"]["p95"]),
-            fmt_ms(during["latency_ms"]["p99"]), _s(d["failover_s"]), _s(d["recovery_s"]),
-            "-" if delta is None else f"{delta:+.1f}%", "PASS" if d["passed"] else "FAIL",
-        ])
+        rows.append(
+            [
+                d["name"],
+                d["scenario"]["kind"],
+                d["scenario"]["target"],
+                f"{100 * during['error_rate']:.1f}%",
+                fmt_ms(during["latency_ms"]["p95"]),
+                fmt_ms(during["latency_ms"]["p99"]),
+                _s(d["failover_s"]),
+                _s(d["recovery_s"]),
+                "-" if delta is None else f"{delta:+.1f}%",
+                "PASS" if d["passed"] else "FAIL",
+            ]
+        )
     return render_rows(rows)
 
 
@@ -571,8 +654,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portal gameday", description="load under an injected fault")
     p.add_argument("--config", default="portal.toml")
     p.add_argument("--all", action="store_true", help="run every [gamedays.NAME] scenario")
-    p.add_argument("--name", action="append", default=None,
-                   help="run this [gamedays.NAME] scenario (repeatable)")
+    p.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        help="run this [gamedays.NAME] scenario (repeatable)",
+    )
     p.add_argument("--feature")
     p.add_argument("--scenario", choices=KINDS)
     p.add_argument("--target", help="provider (or provider:model) to break")
@@ -586,8 +673,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--concurrency-limit", type=int, default=None)
-    p.add_argument("--status", type=int, default=None, help="HTTP status of injected errors (0: refused)")
-    p.add_argument("--latency-ms", type=float, default=None, help="added latency p50 (slow, brownout)")
+    p.add_argument(
+        "--status", type=int, default=None, help="HTTP status of injected errors (0: refused)"
+    )
+    p.add_argument(
+        "--latency-ms", type=float, default=None, help="added latency p50 (slow, brownout)"
+    )
     p.add_argument("--latency-p99-ms", type=float, default=None, help="added latency p99")
     p.add_argument("--error-rate", type=float, default=None, help="share failing (flaky, brownout)")
     p.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds (throttle)")
@@ -596,7 +687,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-recovery", default=None, help="fail if recovery takes longer")
     p.add_argument("--ledger", default=None, help="record the calls to this ledger URL")
     p.add_argument("--out", default=None, help="write the JSON results here")
-    p.add_argument("--html", default=None, help="HTML report (with --all: one per scenario, NAME inserted)")
+    p.add_argument(
+        "--html", default=None, help="HTML report (with --all: one per scenario, NAME inserted)"
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -605,19 +698,34 @@ _LOAD_FLAGS = ("rps", "burst", "prompts", "output_tokens", "seed", "concurrency_
 
 
 def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScenario]:
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in _LOAD_FLAGS if getattr(args, k) is not None}
+    overrides: dict[str, Any] = {
+        k: getattr(args, k) for k in _LOAD_FLAGS if getattr(args, k) is not None
+    }
     for flag, key in (("duration", "duration"), ("at", "at"), ("for_", "for")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.stream:
         overrides["stream"] = True
-    fault = {k: v for k, v in (("status", args.status), ("latency_ms", args.latency_ms),
-                               ("latency_p99_ms", args.latency_p99_ms),
-                               ("rate", args.error_rate), ("retry_after_s", args.retry_after))
-             if v is not None}
-    expect = {k: v for k, v in (("max_error_rate", args.max_error_rate),
-                                ("max_failover_s", args.max_failover),
-                                ("max_recovery_s", args.max_recovery)) if v is not None}
+    fault = {
+        k: v
+        for k, v in (
+            ("status", args.status),
+            ("latency_ms", args.latency_ms),
+            ("latency_p99_ms", args.latency_p99_ms),
+            ("rate", args.error_rate),
+            ("retry_after_s", args.retry_after),
+        )
+        if v is not None
+    }
+    expect = {
+        k: v
+        for k, v in (
+            ("max_error_rate", args.max_error_rate),
+            ("max_failover_s", args.max_failover),
+            ("max_recovery_s", args.max_recovery),
+        )
+        if v is not None
+    }
     for key in ("max_failover_s", "max_recovery_s"):
         if key in expect:
             expect[key] = parse_duration(expect[key], "--" + key[4:-2].replace("_", "-"))
@@ -629,8 +737,10 @@ def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScena
             known = {s.name: s for s in found}
             missing = [n for n in args.name if n not in known]
             if missing:
-                raise UsageError(f"--name {', '.join(missing)}: not in the config "
-                                 f"(game days: {', '.join(sorted(known))})")
+                raise UsageError(
+                    f"--name {', '.join(missing)}: not in the config "
+                    f"(game days: {', '.join(sorted(known))})"
+                )
             found = [known[n] for n in args.name]
         out = []
         for s in found:
@@ -643,8 +753,14 @@ def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScena
     missing = [f"--{n}" for n in ("feature", "scenario", "target") if getattr(args, n) is None]
     if missing:
         raise UsageError(f"give {', '.join(missing)} (or --all to run the config's [gamedays])")
-    data = {"feature": args.feature, "scenario": args.scenario, "target": args.target,
-            **overrides, "fault": fault, "expect": expect}
+    data = {
+        "feature": args.feature,
+        "scenario": args.scenario,
+        "target": args.target,
+        **overrides,
+        "fault": fault,
+        "expect": expect,
+    }
     return [_validate(data, "adhoc")]
 
 
@@ -679,6 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     docs: list[dict[str, Any]] = []
     for sc in scenarios:
+
         async def go(sc: GamedayScenario = sc) -> tuple[dict[str, Any], RunResult]:
             every = max(1.0, sc.duration / 20)
             with ProgressDisplay(quiet=args.quiet, every_s=every, prefix=f"[{sc.name}] ") as d:
@@ -707,8 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(render_suite(docs)))
     passed = all(d["passed"] for d in docs)
     if args.out:
-        out: dict[str, Any] = docs[0] if len(docs) == 1 and not (args.all or args.name) else {
-            "schema": SUITE_SCHEMA, "passed": passed, "results": docs}
+        out: dict[str, Any] = (
+            docs[0]
+            if len(docs) == 1 and not (args.all or args.name)
+            else {"schema": SUITE_SCHEMA, "passed": passed, "results": docs}
+        )
         Path(args.out).write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
     return EXIT_OK if passed else EXIT_MISSED
 

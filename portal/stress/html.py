@@ -24,7 +24,9 @@ def _plotly() -> Any:
     return go
 
 
-def figures(doc: dict[str, Any], result: RunResult, faults: list[dict[str, Any]] | None = None) -> list[Any]:
+def figures(
+    doc: dict[str, Any], result: RunResult, faults: list[dict[str, Any]] | None = None
+) -> list[Any]:
     go = _plotly()
     figs = []
     # 1. every request: intended start vs latency, by the target that served it
@@ -40,36 +42,65 @@ def figures(doc: dict[str, Any], result: RunResult, faults: list[dict[str, Any]]
     for name, (xs, ys) in sorted(by_target.items()):
         lat.add_trace(go.Scattergl(x=xs, y=ys, mode="markers", name=name, marker={"size": 4}))
     tl = doc["timeline"]
-    lat.add_trace(go.Scatter(x=[r["t_s"] for r in tl], y=[r["p95_ms"] for r in tl],
-                             mode="lines", name="p95 per second", line={"width": 2}))
-    lat.update_layout(title="Latency from intended start (no coordinated omission)",
-                      xaxis_title="intended start (s)", yaxis_title="latency (ms)")
+    lat.add_trace(
+        go.Scatter(
+            x=[r["t_s"] for r in tl],
+            y=[r["p95_ms"] for r in tl],
+            mode="lines",
+            name="p95 per second",
+            line={"width": 2},
+        )
+    )
+    lat.update_layout(
+        title="Latency from intended start (no coordinated omission)",
+        xaxis_title="intended start (s)",
+        yaxis_title="latency (ms)",
+    )
     figs.append(lat)
     # 2. sent / ok / errors per second
     thr = go.Figure()
     for key in ("sent", "ok", "errors"):
-        thr.add_trace(go.Scatter(x=[r["t_s"] for r in tl], y=[r[key] for r in tl], name=key,
-                                 mode="lines"))
+        thr.add_trace(
+            go.Scatter(x=[r["t_s"] for r in tl], y=[r[key] for r in tl], name=key, mode="lines")
+        )
     thr.update_layout(title="Requests per second", xaxis_title="s", yaxis_title="requests")
     figs.append(thr)
     # 3. share served per target over time
     targets = sorted({t for r in tl for t in r["targets"]})
     share = go.Figure()
     for t in targets:
-        share.add_trace(go.Scatter(x=[r["t_s"] for r in tl], y=[r["targets"].get(t, 0) for r in tl],
-                                   name=t, stackgroup="one", mode="lines"))
-    share.update_layout(title="Served per target per second", xaxis_title="s",
-                        yaxis_title="ok requests")
+        share.add_trace(
+            go.Scatter(
+                x=[r["t_s"] for r in tl],
+                y=[r["targets"].get(t, 0) for r in tl],
+                name=t,
+                stackgroup="one",
+                mode="lines",
+            )
+        )
+    share.update_layout(
+        title="Served per target per second", xaxis_title="s", yaxis_title="ok requests"
+    )
     figs.append(share)
     # 4. latency distribution
-    hist = go.Figure(go.Histogram(x=[s.latency_ms for s in result.samples if s.latency_ms],
-                                  nbinsx=80, name="latency"))
+    hist = go.Figure(
+        go.Histogram(
+            x=[s.latency_ms for s in result.samples if s.latency_ms], nbinsx=80, name="latency"
+        )
+    )
     hist.update_layout(title="Latency distribution", xaxis_title="ms", yaxis_title="requests")
     figs.append(hist)
     for f in faults or []:
         for fig in figs[:3]:
-            fig.add_vrect(x0=f["start_s"], x1=f["end_s"], fillcolor="red", opacity=0.12,
-                          line_width=0, annotation_text=f["kind"], annotation_position="top left")
+            fig.add_vrect(
+                x0=f["start_s"],
+                x1=f["end_s"],
+                fillcolor="red",
+                opacity=0.12,
+                line_width=0,
+                annotation_text=f["kind"],
+                annotation_position="top left",
+            )
     return figs
 
 

@@ -47,20 +47,34 @@ def add_load_arguments(p: argparse.ArgumentParser, default_duration: str) -> Non
     p.add_argument("--duration", default=default_duration, help="e.g. 60s, 2m")
     p.add_argument("--burst", default=None, help="FACTORx:LENGTH/EVERY, e.g. 5x:10s/60s")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--prompts", default=None,
-                     help=f"prompt length distribution in tokens (default {DEFAULT_PROMPTS})")
-    src.add_argument("--prompts-file", default=None,
-                     help='JSONL, one {"messages": [...]} or {"prompt": "..."} per line')
-    p.add_argument("--output-tokens", default=None,
-                   help="max_tokens distribution, e.g. lognormal:mean=200,sigma=0.6")
-    p.add_argument("--concurrency-limit", type=int, default=None,
-                   help="cap on requests in flight (queued time still counts as latency)")
+    src.add_argument(
+        "--prompts",
+        default=None,
+        help=f"prompt length distribution in tokens (default {DEFAULT_PROMPTS})",
+    )
+    src.add_argument(
+        "--prompts-file",
+        default=None,
+        help='JSONL, one {"messages": [...]} or {"prompt": "..."} per line',
+    )
+    p.add_argument(
+        "--output-tokens",
+        default=None,
+        help="max_tokens distribution, e.g. lognormal:mean=200,sigma=0.6",
+    )
+    p.add_argument(
+        "--concurrency-limit",
+        type=int,
+        default=None,
+        help="cap on requests in flight (queued time still counts as latency)",
+    )
     p.add_argument("--stream", action="store_true", help="stream replies; measures TTFT")
     p.add_argument("--seed", type=int, default=None, help="fixes arrivals, prompts and keys")
     p.add_argument("--users", type=int, default=10_000, help="distinct user keys (canary)")
     p.add_argument("--drain", default="30s", help="how long stragglers may finish")
-    p.add_argument("--ledger", default=None,
-                   help="record the run's calls to this ledger URL (default: none)")
+    p.add_argument(
+        "--ledger", default=None, help="record the run's calls to this ledger URL (default: none)"
+    )
     p.add_argument("--out", default=None, help="write the JSON results here")
     p.add_argument("--html", default=None, help="write an HTML report here")
     p.add_argument("--quiet", action="store_true", help="no live progress")
@@ -79,7 +93,9 @@ def spec_from_args(args: argparse.Namespace, cfg: PortalConfig) -> LoadSpec:
         raise UsageError("--concurrency-limit: must be at least 1")
     if args.users < 1:
         raise UsageError("--users: must be at least 1")
-    out_dist = LengthDist.parse(args.output_tokens, "--output-tokens") if args.output_tokens else None
+    out_dist = (
+        LengthDist.parse(args.output_tokens, "--output-tokens") if args.output_tokens else None
+    )
     if args.prompts_file:
         prompts = PromptSource.from_file(args.prompts_file, out_dist)
     else:
@@ -140,7 +156,9 @@ async def run_loadtest(
     return doc, result
 
 
-def write_outputs(doc: dict[str, Any], result: Any, out: str | None, html: str | None, kind: str) -> None:
+def write_outputs(
+    doc: dict[str, Any], result: Any, out: str | None, html: str | None, kind: str
+) -> None:
     if out:
         Path(out).write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     if html:

@@ -49,7 +49,10 @@ def span_s(result: RunResult) -> float:
 
 
 def sla_verdict(
-    sla: SLAConfig | None, latency: dict[str, Any], error_rate: float, max_error_rate: float | None = None
+    sla: SLAConfig | None,
+    latency: dict[str, Any],
+    error_rate: float,
+    max_error_rate: float | None = None,
 ) -> dict[str, Any]:
     """Each configured SLA term checked against the measurement; ``met`` is None when the
     feature has no SLA (nothing to gate on)."""
@@ -61,27 +64,33 @@ def sla_verdict(
             if limit is not None:
                 configured[f"{name}_ms"] = limit
                 measured = latency.get(name)
-                checks.append({
-                    "metric": f"{name}_ms",
-                    "limit": limit,
-                    "measured": measured,
-                    "ok": measured is not None and measured <= limit,
-                })
+                checks.append(
+                    {
+                        "metric": f"{name}_ms",
+                        "limit": limit,
+                        "measured": measured,
+                        "ok": measured is not None and measured <= limit,
+                    }
+                )
         if sla.availability is not None:
             configured["availability"] = sla.availability
-            checks.append({
-                "metric": "availability",
-                "limit": sla.availability,
-                "measured": 1.0 - error_rate,
-                "ok": 1.0 - error_rate >= sla.availability,
-            })
+            checks.append(
+                {
+                    "metric": "availability",
+                    "limit": sla.availability,
+                    "measured": 1.0 - error_rate,
+                    "ok": 1.0 - error_rate >= sla.availability,
+                }
+            )
     if max_error_rate is not None:
-        checks.append({
-            "metric": "error_rate",
-            "limit": max_error_rate,
-            "measured": error_rate,
-            "ok": error_rate <= max_error_rate,
-        })
+        checks.append(
+            {
+                "metric": "error_rate",
+                "limit": max_error_rate,
+                "measured": error_rate,
+                "ok": error_rate <= max_error_rate,
+            }
+        )
     return {
         "configured": configured,
         "checks": checks,
@@ -101,15 +110,17 @@ def timeline(samples: Sequence[Sample], until_s: float, bin_s: float = 1.0) -> l
         lat = [s.latency_ms for s in group if s.latency_ms is not None]
         ok = [s for s in group if s.ok]
         served = Counter(s.target for s in ok)
-        rows.append({
-            "t_s": round(i * bin_s, 6),
-            "sent": len(group),
-            "ok": len(ok),
-            "errors": len(group) - len(ok),
-            "p50_ms": percentile(lat, 50),
-            "p95_ms": percentile(lat, 95),
-            "targets": {k: v for k, v in sorted(served.items()) if k is not None},
-        })
+        rows.append(
+            {
+                "t_s": round(i * bin_s, 6),
+                "sent": len(group),
+                "ok": len(ok),
+                "errors": len(group) - len(ok),
+                "p50_ms": percentile(lat, 50),
+                "p95_ms": percentile(lat, 95),
+                "targets": {k: v for k, v in sorted(served.items()) if k is not None},
+            }
+        )
     return rows
 
 

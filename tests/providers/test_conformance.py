@@ -7,6 +7,14 @@ FIXTURE CONVENTION (for every kind, under ``tests/providers/fixtures/<kind>/``):
 - ``reply_tool_calls.json``: a reply with two parallel tool calls, ``lookup_order``
   ``{"order_id": "123"}`` then ``get_weather`` ``{"city": "Paris"}``.
 - ``stream_text.sse`` (or ``.bin`` for binary framings): a streamed reply of `TEXT` with usage.
+  Where a kind's own tests already use ``stream_text.*`` for a vendor-specific case (anthropic,
+  cohere, gemini stream multi-byte text there), the convention stream is
+  ``stream_reply_text.sse`` / ``.bin``, which is looked up first.
+  Bedrock's ``stream_text.bin`` is the AWS event-stream framing (prelude, string headers
+  ``:event-type`` / ``:content-type`` / ``:message-type``, JSON payload with the ``p`` padding
+  field, CRC32s); it was encoded once with `tests.providers.test_bedrock.event` from the
+  frames messageStart, contentBlockDelta x2, contentBlockStop, messageStop (end_turn) and
+  metadata (usage), following the ConverseStream reference cited in test_bedrock.py.
 - ``error_<class>.json``: ``{"status": int, "headers": {...}, "body": <vendor body, JSON or a
   string>}``; ``<class>`` is one of the keys of `ERROR_FILES` (``rate_limited``,
   ``context_too_long``, ``authentication``, ``overloaded``, ``not_found``, ``bad_request``,
@@ -232,7 +240,12 @@ def test_streamed_text_normalizes_to_the_same_response(kind: str) -> None:
     path = next(
         (
             FIXTURES / kind / n
-            for n in ("stream_text.sse", "stream_text.bin")
+            for n in (
+                "stream_reply_text.sse",
+                "stream_reply_text.bin",
+                "stream_text.sse",
+                "stream_text.bin",
+            )
             if (FIXTURES / kind / n).exists()
         ),
         None,
