@@ -34,7 +34,7 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
 from portal.contracts.tools import ToolChoice, ToolSpec, coerce_tools
-from portal.errors import ConfigError, ContractError, ProviderError
+from portal.errors import ConfigError, ContractError
 from portal.metering.budgets import Budgets
 from portal.metering.meter import Meter
 from portal.providers.base import WireReply
@@ -122,7 +122,13 @@ class _Core:
                 from portal.contracts.capability import ensure_servable
 
                 try:
-                    ensure_servable(contract, target, kind, options=options)
+                    ensure_servable(
+                        contract,
+                        target,
+                        kind,
+                        options=options,
+                        provider=self.config.provider_settings(provider),
+                    )
                 except ContractError as exc:
                     problems.append(str(exc))
         if problems:

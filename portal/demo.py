@@ -68,6 +68,7 @@ fallbacks = ["bolt:sim-medium"]
 sla = { p95_ms = 1500, p99_ms = 3000 }
 retry = { attempts = 2, base_wait_s = 0.02, max_wait_s = 0.2 }
 timeout_s = 10
+safety = ["pii", "injection"]   # redact personal data, block prompt injection (every vendor)
 [features."support.answer".canary]
 target = "cirrus:sim-large"
 percent = 5
@@ -80,7 +81,20 @@ sla = { p95_ms = 2500 }
 [features."search.embed"]
 primary = "acme:sim-embed"
 fallbacks = ["bolt:sim-embed"]
+
+[features."support.faq"]    # RAG: a small FAQ indexed with search.embed, cited as [doc:ID]
+primary = "bolt:sim-medium"
+fallbacks = ["acme:sim-small"]
+safety = ["injection"]      # also screens retrieved documents
+rag = { retriever = "demo-faq", k = 2, max_context_tokens = 400 }
 """
+
+FAQ = [
+    {"id": "shipping", "text": "We ship to Canada, Mexico and the US; delivery takes 3 to 5 days."},
+    {"id": "returns", "text": "Returns are free within 30 days; print the label in your account."},
+    {"id": "damaged", "text": "For a damaged package, send a photo and we ship a replacement."},
+    {"id": "lyon", "text": "Delivery to France, including Lyon, takes 5 to 7 business days."},
+]
 
 
 DEMO_CONTRACT = """\
@@ -160,6 +174,9 @@ async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int
     limiter = anyio.CapacityLimiter(concurrency)
     errors: dict[str, int] = defaultdict(int)
     examples: dict[str, Any] = {}
+    from portal.adapters.rag import VectorIndex, register_retriever
+
+    register_retriever("demo-faq", await VectorIndex.abuild(client, FAQ, feature="search.embed"))
 
     async def one_user(i: int) -> None:
         key = f"user-{i}"
@@ -189,6 +206,9 @@ async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int
                 elif i % 8 == 2:
                     emb = await client.embed(feature="search.embed", inputs=[q], key=key)
                     examples.setdefault("embed", emb)
+                elif i % 8 == 6:
+                    resp = await client.chat(feature="support.faq", messages=[user(q)], key=key)
+                    examples.setdefault("rag", resp)
                 else:
                     resp = await client.chat(  # the same, read back as a pydantic model
                         feature="support.answer",
@@ -371,6 +391,15 @@ def _print_tables(
             f"stream ({r.target}): ttft {_fmt(r.ttft_ms, ' ms')}, {r.usage.output_tokens} "
             "output tokens"
         )
+    if "rag" in ex:
+        rag = ex["rag"].provider_details["rag"]
+        printer(
+            f"rag ({ex['rag'].target}): injected {rag['doc_ids']}, {rag['context_tokens']} "
+            f"context tokens, retrieval {rag['latency_ms']:.1f} ms"
+        )
+    if "structured" in ex and "guards" in ex["structured"].provider_details:
+        acts = [f"{g['guard']}:{g['action']}" for g in ex["structured"].provider_details["guards"]]
+        printer(f"safety (support.answer): {', '.join(acts)}")
     errs = result["errors"]
     printer(f"errors seen by users: {sum(errs.values())} {dict(errs) if errs else ''}".rstrip())
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from portal import _http
-from portal.adapters.safety import Decision, GuardResult, Stage, Vault
+from portal.adapters.safety import Action, Decision, GuardResult, Stage, Vault
 from portal.contracts.messages import Message
 from portal.errors import ConfigError, InvalidResponse
 from portal.providers.base import WireReply
@@ -110,7 +110,7 @@ class ModerationGuard:
         if not hits:
             return Decision(self.name, "allow", stage)
         reason = f"{self.model} flagged the {stage}: {', '.join(sorted(hits))}"
-        action = "block" if self.mode == "block" else "flag"
+        action: Action = "block" if self.mode == "block" else "flag"
         return Decision(self.name, action, stage, reason, hits, score=best)
 
     def check_input(self, messages: list[Message], vault: Vault | None = None) -> GuardResult:

@@ -17,6 +17,8 @@ What a call's response carries:
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import inspect
 from collections.abc import Callable, Generator, Sequence
@@ -197,7 +199,8 @@ def finish(
                 resp.output = output.parse(resp.text)
         if vault is not None and len(vault) and resp.tool_calls and layers.restores:
             resp.tool_calls = [
-                ToolCall(c.id, c.name, restore_value(c.arguments, vault)) for c in resp.tool_calls
+                dataclasses.replace(c, arguments=restore_value(c.arguments, vault))
+                for c in resp.tool_calls
             ]
     if rag is not None:
         resp.citations = cited_ids(resp.text, rag.documents)

@@ -273,7 +273,9 @@ def _rewrite_message(m: Message, fn: Callable[[str], str]) -> Message:
         content = None
     calls = None
     if m.tool_calls:
-        calls = [ToolCall(c.id, c.name, _map_strings(c.arguments, fn)) for c in m.tool_calls]
+        calls = [
+            dataclasses.replace(c, arguments=_map_strings(c.arguments, fn)) for c in m.tool_calls
+        ]
     return dataclasses.replace(m, content=content, tool_calls=calls)
 
 

@@ -4,7 +4,10 @@ The facts come from two places:
 
 - each adapter's ``capabilities`` ClassVar (`portal.providers.base.Capabilities`): tools, tool
   count, structured-output mode and schema dialect. Adapters are looked up through
-  `portal.providers.registry.adapter_class`, imported only when a check runs;
+  `portal.providers.registry.adapter_class`, imported only when a check runs. Given the
+  configured provider's settings, the adapter is built from them and its instance ``caps``
+  win, because settings can change what a provider can do (an OpenAI-compatible preset:
+  tool_choice values, JSON mode only, strict schemas); building an adapter does no I/O;
 - the per-dialect rules below, taken from the vendors' documentation. Where a provider helper
   ships a schema transformer (`portal.providers.schema_transform.to_openai_strict`), the check
   runs that very transformer, so "portal translates this" is what the adapter will send.
@@ -52,7 +55,7 @@ from portal.errors import ConfigError, ContractError
 
 if TYPE_CHECKING:
     from portal.contracts.feature import FeatureContract
-    from portal.providers.base import Capabilities
+    from portal.providers.base import Capabilities, ProviderSettings
 
 __all__ = [
     "CapabilityIssue",
@@ -175,19 +178,35 @@ class CapabilityIssue:
         return f"{self.target}: {self.pointer}: {self.message}"
 
 
-def capabilities_for(kind: str) -> tuple[Capabilities, str | None]:
-    """The adapter's `Capabilities` for a provider kind, and a note when portal had to fall
-    back to its built-in table because the adapter could not be imported."""
+def capabilities_for(
+    kind: str, provider: ProviderSettings | None = None
+) -> tuple[Capabilities, str | None]:
+    """The `Capabilities` of a provider kind, and a note when portal had to fall back.
+
+    With ``provider`` (the configured provider's settings), the adapter is built from them and
+    its instance ``caps`` are returned; if the settings cannot build it, the kind's class
+    ``capabilities`` are used and the note says why. Without an importable adapter, portal's
+    built-in table is used."""
     from portal.providers.base import Capabilities
     from portal.providers.registry import adapter_class
 
     try:
-        return adapter_class(kind).capabilities, None
+        cls = adapter_class(kind)
     except ConfigError as exc:
         if kind in _FALLBACK:
             note = f"adapter for kind {kind!r} not importable ({exc}); used portal's built-in table"
             return Capabilities(**_FALLBACK[kind]), note
         raise
+    if provider is None:
+        return cls.capabilities, None
+    try:
+        return cls(provider).caps, None
+    except ConfigError as exc:
+        note = (
+            f"provider {provider.name!r} could not be set up ({exc}); checked against what "
+            f"kind {kind!r} supports in general"
+        )
+        return cls.capabilities, note
 
 
 def check_target(
@@ -196,14 +215,19 @@ def check_target(
     kind: str,
     caps: Capabilities | None = None,
     options: Mapping[str, Any] | None = None,
+    provider: ProviderSettings | None = None,
 ) -> list[CapabilityIssue]:
     """Everything that stops ``target`` (``provider:model`` of provider kind ``kind``) from
     serving ``contract``, plus what portal will translate. ``options`` are the provider's
-    ``options`` table (``json_schema = true`` makes Gemini take full JSON Schema). Never
-    raises for the contract's sake: a `ConfigError` only when the kind itself is unknown."""
+    ``options`` table (``json_schema = true`` makes Gemini take full JSON Schema), taken from
+    ``provider`` when not given; ``provider`` (the configured provider's settings) makes the
+    check use that provider's own capabilities (see `capabilities_for`). Never raises for the
+    contract's sake: a `ConfigError` only when the kind itself is unknown."""
     note = None
+    if options is None and provider is not None:
+        options = provider.options
     if caps is None:
-        caps, note = capabilities_for(kind)
+        caps, note = capabilities_for(kind, provider)
     out: list[CapabilityIssue] = []
     if note:
         out.append(CapabilityIssue("warning", target, "kind", "/", note))
@@ -250,10 +274,12 @@ def ensure_servable(
     target: str,
     kind: str,
     options: Mapping[str, Any] | None = None,
+    provider: ProviderSettings | None = None,
 ) -> None:
     """Raise `ContractError` (same text as `portal contracts check`) if ``target`` cannot
-    serve ``contract``; for config loading, so a bad route fails before any call."""
-    issues = check_target(contract, target, kind, options=options)
+    serve ``contract``; for config loading, so a bad route fails before any call. Pass the
+    configured ``provider`` so its own capabilities (e.g. a preset's) are checked."""
+    issues = check_target(contract, target, kind, options=options, provider=provider)
     errors = [i for i in issues if i.severity == "error"]
     if errors:
         lines = [f"{contract.source}: {e}" for e in errors]

@@ -417,13 +417,20 @@ def _capabilities(
     text: str,
 ) -> None:
     from portal.contracts.capability import check_target
+    from portal.providers.base import ProviderSettings
 
     for target in feat.targets:
         kind = kinds[target]
         try:
             provider = cfg.providers.get(target.partition(":")[0])
             options = provider.options if provider else None
-            issues = check_target(contract, target, kind, options=options)
+            settings = (
+                ProviderSettings(provider.name, kind, region=provider.region,
+                                 tags=list(provider.tags), options=dict(provider.options))
+                if provider
+                else None
+            )
+            issues = check_target(contract, target, kind, options=options, provider=settings)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         for issue in issues:

@@ -323,4 +323,5 @@ def _tool_call(c: Any, where: str) -> ToolCall:
     call_id = c.get("id")
     if not isinstance(call_id, str) or not call_id:
         raise ContractError(f"{where}.id: missing; every tool call needs an id")
-    return ToolCall(call_id, name, args)
+    data = c.get("provider_data")
+    return ToolCall(call_id, name, args, data if isinstance(data, dict) else None)

@@ -106,7 +106,9 @@ class Budgets:
         return float(counters.get(self._field(budget, tenant), 0.0))
 
     # -- before the call --------------------------------------------------------------------
-    def check(self, feature: str | None, route: Route, request: Any, tenant: str | None) -> Route | None:
+    def check(
+        self, feature: str | None, route: Route, request: Any, tenant: str | None
+    ) -> Route | None:
         """Raise `BudgetExceeded`, return a reordered route, or None to go ahead unchanged."""
         budget = self._budget(feature)
         if budget is None or feature is None or not route.targets:

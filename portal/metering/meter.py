@@ -207,7 +207,8 @@ class Meter:
         usage = response.usage if response is not None else Usage()
         ttft = getattr(response, "ttft_ms", None)
         outcome = "ok" if error is None else "error"
-        if error is not None and type(error).__name__ in ("CancelledError", "Cancelled", "GeneratorExit"):
+        cancelled = ("CancelledError", "Cancelled", "GeneratorExit")
+        if error is not None and type(error).__name__ in cancelled:
             outcome = "cancelled"
         if self.keep_summary:
             with self._lock:

@@ -252,8 +252,8 @@ class Telemetry:
     def tool_span(self, name: str, latency_ms: float, outcome: str = "ok") -> None:
         """An ``execute_tool {name}`` span that ended now and lasted ``latency_ms``;
         ``outcome`` is "ok" or the error's class name."""
-        end = time.time()
-        start = end - max(latency_ms, 0.0) / 1000.0
+        end = time.time_ns()
+        start = end - int(max(latency_ms, 0.0) * 1e6)
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": name,
@@ -263,11 +263,11 @@ class Telemetry:
             attrs["error.type"] = outcome
         span = self.tracer.start_span(
             f"execute_tool {name}", kind=SpanKind.INTERNAL, attributes=attrs,
-            start_time=_ns(start),
+            start_time=start,
         )
         if outcome != "ok":
             span.set_status(Status(StatusCode.ERROR, outcome))
-        span.end(end_time=_ns(end))
+        span.end(end_time=end)
 
 
 def _op_name(operation: str) -> str:

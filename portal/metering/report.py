@@ -259,11 +259,14 @@ def build_report(
     first = _first_targets(attempts)
     expected = _Expected(config)
     is_fallback = {
-        id(r): r.outcome not in ("error", "cancelled") and expected.fallback(r, first.get(r.call_id))
+        id(r): r.outcome not in ("error", "cancelled")
+        and expected.fallback(r, first.get(r.call_id))
         for r in calls
     }
 
-    def table(key: Callable[[LedgerRecord], str], rows: Iterable[LedgerRecord]) -> list[dict[str, Any]]:
+    def table(
+        key: Callable[[LedgerRecord], str], rows: Iterable[LedgerRecord]
+    ) -> list[dict[str, Any]]:
         groups: dict[str, list[LedgerRecord]] = defaultdict(list)
         for r in rows:
             groups[key(r)].append(r)
@@ -393,14 +396,18 @@ def _when(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[tuple[str, list[str], list[list[str]]]]:
+Section = tuple[str, list[str], list[list[str]]]
+
+
+def _sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[Section]:
     """(title, headers, rows) of every table in the report, as text cells."""
-    out: list[tuple[str, list[str], list[list[str]]]] = []
+    out: list[Section] = []
     rows = [[_fmt(c, r.get(c)) for c in columns] for r in [*report["rows"], report["total"]]]
     heads = [_HEADERS[c] or f"by {report['by']}" for c in columns]
     out.append((f"calls by {report['by']}", heads, rows))
     if report["canary"]:
-        heads = ["feature", "arm", "calls", "err%", "p95 ms", "$/call", "err Δ", "p95 ×", "$ ×"]
+        heads = ["feature", "arm", "calls", "err%", "p95 ms", "$/call", "err delta",
+                 "p95 ratio", "$ ratio"]
         rows = []
         for c in report["canary"]:
             for arm in ("baseline", "canary"):
@@ -410,9 +417,11 @@ def _sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[
                      _ratio(c["cost_per_call_ratio"])]
                     if arm == "canary" else ["", "", ""]
                 )
-                rows.append([c["feature"] if arm == "baseline" else "", arm, _fmt("calls", s["calls"]),
-                             _fmt("error_rate", s["error_rate"]), _fmt("p95_ms", s["p95_ms"]),
-                             _fmt("cost_per_call_usd", s["cost_per_call_usd"]), *extra])
+                rows.append([
+                    c["feature"] if arm == "baseline" else "", arm, _fmt("calls", s["calls"]),
+                    _fmt("error_rate", s["error_rate"]), _fmt("p95_ms", s["p95_ms"]),
+                    _fmt("cost_per_call_usd", s["cost_per_call_usd"]), *extra,
+                ])
         out.append(("canary vs baseline", heads, rows))
     sla = report.get("sla")
     if sla is not None:
@@ -442,7 +451,7 @@ def _pct_pts(v: float | None) -> str:
 
 
 def _ratio(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}×"
+    return "-" if v is None else f"{v:.2f}x"
 
 
 def _metric(metric: str, v: float) -> str:
@@ -530,7 +539,8 @@ def _html_table(heads: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
     )
-    return f"<div class=\"wrap\"><table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table></div>"
+    table = f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wrap">{table}</div>'
 
 
 def _figures(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -554,7 +564,8 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
                     x=xs, y=s[q], name=f"{provider} {q}", mode="lines+markers",
                     line={"color": palette[i % len(palette)], "dash": dash[q]},
                     legendgroup=provider, customdata=s["n"],
-                    hovertemplate="%{y:,.0f} ms (%{customdata} attempts)<extra>%{fullData.name}</extra>",
+                    hovertemplate="%{y:,.0f} ms (%{customdata} attempts)"
+                                  "<extra>%{fullData.name}</extra>",
                 ))
         fig.update_layout(yaxis_title="ms (successful attempts)",
                           xaxis_title=f"time (UTC, {series['bucket_s']}s buckets)")

@@ -10,7 +10,7 @@ Two kinds of targets, both from the config:
   what a vendor contracted. Measured on attempt rows of that provider: latency over its
   successful attempts, availability = attempts that did not fail on the vendor's side
   (5xx, overload, timeout, connection, broken stream, malformed reply) / attempts.
-  Rate limits (429) and client errors (4xx) do not count against the vendor.
+  Rate limits (429), client errors (4xx) and hedge losers are left out of the measure.
 
 For each window (UTC hour or day) a `Breach` says which metric missed, the target, the
 actual value, how far over (``over_by`` in ms, or in availability points), and how many calls
@@ -136,14 +136,14 @@ def account(
                 b.ok_latencies.append(r.latency_ms)
         elif r.kind == "attempt" and r.provider in provider_sla:
             b = providers[(w, r.provider)]
-            if r.outcome == "hedge_lost":
-                b.spend += r.cost_usd or 0.0
-                continue
-            b.total += 1
             b.spend += r.cost_usd or 0.0
+            if r.outcome == "hedge_lost" or (
+                r.outcome == "error" and r.error not in VENDOR_FAULTS
+            ):
+                continue  # not measured: abandoned by us, or the caller's/quota's fault
+            b.total += 1
             if r.outcome == "error":
-                if r.error in VENDOR_FAULTS:
-                    b.failed += 1
+                b.failed += 1
             else:
                 b.ok_latencies.append(r.latency_ms)
     report = SlaReport(window)

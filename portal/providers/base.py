@@ -114,7 +114,8 @@ class WireRequest:
 
     def __repr__(self) -> str:
         safe = {
-            k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers.items()
+            k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v)
+            for k, v in self.headers.items()
         }
         return f"WireRequest({self.method} {self.url}, headers={safe})"
 
@@ -212,7 +213,9 @@ class ToolCallAssembler:
                     provider=provider,
                     model=model,
                 )
-            calls.append(ToolCall(self._ids.get(key, f"call_{key}"), self._names.get(key, ""), args))
+            calls.append(
+                ToolCall(self._ids.get(key, f"call_{key}"), self._names.get(key, ""), args)
+            )
         return calls
 
 
@@ -234,6 +237,12 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def caps(self) -> Capabilities:
+        """What this configured provider can do: the kind's `capabilities`, unless its settings
+        change them (an OpenAI-compatible preset); contract checks read this when they can."""
+        return self.capabilities
 
     # -- chat ----------------------------------------------------------------------------
     def build_chat(self, req: ChatRequest, model: str) -> WireRequest:
@@ -317,7 +326,9 @@ class Adapter:
     def invalid(self, message: str, model: str | None = None) -> InvalidResponse:
         return InvalidResponse(message, provider=self.name, model=model)
 
-    def interrupted(self, message: str, model: str, text: str, usage: Usage | None) -> StreamInterrupted:
+    def interrupted(
+        self, message: str, model: str, text: str, usage: Usage | None
+    ) -> StreamInterrupted:
         return StreamInterrupted(
             message, partial_text=text, usage=usage, provider=self.name, model=model
         )
@@ -370,7 +381,9 @@ def error_class_for_status(status: int, code: str | None, message: str) -> type[
     return BadRequest if 400 <= status < 500 else ServerError
 
 
-def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
     """Seconds to wait, from ``retry-after-ms``, ``x-ms-retry-after-ms``, or ``retry-after``
     (seconds or an HTTP date). None when absent or unreadable; never negative."""
     for name in ("retry-after-ms", "x-ms-retry-after-ms"):

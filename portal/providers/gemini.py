@@ -20,9 +20,13 @@ Choices made here, and why:
   ids minted by any vendor round-trip. Ids are sent back to the Gemini API; Vertex gets none
   (its FunctionCall/FunctionResponse ``id`` is Gemini-API-only).
 - Thought signatures: Gemini 3 rejects replayed function calls without their
-  ``thoughtSignature``. The adapter remembers the signature of each call it parsed (bounded
-  memory, keyed by call id) and replays it; a call it never saw (another vendor's, another
-  process's) gets Google's documented placeholder ``skip_thought_signature_validator``.
+  ``thoughtSignature``. A parsed call carries its signature in
+  ``ToolCall.provider_data = {"gemini": {"thought_signature": ...}}`` (JSON and stream alike),
+  so it travels with the conversation (across processes, through any store that keeps the
+  message) and is sent back on the part it came on. Gemini API and Vertex share the key: both
+  serve the same models. The first call of a turn without a signature (another vendor's call)
+  gets Google's documented placeholder ``skip_thought_signature_validator``. Other vendors'
+  ``provider_data`` is never sent.
 - Finish reasons: STOP -> stop (tool_calls when calls came back), MAX_TOKENS -> length, the
   safety family -> content_filter, MALFORMED_FUNCTION_CALL / UNEXPECTED_TOOL_CALL /
   TOO_MANY_TOOL_CALLS / LANGUAGE -> error. Default for OTHER, unspecified and unknown values:
@@ -42,7 +46,6 @@ import json
 import mimetypes
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -107,7 +110,8 @@ STATUS_MAP: dict[str, type[ProviderError]] = {
 
 #: Google's documented placeholder for function calls that came from elsewhere
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_SIGNATURE_MEMORY = 4096
+#: the ``ToolCall.provider_data`` namespace this adapter reads and writes
+PROVIDER_DATA_KEY = "gemini"
 _STOP_SEQUENCES_MAX = 5
 _EMBED_BATCH_MAX = 100
 _TASK_TYPES = {"query": "RETRIEVAL_QUERY", "document": "RETRIEVAL_DOCUMENT"}
@@ -141,11 +145,6 @@ class GeminiAdapter(Adapter):
             "recursive $ref, not, if/then/else, patternProperties, maps, tuples are refused",
         ),
     )
-
-    def __init__(self, settings: Any) -> None:
-        super().__init__(settings)
-        self._signatures: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
 
     # -- endpoints ------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -258,9 +257,12 @@ class GeminiAdapter(Adapter):
             if self.replay_call_ids:
                 fc["id"] = call.id
             part: dict[str, Any] = {"functionCall": fc}
-            if n == 0:
+            signature = thought_signature(call)
+            if signature is None and n == 0:
                 # Gemini 3 validates the signature of the first call of each step
-                part["thoughtSignature"] = self._signature(call.id) or SKIP_SIGNATURE
+                signature = SKIP_SIGNATURE
+            if signature is not None:
+                part["thoughtSignature"] = signature
             parts.append(part)
         return parts
 
@@ -327,17 +329,6 @@ class GeminiAdapter(Adapter):
         raw = json.dumps([response_id or "", index, name, args], sort_keys=True, default=str)
         return "call_" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
-    def _remember(self, call_id: str, signature: str) -> None:
-        with self._lock:
-            self._signatures[call_id] = signature
-            self._signatures.move_to_end(call_id)
-            while len(self._signatures) > _SIGNATURE_MEMORY:
-                self._signatures.popitem(last=False)
-
-    def _signature(self, call_id: str) -> str | None:
-        with self._lock:
-            return self._signatures.get(call_id)
-
     def parse_parts(
         self, parts: Any, response_id: str | None, first_index: int, model: str
     ) -> tuple[list[str], list[ToolCall]]:
@@ -356,9 +347,13 @@ class GeminiAdapter(Adapter):
                     raise self.invalid(f"functionCall {name!r}: args must be an object", model)
                 index = first_index + len(calls)
                 call_id = str(fc.get("id") or self.synthesize_id(response_id, index, name, args))
-                if isinstance(part.get("thoughtSignature"), str):
-                    self._remember(call_id, part["thoughtSignature"])
-                calls.append(ToolCall(call_id, name, args))
+                signature = part.get("thoughtSignature")
+                data = (
+                    {PROVIDER_DATA_KEY: {"thought_signature": signature}}
+                    if isinstance(signature, str) and signature
+                    else None
+                )
+                calls.append(ToolCall(call_id, name, args, provider_data=data))
         return texts, calls
 
     # -- response --------------------------------------------------------------------------
@@ -561,6 +556,7 @@ class VertexAdapter(GeminiAdapter):
         super().__init__(settings)
         self._credentials: Any = None
         self._adc_project: str | None = None
+        self._lock = threading.Lock()  # one token refresh at a time
 
     @property
     def location(self) -> str:
@@ -658,6 +654,13 @@ class VertexAdapter(GeminiAdapter):
         except (ValueError, KeyError, TypeError) as exc:
             raise self.invalid(f"embedding reply not understood ({exc})", model) from None
         return EmbedResponse(vectors, Usage(input_tokens=tokens), model)
+
+
+def thought_signature(call: ToolCall) -> str | None:
+    """The Gemini thought signature a call carries in ``provider_data``, if any."""
+    data = (call.provider_data or {}).get(PROVIDER_DATA_KEY)
+    signature = data.get("thought_signature") if isinstance(data, Mapping) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def retry_delay(body: bytes) -> float | None:

@@ -146,6 +146,23 @@ def resolve_quirks(settings: ProviderSettings) -> tuple[str, Quirks]:
     return name, replace(quirks, **overrides) if overrides else quirks
 
 
+def caps_for(preset: str, quirks: Quirks, base: Capabilities) -> Capabilities:
+    """`Capabilities` of one server. ``structured_output = "none"`` maps to None: the schema
+    only goes in the prompt, which is no structured-output mode a contract can rely on."""
+    mode = {"json_schema": "json_schema", "json_object": "json_object"}.get(
+        quirks.structured_output
+    )
+    strict = quirks.strict and mode == "json_schema"
+    return replace(
+        base,
+        tool_choice=tuple(quirks.tool_choice),
+        structured_output=mode,
+        schema_dialect="openai-strict" if strict else "json-schema",
+        embed=quirks.embed,
+        notes=(*base.notes, f"preset {preset!r}"),
+    )
+
+
 class OpenAICompatibleAdapter(OpenAIAdapter):
     """Limits depend on the server; portal checks the ones in the preset (tool_choice values,
     structured-output mode) and leaves the rest to the server's error replies."""
@@ -173,6 +190,13 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
         # instance attributes shadow the OpenAI class defaults: quirks are data
         self.max_tokens_field = self.quirks.max_tokens_field  # type: ignore[misc]
         self.stream_usage = self.quirks.stream_usage  # type: ignore[misc]
+        self._caps = caps_for(self.preset, self.quirks, self.capabilities)
+
+    @property
+    def caps(self) -> Capabilities:
+        """The preset's capabilities (tool_choice values, structured-output mode, strict
+        dialect, embeddings), so contract checks judge this server, not the generic kind."""
+        return self._caps
 
     def auth_headers(self) -> dict[str, str]:
         headers = dict(self.quirks.headers)

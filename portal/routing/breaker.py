@@ -65,7 +65,7 @@ class Breakers:
             self.state.delete(probe_key)
 
     def failure(self, target: str) -> None:
-        open_key, n_key, w_key, probe_key = self._keys(target)
+        open_key, n_key, w_key, _probe_key = self._keys(target)
         cfg = self.config(target)
         st = self.state
         st.hit(w_key, {"calls": 1.0, "failures": 1.0})

@@ -42,7 +42,7 @@ def bucket(feature: str, canary_target: str, key: str) -> int:
 
 def threshold(percent: float) -> int:
     """Buckets below this are in the canary: ``percent`` of 10,000."""
-    return int(round(percent * (BUCKETS / 100)))
+    return round(percent * (BUCKETS / 100))
 
 
 def in_canary(feature: str, canary_target: str, key: str | None, percent: float) -> bool:
@@ -64,7 +64,7 @@ def parse_duration(text: str, where: str = "ramp_every") -> float:
     """``"90s"``, ``"15m"``, ``"1h"``, ``"1d"`` → seconds."""
     m = _DURATION.match(text)
     if m is None:
-        raise ConfigError(f"{where}: {text!r} is not a duration; write e.g. \"30m\", \"1h\", \"1d\"")
+        raise ConfigError(f'{where}: {text!r} is not a duration; write e.g. "30m", "1h", "1d"')
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -114,8 +114,12 @@ class ArmStats:
             return _bin_value(hist[-1][0])
 
         return cls(
-            int(counters.get("calls", 0)), int(counters.get("errors", 0)),
-            counters.get("cost", 0.0), q(0.5), q(0.95), q(0.99),
+            int(counters.get("calls", 0)),
+            int(counters.get("errors", 0)),
+            counters.get("cost", 0.0),
+            q(0.5),
+            q(0.95),
+            q(0.99),
         )
 
 
@@ -141,8 +145,9 @@ class CanaryControl:
         feat = self.config.features.get(feature)
         if feat is None or feat.canary is None:
             known = sorted(n for n, f in self.config.features.items() if f.canary)
+            with_canary = ", ".join(known) or "none"
             raise ConfigError(
-                f"feature {feature!r} has no canary; features with one: {', '.join(known) or 'none'}"
+                f"feature {feature!r} has no canary; features with one: {with_canary}"
             )
         return feat.canary
 
@@ -171,8 +176,13 @@ class CanaryControl:
         self.state.set(f"canary:{feature}", rec)
         self.state.push_event(
             f"canary:{feature}:events",
-            {"event": event, "from": cur["percent"], "to": float(percent), "reason": reason,
-             "at": rec["at"]},
+            {
+                "event": event,
+                "from": cur["percent"],
+                "to": float(percent),
+                "reason": reason,
+                "at": rec["at"],
+            },
         )
         return rec
 
@@ -203,7 +213,9 @@ class CanaryControl:
     def _arm_key(self, feature: str, gen: int, arm: str) -> str:
         return f"guard:{feature}:{gen}:{arm}"
 
-    def observe(self, feature: str, arm: str, ok: bool, latency_ms: float, cost: float | None) -> None:
+    def observe(
+        self, feature: str, arm: str, ok: bool, latency_ms: float, cost: float | None
+    ) -> None:
         """Count one finished call, then (every ``check_every`` calls) run the guard and the
         automatic ramp."""
         rec = self.state.get(f"canary:{feature}")
@@ -239,7 +251,11 @@ class CanaryControl:
                 f"canary error rate {can.error_rate:.1%} exceeds baseline {base.error_rate:.1%} "
                 f"by more than {g.max_error_rate_delta:.1%}"
             )
-        if can.p95_ms is not None and base.p95_ms is not None and can.p95_ms > g.max_p95_ratio * base.p95_ms:
+        if (
+            can.p95_ms is not None
+            and base.p95_ms is not None
+            and can.p95_ms > g.max_p95_ratio * base.p95_ms
+        ):
             return (
                 f"canary p95 {can.p95_ms:.0f} ms exceeds {g.max_p95_ratio:g} x baseline p95 "
                 f"{base.p95_ms:.0f} ms"

@@ -40,22 +40,28 @@ def _arm_line(name: str, a: ArmStats) -> str:
 
 def _print_status(st: dict[str, Any], out: TextIO) -> None:
     share = "-" if st["served_share"] is None else f"{st['served_share']:.2%}"
-    since = (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["since"])) if st["since"] else "-"
-    )
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["since"])) if st["since"] else "-"
     nxt = "-" if st["next_step"] is None else f"{st['next_step']:g}%"
-    print(f"{st['feature']}: canary {st['target']} at {st['percent']:g}% "
-          f"(ramp {st['ramp'] or '-'}, next {nxt})", file=out)
+    print(
+        f"{st['feature']}: canary {st['target']} at {st['percent']:g}% "
+        f"(ramp {st['ramp'] or '-'}, next {nxt})",
+        file=out,
+    )
     print(f"  step since {since}: {st['reason']}; served to canary: {share}", file=out)
     print(_arm_line("baseline", st["baseline"]), file=out)
     print(_arm_line("canary", st["canary"]), file=out)
     g = st["guard"]
-    print(f"  guard: min_calls {g['min_calls']}, max_error_rate_delta "
-          f"{g['max_error_rate_delta']:g}, max_p95_ratio {g['max_p95_ratio']:g}", file=out)
+    print(
+        f"  guard: min_calls {g['min_calls']}, max_error_rate_delta "
+        f"{g['max_error_rate_delta']:g}, max_p95_ratio {g['max_p95_ratio']:g}",
+        file=out,
+    )
     for ev in st["events"][:5]:
         at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ev.get("at") or 0)))
-        print(f"  {at} {ev.get('event')}: {ev.get('from')}% -> {ev.get('to')}% "
-              f"({ev.get('reason')})", file=out)
+        print(
+            f"  {at} {ev.get('event')}: {ev.get('from')}% -> {ev.get('to')}% ({ev.get('reason')})",
+            file=out,
+        )
 
 
 def canary_main(argv: list[str], out: TextIO | None = None) -> int:
@@ -73,16 +79,21 @@ def canary_main(argv: list[str], out: TextIO | None = None) -> int:
         try:
             control = CanaryControl(cfg, state)
             if args.action == "status":
-                names = [args.feature] if args.feature else sorted(
-                    n for n, f in cfg.features.items() if f.canary
+                names = (
+                    [args.feature]
+                    if args.feature
+                    else sorted(n for n, f in cfg.features.items() if f.canary)
                 )
                 if not names:
                     print("no feature has a canary", file=out)
                 for name in names:
                     _print_status(control.status(name), out)
                 if not state.shared:
-                    print("note: [portal] state is 'memory': counts and steps of running "
-                          "processes are not visible here; use state = \"redis://...\"", file=out)
+                    print(
+                        "note: [portal] state is 'memory': counts and steps of running "
+                        'processes are not visible here; use state = "redis://..."',
+                        file=out,
+                    )
                 return 0
             if args.feature is None:
                 parser.error(f"{args.action} needs a FEATURE")
@@ -91,7 +102,7 @@ def canary_main(argv: list[str], out: TextIO | None = None) -> int:
                 print(
                     f"portal canary {args.action}: [portal] state is 'memory', so the step "
                     "lives inside each app process and cannot be changed from here; set "
-                    "[portal] state = \"redis://HOST:6379\" to share it",
+                    '[portal] state = "redis://HOST:6379" to share it',
                     file=sys.stderr,
                 )
                 return 2

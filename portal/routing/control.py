@@ -168,7 +168,9 @@ class Routing:
         self.breakers.trip(target.id)
         log.warning(
             "portal: %s answered %s; its breaker is open for %gs",
-            target.id, type(err).__name__, self.breakers.config(target.id).cooldown_s,
+            target.id,
+            type(err).__name__,
+            self.breakers.config(target.id).cooldown_s,
         )
 
     def attempt_done(
@@ -225,8 +227,10 @@ class Routing:
                     f"  canary {feat.canary.target} at {live['percent']:g}%: key bucket "
                     f"{route.canary_bucket} vs threshold {route.canary_threshold} -> {route.arm}"
                 )
-        lines.append(f"  strategy {route.strategy}; retry {route.policy.attempts} attempt(s) "
-                     f"per target, budget {route.policy.budget_ratio:.0%} of calls")
+        lines.append(
+            f"  strategy {route.strategy}; retry {route.policy.attempts} attempt(s) "
+            f"per target, budget {route.policy.budget_ratio:.0%} of calls"
+        )
         if route.timeout_s:
             lines.append(f"  deadline {route.timeout_s:g}s for the whole call")
         if feat.hedge is not None:
@@ -237,9 +241,7 @@ class Routing:
             bits = [self.breakers.describe(t.id)]
             if self.commitments.has(t.provider):
                 lv = self.commitments.levels(t.provider)
-                bits.append(
-                    "commitment left: " + ", ".join(f"{v:.0f} {k}" for k, v in lv.items())
-                )
+                bits.append("commitment left: " + ", ".join(f"{v:.0f} {k}" for k, v in lv.items()))
             window = context_window(t)
             if window:
                 bits.append(f"context {window:,} tokens")
@@ -249,8 +251,10 @@ class Routing:
             retries, calls = self.budget.usage(t.id)
             if calls:
                 bits.append(f"retries {retries:.0f}/{calls:.0f} calls")
-            role = "canary" if route.arm == "canary" and i == 1 else (
-                "primary" if t.id == route.targets[route.pinned].id else "fallback"
+            role = (
+                "canary"
+                if route.arm == "canary" and i == 1
+                else ("primary" if t.id == route.targets[route.pinned].id else "fallback")
             )
             lines.append(f"    {i}. {t.id} [{role}]: " + "; ".join(bits))
         return "\n".join(lines)

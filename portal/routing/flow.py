@@ -138,9 +138,7 @@ def _timeout_for(call: Call, target: Target, clock: Clock) -> float:
     return min(default, left)
 
 
-def _send_once(
-    call: Call, target: Target, hooks: Hooks, clock: Clock, number: int
-) -> FlowGen:
+def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: int) -> FlowGen:
     """One non-streaming attempt; returns (Response | EmbedResponse) or raises ProviderError.
     Records the attempt either way."""
     adapter = target.adapter
@@ -305,7 +303,8 @@ def _routed(
             [
                 ProviderError(f"skipped: {why}", provider=t.provider, model=t.model)
                 for t, why in skipped
-            ] or [ProviderError("no targets")],
+            ]
+            or [ProviderError("no targets")],
         )
     _raise_all(call, list(errors.values()))
 
@@ -371,8 +370,12 @@ def _run(
                 seen.setdefault(id(leaf), leaf)
         errors = list(seen.values())
         final = next(
-            (e for e in errors if isinstance(e, ProviderError)
-             and decide(e, 1, call.route.policy, None).action == "raise"),
+            (
+                e
+                for e in errors
+                if isinstance(e, ProviderError)
+                and decide(e, 1, call.route.policy, None).action == "raise"
+            ),
             None,
         )
         if final is not None:
@@ -391,7 +394,9 @@ def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -
     return resp
 
 
-def chat_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter) -> FlowGen:
+def chat_flow(
+    call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter
+) -> FlowGen:
     """Routed chat with structured output: an invalid reply is retried once on the same
     target with the validation error fed back, then raises `ContractError`."""
     assert isinstance(call.request, ChatRequest)
@@ -406,8 +411,8 @@ def chat_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock 
             except ContractError as first:
                 call.attempts[-1].outcome = "invalid_output"
                 repair = base_request.with_messages(
-                    base_request.messages
-                    + [
+                    [
+                        *base_request.messages,
                         Message("assistant", resp.text),
                         Message(
                             "user",
@@ -460,7 +465,7 @@ def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter) -> Fl
 class _Delivered:
     """Whether the caller has already seen content: after that, no transparent failover."""
 
-    __slots__ = ("text", "any")
+    __slots__ = ("any", "text")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -540,7 +545,9 @@ def _stream_once(
         cost = hooks.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,
-            outcome="ok" if error is None else ("cancelled" if isinstance(error, _Cancelled) else "error"),
+            outcome="ok"
+            if error is None
+            else ("cancelled" if isinstance(error, _Cancelled) else "error"),
             latency_ms=(clock() - t0) * 1000.0,
             number=number,
             error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
@@ -555,7 +562,9 @@ def _stream_once(
         hooks.on_attempt(call, target, attempt, error)
 
 
-def stream_flow(call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter) -> FlowGen:
+def stream_flow(
+    call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter
+) -> FlowGen:
     """Routed stream: a failure before the first text fails over transparently; after text
     was delivered it raises `StreamInterrupted` with the partial text (never a silent
     truncation, never a duplicated prefix)."""
@@ -606,10 +615,12 @@ def tool_loop_flow(
         resp: Response = yield from chat_flow(call, hooks, output, clock)
         all_attempts.extend(resp.attempts)
         usage = usage + resp.usage
-        total_cost = None if total_cost is None or resp.cost_usd is None else total_cost + resp.cost_usd
+        total_cost = (
+            None if total_cost is None or resp.cost_usd is None else total_cost + resp.cost_usd
+        )
         runnable = [c for c in resp.tool_calls if c.name in functions]
         if not resp.tool_calls or len(runnable) != len(resp.tool_calls):
-            resp.messages = messages + [resp.to_message()]
+            resp.messages = [*messages, resp.to_message()]
             resp.attempts = all_attempts
             resp.cost_usd = total_cost
             resp.usage = usage
@@ -643,7 +654,9 @@ def tool_loop_flow(
                     try:
                         results[c.id] = tool_result(c.id, outcome, name=c.name)
                     except PortalError as exc:
-                        results[c.id] = tool_result(c.id, f"error: {exc}", name=c.name, is_error=True)
+                        results[c.id] = tool_result(
+                            c.id, f"error: {exc}", name=c.name, is_error=True
+                        )
         messages.extend(results[c.id] for c in resp.tool_calls)
     raise ToolLoopExceeded(
         f"the model still asked for tools after max_steps={max_steps}; "

@@ -28,7 +28,9 @@ class Commitments:
 
     def __init__(self, state: State, throughput: dict[str, ThroughputConfig]) -> None:
         self.state = state
-        self.throughput = {p: t for p, t in throughput.items() if t.requests_per_min or t.tokens_per_min}
+        self.throughput = {
+            p: t for p, t in throughput.items() if t.requests_per_min or t.tokens_per_min
+        }
 
     def has(self, provider: str) -> bool:
         return provider in self.throughput

@@ -147,7 +147,9 @@ class Router:
     def route(self, feature: str | None, key: str | None, model: str | None) -> Route:
         if feature is None:
             if model is None:
-                raise ConfigError("pass feature= (a feature from the config) or model='provider:model'")
+                raise ConfigError(
+                    "pass feature= (a feature from the config) or model='provider:model'"
+                )
             parse_model_id(model)
             return Route(None, "baseline", [self.adapters.target(model)], RetryPolicy())
         feat = self.feature(feature)
@@ -175,8 +177,17 @@ class Router:
             reasons.append("model= pinned the first target")
         hedge = feat.hedge.after_ms / 1000.0 if feat.hedge else None
         return Route(
-            feature, arm, targets, policy, feat.timeout_s, hedge, reasons, feat.strategy,
-            pinned, b, t,
+            feature,
+            arm,
+            targets,
+            policy,
+            feat.timeout_s,
+            hedge,
+            reasons,
+            feat.strategy,
+            pinned,
+            b,
+            t,
         )
 
     def _chain(self, name: str, feat: FeatureConfig) -> tuple[list[Target], Target | None]:

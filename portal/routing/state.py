@@ -290,7 +290,9 @@ class RedisState:
         self._url = url
         self._timeout = socket_timeout_s
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
             decode_responses=True,
         )
         self._take_script = self._redis.register_script(_TAKE)
@@ -307,9 +309,7 @@ class RedisState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(
-                target=self._run, name="portal-state-sync", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="portal-state-sync", daemon=True)
             self._thread.start()
 
     # -- health -----------------------------------------------------------------------------
@@ -403,7 +403,9 @@ class RedisState:
         if self._down:
             return self.local.take(key, dims)
         try:
-            ok = self._take_script(keys=[self._k(key)], args=_bucket_args(self.clock(), dims, "take"))
+            ok = self._take_script(
+                keys=[self._k(key)], args=_bucket_args(self.clock(), dims, "take")
+            )
         except Exception as exc:
             self._failed(exc)
             return self.local.take(key, dims)
@@ -446,8 +448,10 @@ class RedisState:
             import redis.asyncio
 
             self._aredis = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout, decode_responses=True,
+                self._url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                decode_responses=True,
             )
             self._aloop = loop
         return self._aredis
@@ -508,6 +512,7 @@ class RedisState:
             pipe = self._redis.pipeline(transaction=False)
             for op, args in batch:
                 self._write(pipe, op, args)
+            writes = len(pipe.command_stack)
             for key in values:
                 pipe.get(self._k(key))
                 pipe.pttl(self._k(key))
@@ -522,7 +527,7 @@ class RedisState:
             self._failed(exc)
             return False
         self._recovered()
-        self._apply(replies[len(batch):], values, counters, windows)
+        self._apply(replies[writes:], values, counters, windows)
         return True
 
     def _write(self, pipe: Any, op: str, args: tuple[Any, ...]) -> None:
@@ -549,8 +554,9 @@ class RedisState:
             pipe.expire(wkey, int(MAX_WINDOW_S) + 60)
         elif op == "give":
             key, dims, now = args
-            self._take_script(keys=[self._k(key)], args=_bucket_args(now, dims, "give"),
-                              client=pipe)
+            self._take_script(
+                keys=[self._k(key)], args=_bucket_args(now, dims, "give"), client=pipe
+            )
 
     def _apply(
         self, replies: list[Any], values: list[str], counters: list[str], windows: dict[str, float]

@@ -15,7 +15,7 @@ SAMPLES = 256
 
 
 class _Series:
-    __slots__ = ("ewma", "samples", "sorted_cache", "since_sort")
+    __slots__ = ("ewma", "samples", "since_sort", "sorted_cache")
 
     def __init__(self) -> None:
         self.ewma: float | None = None
@@ -47,12 +47,11 @@ class LatencyStats:
         s = self._series.get(target)
         if s is None or not s.samples:
             return None
-        if s.since_sort or not s.sorted_cache:
-            # re-sort at most every 16 samples: the quantile moves slowly
-            if s.since_sort >= 16 or not s.sorted_cache:
-                with self._lock:
-                    s.sorted_cache = sorted(s.samples)
-                    s.since_sort = 0
+        # re-sort at most every 16 samples: the quantile moves slowly
+        if s.since_sort >= 16 or not s.sorted_cache:
+            with self._lock:
+                s.sorted_cache = sorted(s.samples)
+                s.since_sort = 0
         data = s.sorted_cache
         return data[min(len(data) - 1, int(q * len(data)))]
 

@@ -49,6 +49,8 @@ class Sample:
 
     intended_s: float
     dispatched_s: float = 0.0
+    #: when the request went to the client, after any wait for the concurrency limit
+    sent_s: float | None = None
     end_s: float | None = None
     ok: bool = False
     error: str | None = None
@@ -161,6 +163,7 @@ async def run_load(
         try:
             if limiter is not None:
                 await limiter.acquire()
+            s.sent_s = clock() - t0
             try:
                 if spec.stream:
                     resp = None

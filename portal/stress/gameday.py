@@ -144,7 +144,10 @@ class GamedayScenario(BaseModel):
     def faults(self) -> list[Fault]:
         """The fault schedule for the target's transport."""
         params = dict(FAULT_DEFAULTS[self.scenario])
-        params.update(self.fault.model_dump(exclude_none=True))
+        given = self.fault.model_dump(exclude_none=True)
+        if "latency_ms" in given and "latency_p99_ms" not in given:
+            params.pop("latency_p99_ms", None)  # latency_ms alone: a fixed added latency
+        params.update(given)
         window: dict[str, Any] = {"start_s": self.at, "end_s": self.at + self.for_}
         kind = self.scenario
         if kind == "brownout":

@@ -253,3 +253,58 @@ def test_the_feature_chain_is_built_once() -> None:
     assert core.guard_chain("support", None) is first
     assert core.guard_chain("plain", None) is None
     client.close()
+
+
+# ----------------------------------------------------------------------------- moderation
+
+
+def _moderation_vendor(flag: str | None, seen: list[dict[str, Any]]) -> httpx2.MockTransport:
+    """OpenAI: chat completions and /v1/moderations (flags ``flag`` when the text has it)."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        seen.append({"path": request.url.path, "auth": request.headers["authorization"], **body})
+        if request.url.path.endswith("/moderations"):
+            results = []
+            for text in body["input"]:
+                hit = flag is not None and flag in text
+                results.append(
+                    {
+                        "flagged": hit,
+                        "categories": {"violence": hit, "harassment": False},
+                        "category_scores": {"violence": 0.93 if hit else 0.01, "harassment": 0.02},
+                    }
+                )
+            reply = {"id": "modr-1", "model": body["model"], "results": results}
+            return httpx2.Response(200, json=reply)
+        return httpx2.Response(200, json=_reply("A calm answer."))
+
+    return httpx2.MockTransport(handler)
+
+
+def test_moderation_guard_calls_the_vendor_endpoint_through_the_client() -> None:
+    from portal.adapters.moderation import ModerationGuard
+
+    seen: list[dict[str, Any]] = []
+    client = portal.Client(
+        _config(), transports={"v": _moderation_vendor("attack", seen)}, ledger=None
+    )
+    guard = ModerationGuard(client, provider="v")
+    resp = client.chat(feature="plain", messages=[portal.user("hello there")], safety=[guard])
+    assert [s["path"] for s in seen] == ["/v1/moderations", "/v1/chat/completions", "/v1/moderations"]
+    assert seen[0]["model"] == "omni-moderation-latest" and seen[0]["input"] == ["hello there"]
+    assert seen[0]["auth"] == "Bearer sk-test"
+    assert [r["action"] for r in resp.provider_details["guards"]] == ["allow", "allow"]
+    with pytest.raises(GuardBlocked) as info:
+        client.chat(feature="plain", messages=[portal.user("plan an attack")], safety=[guard])
+    assert info.value.guard == "moderation" and "violence" in info.value.reason
+    assert seen[-1]["path"] == "/v1/moderations"  # blocked before the chat call
+    client.close()
+
+
+def test_moderation_guard_needs_a_sync_client() -> None:
+    from portal.adapters.moderation import ModerationGuard
+
+    aclient = portal.AsyncClient(_config(), ledger=None)
+    with pytest.raises(portal.ConfigError, match=r"portal\.Client"):
+        ModerationGuard(aclient, provider="v")

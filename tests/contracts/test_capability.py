@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from portal.contracts.capability import check_target, ensure_servable
+from portal.contracts.capability import capabilities_for, check_target, ensure_servable
 from portal.contracts.feature import FeatureContract, parse_contract
 from portal.errors import ContractError
-from portal.providers.base import Capabilities
+from portal.providers.base import Capabilities, ProviderSettings
+from portal.providers.registry import adapter_class
 
 
 def contract(output: Any = None, tools: Any = None) -> FeatureContract:
@@ -208,3 +209,43 @@ def test_gemini_errors_come_from_the_adapters_translator() -> None:
     assert errors(check_target(contract(out), "gemini:g", "gemini", GEMINI)) == [
         ("type", "/output/properties/anything/type")
     ]
+
+
+def _compatible(name: str, **options: Any) -> ProviderSettings:
+    return ProviderSettings(name, "openai-compatible", options=dict(options))
+
+
+def test_configured_provider_is_judged_by_its_own_capabilities() -> None:
+    """An OpenAI-compatible preset changes what the server can do; the check builds the
+    configured adapter and reads its instance ``caps`` instead of the kind's class defaults."""
+    c = contract(MAP_OUTPUT)
+    # the kind in general takes full JSON Schema
+    assert errors(check_target(c, "local:m", "openai-compatible")) == []
+    # OpenRouter (strict schemas): patternProperties cannot be expressed
+    strict = check_target(
+        c, "openrouter:m", "openai-compatible", provider=_compatible("openrouter")
+    )
+    assert errors(strict) == [("patternProperties", "/output/properties/scores/patternProperties")]
+    # DeepSeek only has JSON mode: translated, portal validates the reply
+    deepseek = check_target(
+        c, "ds:m", "openai-compatible", provider=_compatible("ds", preset="deepseek")
+    )
+    assert [(i.severity, i.keyword) for i in deepseek] == [("info", "output")]
+    # a server with no JSON mode at all cannot honour [output]
+    with pytest.raises(ContractError, match="no structured-output mode"):
+        ensure_servable(
+            c,
+            "vllm:m",
+            "openai-compatible",
+            provider=_compatible("vllm", preset="vllm", structured_output="none"),
+        )
+
+
+def test_provider_that_cannot_be_set_up_falls_back_to_the_kind_with_a_note() -> None:
+    caps, note = capabilities_for("openai-compatible", _compatible("mystery"))
+    assert caps is adapter_class("openai-compatible").capabilities
+    assert note is not None and "'mystery'" in note and "base_url is required" in note
+    issues = check_target(
+        contract(MAP_OUTPUT), "mystery:m", "openai-compatible", provider=_compatible("mystery")
+    )
+    assert [(i.severity, i.keyword) for i in issues] == [("warning", "kind")]

@@ -251,7 +251,7 @@ def test_streamed_text_normalizes_to_the_same_response(kind: str) -> None:
         None,
     )
     if path is None:
-        pytest.skip(f"{kind}: no stream_text.sse/.bin following the fixture convention")
+        pytest.skip(f"{kind}: no stream_reply_text/stream_text .sse/.bin following the convention")
     req = full_request(stream=True)
     req.output = None
     parser = adapter.stream_parser(req, MODELS.get(kind, "m"))

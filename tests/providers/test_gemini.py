@@ -381,19 +381,59 @@ def test_parallel_tool_calls_get_stable_distinct_ids() -> None:
 
 
 def test_vendor_call_id_and_thought_signature_round_trip() -> None:
-    adapter = gemini()
-    resp = adapter.parse_chat(reply("tool_call_with_id.json"), "m")
-    assert resp.tool_calls[0].id == "7x2kq9mh"
+    resp = gemini().parse_chat(reply("tool_call_with_id.json"), "m")
+    call = resp.tool_calls[0]
+    assert call.id == "7x2kq9mh"
+    signature = "EpQECpEEAdHtim9ZkZ1fKq3Xr0k2V1n8Zc4c2hWb5Qz1lY7s0wE="
+    assert call.provider_data == {"gemini": {"thought_signature": signature}}
     history = [
         Message("user", "Where is 987?"),
         resp.to_message(),
         tool_result("7x2kq9mh", {"status": "delivered"}),
     ]
-    contents = adapter.build_chat(ChatRequest(history), "m").json()["contents"]
+    # the signature travels with the message: a fresh adapter (another process) replays it
+    contents = gemini().build_chat(ChatRequest(history), "m").json()["contents"]
     call_part = contents[1]["parts"][0]
     assert call_part["functionCall"]["id"] == "7x2kq9mh"
-    assert call_part["thoughtSignature"] == "EpQECpEEAdHtim9ZkZ1fKq3Xr0k2V1n8Zc4c2hWb5Qz1lY7s0wE="
+    assert call_part["thoughtSignature"] == signature
     assert contents[2]["parts"][0]["functionResponse"]["name"] == "lookup_order"
+
+
+def test_parallel_calls_replay_each_signature_where_it_came() -> None:
+    """Gemini signs only the first of parallel calls; the unsigned one goes back unsigned, and
+    the same turn replays the same way on Vertex (same models, same signatures)."""
+    resp = gemini().parse_chat(reply("tool_calls.json"), "m")
+    first, second = resp.tool_calls
+    assert first.provider_data == {
+        "gemini": {"thought_signature": "CiQB0e2Kb1ZL0mYqz0lPpTf5aM1rT4h8Yb0u6nq3E9cJ+fQ1eZ0="}
+    }
+    assert second.provider_data is None
+    history = [Message("user", "x"), resp.to_message()]
+    for adapter in (gemini(), vertex()):
+        parts = adapter.build_chat(ChatRequest(history), "m").json()["contents"][1]["parts"]
+        assert [p.get("thoughtSignature") for p in parts] == [
+            "CiQB0e2Kb1ZL0mYqz0lPpTf5aM1rT4h8Yb0u6nq3E9cJ+fQ1eZ0=",
+            None,
+        ]
+
+
+def test_other_vendors_provider_data_is_not_sent_and_gets_the_placeholder() -> None:
+    calls = [
+        ToolCall(
+            "toolu_1", "lookup_order", {"order_id": "1"}, provider_data={"acme": {"blob": "zq-9"}}
+        ),
+        ToolCall(
+            "call_2",
+            "get_weather",
+            {"city": "Oslo"},
+            provider_data={"gemini": {"thought_signature": "SIG-B"}},
+        ),
+    ]
+    history = [Message("user", "x"), Message("assistant", None, calls)]
+    wire = gemini().build_chat(ChatRequest(history), "m")
+    parts = wire.json()["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in parts] == [SKIP_SIGNATURE, "SIG-B"]
+    assert b"zq-9" not in (wire.body or b"") and b"acme" not in (wire.body or b"")
 
 
 def test_structured_output_reply_is_the_json_text() -> None:
@@ -463,6 +503,15 @@ def test_stream_parallel_tool_calls_across_chunks() -> None:
     ]
     assert [c.id for c in streamed] == [c.id for c in resp.tool_calls]
     assert len({c.id for c in resp.tool_calls}) == 3
+    assert [c.provider_data for c in resp.tool_calls] == [
+        {"gemini": {"thought_signature": "CiQB0e2Kb2stream0sigAAAA"}},
+        None,
+        None,
+    ]
+    replayed = (
+        gemini().build_chat(ChatRequest([Message("user", "x"), resp.to_message()]), "m").json()
+    )
+    assert replayed["contents"][1]["parts"][1]["thoughtSignature"] == "CiQB0e2Kb2stream0sigAAAA"
     assert resp.finish_reason == "tool_calls"
     assert resp.text == "Checking both."
     assert resp.usage.output_tokens == 52 + 30

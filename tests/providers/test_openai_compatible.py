@@ -158,3 +158,28 @@ def test_wire_round_trip_on_loopback_base_url() -> None:
         r = client.request(wire.method, wire.url, headers=wire.headers, content=wire.body)
         resp = adapter.parse_chat(WireReply(r.status_code, dict(r.headers), r.content), "m")
         assert [c.arguments for c in resp.tool_calls] == [{"order_id": "123"}, {"city": "Paris"}]
+
+
+def test_capabilities_follow_the_preset_and_overrides() -> None:
+    """Contract checks read ``adapter.caps``: each server's own limits, not the kind's."""
+    generic = make(base_url="https://llm.internal.example/v1").caps
+    assert generic.tool_choice == ("auto", "none", "required", "named")
+    assert (generic.structured_output, generic.schema_dialect) == ("json_schema", "json-schema")
+    assert generic.embed
+    ollama = make(preset="ollama").caps
+    assert ollama.tool_choice == ("auto", "none")
+    assert make(preset="deepseek").caps.structured_output == "json_object"
+    openrouter = make(preset="openrouter").caps
+    assert (openrouter.schema_dialect, openrouter.embed) == ("openai-strict", False)
+    overridden = make(preset="vllm", structured_output="none", tool_choice=["auto"]).caps
+    assert (overridden.structured_output, overridden.tool_choice) == (None, ("auto",))
+    # the class attribute stays the kind's general description
+    assert OpenAICompatibleAdapter.capabilities.structured_output == "json_schema"
+    assert OpenAICompatibleAdapter.capabilities.tool_choice == generic.tool_choice
+
+
+def test_other_kinds_caps_default_to_the_class_capabilities() -> None:
+    from portal.providers.openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter(ProviderSettings("openai", "openai", api_key=Secret("k")))
+    assert adapter.caps is OpenAIAdapter.capabilities

@@ -222,3 +222,17 @@ def test_mistral_reply_ids_continue_on_openai_and_back() -> None:
         wire_calls, wire_results = extract(kind, make(kind).build_chat(req, "m").json())
         assert [i for i, _, _ in wire_calls] == ["D681PevKs", "g7YhQ2mZp"]  # native ids untouched
         assert [i for i, _, _ in wire_results] == ["D681PevKs", "g7YhQ2mZp"]
+
+
+@pytest.mark.parametrize("target", [t for t in TARGETS if t not in ("gemini", "vertex")])
+def test_gemini_thought_signature_does_not_leak_to_other_vendors(target: str) -> None:
+    """A Gemini call carries its thoughtSignature in provider_data; other vendors never see it."""
+    calls = make("gemini").parse_chat(reply("gemini", "reply_tool_calls.json"), "g").tool_calls
+    signature = (calls[0].provider_data or {})["gemini"]["thought_signature"]
+    wire = make(target).build_chat(
+        ChatRequest(conversation(calls), tools=[LOOKUP, WEATHER]), MODEL.get(target, "m")
+    )
+    raw = (wire.body or b"").decode()
+    assert signature not in raw
+    assert "thought_signature" not in raw and "thoughtSignature" not in raw
+    assert "provider_data" not in raw

@@ -44,8 +44,13 @@ def faulty(name: str, *faults: Fault, **options: Any) -> FaultTransport:
 class Runner:
     """Runs calls on a sync or an async client with the same test code."""
 
-    def __init__(self, kind: str, cfg: dict[str, Any], transports: dict[str, Any] | None = None,
-                 state: Any = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        cfg: dict[str, Any],
+        transports: dict[str, Any] | None = None,
+        state: Any = None,
+    ) -> None:
         self.kind = kind
         cls = portal.Client if kind == "sync" else portal.AsyncClient
         self.client: Any = cls(cfg, transports=transports or {}, ledger=None)
@@ -112,8 +117,9 @@ def clock() -> FakeClock:
 def make(kind: str) -> Callable[..., Runner]:
     made: list[Runner] = []
 
-    def build(cfg: dict[str, Any], transports: dict[str, Any] | None = None,
-              state: Any = None) -> Runner:
+    def build(
+        cfg: dict[str, Any], transports: dict[str, Any] | None = None, state: Any = None
+    ) -> Runner:
         r = Runner(kind, cfg, transports, state)
         made.append(r)
         return r

@@ -3,6 +3,7 @@ guard's automatic rollback and the automatic ramp."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ def test_split_is_within_half_a_point_over_20000_keys(percent: float) -> None:
 def test_assignment_is_sticky_across_ramp_steps() -> None:
     steps = [1, 5, 25, 50, 100]
     members = [{k for k in KEYS if in_canary("f", "c:new", k, p)} for p in steps]
-    for smaller, larger in zip(members, members[1:], strict=False):
+    for smaller, larger in itertools.pairwise(members):
         assert smaller <= larger  # in at 5% means in at 25%
     assert len(members[-1]) == len(KEYS)
 
@@ -124,8 +125,9 @@ def test_healthy_canary_is_not_rolled_back(clock: FakeClock) -> None:
 
 
 def test_ramp_every_promotes_while_the_guard_is_healthy(clock: FakeClock) -> None:
-    cfg = load_config(canary_cfg(percent=1, ramp=[1, 5, 25], ramp_every="1h",
-                                 guard={"min_calls": 10}))
+    cfg = load_config(
+        canary_cfg(percent=1, ramp=[1, 5, 25], ramp_every="1h", guard={"min_calls": 10})
+    )
     control = CanaryControl(cfg, MemoryState(clock), check_every=1)
 
     def traffic() -> None:
@@ -148,8 +150,9 @@ def test_ramp_every_promotes_while_the_guard_is_healthy(clock: FakeClock) -> Non
     assert control.live("f")["percent"] == 25
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600),
-                                               ("1d", 86400), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600), ("1d", 86400), ("250ms", 0.25)]
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 

@@ -24,7 +24,9 @@ def outcomes(resp: Any) -> list[tuple[str, str, str | None]]:
 
 
 @pytest.mark.parametrize("status", [0, 503])
-def test_primary_down_fails_over_and_records_every_attempt(make: Any, status: int, sleeps: list[float]) -> None:
+def test_primary_down_fails_over_and_records_every_attempt(
+    make: Any, status: int, sleeps: list[float]
+) -> None:
     a = faulty("a", Fault("outage", status=status))
     r = make(TWO, {"a": a})
     resp = r.chat(feature="f")
@@ -70,7 +72,8 @@ def test_all_targets_failed_lists_each_targets_error(make: Any, sleeps: list[flo
         r.chat(feature="f")
     errs = info.value.exceptions
     assert [(type(e).__name__, e.target) for e in errs] == [
-        ("Overloaded", "a:m"), ("RateLimited", "b:m")
+        ("Overloaded", "a:m"),
+        ("RateLimited", "b:m"),
     ]
     assert "a:m" in str(info.value) and "b:m" in str(info.value)
 

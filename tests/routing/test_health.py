@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from portal.errors import AllTargetsFailed
 from portal.routing.breaker import Breakers
 from portal.routing.limits import MIN_RETRIES, RetryBudget
 from portal.routing.state import MemoryState
@@ -23,8 +24,7 @@ def breaker_cfg(**breaker: Any) -> dict[str, Any]:
 
 def test_breaker_opens_skips_and_recovers_through_a_probe(make: Any, clock: FakeClock) -> None:
     a = faulty("a", Fault("outage", status=503))
-    r = make(breaker_cfg(consecutive_failures=3, cooldown_s=30), {"a": a},
-             MemoryState(clock))
+    r = make(breaker_cfg(consecutive_failures=3, cooldown_s=30), {"a": a}, MemoryState(clock))
     for _ in range(3):
         assert r.chat(feature="f").target == "b:m"
     assert a.requests == 3
@@ -90,14 +90,16 @@ def test_breaker_window_forgets_old_failures(clock: FakeClock) -> None:
 
 def test_all_breakers_open_tries_the_least_recently_failed(make: Any, clock: FakeClock) -> None:
     cfg = config(
-        {"a": {**sim_provider(), "breaker": {"consecutive_failures": 1, "cooldown_s": 60}},
-         "b": {**sim_provider(), "breaker": {"consecutive_failures": 1, "cooldown_s": 60}}},
+        {
+            "a": {**sim_provider(), "breaker": {"consecutive_failures": 1, "cooldown_s": 60}},
+            "b": {**sim_provider(), "breaker": {"consecutive_failures": 1, "cooldown_s": 60}},
+        },
         {"f": {"primary": "a:m", "fallbacks": ["b:m"], "retry": {"attempts": 1}}},
     )
     a = faulty("a", Fault("outage", status=503, first=1))
     b = faulty("b", Fault("outage", status=503, first=1))
     r = make(cfg, {"a": a, "b": b}, MemoryState(clock))
-    with pytest.raises(Exception):
+    with pytest.raises(AllTargetsFailed):
         r.chat(feature="f")  # a fails at t, b fails at t+1 (clock moved below)
     assert r.routing.breakers.status("a:m") == "open"
     # make b the more recent failure
@@ -125,8 +127,10 @@ def test_overflow_when_the_commitment_is_used_up(make: Any, clock: FakeClock) ->
 
 def test_token_commitment_is_estimated_then_corrected(make: Any, clock: FakeClock) -> None:
     cfg = config(
-        {"a": {**sim_provider(output_tokens=20), "throughput": {"tokens_per_min": 10_000}},
-         "b": sim_provider()},
+        {
+            "a": {**sim_provider(output_tokens=20), "throughput": {"tokens_per_min": 10_000}},
+            "b": sim_provider(),
+        },
         {"f": {"primary": "a:m", "fallbacks": ["b:m"]}},
     )
     r = make(cfg, state=MemoryState(clock))
@@ -139,14 +143,21 @@ def test_token_commitment_is_estimated_then_corrected(make: Any, clock: FakeCloc
     assert r.chat(feature="f", max_tokens=9_990).target == "b:m"
 
 
-def test_retry_budget_limits_retries_during_an_outage(make: Any, clock: FakeClock,
-                                                      sleeps: list[float]) -> None:
+def test_retry_budget_limits_retries_during_an_outage(
+    make: Any, clock: FakeClock, sleeps: list[float]
+) -> None:
     cfg = config(
-        {"a": {**sim_provider(), "breaker": {"consecutive_failures": 1000,
-                                             "min_calls": 1000}},
-         "b": sim_provider()},
-        {"f": {"primary": "a:m", "fallbacks": ["b:m"],
-               "retry": {"attempts": 5, "budget_ratio": 0.2, "base_wait_s": 0.001}}},
+        {
+            "a": {**sim_provider(), "breaker": {"consecutive_failures": 1000, "min_calls": 1000}},
+            "b": sim_provider(),
+        },
+        {
+            "f": {
+                "primary": "a:m",
+                "fallbacks": ["b:m"],
+                "retry": {"attempts": 5, "budget_ratio": 0.2, "base_wait_s": 0.001},
+            }
+        },
     )
     a = faulty("a", Fault("outage", status=503))
     r = make(cfg, {"a": a}, MemoryState(clock))

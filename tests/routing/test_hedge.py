@@ -54,8 +54,14 @@ def test_fast_primary_wins_without_a_hedge() -> None:
 def test_failing_primary_starts_the_hedge_at_once() -> None:
     cfg = config(
         {"a": sim_provider(), "b": sim_provider()},
-        {"f": {"primary": "a:m", "fallbacks": ["b:m"], "hedge": {"after_ms": 5000},
-               "retry": {"attempts": 1}}},
+        {
+            "f": {
+                "primary": "a:m",
+                "fallbacks": ["b:m"],
+                "hedge": {"after_ms": 5000},
+                "retry": {"attempts": 1},
+            }
+        },
     )
     a = faulty("a", Fault("outage", status=0))
     client = portal.AsyncClient(cfg, transports={"a": a}, ledger=None)
@@ -72,8 +78,14 @@ def test_failing_primary_starts_the_hedge_at_once() -> None:
 def test_hedge_lanes_all_failing_raise_each_targets_error() -> None:
     cfg = config(
         {"a": sim_provider(), "b": sim_provider()},
-        {"f": {"primary": "a:m", "fallbacks": ["b:m"], "hedge": {"after_ms": 10},
-               "retry": {"attempts": 1}}},
+        {
+            "f": {
+                "primary": "a:m",
+                "fallbacks": ["b:m"],
+                "hedge": {"after_ms": 10},
+                "retry": {"attempts": 1},
+            }
+        },
     )
     a = faulty("a", Fault("brownout", latency_ms=50, status=503))
     b = faulty("b", Fault("outage", status=503))

@@ -75,3 +75,18 @@ def mock_vendor() -> Iterator[Callable[..., int]]:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path) -> Path:
+    """The demo's config (and its contract files) as `portal demo` writes them."""
+    import portal.demo as demo
+
+    path = tmp_path / "demo" / "portal.toml"
+    path.parent.mkdir()
+    path.write_text(demo.DEMO_CONFIG, encoding="utf-8")
+    contract = getattr(demo, "DEMO_CONTRACT", None)
+    if contract is not None:
+        (path.parent / "contracts").mkdir()
+        (path.parent / "contracts" / "support_answer.toml").write_text(contract, encoding="utf-8")
+    return path
