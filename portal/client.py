@@ -942,7 +942,7 @@ class AsyncClient:
                         while any(e is None for e in errors[: i + 1]):
                             changed[0] = anyio.Event()
                             await changed[0].wait()
-        for flow in race.flows[len(won) and n:]:
+        for flow in race.flows:  # lanes never started (or finished): nothing to record
             flow.close()
         return won[0] if won else RaceLost([e for e in errors if e is not None])
 

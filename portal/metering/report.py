@@ -492,9 +492,10 @@ def _print_rich(report: dict[str, Any], file: Any) -> bool:
         from rich.table import Table
     except ImportError:
         return False
-    console = Console(file=file)
+    tty = getattr(file, "isatty", lambda: False)()
+    console = Console(file=file, width=None if tty else 180)
     console.print(_title(report), style="bold")
-    for title, heads, rows in _sections(report):
+    for title, heads, rows in _sections(report, _BRIEF):
         table = Table(title=title, title_justify="left")
         for i, h in enumerate(heads):
             table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)

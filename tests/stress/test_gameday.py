@@ -18,8 +18,8 @@ from portal.stress.gameday import GamedayScenario, run_gameday, scenarios_from_c
 
 
 def _run(cfg_path: Path, **kw: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"feature": "chat", "target": "fast", "at": 0.4, "for": 0.6,
-                            "duration": 2.0, "rps": 60, "seed": 5, "drain": 5,
+    data: dict[str, Any] = {"feature": "chat", "target": "fast", "at": 0.3, "for": 0.5,
+                            "duration": 1.4, "rps": 60, "seed": 5, "drain": 5,
                             "prompts": "lognormal:mean=60,sigma=0.5"}
     data.update(kw)
     sc = GamedayScenario.model_validate(data)
@@ -32,7 +32,7 @@ def _run(cfg_path: Path, **kw: Any) -> dict[str, Any]:
 
 
 def test_outage_fails_over_opens_the_breaker_and_recovers(sim_config: Callable[..., Path]) -> None:
-    doc = _run(sim_config(), scenario="outage")  # connection refused
+    doc = _run(sim_config(), scenario="outage", duration=2.0)  # connection refused
     during = doc["phases"]["during"]
     assert during["error_rate"] == 0  # every user was served by the secondary
     assert during["served_by_faulted_share"] == 0
@@ -132,21 +132,21 @@ def test_all_on_the_demo_config_smoke(
 feature = "support.answer"
 scenario = "outage"
 target = "acme"
-at = "0.3s"
-for = "0.6s"
+at = "0.2s"
+for = "0.5s"
 rps = 30
-duration = "1.2s"
+duration = "1s"
 seed = 1
 
 [gamedays.acme-slow]
 feature = "support.answer"
 scenario = "slow"
 target = "acme:sim-small"
-at = "0.3s"
-for = "0.6s"
+at = "0.2s"
+for = "0.5s"
 rps = 30
-duration = "1.2s"
-fault = { latency_ms = 1800 }
+duration = "1s"
+fault = { latency_ms = 1600 }
 """)
     out = tmp_path / "suite.json"
     code = main(["gameday", "--config", str(demo_config), "--all", "--out", str(out), "--quiet"])
@@ -155,7 +155,7 @@ fault = { latency_ms = 1800 }
     assert [r["name"] for r in suite["results"]] == ["acme-down", "acme-slow"]
     down, slow = suite["results"]
     assert down["phases"]["during"]["served_by_faulted_share"] == 0
-    # 1.8 s of added latency against the demo's 1.5 s p95 SLA: the slow game day must fail
+    # 1.6 s of added latency against the demo's 1.5 s p95 SLA: the slow game day must fail
     assert slow["passed"] is False
     assert code == 3 and suite["passed"] is False
     printed = capsys.readouterr().out
