@@ -33,7 +33,7 @@ from portal.contracts.messages import Message, coerce_messages
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
-from portal.contracts.tools import ToolChoice, ToolSpec, coerce_tools
+from portal.contracts.tools import ToolChoice, coerce_tools
 from portal.errors import ConfigError, ContractError
 from portal.metering.budgets import Budgets
 from portal.metering.meter import Meter
@@ -381,9 +381,7 @@ class _Core:
             self._chains[feature] = chain
         return chain
 
-    def layers(
-        self, feature: str | None, route: Any, safety: Any, retriever: Any, rag: Any
-    ) -> Any:
+    def layers(self, feature: str | None, route: Any, safety: Any, retriever: Any, rag: Any) -> Any:
         """The call's safety and RAG layers, or None when it has neither."""
         feat = self.config.features.get(feature) if feature else None
         feat_rag = getattr(feat, "rag", None)
@@ -407,7 +405,7 @@ class _Core:
             if retriever is None and options.retriever is None:
                 raise ConfigError(
                     f"{where}: no retriever; pass retriever= to the call or set "
-                    "retriever = \"<name>\" (see portal.adapters.rag.register_retriever)"
+                    'retriever = "<name>" (see portal.adapters.rag.register_retriever)'
                 )
             source = retriever if retriever is not None else options.retriever
             layers.retriever = as_retriever(source, "retriever=")
@@ -516,8 +514,9 @@ class Client:
         transports: Mapping[str, httpx2.BaseTransport] | None = None,
         ledger: Any = "default",
         meter: Meter | None = None,
+        state: State | None = None,
     ) -> None:
-        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter)
+        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter, state=state)
         self._shared = http_client
         self._owned: dict[str, httpx2.Client] = {}
 
@@ -571,9 +570,19 @@ class Client:
         **params: Any,
     ) -> Response:
         call, out, functions = self._core.prepare(
-            "chat", feature=feature, model=model, messages=messages, input=input, tools=tools,
-            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
-            timeout_s=timeout_s, params=params,
+            "chat",
+            feature=feature,
+            model=model,
+            messages=messages,
+            input=input,
+            tools=tools,
+            tool_choice=tool_choice,
+            output=output,
+            key=key,
+            tenant=tenant,
+            tags=tags,
+            timeout_s=timeout_s,
+            params=params,
         )
         flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         return _exhaust(self._drive(flow))  # type: ignore[no-any-return]
@@ -595,9 +604,19 @@ class Client:
         **params: Any,
     ) -> Iterator[StreamEvent]:
         call, out, _ = self._core.prepare(
-            "stream", feature=feature, model=model, messages=messages, input=input, tools=tools,
-            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
-            timeout_s=timeout_s, params=params,
+            "stream",
+            feature=feature,
+            model=model,
+            messages=messages,
+            input=input,
+            tools=tools,
+            tool_choice=tool_choice,
+            output=output,
+            key=key,
+            tenant=tenant,
+            tags=tags,
+            timeout_s=timeout_s,
+            params=params,
         )
         return self._drive(self._core.stream_flow(call, out))
 
@@ -612,7 +631,9 @@ class Client:
         input_type: str | None = None,
         timeout_s: float | None = None,
     ) -> EmbedResponse:
-        call = self._core.prepare_embed(feature, model, inputs, key, dimensions, input_type, timeout_s)
+        call = self._core.prepare_embed(
+            feature, model, inputs, key, dimensions, input_type, timeout_s
+        )
         return _exhaust(self._drive(embed_flow(call, self._core)))  # type: ignore[no-any-return]
 
     def _drive(self, flow: Any) -> Generator[StreamEvent, None, Any]:
@@ -735,8 +756,9 @@ class AsyncClient:
         transports: Mapping[str, httpx2.AsyncBaseTransport] | None = None,
         ledger: Any = "default",
         meter: Meter | None = None,
+        state: State | None = None,
     ) -> None:
-        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter)
+        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter, state=state)
         self._shared = http_client
         self._owned: dict[str, httpx2.AsyncClient] = {}
 
@@ -790,9 +812,19 @@ class AsyncClient:
         **params: Any,
     ) -> Response:
         call, out, functions = self._core.prepare(
-            "chat", feature=feature, model=model, messages=messages, input=input, tools=tools,
-            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
-            timeout_s=timeout_s, params=params,
+            "chat",
+            feature=feature,
+            model=model,
+            messages=messages,
+            input=input,
+            tools=tools,
+            tool_choice=tool_choice,
+            output=output,
+            key=key,
+            tenant=tenant,
+            tags=tags,
+            timeout_s=timeout_s,
+            params=params,
         )
         flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         holder: list[Any] = []
@@ -817,9 +849,19 @@ class AsyncClient:
         **params: Any,
     ) -> AsyncIterator[StreamEvent]:
         call, out, _ = self._core.prepare(
-            "stream", feature=feature, model=model, messages=messages, input=input, tools=tools,
-            tool_choice=tool_choice, output=output, key=key, tenant=tenant, tags=tags,
-            timeout_s=timeout_s, params=params,
+            "stream",
+            feature=feature,
+            model=model,
+            messages=messages,
+            input=input,
+            tools=tools,
+            tool_choice=tool_choice,
+            output=output,
+            key=key,
+            tenant=tenant,
+            tags=tags,
+            timeout_s=timeout_s,
+            params=params,
         )
         agen = self._drive(self._core.stream_flow(call, out), [])
         try:
@@ -839,7 +881,9 @@ class AsyncClient:
         input_type: str | None = None,
         timeout_s: float | None = None,
     ) -> EmbedResponse:
-        call = self._core.prepare_embed(feature, model, inputs, key, dimensions, input_type, timeout_s)
+        call = self._core.prepare_embed(
+            feature, model, inputs, key, dimensions, input_type, timeout_s
+        )
         holder: list[Any] = []
         async for _ in self._drive(embed_flow(call, self._core), holder):
             pass

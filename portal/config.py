@@ -54,6 +54,7 @@ class RetryConfig(_Model):
     max_wait_s: float = Field(8.0, ge=0)
     retry_after_cap_s: float = Field(20.0, ge=0)
     budget_ratio: float = Field(0.2, ge=0, le=1)
+    on_content_filter: Literal["raise", "failover"] = "raise"
 
 
 class SLAConfig(_Model):
@@ -76,8 +77,17 @@ class BudgetConfig(_Model):
 
 
 class HedgeConfig(_Model):
-    after_ms: float = Field(gt=0)
+    """Start a second target after ``after_ms``, or after the primary's rolling p95."""
+
+    after_ms: float | None = Field(None, gt=0)
+    after: Literal["p95"] | None = None
     max_extra: int = Field(1, ge=1, le=3)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> HedgeConfig:
+        if self.after_ms is None and self.after is None:
+            raise ValueError('give after_ms (e.g. 1500) or after = "p95"')
+        return self
 
 
 class AllowedConfig(_Model):
@@ -175,7 +185,9 @@ class FeatureConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     hedge: HedgeConfig | None = None
     allowed: AllowedConfig | None = None
-    strategy: Literal["ordered", "cheapest", "fastest"] = "ordered"
+    strategy: Literal["ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla"] = (
+        "ordered"
+    )
     timeout_s: float | None = Field(None, gt=0)
     safety: list[str | dict[str, Any]] = Field(default_factory=list)
     #: RAG options (portal.adapters.rag.RagOptions): k, max_context_tokens, min_score,
@@ -184,6 +196,12 @@ class FeatureConfig(_Model):
     max_tokens: int | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_alias(cls, v: str) -> str:
+        # the issue's names are aliases of the shorter ones the router uses
+        return {"lowest-latency": "fastest", "cheapest-within-sla": "cheapest"}.get(v, v)
 
 
 class PortalSection(_Model):

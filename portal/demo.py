@@ -19,7 +19,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from portal.client import AsyncClient
-from portal.contracts.messages import system, user
+from portal.contracts.messages import user
 from portal.metering.stats import percentiles
 
 __all__ = ["DEMO_CONFIG", "run_demo"]

@@ -18,7 +18,6 @@ What a call's response carries:
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import inspect
 from collections.abc import Callable, Generator, Sequence
@@ -34,7 +33,7 @@ from portal.adapters.safety import (
     Vault,
     restore_value,
 )
-from portal.contracts.messages import Message, ToolCall, tool_result
+from portal.contracts.messages import Message, tool_result
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent
@@ -254,4 +253,3 @@ def stream_pipeline(
             value = yield effect
     finally:
         inner.close()
-

@@ -368,8 +368,7 @@ class VectorIndex(BaseRetriever):
         self._check_dims(vector)
         q = _unit(vector)
         scored = (
-            (sum(a * b for a, b in zip(q, v, strict=True)), i)
-            for i, v in enumerate(self._vectors)
+            (sum(a * b for a, b in zip(q, v, strict=True)), i) for i, v in enumerate(self._vectors)
         )
         # ties broken by insertion order, so results are deterministic
         best = heapq.nlargest(k, scored, key=lambda s: (s[0], -s[1]))
@@ -481,9 +480,7 @@ def build_context(
 ) -> Context:
     """Best documents first, until the next one would pass ``max_context_tokens``; one
     system message in ``options.template`` marking each with ``[doc:ID]``."""
-    docs = [
-        d for d in documents if options.min_score is None or d.score >= options.min_score
-    ]
+    docs = [d for d in documents if options.min_score is None or d.score >= options.min_score]
     if not docs:
         return Context(None, [], 0, [])
     frame = options.template.replace("{example}", docs[0].id).replace("{context}", "")

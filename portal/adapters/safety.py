@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from portal.adapters.pii import CATEGORIES, Category, Finding, detect
-from portal.contracts.messages import Message, Role, TextPart, ToolCall, coerce_messages
+from portal.contracts.messages import Message, Role, TextPart, coerce_messages
 from portal.errors import ConfigError, PolicyViolation
 
 __all__ = [

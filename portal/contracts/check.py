@@ -425,8 +425,13 @@ def _capabilities(
             provider = cfg.providers.get(target.partition(":")[0])
             options = provider.options if provider else None
             settings = (
-                ProviderSettings(provider.name, kind, region=provider.region,
-                                 tags=list(provider.tags), options=dict(provider.options))
+                ProviderSettings(
+                    provider.name,
+                    kind,
+                    region=provider.region,
+                    tags=list(provider.tags),
+                    options=dict(provider.options),
+                )
                 if provider
                 else None
             )

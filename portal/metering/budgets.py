@@ -128,7 +128,7 @@ class Budgets:
             raise BudgetExceeded(
                 f"{name}: ${spent:.4f} of ${budget.usd_per_day:g} per day spent; this call "
                 f"(~${estimate:.4f}) would exceed it. It resets at {resets}; raise "
-                "usd_per_day or set on_exceed = \"fallback-cheapest\" or \"warn\"",
+                'usd_per_day or set on_exceed = "fallback-cheapest" or "warn"',
                 budget=name,
                 spent_usd=spent,
                 limit_usd=budget.usd_per_day,
@@ -143,8 +143,11 @@ class Budgets:
                 if first:
                     logger.warning(
                         "portal: %s: $%.4f of $%g per day spent; calls go on (on_exceed = "
-                        "\"warn\"); it resets at %s",
-                        name, spent, budget.usd_per_day, resets,
+                        '"warn"); it resets at %s',
+                        name,
+                        spent,
+                        budget.usd_per_day,
+                        resets,
                     )
             return None
         ordered = self._cheapest_first(route.targets, request)

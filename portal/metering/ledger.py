@@ -203,8 +203,9 @@ class Sink(Protocol):
 
     def write(self, records: Sequence[LedgerRecord]) -> None: ...
 
-    def read(self, since: float | None = None, feature: str | None = None) -> list[LedgerRecord]:
-        ...
+    def read(
+        self, since: float | None = None, feature: str | None = None
+    ) -> list[LedgerRecord]: ...
 
     def close(self) -> None: ...
 
@@ -711,7 +712,9 @@ class Ledger:
         self._overflow_lock = threading.Lock()
         opened = [open_sink(s) if isinstance(s, str) else s for s in sinks]
         if not opened:
-            raise ConfigError("ledger: give at least one sink URL, e.g. sqlite:///.portal/ledger.db")
+            raise ConfigError(
+                "ledger: give at least one sink URL, e.g. sqlite:///.portal/ledger.db"
+            )
         self._workers = [_SinkWorker(self, s) for s in opened]
         self._queues = [(w.queue, w.wake) for w in self._workers]
         self._hard_cap = 2 * max_buffer + batch_size

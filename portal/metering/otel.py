@@ -56,10 +56,38 @@ PROVIDER_NAMES: dict[str, str] = {
 }
 
 # the conventions' advised bucket boundaries
-_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                  16777216, 67108864]
-_DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
-                     20.48, 40.96, 81.92]
+_TOKEN_BUCKETS = [
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+]
+_DURATION_BUCKETS = [
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+]
 
 #: attempts kept while their call is still running; beyond it the oldest are dropped
 _MAX_PENDING_CALLS = 10_000
@@ -148,9 +176,7 @@ class Telemetry:
         if usage is not None:
             self.token_usage.record(usage.input_tokens, base | {"gen_ai.token.type": "input"})
             if op != "embeddings":
-                self.token_usage.record(
-                    usage.output_tokens, base | {"gen_ai.token.type": "output"}
-                )
+                self.token_usage.record(usage.output_tokens, base | {"gen_ai.token.type": "output"})
         if cost_usd:
             self.cost.add(cost_usd, base)
         attrs = base | {
@@ -262,7 +288,9 @@ class Telemetry:
         if outcome != "ok":
             attrs["error.type"] = outcome
         span = self.tracer.start_span(
-            f"execute_tool {name}", kind=SpanKind.INTERNAL, attributes=attrs,
+            f"execute_tool {name}",
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
             start_time=start,
         )
         if outcome != "ok":

@@ -177,13 +177,9 @@ class PriceTable:
                             f"{where}: {' and '.join(missing)} required for a model the "
                             "shipped price table does not know"
                         )
-                    target[model.lower()] = _price_from(
-                        {**fields, "checked": "config"}, where
-                    )
+                    target[model.lower()] = _price_from({**fields, "checked": "config"}, where)
                 else:
-                    values: dict[str, Any] = {
-                        f: _number(fields[f], f"{where}.{f}") for f in fields
-                    }
+                    values: dict[str, Any] = {f: _number(fields[f], f"{where}.{f}") for f in fields}
                     values.update(checked="config", long_context=None)
                     target[model.lower()] = replace(base, **values)
         return PriceTable(merged)
@@ -274,9 +270,7 @@ def _candidates(provider: str, model: str) -> list[str]:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(
-            f"{where}: expected a number of USD per 1M tokens, got {value!r}"
-        )
+        raise ConfigError(f"{where}: expected a number of USD per 1M tokens, got {value!r}")
     if value < 0:
         raise ConfigError(f"{where}: prices cannot be negative, got {value!r}")
     return float(value)

@@ -63,10 +63,24 @@ FORMATS = ("table", "json", "csv", "html")
 
 #: columns of a group row, in the order tables and CSV show them
 COLUMNS = (
-    "group", "calls", "errors", "error_rate", "attempts_per_call", "fallback_share",
-    "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms",
-    "input_tokens", "output_tokens", "tokens_per_call",
-    "cost_usd", "cost_per_call_usd", "cost_per_1k_calls_usd", "unknown_cost_calls",
+    "group",
+    "calls",
+    "errors",
+    "error_rate",
+    "attempts_per_call",
+    "fallback_share",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "input_tokens",
+    "output_tokens",
+    "tokens_per_call",
+    "cost_usd",
+    "cost_per_call_usd",
+    "cost_per_1k_calls_usd",
+    "unknown_cost_calls",
 )
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -298,19 +312,24 @@ def build_report(
         if not any(r.arm == "canary" for r in rows):
             continue
         arms = {
-            arm: _stats(arm, [r for r in rows if r.arm == arm],
-                        sum(1 for r in rows if r.arm == arm and is_fallback[id(r)]))
+            arm: _stats(
+                arm,
+                [r for r in rows if r.arm == arm],
+                sum(1 for r in rows if r.arm == arm and is_fallback[id(r)]),
+            )
             for arm in ("baseline", "canary")
         }
         b, c = arms["baseline"], arms["canary"]
-        canary.append({
-            "feature": feature,
-            "baseline": b,
-            "canary": c,
-            "error_rate_delta": _sub(c["error_rate"], b["error_rate"]),
-            "p95_ratio": _div(c["p95_ms"], b["p95_ms"]),
-            "cost_per_call_ratio": _div(c["cost_per_call_usd"], b["cost_per_call_usd"]),
-        })
+        canary.append(
+            {
+                "feature": feature,
+                "baseline": b,
+                "canary": c,
+                "error_rate_delta": _sub(c["error_rate"], b["error_rate"]),
+                "p95_ratio": _div(c["p95_ms"], b["p95_ms"]),
+                "cost_per_call_ratio": _div(c["cost_per_call_usd"], b["cost_per_call_usd"]),
+            }
+        )
     report["canary"] = canary
 
     if config is not None:
@@ -380,16 +399,39 @@ def _fmt(key: str, v: Any) -> str:
 
 
 _HEADERS = {
-    "group": "", "calls": "calls", "errors": "errors", "error_rate": "err%",
-    "attempts_per_call": "att/call", "fallback_share": "fallback", "p50_ms": "p50 ms",
-    "p95_ms": "p95 ms", "p99_ms": "p99 ms", "ttft_p50_ms": "ttft p50", "ttft_p95_ms": "ttft p95",
-    "input_tokens": "in tok", "output_tokens": "out tok", "tokens_per_call": "tok/call",
-    "cost_usd": "cost $", "cost_per_call_usd": "$/call", "cost_per_1k_calls_usd": "$/1k calls",
+    "group": "",
+    "calls": "calls",
+    "errors": "errors",
+    "error_rate": "err%",
+    "attempts_per_call": "att/call",
+    "fallback_share": "fallback",
+    "p50_ms": "p50 ms",
+    "p95_ms": "p95 ms",
+    "p99_ms": "p99 ms",
+    "ttft_p50_ms": "ttft p50",
+    "ttft_p95_ms": "ttft p95",
+    "input_tokens": "in tok",
+    "output_tokens": "out tok",
+    "tokens_per_call": "tok/call",
+    "cost_usd": "cost $",
+    "cost_per_call_usd": "$/call",
+    "cost_per_1k_calls_usd": "$/1k calls",
     "unknown_cost_calls": "no price",
 }
-_BRIEF = ("group", "calls", "error_rate", "fallback_share", "p50_ms", "p95_ms", "p99_ms",
-          "ttft_p50_ms", "tokens_per_call", "cost_per_call_usd", "cost_per_1k_calls_usd",
-          "cost_usd")
+_BRIEF = (
+    "group",
+    "calls",
+    "error_rate",
+    "fallback_share",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "ttft_p50_ms",
+    "tokens_per_call",
+    "cost_per_call_usd",
+    "cost_per_1k_calls_usd",
+    "cost_usd",
+)
 
 
 def _when(ts: float) -> str:
@@ -406,39 +448,81 @@ def _sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[
     heads = [_HEADERS[c] or f"by {report['by']}" for c in columns]
     out.append((f"calls by {report['by']}", heads, rows))
     if report["canary"]:
-        heads = ["feature", "arm", "calls", "err%", "p95 ms", "$/call", "err delta",
-                 "p95 ratio", "$ ratio"]
+        heads = [
+            "feature",
+            "arm",
+            "calls",
+            "err%",
+            "p95 ms",
+            "$/call",
+            "err delta",
+            "p95 ratio",
+            "$ ratio",
+        ]
         rows = []
         for c in report["canary"]:
             for arm in ("baseline", "canary"):
                 s = c[arm]
                 extra = (
-                    [_pct_pts(c["error_rate_delta"]), _ratio(c["p95_ratio"]),
-                     _ratio(c["cost_per_call_ratio"])]
-                    if arm == "canary" else ["", "", ""]
+                    [
+                        _pct_pts(c["error_rate_delta"]),
+                        _ratio(c["p95_ratio"]),
+                        _ratio(c["cost_per_call_ratio"]),
+                    ]
+                    if arm == "canary"
+                    else ["", "", ""]
                 )
-                rows.append([
-                    c["feature"] if arm == "baseline" else "", arm, _fmt("calls", s["calls"]),
-                    _fmt("error_rate", s["error_rate"]), _fmt("p95_ms", s["p95_ms"]),
-                    _fmt("cost_per_call_usd", s["cost_per_call_usd"]), *extra,
-                ])
+                rows.append(
+                    [
+                        c["feature"] if arm == "baseline" else "",
+                        arm,
+                        _fmt("calls", s["calls"]),
+                        _fmt("error_rate", s["error_rate"]),
+                        _fmt("p95_ms", s["p95_ms"]),
+                        _fmt("cost_per_call_usd", s["cost_per_call_usd"]),
+                        *extra,
+                    ]
+                )
         out.append(("canary vs baseline", heads, rows))
     sla = report.get("sla")
     if sla is not None:
-        heads = ["window (UTC)", "scope", "name", "metric", "target", "actual", "over by",
-                 "calls", "affected"]
+        heads = [
+            "window (UTC)",
+            "scope",
+            "name",
+            "metric",
+            "target",
+            "actual",
+            "over by",
+            "calls",
+            "affected",
+        ]
         rows = [
-            [_when(b["window_start"]), b["scope"], b["name"], b["metric"],
-             _metric(b["metric"], b["target"]), _metric(b["metric"], b["actual"]),
-             _metric(b["metric"], b["over_by"]), f"{b['calls']:,}", f"{b['affected']:,}"]
+            [
+                _when(b["window_start"]),
+                b["scope"],
+                b["name"],
+                b["metric"],
+                _metric(b["metric"], b["target"]),
+                _metric(b["metric"], b["actual"]),
+                _metric(b["metric"], b["over_by"]),
+                f"{b['calls']:,}",
+                f"{b['affected']:,}",
+            ]
             for b in sla["breaches"]
         ]
         out.append((f"SLA breaches (per {sla['window']})", heads, rows))
         if sla["credits"]:
             heads = ["window (UTC)", "provider", "missed", "credit %", "spend $", "credit $"]
             rows = [
-                [_when(c["window_start"]), c["provider"], ", ".join(c["metrics"]),
-                 f"{c['credit_percent']:g}", f"{c['spend_usd']:.4f}", f"{c['credit_usd']:.4f}"]
+                [
+                    _when(c["window_start"]),
+                    c["provider"],
+                    ", ".join(c["metrics"]),
+                    f"{c['credit_percent']:g}",
+                    f"{c['spend_usd']:.4f}",
+                    f"{c['credit_usd']:.4f}",
+                ]
                 for c in sla["credits"]
             ]
             rows.append(["total", "", "", "", "", f"{sla['credit_usd']:.4f}"])
@@ -459,12 +543,14 @@ def _metric(metric: str, v: float) -> str:
 
 
 def _plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
-                         for i, c in enumerate(cells)).rstrip()
+        return "  ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
 
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
@@ -549,8 +635,18 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
-               "#e377c2", "#7f7f7f", "#bcbd22"]
+    palette = [
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#9467bd",
+        "#ff7f0e",
+        "#17becf",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+    ]
     figs: list[tuple[str, str, Any]] = []
 
     # 1. latency percentiles over time per provider
@@ -561,30 +657,55 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
         for i, (provider, s) in enumerate(series["providers"].items()):
             xs = [_dt.datetime.fromtimestamp(t, _dt.UTC) for t in s["t"]]
             for q in ("p50", "p95", "p99"):
-                fig.add_trace(go.Scatter(
-                    x=xs, y=s[q], name=f"{provider} {q}", mode="lines+markers",
-                    line={"color": palette[i % len(palette)], "dash": dash[q]},
-                    legendgroup=provider, customdata=s["n"],
-                    hovertemplate="%{y:,.0f} ms (%{customdata} attempts)"
-                                  "<extra>%{fullData.name}</extra>",
-                ))
-        fig.update_layout(yaxis_title="ms (successful attempts)",
-                          xaxis_title=f"time (UTC, {series['bucket_s']}s buckets)")
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=s[q],
+                        name=f"{provider} {q}",
+                        mode="lines+markers",
+                        line={"color": palette[i % len(palette)], "dash": dash[q]},
+                        legendgroup=provider,
+                        customdata=s["n"],
+                        hovertemplate="%{y:,.0f} ms (%{customdata} attempts)"
+                        "<extra>%{fullData.name}</extra>",
+                    )
+                )
+        fig.update_layout(
+            yaxis_title="ms (successful attempts)",
+            xaxis_title=f"time (UTC, {series['bucket_s']}s buckets)",
+        )
         figs.append(("latency", "Latency percentiles over time, per provider", fig))
     else:
-        figs.append(("latency", "Latency percentiles over time, per provider",
-                     "no successful attempts in this period"))
+        figs.append(
+            (
+                "latency",
+                "Latency percentiles over time, per provider",
+                "no successful attempts in this period",
+            )
+        )
 
     # 2. cost per feature
     rows = report["features_cost"]
     if rows:
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("total cost (USD)",
-                                                            "cost per 1,000 calls (USD)"))
+        fig = make_subplots(
+            rows=1, cols=2, subplot_titles=("total cost (USD)", "cost per 1,000 calls (USD)")
+        )
         names = [r["group"] for r in rows]
-        fig.add_trace(go.Bar(x=names, y=[r["cost_usd"] for r in rows], name="total",
-                             marker_color=palette[0]), row=1, col=1)
-        fig.add_trace(go.Bar(x=names, y=[r["cost_per_1k_calls_usd"] for r in rows],
-                             name="per 1k calls", marker_color=palette[2]), row=1, col=2)
+        fig.add_trace(
+            go.Bar(x=names, y=[r["cost_usd"] for r in rows], name="total", marker_color=palette[0]),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[r["cost_per_1k_calls_usd"] for r in rows],
+                name="per 1k calls",
+                marker_color=palette[2],
+            ),
+            row=1,
+            col=2,
+        )
         fig.update_layout(showlegend=False)
         figs.append(("cost", "Cost per feature", fig))
     else:
@@ -592,17 +713,31 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
 
     # 3. canary vs baseline
     if report["canary"]:
-        fig = make_subplots(rows=1, cols=3, subplot_titles=("error rate (%)", "p95 latency (ms)",
-                                                            "cost per call (USD)"))
+        fig = make_subplots(
+            rows=1,
+            cols=3,
+            subplot_titles=("error rate (%)", "p95 latency (ms)", "cost per call (USD)"),
+        )
         feats = [c["feature"] for c in report["canary"]]
         for j, arm in enumerate(("baseline", "canary")):
             vals = [c[arm] for c in report["canary"]]
-            for col, key, scale in ((1, "error_rate", 100.0), (2, "p95_ms", 1.0),
-                                    (3, "cost_per_call_usd", 1.0)):
-                fig.add_trace(go.Bar(
-                    x=feats, y=[None if v[key] is None else v[key] * scale for v in vals],
-                    name=arm, marker_color=palette[j], legendgroup=arm, showlegend=col == 1,
-                ), row=1, col=col)
+            for col, key, scale in (
+                (1, "error_rate", 100.0),
+                (2, "p95_ms", 1.0),
+                (3, "cost_per_call_usd", 1.0),
+            ):
+                fig.add_trace(
+                    go.Bar(
+                        x=feats,
+                        y=[None if v[key] is None else v[key] * scale for v in vals],
+                        name=arm,
+                        marker_color=palette[j],
+                        legendgroup=arm,
+                        showlegend=col == 1,
+                    ),
+                    row=1,
+                    col=col,
+                )
         fig.update_layout(barmode="group")
         figs.append(("canary", "Canary vs baseline", fig))
     else:
@@ -614,19 +749,29 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
         fig = go.Figure()
         keys = sorted({(b["scope"], b["name"], b["metric"]) for b in sla["breaches"]})
         for i, (scope, name, metric) in enumerate(keys):
-            pts = [b for b in sla["breaches"]
-                   if (b["scope"], b["name"], b["metric"]) == (scope, name, metric)]
-            fig.add_trace(go.Bar(
-                x=[_dt.datetime.fromtimestamp(b["window_start"], _dt.UTC) for b in pts],
-                y=[b["affected"] for b in pts], name=f"{scope} {name} {metric}",
-                marker_color=palette[i % len(palette)],
-                customdata=[[_metric(metric, b["actual"]), _metric(metric, b["target"])]
-                            for b in pts],
-                hovertemplate="%{y} affected calls; %{customdata[0]} vs %{customdata[1]}"
-                              "<extra>%{fullData.name}</extra>",
-            ))
-        fig.update_layout(barmode="group", yaxis_title="affected calls",
-                          xaxis_title=f"window (UTC, per {sla['window']})")
+            pts = [
+                b
+                for b in sla["breaches"]
+                if (b["scope"], b["name"], b["metric"]) == (scope, name, metric)
+            ]
+            fig.add_trace(
+                go.Bar(
+                    x=[_dt.datetime.fromtimestamp(b["window_start"], _dt.UTC) for b in pts],
+                    y=[b["affected"] for b in pts],
+                    name=f"{scope} {name} {metric}",
+                    marker_color=palette[i % len(palette)],
+                    customdata=[
+                        [_metric(metric, b["actual"]), _metric(metric, b["target"])] for b in pts
+                    ],
+                    hovertemplate="%{y} affected calls; %{customdata[0]} vs %{customdata[1]}"
+                    "<extra>%{fullData.name}</extra>",
+                )
+            )
+        fig.update_layout(
+            barmode="group",
+            yaxis_title="affected calls",
+            xaxis_title=f"window (UTC, per {sla['window']})",
+        )
         figs.append(("sla", "SLA breaches", fig))
     else:
         note = "no SLA breaches" if sla is not None else "no config given: SLAs unknown"
@@ -639,24 +784,33 @@ def render_html(report: dict[str, Any]) -> str:
     from plotly.offline import get_plotlyjs
 
     parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>{_html.escape(_title(report))}</title><style>{_CSS}</style>",
-        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>",
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>',
         f"<h1>{_html.escape(_title(report))}</h1>",
     ]
     meta = report["meta"]
     if meta.get("ledgers"):
-        parts.append(f"<p class=\"meta\">ledgers: {_html.escape(', '.join(meta['ledgers']))}"
-                     f"; generated {_when(meta['generated_at'])} UTC</p>")
+        parts.append(
+            f'<p class="meta">ledgers: {_html.escape(", ".join(meta["ledgers"]))}'
+            f"; generated {_when(meta['generated_at'])} UTC</p>"
+        )
     for div_id, title, fig in _figures(report):
         parts.append(f"<h2>{_html.escape(title)}</h2>")
         if isinstance(fig, str):
-            parts.append(f"<p class=\"note\" id=\"{div_id}\">{_html.escape(fig)}</p>")
+            parts.append(f'<p class="note" id="{div_id}">{_html.escape(fig)}</p>')
             continue
-        fig.update_layout(template="plotly_white", height=420,
-                          margin={"l": 60, "r": 20, "t": 40, "b": 50})
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                 config={"displaylogo": False, "responsive": True}))
+        fig.update_layout(
+            template="plotly_white", height=420, margin={"l": 60, "r": 20, "t": 40, "b": 50}
+        )
+        parts.append(
+            fig.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=div_id,
+                config={"displaylogo": False, "responsive": True},
+            )
+        )
     for title, heads, rows in _sections(report):
         parts.append(f"<h2>{_html.escape(title[:1].upper() + title[1:])}</h2>")
         parts.append(_html_table(heads, rows))
@@ -688,19 +842,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Cost, latency and SLAs per feature, vendor, target, arm or day, "
         "from the ledger(s).",
     )
-    parser.add_argument("--config", help="portal.toml (default: ./portal.toml or "
-                        "./pyproject.toml [tool.portal])")
-    parser.add_argument("--ledger", action="append", default=None, metavar="URL",
-                        help="ledger to read instead of the config's (repeatable)")
-    parser.add_argument("--since", default="24h",
-                        help="period: 24h, 30m, 7d, an ISO date, or 'all' (default 24h)")
+    parser.add_argument(
+        "--config", help="portal.toml (default: ./portal.toml or ./pyproject.toml [tool.portal])"
+    )
+    parser.add_argument(
+        "--ledger",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="ledger to read instead of the config's (repeatable)",
+    )
+    parser.add_argument(
+        "--since", default="24h", help="period: 24h, 30m, 7d, an ISO date, or 'all' (default 24h)"
+    )
     parser.add_argument("--feature", help="only this feature")
     parser.add_argument("--by", choices=GROUPINGS, default="feature")
-    parser.add_argument("--window", choices=("hour", "day"), default="hour",
-                        help="SLA accounting window (default hour)")
+    parser.add_argument(
+        "--window",
+        choices=("hour", "day"),
+        default="hour",
+        help="SLA accounting window (default hour)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", help="write to this file instead of standard output "
-                        "(html defaults to portal-report.html)")
+    parser.add_argument(
+        "--out",
+        help="write to this file instead of standard output (html defaults to portal-report.html)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     from portal.errors import ConfigError
@@ -716,18 +883,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     urls = args.ledger or (ledger_urls(config) if config is not None else [])
     if not urls:
-        print("portal report: no ledger to read; pass --config portal.toml or "
-              "--ledger sqlite:///path/to/ledger.db", file=sys.stderr)
+        print(
+            "portal report: no ledger to read; pass --config portal.toml or "
+            "--ledger sqlite:///path/to/ledger.db",
+            file=sys.stderr,
+        )
         return 2
     try:
         records = load_records(urls, since=since, feature=args.feature)
     except Exception as exc:  # a ledger that cannot be read: say which, never its password
-        print(f"portal report: cannot read the ledger ({type(exc).__name__}: {exc})",
-              file=sys.stderr)
+        print(
+            f"portal report: cannot read the ledger ({type(exc).__name__}: {exc})", file=sys.stderr
+        )
         return 1
-    report = build_report(records, config, by=args.by, window=args.window,
-                          meta={"ledgers": [_shown(u) for u in urls], "since": since,
-                                "feature": args.feature})
+    report = build_report(
+        records,
+        config,
+        by=args.by,
+        window=args.window,
+        meta={"ledgers": [_shown(u) for u in urls], "since": since, "feature": args.feature},
+    )
     if args.format == "json":
         text = json.dumps(report, indent=2, default=str) + "\n"
     elif args.format == "csv":
@@ -762,8 +937,7 @@ def demo_report(
     records = load_records(urls)
     meta = {"ledgers": [_shown(u) for u in urls], "since": None}
     printer("")
-    printer("report from the ledger (portal report --config "
-            f"{config_path} --since all):")
+    printer(f"report from the ledger (portal report --config {config_path} --since all):")
     for by in ("feature", "target"):
         rep = build_report(records, config, by=by, meta=meta)
         title, heads, rows = _sections(rep, _BRIEF)[0]
@@ -776,9 +950,19 @@ def demo_report(
     if sla is not None:
         n = len(sla["breaches"])
         printer("")
-        printer(f"SLA: {n} breach(es)" + (": " + "; ".join(
-            f"{b['scope']} {b['name']} {b['metric']} {_metric(b['metric'], b['actual'])} vs "
-            f"{_metric(b['metric'], b['target'])}" for b in sla["breaches"][:4]) if n else ""))
+        printer(
+            f"SLA: {n} breach(es)"
+            + (
+                ": "
+                + "; ".join(
+                    f"{b['scope']} {b['name']} {b['metric']} "
+                    f"{_metric(b['metric'], b['actual'])} vs {_metric(b['metric'], b['target'])}"
+                    for b in sla["breaches"][:4]
+                )
+                if n
+                else ""
+            )
+        )
     if not html:
         return None
     path = Path(out_dir) / "report.html"

@@ -137,9 +137,7 @@ def account(
         elif r.kind == "attempt" and r.provider in provider_sla:
             b = providers[(w, r.provider)]
             b.spend += r.cost_usd or 0.0
-            if r.outcome == "hedge_lost" or (
-                r.outcome == "error" and r.error not in VENDOR_FAULTS
-            ):
+            if r.outcome == "hedge_lost" or (r.outcome == "error" and r.error not in VENDOR_FAULTS):
                 continue  # not measured: abandoned by us, or the caller's/quota's fault
             b.total += 1
             if r.outcome == "error":
@@ -186,7 +184,16 @@ def _breaches(
         actual = (b.total - b.failed) / b.total
         if actual < sla.availability:
             out.append(
-                Breach(w, scope, name, "availability", sla.availability, actual,
-                       sla.availability - actual, b.total, b.failed)
+                Breach(
+                    w,
+                    scope,
+                    name,
+                    "availability",
+                    sla.availability,
+                    actual,
+                    sla.availability - actual,
+                    b.total,
+                    b.failed,
+                )
             )
     return out

@@ -408,8 +408,14 @@ def _message_pieces(m: Any) -> Iterable[tuple[str, bool]]:
         else:
             yield str(getattr(call, "name", "")), False
             args_json = getattr(call, "arguments_json", None)
-            yield (args_json() if callable(args_json) else json.dumps(
-                getattr(call, "arguments", {}), separators=(",", ":"))), False
+            yield (
+                (
+                    args_json()
+                    if callable(args_json)
+                    else json.dumps(getattr(call, "arguments", {}), separators=(",", ":"))
+                ),
+                False,
+            )
 
 
 def _tool_json(tool: Any) -> str:

@@ -195,8 +195,7 @@ class AnthropicAdapter(Adapter):
             return int(configured)
         except (TypeError, ValueError):
             raise ContractError(
-                f"provider {self.name!r}: options.max_tokens must be an integer, "
-                f"got {configured!r}"
+                f"provider {self.name!r}: options.max_tokens must be an integer, got {configured!r}"
             ) from None
 
     def chat_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
@@ -208,7 +207,8 @@ class AnthropicAdapter(Adapter):
             if cache_control is not None:
                 system[-1]["cache_control"] = cache_control
             body["system"] = (
-                system[0]["text"] if len(system) == 1 and "cache_control" not in system[0]
+                system[0]["text"]
+                if len(system) == 1 and "cache_control" not in system[0]
                 else system
             )
         if cache_control is not None and messages:
@@ -477,9 +477,7 @@ def normalize_finish(raw: Any, has_content: bool, has_calls: bool) -> str:
     return finish
 
 
-def ratelimit_reset_after(
-    headers: Mapping[str, str], now: float | None = None
-) -> float | None:
+def ratelimit_reset_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds until the exhausted ``anthropic-ratelimit-*`` limit resets (RFC 3339 times),
     used when a 429 carries no ``retry-after``."""
     waits: list[float] = []

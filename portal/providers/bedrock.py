@@ -113,8 +113,13 @@ ERROR_TYPE_MAP: dict[str, type[ProviderError]] = {
     "ModelStreamErrorException": ServerError,
 }
 
-_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg",
-                  "image/gif": "gif", "image/webp": "webp"}
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _HOST_REGION = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
 _CONTEXT_MARKERS = ("too long", "too many input tokens", "context window", "context length")
@@ -189,7 +194,7 @@ class BedrockAdapter(Adapter):
             return env
         raise ConfigError(
             f"provider {self.name!r} (kind 'bedrock'): no AWS region; set "
-            "options.region_name (e.g. region_name = \"us-east-1\") or AWS_REGION"
+            'options.region_name (e.g. region_name = "us-east-1") or AWS_REGION'
         )
 
     def model_url(self, model: str, action: str) -> str:
@@ -601,9 +606,7 @@ def _embed_family(model: str) -> str | None:
 
 def _has_tool_blocks(messages: list[dict[str, Any]]) -> bool:
     return any(
-        "toolUse" in block or "toolResult" in block
-        for m in messages
-        for block in m["content"]
+        "toolUse" in block or "toolResult" in block for m in messages for block in m["content"]
     )
 
 
@@ -663,8 +666,9 @@ class BedrockStreamParser(StreamParser):
         if mtype == "error":
             code = str(headers.get(":error-code") or "")
             message = str(headers.get(":error-message") or code)
-            raise self.adapter.stream_error(code, json.dumps({"message": message}).encode(),
-                                            self.model, {})
+            raise self.adapter.stream_error(
+                code, json.dumps({"message": message}).encode(), self.model, {}
+            )
         try:
             obj = json.loads(payload) if payload else {}
         except ValueError:

@@ -234,7 +234,8 @@ class Routing:
         if route.timeout_s:
             lines.append(f"  deadline {route.timeout_s:g}s for the whole call")
         if feat.hedge is not None:
-            lines.append(f"  hedge after {feat.hedge.after_ms:g} ms (AsyncClient only)")
+            when = f"{feat.hedge.after_ms:g} ms" if feat.hedge.after_ms else "the primary's p95"
+            lines.append(f"  hedge after {when} (AsyncClient only)")
         call = Call("chat", route, ChatRequest(messages=[]), key=key)
         lines.append("  targets, in order:")
         for i, t in enumerate(self.plan(call), 1):

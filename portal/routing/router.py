@@ -175,7 +175,7 @@ class Router:
             targets = [pin] + [x for x in targets if x.id != pin.id]
             pinned = 1
             reasons.append("model= pinned the first target")
-        hedge = feat.hedge.after_ms / 1000.0 if feat.hedge else None
+        hedge = feat.hedge.after_ms / 1000.0 if feat.hedge and feat.hedge.after_ms else None
         return Route(
             feature,
             arm,

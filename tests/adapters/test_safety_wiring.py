@@ -79,7 +79,9 @@ def _config(safety: list[Any] | None = None) -> dict[str, Any]:
         feature["safety"] = safety
     return {
         "portal": {"ledger": "none"},
-        "providers": {"v": {"kind": "openai", "api_key": "sk-test", "base_url": "http://v.test/v1"}},
+        "providers": {
+            "v": {"kind": "openai", "api_key": "sk-test", "base_url": "http://v.test/v1"}
+        },
         "features": {"support": feature, "plain": {"primary": "v:gpt-4.1-mini"}},
     }
 
@@ -291,7 +293,11 @@ def test_moderation_guard_calls_the_vendor_endpoint_through_the_client() -> None
     )
     guard = ModerationGuard(client, provider="v")
     resp = client.chat(feature="plain", messages=[portal.user("hello there")], safety=[guard])
-    assert [s["path"] for s in seen] == ["/v1/moderations", "/v1/chat/completions", "/v1/moderations"]
+    assert [s["path"] for s in seen] == [
+        "/v1/moderations",
+        "/v1/chat/completions",
+        "/v1/moderations",
+    ]
     assert seen[0]["model"] == "omni-moderation-latest" and seen[0]["input"] == ["hello there"]
     assert seen[0]["auth"] == "Bearer sk-test"
     assert [r["action"] for r in resp.provider_details["guards"]] == ["allow", "allow"]

@@ -65,7 +65,11 @@ def _gemini(calls: list[tuple[str, str, dict[str, Any]]] | None, text: str | Non
         "candidates": [
             {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
         ],
-        "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 12, "totalTokenCount": 62},
+        "usageMetadata": {
+            "promptTokenCount": 50,
+            "candidatesTokenCount": 12,
+            "totalTokenCount": 62,
+        },
         "modelVersion": "gemini-2.5-flash",
         "responseId": "resp-1",
     }
@@ -320,7 +324,9 @@ def test_run_tools_false_returns_the_calls_without_running_them(clients: Any) ->
         run_tools=False,
     )
     assert ran == [] and len(seen) == 1
-    assert [(c.name, c.arguments) for c in resp.tool_calls] == [("lookup_order", {"order_id": "123"})]
+    assert [(c.name, c.arguments) for c in resp.tool_calls] == [
+        ("lookup_order", {"order_id": "123"})
+    ]
     assert resp.finish_reason == "tool_calls"
     # the caller continues the conversation itself, with a vendor-neutral tool result
     follow = [portal.user("Where is 123?"), resp.to_message()] + [
@@ -339,7 +345,10 @@ def test_run_tools_false_returns_the_calls_without_running_them(clients: Any) ->
 
 def _async_config() -> tuple[dict[str, Any], list[dict[str, Any]], httpx2.MockTransport]:
     seen: list[dict[str, Any]] = []
-    calls = [("call_a", "slow_lookup", {"order_id": "1"}), ("call_b", "slow_lookup", {"order_id": "2"})]
+    calls = [
+        ("call_a", "slow_lookup", {"order_id": "1"}),
+        ("call_b", "slow_lookup", {"order_id": "2"}),
+    ]
     replies = [_openai(calls, None), _openai(None, "Both shipped.")]
     return _config("openai"), seen, _transport(replies, seen)
 

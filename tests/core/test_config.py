@@ -177,7 +177,8 @@ def test_wrong_types_are_explained(tmp_path: Path) -> None:
     )
     assert errors_of(path) == [
         "portal.toml: features.f.fallbacks: expected an array, got 'a:n'",
-        "portal.toml: features.f.strategy: must be one of 'ordered', 'cheapest' or 'fastest', "
+        "portal.toml: features.f.strategy: must be one of 'ordered', 'cheapest', 'fastest', "
+        "'lowest-latency' or 'cheapest-within-sla', "
         "got 'random'",
     ]
 

@@ -31,15 +31,27 @@ class Clock:
         return self.now
 
 
-def _config(budget: dict[str, Any], primary: str = "a:sim-small",
-            fallbacks: list[str] | None = None, state: str = "memory") -> dict[str, Any]:
-    sims = {n: {"kind": "sim", "options": {"seed": i, "time_scale": 0}}
-            for i, n in enumerate("abc", start=1)}
+def _config(
+    budget: dict[str, Any],
+    primary: str = "a:sim-small",
+    fallbacks: list[str] | None = None,
+    state: str = "memory",
+) -> dict[str, Any]:
+    sims = {
+        n: {"kind": "sim", "options": {"seed": i, "time_scale": 0}}
+        for i, n in enumerate("abc", start=1)
+    }
     return {
         "portal": {"ledger": "none", "state": state},
         "providers": sims,
-        "features": {"f": {"primary": primary, "fallbacks": fallbacks or [],
-                           "max_tokens": 100, "budget": budget}},
+        "features": {
+            "f": {
+                "primary": primary,
+                "fallbacks": fallbacks or [],
+                "max_tokens": 100,
+                "budget": budget,
+            }
+        },
     }
 
 
@@ -86,8 +98,11 @@ def test_block_raises_before_spending_and_resets_at_utc_midnight() -> None:
 
 
 def test_fallback_cheapest_moves_to_the_cheapest_target_instead_of_blocking() -> None:
-    cfg = _config({"usd_per_day": 0.002, "on_exceed": "fallback-cheapest"},
-                  primary="c:sim-large", fallbacks=["a:sim-small"])
+    cfg = _config(
+        {"usd_per_day": 0.002, "on_exceed": "fallback-cheapest"},
+        primary="c:sim-large",
+        fallbacks=["a:sim-small"],
+    )
     client, _ = _client(cfg)
     targets = [_ask(client, i).target for i in range(12)]
     first_cheap = targets.index("a:sim-small")

@@ -211,7 +211,11 @@ def test_failing_sink_keeps_records_recovers_and_does_not_starve_others(
 def test_full_buffer_drops_oldest_and_counts(caplog: pytest.LogCaptureFixture) -> None:
     flaky = FlakySink()
     led = Ledger(
-        [flaky], batch_size=10, max_buffer=100, flush_interval_s=0.01, retry_initial_s=0.01,
+        [flaky],
+        batch_size=10,
+        max_buffer=100,
+        flush_interval_s=0.01,
+        retry_initial_s=0.01,
         retry_max_s=0.02,
     )
     with caplog.at_level(logging.WARNING, logger="portal.metering"):

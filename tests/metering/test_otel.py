@@ -31,8 +31,11 @@ class Otel:
         tp = TracerProvider()
         tp.add_span_processor(SimpleSpanProcessor(self.spans))
         self.reader = InMemoryMetricReader()
-        self.telemetry = Telemetry(tp, MeterProvider(metric_readers=[self.reader]),
-                                   kinds={"a": "sim", "b": "sim", "oa": "openai"})
+        self.telemetry = Telemetry(
+            tp,
+            MeterProvider(metric_readers=[self.reader]),
+            kinds={"a": "sim", "b": "sim", "oa": "openai"},
+        )
 
     def metrics(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
@@ -55,12 +58,16 @@ def _client(otel: Otel, **features: Any) -> portal.Client:
     cfg = {
         "portal": {"ledger": "none"},
         "providers": {
-            "a": {"kind": "sim", "options": {"seed": 1, "time_scale": 0,
-                                             "error_rates": {"server_error": 1.0}}},
+            "a": {
+                "kind": "sim",
+                "options": {"seed": 1, "time_scale": 0, "error_rates": {"server_error": 1.0}},
+            },
             "b": {"kind": "sim", "options": {"seed": 2, "time_scale": 0}},
         },
-        "features": features or {"f": {"primary": "a:sim-small", "fallbacks": ["b:sim-large"],
-                                        "retry": {"attempts": 1}}},
+        "features": features
+        or {
+            "f": {"primary": "a:sim-small", "fallbacks": ["b:sim-large"], "retry": {"attempts": 1}}
+        },
     }
     meter = Meter(kinds={"a": "sim", "b": "sim"}, telemetry=otel.telemetry)
     return portal.Client(cfg, meter=meter)
@@ -121,14 +128,22 @@ def test_metrics_tokens_duration_and_cost(otel: Otel) -> None:
     m = otel.metrics()
     assert m["gen_ai.client.token.usage:unit"] == ["{token}"]
     assert m["gen_ai.client.operation.duration:unit"] == ["s"]
-    tokens = {(dict(p.attributes)["gen_ai.token.type"], dict(p.attributes)["gen_ai.provider.name"],
-               dict(p.attributes)["gen_ai.request.model"]): p for p in m["gen_ai.client.token.usage"]}
+    tokens = {
+        (
+            dict(p.attributes)["gen_ai.token.type"],
+            dict(p.attributes)["gen_ai.provider.name"],
+            dict(p.attributes)["gen_ai.request.model"],
+        ): p
+        for p in m["gen_ai.client.token.usage"]
+    }
     out = tokens[("output", "sim", "sim-large")]
     assert out.sum == sum(r.usage.output_tokens for r in resps)
     assert out.count == 3
     inp = tokens[("input", "sim", "sim-large")]
     assert inp.sum == sum(r.usage.input_tokens for r in resps)
-    durations = {dict(p.attributes).get("error.type"): p for p in m["gen_ai.client.operation.duration"]}
+    durations = {
+        dict(p.attributes).get("error.type"): p for p in m["gen_ai.client.operation.duration"]
+    }
     assert durations["ServerError"].count == 3  # the failed attempts, labelled by error
     assert durations[None].count == 3
     cost = sum(p.value for p in m["portal.cost"])
@@ -139,17 +154,42 @@ def test_embeddings_and_cached_tokens_and_tool_spans(otel: Otel) -> None:
     meter = Meter(kinds={"oa": "openai"}, telemetry=otel.telemetry)
     from portal.contracts.responses import Attempt
 
-    usage = Usage(input_tokens=1000, output_tokens=20, cached_input_tokens=800,
-                  cache_write_tokens=100)
-    att = Attempt(target="oa:gpt-4.1-mini", outcome="ok", latency_ms=40.0, usage=usage,
-                  cost_usd=0.001)
-    meter.attempt(call_id="c1", operation="embed", feature=None, contract_version=None,
-                  key=None, tenant=None, tags={}, provider="oa", model="gpt-4.1-mini",
-                  arm="baseline", attempt=att, started_at=1_700_000_000.0)
-    meter.call(call_id="c1", operation="embed", feature=None, contract_version=None, key=None,
-               tenant=None, tags={}, arm="baseline", attempts=[att], response=None,
-               error=RuntimeError("x"), cost_usd=0.001, latency_ms=50.0,
-               started_at=1_700_000_000.0)
+    usage = Usage(
+        input_tokens=1000, output_tokens=20, cached_input_tokens=800, cache_write_tokens=100
+    )
+    att = Attempt(
+        target="oa:gpt-4.1-mini", outcome="ok", latency_ms=40.0, usage=usage, cost_usd=0.001
+    )
+    meter.attempt(
+        call_id="c1",
+        operation="embed",
+        feature=None,
+        contract_version=None,
+        key=None,
+        tenant=None,
+        tags={},
+        provider="oa",
+        model="gpt-4.1-mini",
+        arm="baseline",
+        attempt=att,
+        started_at=1_700_000_000.0,
+    )
+    meter.call(
+        call_id="c1",
+        operation="embed",
+        feature=None,
+        contract_version=None,
+        key=None,
+        tenant=None,
+        tags={},
+        arm="baseline",
+        attempts=[att],
+        response=None,
+        error=RuntimeError("x"),
+        cost_usd=0.001,
+        latency_ms=50.0,
+        started_at=1_700_000_000.0,
+    )
     meter.tool_span("lookup_order", 12.5, "ok")
     meter.tool_span("refund", 3.0, "ValueError")
     spans = {s.name: s for s in otel.spans.get_finished_spans()}
@@ -173,8 +213,9 @@ def test_embeddings_and_cached_tokens_and_tool_spans(otel: Otel) -> None:
     bad = spans["execute_tool refund"]
     assert bad.attributes is not None and bad.attributes["error.type"] == "ValueError"
     # embeddings record input tokens only
-    types = {dict(p.attributes)["gen_ai.token.type"]
-             for p in otel.metrics()["gen_ai.client.token.usage"]}
+    types = {
+        dict(p.attributes)["gen_ai.token.type"] for p in otel.metrics()["gen_ai.client.token.usage"]
+    }
     assert types == {"input"}
 
 
@@ -192,8 +233,7 @@ print("LOADED", len(loaded), loaded[:3])
 assert not loaded, loaded
 assert c.meter.telemetry is None
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "LOADED 0" in done.stdout
 
@@ -236,8 +276,7 @@ with portal.Client(cfg) as c:
     r = c.chat(feature="f", messages=[portal.user("hi")])
 print("OK", r.target)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "OK a:sim-small" in done.stdout
     assert "pip install 'portal-sdk[otel]'" in done.stderr

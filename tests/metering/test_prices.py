@@ -96,10 +96,15 @@ def test_gemini_usage_thoughts_billed_as_output_and_long_context_tier(table: Pri
 
 def test_bedrock_converse_usage_regional_vs_global_profiles(table: PriceTable) -> None:
     # Converse: inputTokens excludes cacheReadInputTokens / cacheWriteInputTokens
-    wire = {"inputTokens": 50, "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 200,
-            "outputTokens": 100}
+    wire = {
+        "inputTokens": 50,
+        "cacheReadInputTokens": 1000,
+        "cacheWriteInputTokens": 200,
+        "outputTokens": 100,
+    }
     usage = Usage(
-        input_tokens=wire["inputTokens"] + wire["cacheReadInputTokens"]
+        input_tokens=wire["inputTokens"]
+        + wire["cacheReadInputTokens"]
         + wire["cacheWriteInputTokens"],
         output_tokens=wire["outputTokens"],
         cached_input_tokens=wire["cacheReadInputTokens"],
@@ -178,7 +183,10 @@ def test_overrides_partial_and_new_models(table: PriceTable) -> None:
     )
     p = t.lookup("openai", "gpt-4.1-mini-2025-04-14")
     assert p is not None and (p.input, p.output, p.cached_input, p.checked) == (
-        0.30, 1.6, 0.1, "config"
+        0.30,
+        1.6,
+        0.1,
+        "config",
     )
     q = t.lookup("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo")
     assert q is not None and q.cost(Usage(1_000_000, 1_000_000)) == pytest.approx(1.7)

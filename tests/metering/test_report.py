@@ -26,9 +26,12 @@ PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 def _config(ledgers: list[str]) -> dict[str, Any]:
     """A flaky primary (fails over to b), a sometimes-failing secondary (some calls fail
     for the user), a 30% canary on c; instant sim vendors."""
+
     def sim(seed: int, **errors: float) -> dict[str, Any]:
-        return {"kind": "sim", "options": {"seed": seed, "time_scale": 0,
-                                           "error_rates": errors, "retry_after_s": 0}}
+        return {
+            "kind": "sim",
+            "options": {"seed": seed, "time_scale": 0, "error_rates": errors, "retry_after_s": 0},
+        }
 
     return {
         "portal": {"ledger": ledgers},
@@ -44,8 +47,11 @@ def _config(ledgers: list[str]) -> dict[str, Any]:
                 "retry": {"attempts": 2, "base_wait_s": 0, "max_wait_s": 0},
                 "canary": {"target": "c:sim-large", "percent": 30},
             },
-            "search": {"primary": "a:sim-embed", "fallbacks": ["b:sim-embed"],
-                       "retry": {"attempts": 1}},
+            "search": {
+                "primary": "a:sim-embed",
+                "fallbacks": ["b:sim-embed"],
+                "retry": {"attempts": 1},
+            },
         },
     }
 
@@ -61,14 +67,24 @@ def _run(ledgers: list[str], n: int = 60) -> tuple[list[Any], int]:
                 if i % 6 == 5:
                     seen.append(client.embed(feature="search", inputs=[f"query {i}"]))
                 elif i % 6 == 4:
-                    done = [e.response for e in client.stream(
-                        feature="support", messages=[portal.user(f"summarize ticket {i}")],
-                        key=f"user-{i}") if e.type == "done"]
+                    done = [
+                        e.response
+                        for e in client.stream(
+                            feature="support",
+                            messages=[portal.user(f"summarize ticket {i}")],
+                            key=f"user-{i}",
+                        )
+                        if e.type == "done"
+                    ]
                     seen.append(done[0])
                 else:
-                    seen.append(client.chat(feature="support",
-                                            messages=[portal.user(f"where is order {i}?")],
-                                            key=f"user-{i}"))
+                    seen.append(
+                        client.chat(
+                            feature="support",
+                            messages=[portal.user(f"where is order {i}?")],
+                            key=f"user-{i}",
+                        )
+                    )
             except PortalError:
                 failed += 1
     finally:
@@ -95,7 +111,8 @@ def test_ledger_totals_reconcile_exactly_with_what_callers_saw(tmp_path: Path) -
 
     # per (feature, target, arm): calls, cost, attempts and tokens, exactly
     want: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0, "cost": [], "attempts": 0, "in": 0, "out": 0})
+        lambda: {"calls": 0, "cost": [], "attempts": 0, "in": 0, "out": 0}
+    )
     for r in responses:
         g = want[(r.feature, r.target, getattr(r, "arm", "baseline"))]
         g["calls"] += 1
@@ -104,7 +121,8 @@ def test_ledger_totals_reconcile_exactly_with_what_callers_saw(tmp_path: Path) -
         g["in"] += r.usage.input_tokens
         g["out"] += r.usage.output_tokens
     got: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0, "cost": [], "attempts": 0, "in": 0, "out": 0})
+        lambda: {"calls": 0, "cost": [], "attempts": 0, "in": 0, "out": 0}
+    )
     for c in calls:
         if c.outcome == "error":
             continue
@@ -124,9 +142,12 @@ def test_ledger_totals_reconcile_exactly_with_what_callers_saw(tmp_path: Path) -
     # attempt rows: one per attempt the callers saw (plus those of failed calls), and their
     # costs add up to the call rows' costs
     ok_ids = {c.call_id for c in calls if c.outcome != "error"}
-    assert sum(1 for a in attempts if a.call_id in ok_ids) == sum(len(r.attempts) for r in responses)
+    assert sum(1 for a in attempts if a.call_id in ok_ids) == sum(
+        len(r.attempts) for r in responses
+    )
     assert _fsum(a.cost_usd for a in attempts if a.call_id in ok_ids) == pytest.approx(
-        _fsum(r.cost_usd for r in responses), rel=1e-12)
+        _fsum(r.cost_usd for r in responses), rel=1e-12
+    )
     per_target_attempts: dict[str, int] = defaultdict(int)
     for r in responses:
         for a in r.attempts:
@@ -143,17 +164,15 @@ def test_ledger_totals_reconcile_exactly_with_what_callers_saw(tmp_path: Path) -
         saw = [r for r in responses if r.target == row["group"]]
         assert row["calls"] - row["errors"] == len(saw)
         assert row["cost_usd"] == pytest.approx(_fsum(r.cost_usd for r in saw), rel=1e-12)
-    fallback_saw = sum(
-        1 for r in responses
-        if r.attempts and (r.attempts[0].target != r.target)
-    )
+    fallback_saw = sum(1 for r in responses if r.attempts and (r.attempts[0].target != r.target))
     assert report["total"]["fallback_calls"] == fallback_saw
     assert report["total"]["calls"] == len(responses) + failed
     assert report["attempts"] == len(attempts)
     assert report["canary"] and report["canary"][0]["feature"] == "support"
     canary_saw = [r for r in responses if getattr(r, "arm", None) == "canary"]
     assert report["canary"][0]["canary"]["calls"] == len(canary_saw) + sum(
-        1 for c in calls if c.arm == "canary" and c.outcome == "error")
+        1 for c in calls if c.arm == "canary" and c.outcome == "error"
+    )
 
 
 @pytest.fixture
@@ -193,17 +212,24 @@ def test_same_report_over_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> 
     outs = []
     for url in (sqlite_url, pg_url):
         out = tmp_path / f"r{len(outs)}.json"
-        assert main(["--ledger", url, "--since", "all", "--format", "json",
-                     "--out", str(out)]) == 0
+        assert main(["--ledger", url, "--since", "all", "--format", "json", "--out", str(out)]) == 0
         outs.append(_without_meta(json.loads(out.read_text())))
     assert outs[0] == outs[1]
     assert outs[0]["total"]["calls"] == 36
 
 
 def _rec(ts: float, **kw: Any) -> LedgerRecord:
-    base: dict[str, Any] = {"kind": "call", "call_id": uuid.uuid4().hex, "feature": "f",
-                            "target": "a:m", "provider": "a", "model": "m", "attempt": 1,
-                            "cost_usd": 0.001, "latency_ms": 100.0}
+    base: dict[str, Any] = {
+        "kind": "call",
+        "call_id": uuid.uuid4().hex,
+        "feature": "f",
+        "target": "a:m",
+        "provider": "a",
+        "model": "m",
+        "attempt": 1,
+        "cost_usd": 0.001,
+        "latency_ms": 100.0,
+    }
     base.update(kw)
     return LedgerRecord(ts=ts, **base)
 
@@ -212,8 +238,12 @@ def test_report_numbers_on_a_hand_built_ledger(tmp_path: Path) -> None:
     from portal.metering.ledger import Ledger
 
     t0 = 1_760_000_000.0
-    recs = [_rec(t0 + i, latency_ms=float(100 * (i + 1)), input_tokens=10, output_tokens=5,
-                 ttft_ms=50.0) for i in range(10)]
+    recs = [
+        _rec(
+            t0 + i, latency_ms=float(100 * (i + 1)), input_tokens=10, output_tokens=5, ttft_ms=50.0
+        )
+        for i in range(10)
+    ]
     recs.append(_rec(t0 + 20, outcome="error", error="ServerError", cost_usd=0.0))
     recs.append(_rec(t0 + 21, outcome="cancelled", cost_usd=0.0))
     recs.append(_rec(t0 + 22, cost_usd=None))  # unknown price: counted apart, never as 0
@@ -236,13 +266,43 @@ def test_report_numbers_on_a_hand_built_ledger(tmp_path: Path) -> None:
 
     # --feature and --since filter; csv has one row per group plus the total
     out = tmp_path / "r.csv"
-    assert main(["--ledger", url, "--since", "2025-01-01", "--format", "csv",
-                 "--out", str(out), "--by", "arm"]) == 0
+    assert (
+        main(
+            [
+                "--ledger",
+                url,
+                "--since",
+                "2025-01-01",
+                "--format",
+                "csv",
+                "--out",
+                str(out),
+                "--by",
+                "arm",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["arm"] for r in rows] == ["baseline", "total"]
     assert rows[1]["calls"] == "13"
-    assert main(["--ledger", url, "--since", "all", "--feature", "nope", "--format", "json",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--ledger",
+                url,
+                "--since",
+                "all",
+                "--feature",
+                "nope",
+                "--format",
+                "json",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["total"]["calls"] == 0
 
 

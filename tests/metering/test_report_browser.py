@@ -27,8 +27,10 @@ def _chromium() -> str:
     if path is None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing in CI; .ci/install-chromium.sh should install it")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium); "
-                    "in CI (CI set) this fails instead")
+        pytest.skip(
+            f"{CHROMIUM} is not installed (apt-get install -y chromium); "
+            "in CI (CI set) this fails instead"
+        )
     return path
 
 
@@ -41,28 +43,51 @@ def _records() -> list[LedgerRecord]:
             provider = "acme" if i % 4 else "cirrus"
             arm = "canary" if provider == "cirrus" else "baseline"
             lat = 200.0 + 30 * (i % 7) + (2500.0 if h == 1 and i % 5 == 0 else 0.0)
-            common = dict(call_id=f"{h}-{i}", feature="support" if i % 3 else "summarize",
-                          target=f"{provider}:sim-small", provider=provider, model="sim-small",
-                          arm=arm, input_tokens=120, output_tokens=40, latency_ms=lat,
-                          cost_usd=0.0002 if provider == "acme" else 0.0011, ttft_ms=90.0)
+            common = dict(
+                call_id=f"{h}-{i}",
+                feature="support" if i % 3 else "summarize",
+                target=f"{provider}:sim-small",
+                provider=provider,
+                model="sim-small",
+                arm=arm,
+                input_tokens=120,
+                output_tokens=40,
+                latency_ms=lat,
+                cost_usd=0.0002 if provider == "acme" else 0.0011,
+                ttft_ms=90.0,
+            )
             out.append(LedgerRecord(ts=ts, kind="attempt", attempt=1, **common))  # type: ignore[arg-type]
             failed = h == 1 and i % 9 == 0
-            out.append(LedgerRecord(ts=ts, kind="call", attempt=1,  # type: ignore[arg-type]
-                                    outcome="error" if failed else "ok",
-                                    error="ServerError" if failed else None, **common))
+            out.append(
+                LedgerRecord(
+                    ts=ts,
+                    kind="call",
+                    attempt=1,  # type: ignore[arg-type]
+                    outcome="error" if failed else "ok",
+                    error="ServerError" if failed else None,
+                    **common,
+                )
+            )
     return out
 
 
-CONFIG = load_config({
-    "portal": {"ledger": "none"},
-    "providers": {"acme": {"kind": "sim", "sla": {"p99_ms": 1000, "credit_percent": 10}},
-                  "cirrus": {"kind": "sim"}},
-    "features": {
-        "support": {"primary": "acme:sim-small", "sla": {"p95_ms": 1500},
-                    "canary": {"target": "cirrus:sim-small", "percent": 25}},
-        "summarize": {"primary": "acme:sim-small"},
-    },
-})
+CONFIG = load_config(
+    {
+        "portal": {"ledger": "none"},
+        "providers": {
+            "acme": {"kind": "sim", "sla": {"p99_ms": 1000, "credit_percent": 10}},
+            "cirrus": {"kind": "sim"},
+        },
+        "features": {
+            "support": {
+                "primary": "acme:sim-small",
+                "sla": {"p95_ms": 1500},
+                "canary": {"target": "cirrus:sim-small", "percent": 25},
+            },
+            "summarize": {"primary": "acme:sim-small"},
+        },
+    }
+)
 
 
 def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
@@ -78,14 +103,24 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     shot = ARTIFACTS / "report-screenshot.png"
     shot.unlink(missing_ok=True)
     flags = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
-        "--v=0", "--virtual-time-budget=5000",
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
         "--host-resolver-rules=MAP * ~NOTFOUND",  # no network: the page must work offline
     ]
-    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120)
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, "console messages while rendering:\n" + "\n".join(console)
@@ -98,8 +133,12 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.stdout.count("main-svg") >= 8
     assert "SLA breaches" in dom.stdout and "acme" in dom.stdout
 
-    done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2000",
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 20_000  # a real page, not a blank image
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,30 +15,65 @@ from portal.metering.sla import account, window_start
 H0 = 1_760_000_400.0 - (1_760_000_400.0 % 3600)  # the start of an hour
 H1 = H0 + 3600
 
-CONFIG = load_config({
-    "portal": {"ledger": "none"},
-    "providers": {
-        "fast": {"kind": "sim", "sla": {"p99_ms": 1000, "availability": 0.99,
-                                        "credit_percent": 10}},
-        "slow": {"kind": "sim", "sla": {"p95_ms": 500}},  # no credit in its terms
-    },
-    "features": {"f": {"primary": "fast:sim-small", "fallbacks": ["slow:sim-small"],
-                       "sla": {"p50_ms": 300, "availability": 0.95}}},
-})
+CONFIG = load_config(
+    {
+        "portal": {"ledger": "none"},
+        "providers": {
+            "fast": {
+                "kind": "sim",
+                "sla": {"p99_ms": 1000, "availability": 0.99, "credit_percent": 10},
+            },
+            "slow": {"kind": "sim", "sla": {"p95_ms": 500}},  # no credit in its terms
+        },
+        "features": {
+            "f": {
+                "primary": "fast:sim-small",
+                "fallbacks": ["slow:sim-small"],
+                "sla": {"p50_ms": 300, "availability": 0.95},
+            }
+        },
+    }
+)
 
 
-def _att(ts: float, provider: str, latency: float, cost: float = 0.01, outcome: str = "ok",
-         error: str | None = None, call_id: str = "") -> LedgerRecord:
-    return LedgerRecord(ts=ts, kind="attempt", call_id=call_id, feature="f",
-                        target=f"{provider}:sim-small", provider=provider, model="sim-small",
-                        attempt=1, outcome=outcome, error=error, cost_usd=cost,  # type: ignore[arg-type]
-                        latency_ms=latency)
+def _att(
+    ts: float,
+    provider: str,
+    latency: float,
+    cost: float = 0.01,
+    outcome: str = "ok",
+    error: str | None = None,
+    call_id: str = "",
+) -> LedgerRecord:
+    return LedgerRecord(
+        ts=ts,
+        kind="attempt",
+        call_id=call_id,
+        feature="f",
+        target=f"{provider}:sim-small",
+        provider=provider,
+        model="sim-small",
+        attempt=1,
+        outcome=outcome,
+        error=error,
+        cost_usd=cost,  # type: ignore[arg-type]
+        latency_ms=latency,
+    )
 
 
 def _call(ts: float, latency: float, outcome: str = "ok") -> LedgerRecord:
-    return LedgerRecord(ts=ts, kind="call", feature="f", target="fast:sim-small",
-                        provider="fast", model="sim-small", attempt=1,
-                        outcome=outcome, cost_usd=0.01, latency_ms=latency)  # type: ignore[arg-type]
+    return LedgerRecord(
+        ts=ts,
+        kind="call",
+        feature="f",
+        target="fast:sim-small",
+        provider="fast",
+        model="sim-small",
+        attempt=1,
+        outcome=outcome,
+        cost_usd=0.01,
+        latency_ms=latency,
+    )  # type: ignore[arg-type]
 
 
 def _ledger() -> list[LedgerRecord]:
@@ -70,8 +105,7 @@ def _ledger() -> list[LedgerRecord]:
 
 
 def _find(report: Any, scope: str, name: str, metric: str) -> Any:
-    return next(b for b in report.breaches
-                if (b.scope, b.name, b.metric) == (scope, name, metric))
+    return next(b for b in report.breaches if (b.scope, b.name, b.metric) == (scope, name, metric))
 
 
 def test_provider_breaches_and_credit() -> None:

@@ -102,9 +102,10 @@ def test_base_url_custom_headers_and_max_tokens_from_options() -> None:
     body = wire.json()
     assert body["max_tokens"] == 1000
     assert (body["temperature"], body["top_p"], body["stop_sequences"]) == (0.2, 0.9, ["END"])
-    assert adapter().build_chat(ChatRequest([user("hi")], max_tokens=50), MODEL).json()[
-        "max_tokens"
-    ] == 50
+    assert (
+        adapter().build_chat(ChatRequest([user("hi")], max_tokens=50), MODEL).json()["max_tokens"]
+        == 50
+    )
     with pytest.raises(errors.ContractError, match="max_tokens"):
         adapter(options={"max_tokens": "lots"}).build_chat(ChatRequest([user("hi")]), MODEL)
 
@@ -159,9 +160,11 @@ def test_system_outside_messages_images_and_merged_turns() -> None:
     ],
 )
 def test_tools_and_tool_choice(choice: str | None, expected: dict[str, Any] | None) -> None:
-    body = adapter().build_chat(
-        ChatRequest([user("hi")], tools=[LOOKUP, WEATHER], tool_choice=choice), MODEL
-    ).json()
+    body = (
+        adapter()
+        .build_chat(ChatRequest([user("hi")], tools=[LOOKUP, WEATHER], tool_choice=choice), MODEL)
+        .json()
+    )
     assert body["tools"] == [
         {
             "name": "lookup_order",
@@ -237,9 +240,11 @@ def test_structured_output_is_a_forced_tool() -> None:
         "name": "Answer",
         "disable_parallel_tool_use": True,
     }
-    with_tools = adapter().build_chat(
-        ChatRequest([user("status?")], tools=[LOOKUP], output=output), MODEL
-    ).json()
+    with_tools = (
+        adapter()
+        .build_chat(ChatRequest([user("status?")], tools=[LOOKUP], output=output), MODEL)
+        .json()
+    )
     assert [t["name"] for t in with_tools["tools"]] == ["lookup_order", "Answer"]
     assert with_tools["tool_choice"] == {"type": "any"}
     clash = ToolSpec("Answer", "", {"type": "object", "properties": {}})
@@ -370,20 +375,41 @@ def test_stream_interleaved_tool_blocks() -> None:
     """Deltas of two tool_use blocks arriving interleaved are assembled by block index."""
     lines = [
         {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 5}}},
-        {"type": "content_block_start", "index": 0,
-         "content_block": {"type": "tool_use", "id": "toolu_a", "name": "lookup_order"}},
-        {"type": "content_block_start", "index": 1,
-         "content_block": {"type": "tool_use", "id": "toolu_b", "name": "get_weather"}},
-        {"type": "content_block_delta", "index": 1,
-         "delta": {"type": "input_json_delta", "partial_json": '{"city":'}},
-        {"type": "content_block_delta", "index": 0,
-         "delta": {"type": "input_json_delta", "partial_json": '{"order_id":"9"'}},
-        {"type": "content_block_delta", "index": 1,
-         "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}},
-        {"type": "content_block_delta", "index": 0,
-         "delta": {"type": "input_json_delta", "partial_json": "}"}},
-        {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
-         "usage": {"output_tokens": 9}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_a", "name": "lookup_order"},
+        },
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_b", "name": "get_weather"},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"city":'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": '{"order_id":"9"'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "}"},
+        },
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 9},
+        },
         {"type": "message_stop"},
     ]
     data = "".join(f"event: {d['type']}\ndata: {json.dumps(d)}\n\n" for d in lines).encode()
@@ -463,11 +489,16 @@ def test_retry_after_header_and_ratelimit_reset_headers() -> None:
     err = adapter().parse_error(WireReply(429, headers, body), MODEL)
     assert err.retry_after is not None and 25 < err.retry_after <= 30
     now = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
-    assert ratelimit_reset_after(
-        {"anthropic-ratelimit-tokens-remaining": "0",
-         "anthropic-ratelimit-tokens-reset": "2025-01-01T00:00:05Z"},
-        now=now,
-    ) == 5.0
+    assert (
+        ratelimit_reset_after(
+            {
+                "anthropic-ratelimit-tokens-remaining": "0",
+                "anthropic-ratelimit-tokens-reset": "2025-01-01T00:00:05Z",
+            },
+            now=now,
+        )
+        == 5.0
+    )
 
 
 # ----------------------------------------------------------------------------- wire round trip

@@ -70,8 +70,11 @@ def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def adapter(**options: Any) -> BedrockAdapter:
-    opts = {"region_name": "us-east-1", "access_key_id": KEY_ID,
-            "secret_access_key": Secret(SECRET)}
+    opts = {
+        "region_name": "us-east-1",
+        "access_key_id": KEY_ID,
+        "secret_access_key": Secret(SECRET),
+    }
     opts.update(options)
     return BedrockAdapter(ProviderSettings(name="aws", kind="bedrock", options=opts))
 
@@ -199,9 +202,10 @@ def test_region_and_credentials_configuration(monkeypatch: pytest.MonkeyPatch) -
             options={"access_key_id": KEY_ID, "secret_access_key": SECRET},
         )
     )
-    assert "/ap-south-1/bedrock/" in proxied.build_chat(
-        ChatRequest([user("x")]), MODEL
-    ).headers["authorization"]
+    assert (
+        "/ap-south-1/bedrock/"
+        in proxied.build_chat(ChatRequest([user("x")]), MODEL).headers["authorization"]
+    )
     with pytest.raises(errors.ConfigError, match="secret_access_key"):
         adapter(secret_access_key=None).build_chat(ChatRequest([user("x")]), MODEL)
     # botocore's default chain: environment variables, with files and IMDS out of the way
@@ -265,8 +269,12 @@ def test_body_system_inference_config_and_merged_turns() -> None:
             {"role": "assistant", "content": [{"text": "A cat."}]},
         ],
         "system": [{"text": "You are terse."}],
-        "inferenceConfig": {"maxTokens": 256, "temperature": 0.3, "topP": 0.8,
-                            "stopSequences": ["END"]},
+        "inferenceConfig": {
+            "maxTokens": 256,
+            "temperature": 0.3,
+            "topP": 0.8,
+            "stopSequences": ["END"],
+        },
         "additionalModelRequestFields": {"top_k": 40},
     }
 
@@ -290,22 +298,31 @@ def test_image_urls_and_unknown_formats_are_refused() -> None:
     ],
 )
 def test_tool_config(choice: str | None, expected: dict[str, Any] | None) -> None:
-    body = adapter().build_chat(
-        ChatRequest([user("hi")], tools=[LOOKUP, WEATHER], tool_choice=choice), MODEL
-    ).json()
+    body = (
+        adapter()
+        .build_chat(ChatRequest([user("hi")], tools=[LOOKUP, WEATHER], tool_choice=choice), MODEL)
+        .json()
+    )
     config = body["toolConfig"]
     assert config["tools"] == [
-        {"toolSpec": {"name": "lookup_order", "inputSchema": {"json": LOOKUP.parameters},
-                      "description": "Find an order by id."}},
+        {
+            "toolSpec": {
+                "name": "lookup_order",
+                "inputSchema": {"json": LOOKUP.parameters},
+                "description": "Find an order by id.",
+            }
+        },
         {"toolSpec": {"name": "get_weather", "inputSchema": {"json": WEATHER.parameters}}},
     ]
     assert config.get("toolChoice") == expected
 
 
 def test_tool_choice_none_leaves_tools_out_unless_history_needs_them() -> None:
-    body = adapter().build_chat(
-        ChatRequest([user("hi")], tools=[LOOKUP], tool_choice="none"), MODEL
-    ).json()
+    body = (
+        adapter()
+        .build_chat(ChatRequest([user("hi")], tools=[LOOKUP], tool_choice="none"), MODEL)
+        .json()
+    )
     assert "toolConfig" not in body
     history = [
         user("x"),
@@ -340,33 +357,49 @@ def test_tool_history_with_foreign_ids_and_error_results() -> None:
         "role": "assistant",
         "content": [
             {"text": "Looking."},
-            {"toolUse": {"toolUseId": "call_abc123", "name": "lookup_order",
-                         "input": {"order_id": "1"}}},
+            {
+                "toolUse": {
+                    "toolUseId": "call_abc123",
+                    "name": "lookup_order",
+                    "input": {"order_id": "1"},
+                }
+            },
             {"toolUse": {"toolUseId": second, "name": "lookup_order", "input": {"order_id": "2"}}},
         ],
     }
     assert msgs[2] == {
         "role": "user",
         "content": [
-            {"toolResult": {"toolUseId": "call_abc123",
-                            "content": [{"json": {"status": "shipped"}}]}},
-            {"toolResult": {"toolUseId": second, "content": [{"text": "order not found"}],
-                            "status": "error"}},
+            {
+                "toolResult": {
+                    "toolUseId": "call_abc123",
+                    "content": [{"json": {"status": "shipped"}}],
+                }
+            },
+            {
+                "toolResult": {
+                    "toolUseId": second,
+                    "content": [{"text": "order not found"}],
+                    "status": "error",
+                }
+            },
         ],
     }
 
 
 def test_structured_output_forced_tool_request() -> None:
     output = OutputSpec.of(ANSWER_SCHEMA)
-    config = adapter().build_chat(ChatRequest([user("s?")], output=output), MODEL).json()[
-        "toolConfig"
-    ]
+    config = (
+        adapter().build_chat(ChatRequest([user("s?")], output=output), MODEL).json()["toolConfig"]
+    )
     assert config["tools"][-1]["toolSpec"]["name"] == "Answer"
     assert config["tools"][-1]["toolSpec"]["inputSchema"] == {"json": ANSWER_SCHEMA}
     assert config["toolChoice"] == {"tool": {"name": "Answer"}}
-    mixed = adapter().build_chat(
-        ChatRequest([user("s?")], tools=[LOOKUP], output=output), MODEL
-    ).json()["toolConfig"]
+    mixed = (
+        adapter()
+        .build_chat(ChatRequest([user("s?")], tools=[LOOKUP], output=output), MODEL)
+        .json()["toolConfig"]
+    )
     assert [t["toolSpec"]["name"] for t in mixed["tools"]] == ["lookup_order", "Answer"]
     assert mixed["toolChoice"] == {"any": {}}
 
@@ -399,8 +432,9 @@ def test_parallel_tool_calls_and_structured_reply() -> None:
     assert resp.finish_reason == "tool_calls"
     assert resp.tool_calls == [
         ToolCall("tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "lookup_order", {"order_id": "123"}),
-        ToolCall("tooluse_7Qb2xYw9T0uN1cVfPq3aHg", "lookup_order",
-                 {"order_id": "456", "verbose": True}),
+        ToolCall(
+            "tooluse_7Qb2xYw9T0uN1cVfPq3aHg", "lookup_order", {"order_id": "456", "verbose": True}
+        ),
     ]
     req = ChatRequest([user("s?")], output=OutputSpec.of(ANSWER_SCHEMA))
     structured = a.finalize(req, a.parse_chat(reply("converse_structured.json"), MODEL))
@@ -458,9 +492,11 @@ def test_stream_structured_output() -> None:
     parser, events = run_stream(stream_bytes("stream_structured.json"), req)
     streamed = "".join(e.text for e in events if e.type == "text")
     resp = parser.finish()
-    assert json.loads(resp.text) == json.loads(streamed) == {
-        "order_id": "123", "status": "shipped", "eta_days": 2
-    }
+    assert (
+        json.loads(resp.text)
+        == json.loads(streamed)
+        == {"order_id": "123", "status": "shipped", "eta_days": 2}
+    )
     assert resp.tool_calls == [] and resp.finish_reason == "stop"
 
 
@@ -488,8 +524,11 @@ def test_stream_exception_frames(exception_type: str, expected: type[Exception])
     frames = json.loads((FIXTURES / "stream_text.json").read_text())
     data = b"".join(event(f["event"], f["payload"]) for f in frames[:2])
     exc_frame = frame(
-        {":exception-type": exception_type, ":content-type": "application/json",
-         ":message-type": "exception"},
+        {
+            ":exception-type": exception_type,
+            ":content-type": "application/json",
+            ":message-type": "exception",
+        },
         b'{"message":"Stream failed: try again"}',
     )
     parser = adapter().stream_parser(ChatRequest([user("x")], stream=True), MODEL)
@@ -523,8 +562,9 @@ def test_error_classification(case: dict[str, Any]) -> None:
     assert err.message == case["body"]["message"]
     assert err.code == case["errortype"].split(":")[0]
     assert err.request_id == "4c2e-rid"
-    assert err.retryable == (case["expected"] in {"RateLimited", "Overloaded", "ServerError",
-                                                  "ProviderTimeout"})
+    assert err.retryable == (
+        case["expected"] in {"RateLimited", "Overloaded", "ServerError", "ProviderTimeout"}
+    )
 
 
 def test_error_without_header_uses_body_type_and_retry_after() -> None:
@@ -552,8 +592,9 @@ def test_titan_embed_request_and_reply() -> None:
 
 def test_cohere_embed_request_and_reply() -> None:
     model = "cohere.embed-english-v3"
-    wire = adapter().build_embed(EmbedRequest(["first text", "second text"], input_type="query"),
-                                 model)
+    wire = adapter().build_embed(
+        EmbedRequest(["first text", "second text"], input_type="query"), model
+    )
     assert wire.json() == {"texts": ["first text", "second text"], "input_type": "search_query"}
     default = adapter().build_embed(EmbedRequest(["x"]), model).json()
     assert default["input_type"] == "search_document"
@@ -582,13 +623,16 @@ def test_round_trip_through_httpx_mock_transport() -> None:
         seen["body"] = json.loads(request.content)
         return httpx2.Response(
             200,
-            headers={"content-type": "application/vnd.amazon.eventstream",
-                     "x-amzn-requestid": "rid-1"},
+            headers={
+                "content-type": "application/vnd.amazon.eventstream",
+                "x-amzn-requestid": "rid-1",
+            },
             content=stream_bytes("stream_tools.json"),
         )
 
-    req = ChatRequest([Message("system", "Be brief."), user("orders?")], tools=[LOOKUP, WEATHER],
-                      stream=True)
+    req = ChatRequest(
+        [Message("system", "Be brief."), user("orders?")], tools=[LOOKUP, WEATHER], stream=True
+    )
     wire = a.build_chat(req, MODEL)
     parser = a.stream_parser(req, MODEL)
     with (
@@ -603,6 +647,7 @@ def test_round_trip_through_httpx_mock_transport() -> None:
     assert seen["headers"]["x-amz-date"] == "20250102T030405Z"
     assert seen["body"]["system"] == [{"text": "Be brief."}]
     assert [t["toolSpec"]["name"] for t in seen["body"]["toolConfig"]["tools"]] == [
-        "lookup_order", "get_weather"
+        "lookup_order",
+        "get_weather",
     ]
     assert [c.name for c in resp.tool_calls] == ["lookup_order", "get_weather"]

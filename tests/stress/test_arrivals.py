@@ -97,8 +97,13 @@ def test_prompts_file(tmp_path: Path) -> None:
     path = tmp_path / "prompts.jsonl"
     lines = [
         {"prompt": "Where is my order 123?"},
-        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-         "max_tokens": 20},
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+            ],
+            "max_tokens": 20,
+        },
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n", encoding="utf-8")
     source = PromptSource.from_file(path)

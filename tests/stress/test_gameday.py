@@ -18,9 +18,17 @@ from portal.stress.gameday import GamedayScenario, run_gameday, scenarios_from_c
 
 
 def _run(cfg_path: Path, **kw: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"feature": "chat", "target": "fast", "at": 0.3, "for": 0.5,
-                            "duration": 1.4, "rps": 60, "seed": 5, "drain": 5,
-                            "prompts": "lognormal:mean=60,sigma=0.5"}
+    data: dict[str, Any] = {
+        "feature": "chat",
+        "target": "fast",
+        "at": 0.3,
+        "for": 0.5,
+        "duration": 1.4,
+        "rps": 60,
+        "seed": 5,
+        "drain": 5,
+        "prompts": "lognormal:mean=60,sigma=0.5",
+    }
     data.update(kw)
     sc = GamedayScenario.model_validate(data)
     doc, _ = anyio.run(lambda: run_gameday(load_config(cfg_path), sc))
@@ -78,8 +86,9 @@ def test_flaky_is_absorbed_by_retries_and_failover(sim_config: Callable[..., Pat
 
 
 def test_brownout_is_slow_and_flaky(sim_config: Callable[..., Path]) -> None:
-    doc = _run(sim_config(), scenario="brownout",
-               fault={"latency_ms": 60, "rate": 0.3, "status": 503})
+    doc = _run(
+        sim_config(), scenario="brownout", fault={"latency_ms": 60, "rate": 0.3, "status": 503}
+    )
     kinds = [f["kind"] for f in doc["scenario"]["faults"]]
     assert kinds == ["brownout", "slow"]
     before, during = doc["phases"]["before"], doc["phases"]["during"]
@@ -89,13 +98,17 @@ def test_brownout_is_slow_and_flaky(sim_config: Callable[..., Path]) -> None:
 
 
 def test_gameday_tables_are_validated(sim_config: Callable[..., Path]) -> None:
-    cfg = load_config(sim_config(extra="""
+    cfg = load_config(
+        sim_config(
+            extra="""
 [gamedays.bad]
 feature = "chat"
 scenario = "meltdown"
 target = "fast"
 at = "soon"
-"""))
+"""
+        )
+    )
     with pytest.raises(ConfigError) as info:
         scenarios_from_config(cfg)
     text = "\n".join(info.value.errors)
@@ -107,14 +120,30 @@ at = "soon"
     [
         (["--feature", "chat", "--scenario", "outage"], "give --target"),
         (["--feature", "chat", "--scenario", "outage", "--target", "nope"], "'nope' is not in"),
-        (["--feature", "chat", "--scenario", "outage", "--target", "fast", "--at", "9s",
-          "--duration", "5s"], "after the run ends"),
+        (
+            [
+                "--feature",
+                "chat",
+                "--scenario",
+                "outage",
+                "--target",
+                "fast",
+                "--at",
+                "9s",
+                "--duration",
+                "5s",
+            ],
+            "after the run ends",
+        ),
         (["--all"], "has no [gamedays.NAME] tables"),
         (["--feature", "chat", "--scenario", "melt", "--target", "fast"], "invalid choice"),
     ],
 )
 def test_usage_errors_exit_2(
-    sim_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    sim_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
 ) -> None:
     assert gameday.main(["--config", str(sim_config()), *argv]) == 2
     assert message in capsys.readouterr().err

@@ -32,17 +32,47 @@ def _spec(**kw: object) -> LoadSpec:
 def test_json_document_shape_and_numbers(sim_config: Callable[..., Path], tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     html = tmp_path / "r.html"
-    code = loadtest.main([
-        "--config", str(sim_config()), "--feature", "chat", "--rps", "120", "--duration", "1.5s",
-        "--prompts", "lognormal:mean=60,sigma=0.5", "--output-tokens", "fixed:16", "--seed", "3",
-        "--out", str(out), "--html", str(html), "--quiet",
-    ])
+    code = loadtest.main(
+        [
+            "--config",
+            str(sim_config()),
+            "--feature",
+            "chat",
+            "--rps",
+            "120",
+            "--duration",
+            "1.5s",
+            "--prompts",
+            "lognormal:mean=60,sigma=0.5",
+            "--output-tokens",
+            "fixed:16",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--html",
+            str(html),
+            "--quiet",
+        ]
+    )
     assert code == 0
     doc = json.loads(out.read_text())
     assert doc["schema"] == "portal.loadtest/1"
     assert set(doc) >= {
-        "feature", "params", "requests", "offered_rps", "throughput_rps", "latency_ms", "ttft_ms",
-        "errors", "share", "tokens", "cost", "generator", "sla", "timeline",
+        "feature",
+        "params",
+        "requests",
+        "offered_rps",
+        "throughput_rps",
+        "latency_ms",
+        "ttft_ms",
+        "errors",
+        "share",
+        "tokens",
+        "cost",
+        "generator",
+        "sla",
+        "timeline",
     }
     assert set(doc["latency_ms"]) == {"count", "mean", "p50", "p90", "p95", "p99", "max"}
     req = doc["requests"]
@@ -65,11 +95,23 @@ def test_json_document_shape_and_numbers(sim_config: Callable[..., Path], tmp_pa
     assert "Latency from intended start" in page and "fast:sim-small" in page
 
 
-def test_missed_sla_exits_3(sim_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_missed_sla_exits_3(
+    sim_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = sim_config(p95=1, p99=2)  # 1 ms: no vendor meets it
-    code = loadtest.main([
-        "--config", str(cfg), "--feature", "chat", "--rps", "50", "--duration", "0.6s", "--quiet",
-    ])
+    code = loadtest.main(
+        [
+            "--config",
+            str(cfg),
+            "--feature",
+            "chat",
+            "--rps",
+            "50",
+            "--duration",
+            "0.6s",
+            "--quiet",
+        ]
+    )
     assert code == 3
     out = capsys.readouterr().out
     assert "SLA: MISSED" in out and "p95_ms" in out
@@ -88,7 +130,10 @@ def test_missed_sla_exits_3(sim_config: Callable[..., Path], capsys: pytest.Capt
     ],
 )
 def test_usage_errors_exit_2(
-    sim_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    sim_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
 ) -> None:
     assert loadtest.main(["--config", str(sim_config()), *argv]) == 2
     assert message in capsys.readouterr().err
@@ -138,11 +183,27 @@ def test_demo_config_smoke(
     cfg = demo_config
 
     out = tmp_path / "r.json"
-    code = main([
-        "loadtest", "--config", str(cfg), "--feature", "support.answer", "--rps", "30",
-        "--duration", "1.5s", "--burst", "3x:0.5s/1s", "--prompts", "lognormal:mean=200,sigma=1",
-        "--seed", "1", "--out", str(out),
-    ])
+    code = main(
+        [
+            "loadtest",
+            "--config",
+            str(cfg),
+            "--feature",
+            "support.answer",
+            "--rps",
+            "30",
+            "--duration",
+            "1.5s",
+            "--burst",
+            "3x:0.5s/1s",
+            "--prompts",
+            "lognormal:mean=200,sigma=1",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     doc = json.loads(out.read_text())
     assert code == (0 if doc["sla"]["met"] else 3)
     assert doc["requests"]["sent"] > 20 and doc["requests"]["ok"] > 0

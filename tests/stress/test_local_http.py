@@ -49,25 +49,31 @@ def test_measured_percentiles_match_the_injected_latency(
     port = mock_vendor("--latency-ms", f"lognormal:{median_ms:g}:{sigma:g}")
     cfg = load_config(_config(tmp_path, port, port))
     spec = LoadSpec(
-        feature="chat", rps=300.0, duration_s=2.0, seed=11, drain_s=5.0,
+        feature="chat",
+        rps=250.0,
+        duration_s=2.0,
+        seed=11,
+        drain_s=5.0,
         prompts=PromptSource(LengthDist.parse("lognormal:mean=100,sigma=0.5")),
     )
     doc, _ = anyio.run(lambda: run_loadtest(cfg, spec))
     assert doc["errors"]["rate"] == 0
     n = doc["requests"]["sent"]
-    assert 480 < n < 720  # Poisson(600)
-    assert doc["throughput_rps"] > 250
+    assert 400 < n < 600  # Poisson(500)
+    assert doc["throughput_rps"] > 200
     p50, p99 = doc["latency_ms"]["p50"], doc["latency_ms"]["p99"]
     true_p50 = median_ms
     true_p99 = median_ms * math.exp(2.326 * sigma)  # 128 ms
-    # Tolerances. Sampling: with n ~ 600 draws the standard error of a quantile's log is
-    # sigma * sqrt(q(1-q)/n) / pdf(z_q): 2.6% at p50 and 7.6% at p99; the bounds below
-    # are ~4 sd (p50) and ~3 sd (p99). Overhead: the measured latency adds the client,
-    # router, HTTP and event-loop time on top of the injected delay, so the upper bounds
-    # get an extra absolute allowance (8 ms, 25 ms; measured overhead is ~1-3 ms at p50 on
-    # an idle machine, docs/stress.md) for the 2-core machine shared with other jobs.
-    assert 0.90 * true_p50 <= p50 <= 1.10 * true_p50 + 8, p50
-    assert 0.77 * true_p99 <= p99 <= 1.23 * true_p99 + 25, p99
+    # Tolerances. Sampling: with n ~ 500 draws the standard error of a quantile's log is
+    # sigma * sqrt(q(1-q)/n) / pdf(z_q): 2.8% at p50 and 8.3% at p99; the relative bounds
+    # are ~3.5 sd (p50) and ~3 sd (p99). Overhead: the measured latency adds the client,
+    # router, HTTP stack and event loop on top of the injected delay: +4-6 ms at p50 and
+    # +15-50 ms at p99 at 100-300 rps on this 2-core machine (benchmarks/loadgen_accuracy.py,
+    # docs/stress.md), so the upper bounds get 15 ms and 50 ms on top. A generator that
+    # measured from the actual send instead of the intended start, or dropped slow replies,
+    # still fails the lower bounds or the p99 band.
+    assert 0.90 * true_p50 <= p50 <= 1.10 * true_p50 + 15, p50
+    assert 0.75 * true_p99 <= p99 <= 1.25 * true_p99 + 50, p99
     lag = doc["generator"]["dispatch_lag_ms"]
     assert lag["p50"] < 5  # the generator starts requests on time
 
@@ -78,11 +84,21 @@ def test_gameday_outage_fails_over_between_real_servers(
     alpha = mock_vendor("--latency-ms", "10")
     beta = mock_vendor("--latency-ms", "30")
     cfg = load_config(_config(tmp_path, alpha, beta))
-    sc = GamedayScenario.model_validate({
-        "feature": "chat", "scenario": "outage", "target": "alpha", "at": 0.4, "for": 0.6,
-        "rps": 200, "duration": 1.6, "seed": 3, "drain": 5, "fault": {"status": 503},
-        "prompts": "fixed:50",
-    })
+    sc = GamedayScenario.model_validate(
+        {
+            "feature": "chat",
+            "scenario": "outage",
+            "target": "alpha",
+            "at": 0.4,
+            "for": 0.6,
+            "rps": 200,
+            "duration": 1.6,
+            "seed": 3,
+            "drain": 5,
+            "fault": {"status": 503},
+            "prompts": "fixed:50",
+        }
+    )
     doc, _ = anyio.run(lambda: run_gameday(cfg, sc))
     before, during, after = (doc["phases"][p] for p in ("before", "during", "after"))
     assert before["served_by_faulted_share"] == 1.0
