@@ -97,7 +97,8 @@ class _Resp:
     def __init__(self) -> None:
         from portal.contracts.responses import Usage
 
-        self.target, self.arm, self.attempts = "stub:model", "baseline", []
+        self.target, self.arm = "stub:model", "baseline"
+        self.attempts: list[Any] = []
         self.usage, self.cost_usd = Usage(10, 10), 0.0
 
 

@@ -59,8 +59,39 @@ def _check_providers(cfg: object) -> None:
             adapter_class(settings.kind)(settings)
         except ConfigError as exc:
             problems.extend(exc.errors)
+    problems.extend(_policy_problems(cfg))
     if problems:
         raise ConfigError("\n".join(problems), problems)
+
+
+def _policy_problems(cfg: object) -> list[str]:
+    """Targets a feature can reach that sit outside its data-path policy (``allowed``)."""
+    from portal.config import PortalConfig
+
+    assert isinstance(cfg, PortalConfig)
+    found = []
+    for name, feat in cfg.features.items():
+        if feat.allowed is None:
+            continue
+        targets = [feat.primary, *feat.fallbacks]
+        if feat.canary is not None:
+            targets.append(feat.canary.target)
+        for target in targets:
+            provider, _ = cfg.resolve_target(target)
+            settings = cfg.provider_settings(provider)
+            regions, tags = feat.allowed.regions, feat.allowed.tags
+            if regions is not None and settings.region not in regions:
+                found.append(
+                    f'features."{name}".allowed: target {target} is in region '
+                    f"{settings.region!r}, outside the allowed regions {regions}"
+                )
+            if tags is not None and not set(tags) <= set(settings.tags):
+                missing = sorted(set(tags) - set(settings.tags))
+                found.append(
+                    f'features."{name}".allowed: target {target} lacks the required tag(s) '
+                    f"{missing}"
+                )
+    return found
 
 
 def _delegate(module: str, func: str) -> Callable[[list[str]], int]:

@@ -100,6 +100,9 @@ class _Core:
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
         self.guard_counts: Counter[tuple[str, str, str, str]] = Counter()
         self._check_contracts()
+        for name, feat in cfg.features.items():
+            if feat.safety:  # a bad guard name fails now, not at the first call
+                self.guard_chain(name, None)
 
     def _check_contracts(self) -> None:
         """Refuse, at load time, a route whose target cannot serve its feature's contract

@@ -79,3 +79,27 @@ def test_demo_runs_offline_and_prints_real_numbers(tmp_path: Path) -> None:
     assert "structured output (" in text and "tool loop (" in text
     assert (tmp_path / "demo" / "portal.toml").exists()
     assert (tmp_path / "demo" / "ledger.db").exists()
+
+
+def test_config_check_reports_data_path_policy(tmp_path: Path) -> None:
+    cfg = tmp_path / "portal.toml"
+    cfg.write_text(textwrap.dedent("""
+        [providers.us]
+        kind = "sim"
+        region = "us"
+        tags = ["soc2"]
+        [providers.ap]
+        kind = "sim"
+        region = "ap"
+        [features.f]
+        primary = "us:m"
+        fallbacks = ["ap:m"]
+        allowed = { regions = ["us", "eu"], tags = ["soc2"] }
+    """))
+    out = run("config", "check", "--config", str(cfg))
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[1:] == [
+        "  features.\"f\".allowed: target ap:m is in region 'ap', outside the allowed regions "
+        "['us', 'eu']",
+        "  features.\"f\".allowed: target ap:m lacks the required tag(s) ['soc2']",
+    ]

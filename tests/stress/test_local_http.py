@@ -59,21 +59,22 @@ def test_measured_percentiles_match_the_injected_latency(
     doc, _ = anyio.run(lambda: run_loadtest(cfg, spec))
     assert doc["errors"]["rate"] == 0
     n = doc["requests"]["sent"]
-    assert 400 < n < 600  # Poisson(500)
-    assert doc["throughput_rps"] > 200
+    assert 320 < n < 480  # Poisson(400)
+    assert doc["throughput_rps"] > 160
     p50, p99 = doc["latency_ms"]["p50"], doc["latency_ms"]["p99"]
     true_p50 = median_ms
     true_p99 = median_ms * math.exp(2.326 * sigma)  # 128 ms
-    # Tolerances. Sampling: with n ~ 500 draws the standard error of a quantile's log is
-    # sigma * sqrt(q(1-q)/n) / pdf(z_q): 2.8% at p50 and 8.3% at p99; the relative bounds
-    # are ~3.5 sd (p50) and ~3 sd (p99). Overhead: the measured latency adds the client,
+    # Tolerances. Sampling: with n ~ 400 draws the standard error of a quantile's log is
+    # sigma * sqrt(q(1-q)/n) / pdf(z_q): 3.1% at p50 and 9.3% at p99; the relative bounds
+    # are ~3 sd (p50) and ~2.7 sd (p99). Overhead: the measured latency adds the client,
     # router, HTTP stack and event loop on top of the injected delay: +4-6 ms at p50 and
-    # +15-50 ms at p99 at 100-300 rps on this 2-core machine (benchmarks/loadgen_accuracy.py,
-    # docs/stress.md), so the upper bounds get 15 ms and 50 ms on top. A generator that
-    # measured from the actual send instead of the intended start, or dropped slow replies,
-    # still fails the lower bounds or the p99 band.
-    assert 0.90 * true_p50 <= p50 <= 1.10 * true_p50 + 15, p50
-    assert 0.75 * true_p99 <= p99 <= 1.25 * true_p99 + 50, p99
+    # +15-50 ms at p99 at 100-300 rps on an otherwise quiet 2-core machine
+    # (benchmarks/loadgen_accuracy.py, docs/stress.md), and up to +25 ms at p50 when other
+    # jobs load both cores; the upper bounds allow +30 ms and +80 ms. The lower bounds stay
+    # tight: a generator that under-reports (closed loop, dropped stragglers, timing only
+    # part of the call) fails them.
+    assert 0.90 * true_p50 <= p50 <= 1.10 * true_p50 + 30, p50
+    assert 0.75 * true_p99 <= p99 <= 1.25 * true_p99 + 80, p99
     lag = doc["generator"]["dispatch_lag_ms"]
     assert lag["p50"] < 5  # the generator starts requests on time
 
