@@ -241,9 +241,9 @@ def test_feature_without_safety_records_nothing(make: Any) -> None:
 
 
 def test_bad_guard_config_names_the_feature_field(make: Any) -> None:
-    client = make(_config(["pi"]), [], [])
+    # refused when the client is built, before any call
     with pytest.raises(portal.ConfigError) as info:
-        client.chat(feature="support", messages=[portal.user("hi")])
+        make(_config(["pi"]), [], [])
     assert 'features."support".safety[0]' in str(info.value)
     assert "did you mean 'pii'" in str(info.value)
 
