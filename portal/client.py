@@ -22,7 +22,7 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 
@@ -60,6 +60,7 @@ __all__ = ["AsyncClient", "Client"]
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | PortalConfig | None
 DEFAULT_MAX_STEPS = 8
+H = TypeVar("H")
 
 
 class _Core:
@@ -506,25 +507,26 @@ def _price_table(cfg: PortalConfig) -> Any:
 # =============================================================================== sync
 
 
-class Client:
-    """The synchronous client. Same methods and semantics as `AsyncClient`."""
+class _ClientBase(Generic[H]):
+    """What both clients hold: the shared core and one httpx2 client per provider (a provider
+    with its own transport, e.g. ``sim`` or a test's, gets its own; real vendors share one)."""
 
     def __init__(
         self,
         config: ConfigSource = None,
         *,
-        http_client: httpx2.Client | None = None,
-        transports: Mapping[str, httpx2.BaseTransport] | None = None,
+        http_client: H | None = None,
+        transports: Mapping[str, Any] | None = None,
         ledger: Any = "default",
         meter: Meter | None = None,
         state: State | None = None,
     ) -> None:
         self._core = _Core(config, ledger=ledger, transports=transports, meter=meter, state=state)
         self._shared = http_client
-        self._owned: dict[str, httpx2.Client] = {}
+        self._owned: dict[str, H] = {}
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] = "portal.toml", **kw: Any) -> Client:
+    def from_config(cls, path: str | os.PathLike[str] = "portal.toml", **kw: Any) -> Self:
         return cls(path, **kw)
 
     @property
@@ -539,7 +541,10 @@ class Client:
     def router(self) -> Router:
         return self._core.router
 
-    def _http(self, provider: str) -> httpx2.Client:
+    def _new_http(self, transport: Any, verify: bool) -> H:
+        raise NotImplementedError
+
+    def _http(self, provider: str) -> H:
         client = self._owned.get(provider)
         if client is None:
             transport = self._core.transport_for(provider)
@@ -548,10 +553,17 @@ class Client:
             key = provider if transport is not None else "*"
             client = self._owned.get(key)
             if client is None:
-                client = _http.new_sync_client(transport, self._core.verify_for(provider))
+                client = self._new_http(transport, self._core.verify_for(provider))
                 self._owned[key] = client
             self._owned[provider] = client
         return client
+
+
+class Client(_ClientBase["httpx2.Client"]):
+    """The synchronous client. Same methods and semantics as `AsyncClient`."""
+
+    def _new_http(self, transport: Any, verify: bool) -> httpx2.Client:
+        return _http.new_sync_client(transport, verify)
 
     def chat(
         self,
@@ -748,52 +760,11 @@ def _run_tool_sync(call: Any, functions: Mapping[str, Any]) -> Any:
 # ============================================================================== async
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
     """The asynchronous client (anyio: asyncio or trio). Same methods as `Client`."""
 
-    def __init__(
-        self,
-        config: ConfigSource = None,
-        *,
-        http_client: httpx2.AsyncClient | None = None,
-        transports: Mapping[str, httpx2.AsyncBaseTransport] | None = None,
-        ledger: Any = "default",
-        meter: Meter | None = None,
-        state: State | None = None,
-    ) -> None:
-        self._core = _Core(config, ledger=ledger, transports=transports, meter=meter, state=state)
-        self._shared = http_client
-        self._owned: dict[str, httpx2.AsyncClient] = {}
-
-    @classmethod
-    def from_config(cls, path: str | os.PathLike[str] = "portal.toml", **kw: Any) -> AsyncClient:
-        return cls(path, **kw)
-
-    @property
-    def config(self) -> PortalConfig:
-        return self._core.config
-
-    @property
-    def meter(self) -> Meter:
-        return self._core.meter
-
-    @property
-    def router(self) -> Router:
-        return self._core.router
-
-    def _http(self, provider: str) -> httpx2.AsyncClient:
-        client = self._owned.get(provider)
-        if client is None:
-            transport = self._core.transport_for(provider)
-            if transport is None and self._shared is not None:
-                return self._shared
-            key = provider if transport is not None else "*"
-            client = self._owned.get(key)
-            if client is None:
-                client = _http.new_async_client(transport, self._core.verify_for(provider))
-                self._owned[key] = client
-            self._owned[provider] = client
-        return client
+    def _new_http(self, transport: Any, verify: bool) -> httpx2.AsyncClient:
+        return _http.new_async_client(transport, verify)
 
     async def chat(
         self,
