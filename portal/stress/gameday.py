@@ -67,6 +67,9 @@ from portal.stress.loadtest import (
     make_client,
     spec_params,
 )
+from portal.stress.loadtest import (
+    isolated as _isolated,
+)
 from portal.stress.results import distribution, fmt_ms, fmt_usd, render_rows, sla_verdict, summarize
 
 __all__ = ["GamedayScenario", "main", "run_gameday"]
@@ -438,16 +441,6 @@ def analyze(
 
 
 # ------------------------------------------------------------------------------- running
-
-
-def _isolated(cfg: PortalConfig) -> PortalConfig:
-    """The same config with routing state in memory: a game day must not open the fleet's
-    shared breakers or move its canary."""
-    if cfg.portal.state == "memory":
-        return cfg
-    copy = cfg.model_copy(deep=True)
-    copy.portal.state = "memory"
-    return copy
 
 
 def _inner_transport(cfg: PortalConfig, provider: str, given: Mapping[str, Any] | None) -> Any:

@@ -128,6 +128,16 @@ def spec_params(spec: LoadSpec) -> dict[str, Any]:
     }
 
 
+def isolated(cfg: PortalConfig) -> PortalConfig:
+    """The same config with routing state in memory: synthetic load must not open the
+    fleet's shared breakers, spend its throughput buckets or move its canary."""
+    if cfg.portal.state == "memory":
+        return cfg
+    copy = cfg.model_copy(deep=True)
+    copy.portal.state = "memory"
+    return copy
+
+
 def make_client(cfg: PortalConfig, ledger: str | None, transports: Mapping[str, Any] | None) -> Any:
     from portal.client import AsyncClient
 
@@ -143,7 +153,7 @@ async def run_loadtest(
     display: ProgressDisplay | None = None,
 ) -> tuple[dict[str, Any], RunResult]:
     """Run one load test; return (the JSON document, the raw samples)."""
-    cfg = config if isinstance(config, PortalConfig) else load_config(config)
+    cfg = isolated(config if isinstance(config, PortalConfig) else load_config(config))
     client = make_client(cfg, ledger, transports)
     try:
         result = await run_load(

@@ -178,10 +178,20 @@ def summarize(result: RunResult, sla: SLAConfig | None, params: dict[str, Any]) 
         },
         "generator": {
             "dispatch_lag_ms": distribution(lags),
+            "behind": _behind(lags),
         },
         "sla": sla_verdict(sla, latency, error_rate),
         "timeline": timeline(samples, max(result.spec.duration_s, 1e-9)),
     }
+
+
+#: dispatch lag p99 above which the generator, not the target, shaped the latencies
+BEHIND_MS = 50.0
+
+
+def _behind(lags: Sequence[float]) -> bool:
+    p99 = percentile(lags, 99)
+    return p99 is not None and p99 > BEHIND_MS
 
 
 # ------------------------------------------------------------------------------ terminal
@@ -241,6 +251,11 @@ def render_table(doc: dict[str, Any]) -> list[str]:
     )
     lag = doc["generator"]["dispatch_lag_ms"]
     lines.append(f"generator: dispatch lag p99 {fmt_ms(lag['p99'])}, max {fmt_ms(lag['max'])}")
+    if doc["generator"]["behind"]:
+        lines.append(
+            "WARNING: the generator fell behind its schedule (this process ran out of CPU); "
+            "latencies include its own delay: lower --rps or split the load across processes"
+        )
     lines += verdict_lines(doc["sla"])
     return lines
 
