@@ -50,8 +50,8 @@ def test_measured_percentiles_match_the_injected_latency(
     cfg = load_config(_config(tmp_path, port, port))
     spec = LoadSpec(
         feature="chat",
-        rps=250.0,
-        duration_s=2.0,
+        rps=150.0,  # well inside the ~250 rps one process sustains here (docs/stress.md)
+        duration_s=3.0,
         seed=11,
         drain_s=5.0,
         prompts=PromptSource(LengthDist.parse("lognormal:mean=100,sigma=0.5")),
@@ -59,12 +59,12 @@ def test_measured_percentiles_match_the_injected_latency(
     doc, _ = anyio.run(lambda: run_loadtest(cfg, spec))
     assert doc["errors"]["rate"] == 0
     n = doc["requests"]["sent"]
-    assert 320 < n < 480  # Poisson(400)
-    assert doc["throughput_rps"] > 160
+    assert 370 < n < 530  # Poisson(450)
+    assert doc["throughput_rps"] > 110
     p50, p99 = doc["latency_ms"]["p50"], doc["latency_ms"]["p99"]
     true_p50 = median_ms
     true_p99 = median_ms * math.exp(2.326 * sigma)  # 128 ms
-    # Tolerances. Sampling: with n ~ 400 draws the standard error of a quantile's log is
+    # Tolerances. Sampling: with n ~ 450 draws the standard error of a quantile's log is
     # sigma * sqrt(q(1-q)/n) / pdf(z_q): 3.1% at p50 and 9.3% at p99; the relative bounds
     # are ~3 sd (p50) and ~2.7 sd (p99). Overhead: the measured latency adds the client,
     # router, HTTP stack and event loop on top of the injected delay: +4-6 ms at p50 and
