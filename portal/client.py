@@ -541,6 +541,19 @@ class _ClientBase(Generic[H]):
     def router(self) -> Router:
         return self._core.router
 
+    def breaker_state(self, target: str) -> str:
+        """``closed``, ``open`` or ``half-open`` for a ``provider:model`` target."""
+        return self._core.routing.breakers.status(target)
+
+    def canary_status(self, feature: str) -> dict[str, Any]:
+        """The feature's canary: live percentage, ramp step, per-arm calls and guard metrics."""
+        self.router.feature(feature)  # unknown feature -> ConfigError with a suggestion
+        return self._core.router.canary.status(feature)
+
+    def explain(self, feature: str, key: str | None = None) -> str:
+        """Where a call with this key would go and why (what `portal route explain` prints)."""
+        return self._core.routing.explain(feature, key)
+
     def _new_http(self, transport: Any, verify: bool) -> H:
         raise NotImplementedError
 

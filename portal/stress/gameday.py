@@ -227,29 +227,16 @@ def check_scenario(sc: GamedayScenario, cfg: PortalConfig) -> str:
 
 
 def _breaker_status(client: Any, target: str) -> str | None:
-    """The router's breaker state for a target, from whichever health model the client has."""
-    core = getattr(client, "_core", None)
-    breakers = getattr(getattr(core, "routing", None), "breakers", None)
-    if breakers is not None:
-        return str(breakers.status(target))
-    health = getattr(core, "health", None)
-    if health is not None:
-        return str(health.state(target))
-    return None
+    """The router's breaker state for a target."""
+    return str(client.breaker_state(target))
 
 
 def _canary_percent(client: Any, feature: str) -> float | None:
-    router = client.router
-    control = getattr(router, "canary", None)
-    if control is not None and hasattr(control, "live"):
-        try:
-            return float(control.live(feature)["percent"])
-        except ConfigError:
-            return None
-    live = getattr(router, "canary_percent", None)
-    if isinstance(live, dict) and feature in live:
-        return float(live[feature])
-    return None
+    """The feature's live canary percentage, None when it has no canary."""
+    try:
+        return float(client.canary_status(feature)["percent"])
+    except (ConfigError, KeyError):
+        return None
 
 
 @dataclass(slots=True)

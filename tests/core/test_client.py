@@ -344,3 +344,27 @@ def test_api_key_never_appears_in_errors_or_reprs(make: Any) -> None:
         client.chat(feature="f", messages=[portal.user("x")])
     text = repr(info.value) + str(info.value) + repr(client.client.config)
     assert "sk-test" not in text
+
+
+def test_public_routing_view_shows_breakers_canary_and_explanation() -> None:
+    cfg = sim_config(
+        f={
+            "primary": "a:m1",
+            "fallbacks": ["b:m2"],
+            "retry": {"attempts": 1},
+            "canary": {"target": "c:m3", "percent": 10},
+        }
+    )
+    cfg["providers"]["a"]["options"]["error_rates"] = {"server_error": 1.0}
+    cfg["providers"]["a"]["breaker"] = {"consecutive_failures": 2, "cooldown_s": 60}
+    with portal.Client(cfg, ledger=None) as client:
+        assert client.breaker_state("a:m1") == "closed"
+        for i in range(3):
+            client.chat(feature="f", messages=[portal.user("x")], key=f"baseline-{i}")
+        assert client.breaker_state("a:m1") == "open"
+        status = client.canary_status("f")
+        assert status["target"] == "c:m3" and status["percent"] == 10
+        text = client.explain("f", key="u1")
+        assert "a:m1" in text and "b:m2" in text
+        with pytest.raises(portal.ConfigError):
+            client.canary_status("nope")
