@@ -33,7 +33,16 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCENARIOS = ("seq", "c200", "stream")
-IMPORT_MODULES = ("httpx2", "httpx", "aiohttp", "openai", "anthropic", "litellm", "portal")
+IMPORT_MODULES = (
+    "httpx2",
+    "httpx",
+    "aiohttp",
+    "openai",
+    "anthropic",
+    "litellm",
+    "portal",
+    "portal.client",
+)
 #: --quick measures only what the ratio targets need: the baselines and portal's rows.
 QUICK_JOBS = {
     ("httpx2-async", "seq"),
@@ -810,7 +819,9 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-        used = {"httpx2", "portal"} | {r.split(".")[0] for s in specs.values() for r in s.requires}
+        used = {"httpx2", "portal", "portal.client"} | {
+            r.split(".")[0] for s in specs.values() for r in s.requires
+        }
         modules = [m for m in IMPORT_MODULES if m in used and _importable(args.python, [m])]
         for m in modules:
             import_time(args.python, m)  # compile .pyc files outside the measurement

@@ -17,13 +17,50 @@ __all__ = ["map_exception", "new_async_client", "new_sync_client", "to_httpx", "
 DEFAULT_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=256)
 
 
+#: parsed URLs by string: httpx2 parses a URL in ~25 µs, and a provider sends to a handful
+_URLS: dict[str, httpx2.URL] = {}
+_URLS_MAX = 1024
+#: headers httpx2 computes itself; a request that sets one goes the general way
+_AUTO_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+
+
+def _url(url: str) -> httpx2.URL:
+    found = _URLS.get(url)
+    if found is None:
+        if len(_URLS) >= _URLS_MAX:  # per-call URLs (query strings) must not grow memory
+            _URLS.clear()
+        found = _URLS[url] = httpx2.URL(url)
+    return found
+
+
 def to_httpx(wire: WireRequest, timeout_s: float) -> httpx2.Request:
+    """The httpx2 request for a wire request. A POST with a body (every model call) takes a
+    direct path with the same headers httpx2 would add (Host first, Content-Length last):
+    ~5 µs instead of ~50 µs for URL parsing and header normalization on every call."""
+    timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+    url = _url(wire.url)
+    body = wire.body
+    if body is not None and wire.method == "POST" and url.host:
+        try:
+            raw = [(k.encode("ascii"), v.encode("ascii")) for k, v in wire.headers.items()]
+        except UnicodeEncodeError:
+            raw = None
+        if raw is not None and not any(k.lower().decode() in _AUTO_HEADERS for k, _ in raw):
+            request = httpx2.Request(
+                "POST",
+                url,
+                headers=[(b"Host", url.netloc), *raw, (b"Content-Length", b"%d" % len(body))],
+                stream=httpx2.ByteStream(body),
+                extensions={"timeout": timeout},
+            )
+            request.read()  # like content=: the body is readable (transports, event hooks)
+            return request
     return httpx2.Request(
         wire.method,
-        wire.url,
+        url,
         headers=wire.headers,
-        content=wire.body,
-        extensions={"timeout": httpx2.Timeout(timeout_s).as_dict()},
+        content=body,
+        extensions={"timeout": timeout},
     )
 
 

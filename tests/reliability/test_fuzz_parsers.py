@@ -10,6 +10,7 @@ Example counts scale with ``PORTAL_FUZZ_EXAMPLES`` (default 60 per test and kind
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
@@ -102,7 +103,7 @@ def split(data: st.DataObject, raw: bytes) -> list[bytes]:
     """Chunks cut at arbitrary byte positions (inside UTF-8 sequences, CRLFs, frames)."""
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=8), label="cuts")))
     edges = [0, *cuts, len(raw)]
-    return [raw[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [raw[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 def check_usage(usage: Usage) -> None:
@@ -250,7 +251,7 @@ def test_sse_stream_parser(kind: str, data: st.DataObject) -> None:
 def test_bedrock_event_stream_parser(data: st.DataObject) -> None:
     adapter, model = v.make_adapter("bedrock"), v.model_of("bedrock")
     frames = list(data.draw(st.sampled_from(v.bedrock_streams()), label="seed"))
-    names = sorted({n for n, _ in frames}) + ["exception", "unknownEvent"]
+    names = [*sorted({n for n, _ in frames}), "exception", "unknownEvent"]
     parts: list[bytes] = []
     for name, payload in frames:
         op = data.draw(st.sampled_from(["keep", "keep", "keep", "mutate", "rename", "drop",
