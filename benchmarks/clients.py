@@ -464,7 +464,17 @@ def _litellm_router(env: Env) -> Any:
 
 
 # ---- portal -----------------------------------------------------------------------------
-# portal's rows plug in below once portal.AsyncClient / portal.Client exist.
+# The target rows (issue 6, target 2) call a feature with routing, metering to a SQLite
+# ledger and a contract: input validated against its schema and rendered through its prompt
+# templates, the reply asked for as structured output and validated against the output
+# schema. The mock server answers such a request with JSON whose strings are the usual words,
+# so ``output["answer"]`` is checked like every other row's completion text. Streams use the
+# same feature without a contract (target 4 compares reading the same SSE stream).
+
+CONTRACT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "contracts", "bench_answer.toml"
+)
+QUESTION = {"question": MESSAGES[0]["content"]}
 
 
 def _portal_ready() -> bool:
@@ -477,8 +487,8 @@ def _portal_ready() -> bool:
 
 
 def _portal_config(env: Env) -> dict[str, Any]:
-    """Two openai-compatible providers on the mock servers and two features, one of which
-    fails over from the always-500 server to the healthy one."""
+    """Two openai-compatible providers on the mock servers and three features: one with the
+    contract, one plain, one that fails over from the always-500 server to the healthy one."""
     return {
         "providers": {
             "bench": {
@@ -493,6 +503,11 @@ def _portal_config(env: Env) -> dict[str, Any]:
             },
         },
         "features": {
+            "bench.answer": {
+                "primary": f"bench:{MODEL}",
+                "max_tokens": MAX_TOKENS,
+                "contract": CONTRACT,
+            },
             "bench.chat": {"primary": f"bench:{MODEL}", "max_tokens": MAX_TOKENS},
             "bench.failover": {
                 "primary": f"down:{MODEL}",
@@ -511,8 +526,16 @@ def _portal_ledger() -> str:
     return f"sqlite:///{tempfile.mkdtemp(prefix='portal-bench-')}/ledger.db"
 
 
+def _answer(r: Any) -> str:
+    """The completion text of a portal response: the contract's ``answer`` field when the
+    call had a contract, else the reply text."""
+    return str(r.output["answer"]) if r.output is not None else str(r.text)
+
+
 class _PortalAsync:
-    def __init__(self, env: Env, *, feature: str | None = None, http_client: Any = None) -> None:
+    def __init__(
+        self, env: Env, *, feature: str | None = "bench.answer", http_client: Any = None
+    ) -> None:
         import portal
 
         self.http_client = http_client  # passed in, so ours to close; portal leaves it open
@@ -522,14 +545,17 @@ class _PortalAsync:
         self.target: dict[str, Any] = (
             {"feature": feature} if feature else {"model": f"bench:{MODEL}"}
         )
+        if feature == "bench.answer":
+            self.target["input"] = QUESTION
+        else:
+            self.target["messages"] = MESSAGES
 
     async def call(self) -> str:
-        r = await self.client.chat(**self.target, messages=MESSAGES, max_tokens=MAX_TOKENS)
-        return str(r.text)
+        return _answer(await self.client.chat(**self.target, max_tokens=MAX_TOKENS))
 
     async def stream(self) -> AsyncIterator[str]:
         async for event in self.client.stream(
-            **self.target, messages=MESSAGES, max_tokens=MAX_TOKENS
+            feature="bench.chat", messages=MESSAGES, max_tokens=MAX_TOKENS
         ):
             if event.type == "text" and event.text:
                 yield event.text
@@ -547,12 +573,12 @@ class _PortalSync:
         self.client = portal.Client(_portal_config(env), ledger=_portal_ledger())
 
     def call(self) -> str:
-        r = self.client.chat(model=f"bench:{MODEL}", messages=MESSAGES, max_tokens=MAX_TOKENS)
-        return str(r.text)
+        r = self.client.chat(feature="bench.answer", input=QUESTION, max_tokens=MAX_TOKENS)
+        return _answer(r)
 
     def stream(self) -> Iterator[str]:
         for event in self.client.stream(
-            model=f"bench:{MODEL}", messages=MESSAGES, max_tokens=MAX_TOKENS
+            feature="bench.chat", messages=MESSAGES, max_tokens=MAX_TOKENS
         ):
             if event.type == "text" and event.text:
                 yield event.text
@@ -563,7 +589,7 @@ class _PortalSync:
 
 @register(
     "portal-async",
-    "portal AsyncClient.chat (model=, SQLite ledger)",
+    "portal AsyncClient.chat (feature + contract, SQLite ledger)",
     requires=("portal",),
     available=_portal_ready,
 )
@@ -572,19 +598,19 @@ def _portal_async(env: Env) -> Any:
 
 
 @register(
-    "portal-feature",
-    "portal AsyncClient.chat (feature=, SQLite ledger)",
+    "portal-model",
+    "portal AsyncClient.chat (model=, no contract, SQLite ledger)",
     scenarios=("seq", "c200"),
     requires=("portal",),
     available=_portal_ready,
 )
-def _portal_feature(env: Env) -> Any:
-    return _PortalAsync(env, feature="bench.chat")
+def _portal_model(env: Env) -> Any:
+    return _PortalAsync(env, feature=None)
 
 
 @register(
     "portal-sync",
-    "portal Client.chat (sync, SQLite ledger)",
+    "portal Client.chat (feature + contract, SQLite ledger)",
     mode="sync",
     scenarios=("seq", "stream"),
     baseline="httpx2-sync",
@@ -597,7 +623,7 @@ def _portal_sync(env: Env) -> Any:
 
 @register(
     "portal-aiohttp",
-    "portal AsyncClient.chat + httpx-aiohttp transport",
+    "portal AsyncClient.chat + httpx-aiohttp transport (feature + contract)",
     scenarios=("seq", "c200"),
     requires=("portal", "httpx_aiohttp.httpx2", "aiohttp"),
     available=_portal_ready,

@@ -240,6 +240,40 @@ def _template(obj: Any) -> str:
     return text
 
 
+def _instance(schema: Any, text: str) -> Any:
+    """A value that matches a (simple) JSON Schema, every string being ``text``: the reply
+    to a structured-output request (``response_format`` of type ``json_schema``)."""
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return _instance(schema[key][0], text)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: _instance(sub, text) for name, sub in props.items()}
+    if kind == "array":
+        return [_instance(schema.get("items"), text)] * max(1, int(schema.get("minItems", 1)))
+    return {"boolean": False, "integer": 123, "number": 1.5, "null": None}.get(kind, text)
+
+
+def _structured(payload: dict[str, Any]) -> str | None:
+    """The JSON schema a chat request asks the reply to follow, as canonical JSON text (a
+    cache key), or None for a plain-text reply."""
+    fmt = payload.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return json.dumps(schema, sort_keys=True) if isinstance(schema, dict) else None
+
+
 def _usage_openai(completion: int) -> dict[str, Any]:
     return {
         "prompt_tokens": "@prompt@",
@@ -304,6 +338,11 @@ class Vendor:
         n = b.chunks if limit is None else min(b.chunks, limit)
         finish = "length" if n < b.chunks else "stop"
         pieces = [_WORDS[i % len(_WORDS)] for i in range(n)]
+        schema = _structured(payload)
+        if schema is not None:  # structured output: the same words inside matching JSON
+            text = json.dumps(_instance(json.loads(schema), "".join(pieces)))
+            step = max(1, -(-len(text) // n))
+            pieces = [text[i : i + step] for i in range(0, len(text), step)]
         fields = self._fields(_count_tokens(messages), n)
         if not payload.get("stream"):
 
@@ -335,7 +374,7 @@ class Vendor:
                     ).replace('"%(id)s"', '"chatcmpl-%(id)s"')
                 ]
 
-            body = self._render(("oa", model, n, finish), build_json, fields)[0]
+            body = self._render(("oa", model, n, finish, schema), build_json, fields)[0]
             return Reply(200, "application/json", body)
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -365,7 +404,8 @@ class Vendor:
             out.append("data: [DONE]\n\n")
             return out
 
-        events = self._render(("oas", model, n, finish, include_usage), build_stream, fields)
+        key = ("oas", model, n, finish, include_usage, schema)
+        events = self._render(key, build_stream, fields)
         return Reply(200, "text/event-stream", events=events)
 
     def openai_embeddings(self, payload: dict[str, Any], b: Behaviour) -> Reply:

@@ -78,6 +78,38 @@ def test_openai_chat_json(http: httpx2.Client) -> None:
     assert second["choices"][0]["finish_reason"] == "stop"
 
 
+ANSWER_SCHEMA = {
+    "type": "object",
+    "required": ["answer", "order_id", "needs_human"],
+    "properties": {
+        "answer": {"type": "string"},
+        "order_id": {"type": ["string", "null"]},
+        "needs_human": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}},
+    },
+}
+
+
+def test_structured_output_request_gets_json_matching_the_schema(http: httpx2.Client) -> None:
+    """portal's benchmarked call has a contract: its reply must be JSON that validates."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": ANSWER_SCHEMA}}
+    r = http.post("/v1/chat/completions", json=dict(CHAT, response_format=fmt))
+    content = json.loads(r.json()["choices"][0]["message"]["content"])
+    assert content == {
+        "answer": "Hello there! Your order",
+        "order_id": "Hello there! Your order",
+        "needs_human": False,
+        "tags": ["a"],
+    }
+    s = http.post("/v1/chat/completions", json=dict(CHAT, response_format=fmt, stream=True)).text
+    deltas = [
+        c["choices"][0]["delta"].get("content") or ""
+        for _, data in _sse(s)
+        if data != "[DONE]" and (c := json.loads(data))["choices"]
+    ]
+    assert json.loads("".join(deltas)) == content
+
+
 def test_openai_chat_stream_with_usage(http: httpx2.Client) -> None:
     payload = dict(CHAT, stream=True, stream_options={"include_usage": True})
     r = http.post("/v1/chat/completions", json=payload)

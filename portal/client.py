@@ -34,7 +34,7 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
 from portal.contracts.tools import ToolChoice, coerce_tools
-from portal.errors import ConfigError, ContractError
+from portal.errors import ConfigError, ContractError, InvalidResponse
 from portal.metering.budgets import Budgets
 from portal.metering.meter import Meter
 from portal.providers.base import WireReply
@@ -59,6 +59,8 @@ from portal.routing.state import State, open_state
 __all__ = ["AsyncClient", "Client"]
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | PortalConfig | None
+#: keyword arguments of chat/stream that become ChatRequest fields
+_CHAT_PARAMS = frozenset({"max_tokens", "provider_options", "seed", "stop", "temperature", "top_p"})
 DEFAULT_MAX_STEPS = 8
 H = TypeVar("H")
 
@@ -79,9 +81,17 @@ class _Core:
             cfg = PortalConfig()
         elif isinstance(config, PortalConfig):
             cfg = config
-        else:
+        elif isinstance(config, (str, os.PathLike, Mapping)):
             cfg = load_config(config)
+        else:
+            raise ConfigError(
+                f"config: expected a path to portal.toml, a dict or a PortalConfig, got "
+                f"{type(config).__name__}"
+            )
         self.config = cfg
+        for name, prov in cfg.providers.items():
+            if not prov.verify_tls:
+                _warn_no_tls(name)
         self.adapters = AdapterPool(cfg)
         self.state = state if state is not None else open_state(cfg.portal.state)
         self.router = Router(cfg, self.adapters, self.state)
@@ -284,6 +294,12 @@ class _Core:
         if feat is not None:
             params.setdefault("max_tokens", feat.max_tokens)
             params.setdefault("temperature", feat.temperature)
+        unknown = sorted(set(params) - _CHAT_PARAMS)
+        if unknown:
+            raise ContractError(
+                f"{operation}: unknown argument(s) {', '.join(unknown)}; "
+                f"sampling parameters are {', '.join(sorted(_CHAT_PARAMS))}"
+            )
         request = ChatRequest(
             messages=msgs,
             tools=specs,
@@ -292,6 +308,7 @@ class _Core:
             stream=operation == "stream",
             **{k: v for k, v in params.items() if v is not None},
         )
+        request.check_tool_choice()
         route = self.budgets.check(feature, route, request, tenant) or route
         timeout = timeout_s if timeout_s is not None else route.timeout_s
         call = Call(
@@ -456,6 +473,14 @@ class _Core:
         make = getattr(adapter, "default_transport", None)
         return make() if make is not None else None
 
+    def reply_limit(self, provider: str) -> int:
+        """The provider option ``max_reply_bytes``: the largest reply body read (default
+        64 MiB); a larger one is refused with `InvalidResponse`."""
+        from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, byte_limit
+
+        adapter = self.adapters.get(provider)
+        return byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
+
     def verify_for(self, provider: str) -> bool:
         prov = self.config.providers.get(provider)
         return True if prov is None else prov.verify_tls
@@ -463,6 +488,21 @@ class _Core:
     def close(self) -> None:
         self.meter.close()
         self.state.close()
+
+
+def _warn_no_tls(provider: str) -> None:
+    """A config that turns TLS verification off is never silent: a warning and a log record,
+    each time a client is built from it."""
+    import logging
+    import warnings
+
+    message = (
+        f"portal: TLS certificate verification is DISABLED for provider {provider!r} "
+        "(verify_tls = false): traffic and API keys can be intercepted. Only do this against "
+        "local test servers."
+    )
+    logging.getLogger("portal").warning(message)
+    warnings.warn(message, stacklevel=4)
 
 
 def _open_ledger(cfg: PortalConfig, ledger: Any) -> Any:
@@ -563,10 +603,13 @@ class _ClientBase(Generic[H]):
             transport = self._core.transport_for(provider)
             if transport is None and self._shared is not None:
                 return self._shared
-            key = provider if transport is not None else "*"
+            verify = self._core.verify_for(provider)
+            # vendors without their own transport share one pool per TLS setting, so one
+            # provider's verify_tls = false never turns off verification for the others
+            key = provider if transport is not None else ("*" if verify else "*noverify")
             client = self._owned.get(key)
             if client is None:
-                client = self._new_http(transport, self._core.verify_for(provider))
+                client = self._new_http(transport, verify)
                 self._owned[key] = client
             self._owned[provider] = client
         return client
@@ -680,8 +723,8 @@ class Client(_ClientBase["httpx2.Client"]):
                 if kind is Send:
                     client = self._http(effect.provider)
                     request = _http.to_httpx(effect.request, effect.timeout_s)
-                    try:
-                        resp = client.send(request, stream=effect.stream)
+                    try:  # always opened as a stream: the body is read under a size cap
+                        resp = client.send(request, stream=True)
                     except httpx2.HTTPError as exc:
                         value = _http.map_exception(exc, effect.provider)
                         continue
@@ -689,13 +732,15 @@ class Client(_ClientBase["httpx2.Client"]):
                         stream, chunks = resp, resp.iter_raw()
                         value = OpenStream(resp.status_code, dict(resp.headers))
                     else:
+                        limit = self._core.reply_limit(effect.provider)
                         try:
-                            body = resp.read()
+                            body = _http.read_capped(resp, limit, effect.provider)
                         except httpx2.HTTPError as exc:
                             value = _http.map_exception(exc, effect.provider)
                             continue
-                        finally:
-                            resp.close()
+                        except InvalidResponse as exc:
+                            value = exc
+                            continue
                         value = WireReply(resp.status_code, resp.headers, body)
                 elif kind is ReadChunk:
                     assert chunks is not None
@@ -893,8 +938,8 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
                 if kind is Send:
                     client = self._http(effect.provider)
                     request = _http.to_httpx(effect.request, effect.timeout_s)
-                    try:
-                        resp = await client.send(request, stream=effect.stream)
+                    try:  # always opened as a stream: the body is read under a size cap
+                        resp = await client.send(request, stream=True)
                     except httpx2.HTTPError as exc:
                         value = _http.map_exception(exc, effect.provider)
                         continue
@@ -902,13 +947,15 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
                         stream, chunks = resp, resp.aiter_raw()
                         value = OpenStream(resp.status_code, dict(resp.headers))
                     else:
+                        limit = self._core.reply_limit(effect.provider)
                         try:
-                            body = await resp.aread()
+                            body = await _http.aread_capped(resp, limit, effect.provider)
                         except httpx2.HTTPError as exc:
                             value = _http.map_exception(exc, effect.provider)
                             continue
-                        finally:
-                            await resp.aclose()
+                        except InvalidResponse as exc:
+                            value = exc
+                            continue
                         value = WireReply(resp.status_code, resp.headers, body)
                 elif kind is ReadChunk:
                     assert chunks is not None

@@ -167,6 +167,17 @@ class ProviderConfig(_Model):
             return Secret(v)
         return v
 
+    @field_validator("options")
+    @classmethod
+    def _size_caps(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in ("max_reply_bytes", "max_event_bytes"):
+            value = v.get(name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value <= 0
+            ):
+                raise ValueError(f"{name} must be a positive integer (bytes), got {value!r}")
+        return v
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:

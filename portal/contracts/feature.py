@@ -73,13 +73,14 @@ class FeatureContract:
     schema_draft: str = DEFAULT_DRAFT
     source: str = "<contract>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    _output: OutputSpec | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- runtime ---------------------------------------------------------------------------
     def validate_input(self, input: Mapping[str, Any]) -> None:
         """Raise `ContractError` naming the instance path and keyword of every mismatch."""
         if self.input_schema is None:
             return
-        errors = list_errors(dict(input), self.input_schema)
+        errors = list_errors(dict(input), self.input_schema, stable=True)
         if errors:
             detail = "; ".join(
                 f"{e['pointer']}: {e['message']} (keyword {e['keyword']})" for e in errors[:5]
@@ -122,7 +123,10 @@ class FeatureContract:
     def output_spec(self) -> OutputSpec | None:
         if self.output_schema is None:
             return None
-        return OutputSpec(self.output_schema, _safe_name(self.name))
+        spec = self._output
+        if spec is None or spec.schema is not self.output_schema:  # built once per contract
+            spec = self._output = OutputSpec(self.output_schema, _safe_name(self.name))
+        return spec
 
     def example_errors(self) -> list[dict[str, Any]]:
         """Every example that does not validate: ``{"example", "part", "pointer", "keyword",

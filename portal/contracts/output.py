@@ -68,7 +68,7 @@ class OutputSpec:
                 raise ContractError(
                     f"output does not match {self.name}: {summary}", details
                 ) from None
-        errors = list_errors(data, self.schema)
+        errors = list_errors(data, self.schema, stable=True)  # an OutputSpec is immutable
         if errors:
             summary = "; ".join(f"{d['pointer']}: {d['message']}" for d in errors[:5])
             raise ContractError(f"output does not match {self.name}: {summary}", errors)

@@ -8,6 +8,7 @@ from typing import Any
 from portal.contracts.messages import Message
 from portal.contracts.output import OutputSpec
 from portal.contracts.tools import ToolChoice, ToolSpec
+from portal.errors import ContractError
 
 __all__ = ["ChatRequest", "EmbedRequest"]
 
@@ -29,12 +30,58 @@ class ChatRequest:
     stream: bool = False
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Sampling parameters are checked here, once, so a typo fails before any vendor is
+        called (not as a vendor 400, or not at all on a lenient vendor)."""
+        _number("temperature", self.temperature, 0.0, 2.0)
+        _number("top_p", self.top_p, 0.0, 1.0)
+        if self.max_tokens is not None and (
+            not isinstance(self.max_tokens, int)
+            or isinstance(self.max_tokens, bool)
+            or self.max_tokens < 1
+        ):
+            raise ContractError(f"max_tokens: expected a positive integer, got {self.max_tokens!r}")
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool)
+        ):
+            raise ContractError(f"seed: expected an integer, got {self.seed!r}")
+        if self.stop is not None and (
+            not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop)
+        ):
+            raise ContractError(f"stop: expected a list of strings, got {self.stop!r}")
+
+    def check_tool_choice(self) -> None:
+        """``tool_choice`` must name a way to call the tools given (the clients check it; an
+        adapter refuses a name it cannot send as well)."""
+        choice = self.tool_choice
+        if choice is None or choice in ("auto", "none"):
+            return
+        names = [t.name for t in self.tools]
+        if not isinstance(choice, str):
+            raise ContractError(
+                f"tool_choice: expected 'auto', 'none', 'required' or a tool name, got {choice!r}"
+            )
+        if not names:
+            raise ContractError(f"tool_choice={choice!r} needs tools=; pass the tools to call")
+        if choice != "required" and choice not in names:
+            raise ContractError(
+                f"tool_choice: {choice!r} is not 'auto', 'none', 'required' or one of the "
+                f"tools ({', '.join(names)})"
+            )
+
     def with_messages(self, messages: list[Message]) -> ChatRequest:
         return replace(self, messages=messages)
 
     def options_for(self, kind: str) -> dict[str, Any]:
         """Vendor knobs for one provider kind, merged verbatim into its request body."""
         return self.provider_options.get(kind, {})
+
+
+def _number(name: str, value: Any, low: float, high: float) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise ContractError(f"{name}: expected a number from {low:g} to {high:g}, got {value!r}")
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ jsonschema is imported on first use, not with ``import portal``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -65,8 +65,19 @@ def validate_instance(instance: Any, schema: Mapping[str, Any], where: str) -> N
         raise ContractError(f"{where}: {detail}{more}", errors)
 
 
-def list_errors(instance: Any, schema: Mapping[str, Any]) -> list[dict[str, Any]]:
-    validator = _validator(_freeze(schema))
+def list_errors(
+    instance: Any, schema: Mapping[str, Any], *, stable: bool = False
+) -> list[dict[str, Any]]:
+    """Every validation error of ``instance``, sorted by path (empty when it is valid).
+
+    ``stable=True`` promises that ``schema`` is never changed in place (contracts' and output
+    specs' own schemas): its compiled form is then found by identity instead of by content,
+    which saves freezing the schema on every call. A valid instance of a simple schema is
+    accepted by a compiled check in a few µs; anything else goes to jsonschema."""
+    compiled = _by_identity(schema) if stable else _compiled(_freeze(schema))
+    if compiled.fast is not None and compiled.fast(instance):
+        return []
+    validator = _validator(compiled.frozen)
     found = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
     return [
         {"pointer": json_pointer(e.absolute_path), "keyword": e.validator, "message": e.message}
@@ -78,6 +89,170 @@ def list_errors(instance: Any, schema: Mapping[str, Any]) -> list[dict[str, Any]
 def _validator(frozen: Any) -> Any:
     schema = _thaw(frozen)
     return _validator_class(schema)(schema)
+
+
+# -- the fast path: simple schemas compiled to predicates -------------------------------------
+# A predicate returns True only when the instance is certainly valid; False means "ask
+# jsonschema", which also lists the errors. Only keywords whose meaning is the same in every
+# supported draft are compiled; a schema with any other keyword gets no predicate at all.
+
+Check = Callable[[Any], bool]
+
+#: keywords that never affect validity here (``format`` is an annotation: no format checker)
+_ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "format",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # 1.0 goes to jsonschema
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_TYPES: dict[str, Check] = {
+    "string": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "integer": _is_int,
+    "number": _is_number,
+}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+def _compile(schema: Any) -> Check | None:
+    """A predicate for ``schema``, or None when it uses a keyword not handled here."""
+    if schema is True:
+        return _always
+    if not isinstance(schema, dict):
+        return None
+    checks: list[Check] = []
+    for key, val in schema.items():
+        if key in _ANNOTATIONS:
+            continue
+        check = _keyword(key, val, schema)
+        if check is None:
+            return None
+        checks.append(check)
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+    return lambda v: all(c(v) for c in checks)
+
+
+def _keyword(key: str, val: Any, schema: dict[str, Any]) -> Check | None:
+    if key == "type":
+        names = [val] if isinstance(val, str) else val
+        if not isinstance(names, list) or not all(n in _TYPES for n in names):
+            return None
+        preds = [_TYPES[n] for n in names]
+        if len(preds) == 1:
+            return preds[0]
+        return lambda v: any(p(v) for p in preds)
+    if key == "properties":
+        if not isinstance(val, dict):
+            return None
+        items: list[tuple[str, Check]] = []
+        for name, sub in val.items():
+            compiled = _compile(sub)
+            if compiled is None:
+                return None
+            items.append((name, compiled))
+        return lambda v: not isinstance(v, dict) or all(c(v[k]) for k, c in items if k in v)
+    if key == "required":
+        if not isinstance(val, list) or not all(isinstance(n, str) for n in val):
+            return None
+        names = list(val)
+        return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+    if key == "additionalProperties":
+        if "patternProperties" in schema:
+            return None
+        known = frozenset(schema.get("properties") or ())
+        if val is True:
+            return _always
+        if val is False:
+            return lambda v: not isinstance(v, dict) or all(k in known for k in v)
+        extra = _compile(val)
+        if extra is None:
+            return None
+        return lambda v: (
+            not isinstance(v, dict) or all(extra(x) for k, x in v.items() if k not in known)
+        )
+    if key == "items":
+        sub = _compile(val) if isinstance(val, dict) or val is True else None
+        if sub is None:
+            return None
+        return lambda v: not isinstance(v, list) or all(sub(x) for x in v)
+    if key in ("enum", "const"):
+        values = val if key == "enum" else [val]
+        if not isinstance(values, list) or not all(isinstance(x, _SCALARS) for x in values):
+            return None
+        allowed = [(type(x), x) for x in values]  # True is not 1 here, as in jsonschema
+        return lambda v: any(type(v) is t and v == x for t, x in allowed)
+    if key in ("minLength", "maxLength", "minItems", "maxItems"):
+        if not _is_int(val):
+            return None
+        kind = str if key.endswith("Length") else list
+        if key.startswith("min"):
+            return lambda v: not isinstance(v, kind) or len(v) >= val
+        return lambda v: not isinstance(v, kind) or len(v) <= val
+    if key in ("minimum", "maximum"):
+        if not _is_number(val):
+            return None
+        if key == "minimum":
+            return lambda v: not _is_number(v) or v >= val
+        return lambda v: not _is_number(v) or v <= val
+    return None
+
+
+class _Compiled:
+    __slots__ = ("fast", "frozen", "schema")
+
+    def __init__(self, schema: Any, frozen: Any, fast: Check | None) -> None:
+        self.schema = schema
+        self.frozen = frozen
+        self.fast = fast
+
+
+@lru_cache(maxsize=512)
+def _compiled(frozen: Any) -> _Compiled:
+    return _Compiled(None, frozen, _compile(_thaw(frozen)))
+
+
+#: id(schema) -> compiled form, for ``stable`` schemas; holds the schema so ids stay unique
+_IDENTITY: dict[int, _Compiled] = {}
+
+
+def _by_identity(schema: Mapping[str, Any]) -> _Compiled:
+    found = _IDENTITY.get(id(schema))
+    if found is None or found.schema is not schema:
+        frozen = _freeze(schema)
+        found = _Compiled(schema, frozen, _compiled(frozen).fast)
+        if len(_IDENTITY) >= 512:
+            _IDENTITY.clear()
+        _IDENTITY[id(schema)] = found
+    return found
 
 
 def schema_of(spec: Any, where: str) -> dict[str, Any]:

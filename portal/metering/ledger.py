@@ -221,6 +221,10 @@ def _path_from(url: str, scheme: str, default: str | None) -> str:
     return rest
 
 
+#: rows per INSERT statement in `SqliteSink.write` (bounded by SQLite's variable limit)
+_ROWS_PER_INSERT = 200
+
+
 class SqliteSink:
     """A SQLite file in WAL mode; each batch is one transaction."""
 
@@ -235,9 +239,8 @@ class SqliteSink:
         self.synchronous = synchronous
         self.url = f"sqlite:///{path}"
         self._conn: sqlite3.Connection | None = None
-        self._insert = (
-            f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        )
+        self._rows_per_insert = 1
+        self._inserts: dict[int, str] = {}
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -258,14 +261,36 @@ class SqliteSink:
             except BaseException:
                 conn.close()
                 raise
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._rows_per_insert = max(1, min(_ROWS_PER_INSERT, limit // len(COLUMNS)))
             self._conn = conn
         return self._conn
 
+    def _insert(self, rows: int) -> str:
+        sql = self._inserts.get(rows)
+        if sql is None:
+            one = f"({', '.join('?' * len(COLUMNS))})"
+            sql = self._inserts[rows] = (
+                f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"
+            )
+        return sql
+
     def write(self, records: Sequence[LedgerRecord]) -> None:
+        """One transaction; rows go in multi-row INSERTs: executemany releases the GIL once
+        per row, and a writer thread that does so stalls behind a busy caller thread (and
+        costs it a GIL hand-off each time), so fewer, larger statements are much cheaper."""
         conn = self._connect()
+        step = self._rows_per_insert
         try:
             with conn:  # one transaction; committed (and synced per `synchronous`) on exit
-                conn.executemany(self._insert, [r.to_row() for r in records])
+                i, left = 0, len(records)
+                while left:
+                    # full statements, then the rest in powers of two: a handful of distinct
+                    # statements (cached) whatever the batch sizes
+                    n = step if left >= step else 1 << (left.bit_length() - 1)
+                    part = records[i : i + n]
+                    conn.execute(self._insert(n), [v for r in part for v in r.to_row()])
+                    i, left = i + n, left - n
         except sqlite3.Error:
             self.close()  # reopen next time: the file may have been replaced or unlocked
             raise
@@ -566,8 +591,10 @@ class _SinkWorker:
             now = time.monotonic()
             if stopping and ((not self.pending and not self.queue) or now >= led._stop_deadline):
                 break
-            if self.queue and not backoff:
-                continue  # more arrived while writing: batch it now
+            if len(self.queue) >= led.batch_size and not backoff:
+                continue  # a full batch arrived while writing: write it now
+            # else wait for a full batch, a flush or the interval: a transaction per handful
+            # of records (what arrives during one write) costs ~10x the CPU per record
             timeout = led.flush_interval_s
             if backoff:
                 timeout = max(0.0, min(retry_at - now, led.retry_max_s))

@@ -68,7 +68,6 @@ from portal.providers.base import (
     error_class_for_status,
     parse_retry_after,
 )
-from portal.providers.sse import SSEDecoder
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -505,7 +504,7 @@ class AnthropicStreamParser(StreamParser):
         self.adapter = adapter
         self.model = model
         self.output_tool = output_tool
-        self.sse = SSEDecoder()
+        self.sse = adapter.sse_decoder()
         self.text: list[str] = []
         self.structured: list[str] | None = None
         self.tools = ToolCallAssembler()

@@ -15,6 +15,7 @@ exact wire body without a network.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ from portal.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
     "Adapter",
     "Capabilities",
     "ProviderSettings",
@@ -47,6 +49,7 @@ __all__ = [
     "ToolCallAssembler",
     "WireReply",
     "WireRequest",
+    "byte_limit",
     "error_class_for_status",
     "parse_retry_after",
 ]
@@ -160,6 +163,12 @@ class StreamParser:
     returns the final `Response`, or raises `StreamInterrupted` if the vendor never said the
     reply was complete. Vendor errors inside the stream raise `ProviderError` subclasses."""
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for name in ("feed", "finish"):
+            if name in cls.__dict__:
+                setattr(cls, name, _shape_guard(cls.__dict__[name], name))
+
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         raise NotImplementedError(f"{type(self).__name__}.feed")
 
@@ -228,6 +237,14 @@ class Adapter:
     #: environment variable read when a provider of this kind is used without configuration
     api_key_env: ClassVar[str | None] = None
     capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for name in ("parse_chat", "parse_embed"):
+            if name in cls.__dict__:
+                setattr(cls, name, _shape_guard(cls.__dict__[name], name))
+        for name in ("parse_error",) if "parse_error" in cls.__dict__ else ():
+            setattr(cls, name, _error_guard(cls.__dict__[name]))
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -323,6 +340,15 @@ class Adapter:
             )
         return key.get()
 
+    def sse_decoder(self) -> Any:
+        """The SSE decoder for one streamed reply, capped at the provider option
+        ``max_event_bytes`` (default 8 MiB) for a single event."""
+        from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+
+        return SSEDecoder(
+            byte_limit(self.settings.options, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
+        )
+
     def invalid(self, message: str, model: str | None = None) -> InvalidResponse:
         return InvalidResponse(message, provider=self.name, model=model)
 
@@ -332,6 +358,208 @@ class Adapter:
         return StreamInterrupted(
             message, partial_text=text, usage=usage, provider=self.name, model=model
         )
+
+
+# ----------------------------------------------------------------------- shape guard
+
+#: what parsing code raises when a reply is not the shape it expects: missing keys, wrong
+#: types, bad numbers, nesting too deep for the JSON reader
+_SHAPE_ERRORS = (
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+)
+
+
+def _shape_guard(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """Wrap a parse method (``parse_chat``, ``parse_embed``, a stream parser's ``feed`` and
+    ``finish``) so that a vendor reply of an unexpected shape raises `InvalidResponse`, never
+    a KeyError or TypeError, and a parsed reply whose normalized fields have the wrong types
+    is refused rather than handed to the router and the meter. Applied once, here, to every
+    adapter (third-party ones included) by ``__init_subclass__``."""
+    if getattr(fn, "__portal_guarded__", False):
+        return fn
+
+    @functools.wraps(fn)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = fn(self, *args, **kwargs)
+        except ProviderError:
+            raise
+        except _SHAPE_ERRORS as exc:
+            provider, model = _who(self, args)
+            detail = str(exc)
+            detail = detail if len(detail) <= 160 else detail[:157] + "..."
+            raise InvalidResponse(
+                f"{what}: the reply does not have the documented shape "
+                f"({type(exc).__name__}: {detail})",
+                provider=provider,
+                model=model,
+            ) from exc
+        problem = _bad_fields(result)
+        if problem is not None:
+            provider, model = _who(self, args)
+            raise InvalidResponse(
+                f"{what}: the reply does not have the documented shape ({problem})",
+                provider=provider,
+                model=model,
+            )
+        return result
+
+    guarded.__portal_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _error_guard(fn: Callable[..., ProviderError]) -> Callable[..., ProviderError]:
+    """``parse_error`` classifies, it never raises: an error body of an unexpected shape is
+    classified by its HTTP status alone."""
+    if getattr(fn, "__portal_guarded__", False):
+        return fn
+
+    @functools.wraps(fn)
+    def guarded(self: Adapter, reply: WireReply, model: str) -> ProviderError:
+        try:
+            err = fn(self, reply, model)
+        except _SHAPE_ERRORS:
+            cls = error_class_for_status(reply.status, None, "")
+            err = cls(
+                f"HTTP {reply.status} (error body of an unexpected shape)",
+                provider=self.name,
+                model=model,
+                status=reply.status,
+                headers=dict(reply.headers),
+                request_id=self.request_id(reply.headers),
+                retry_after=parse_retry_after(reply.headers),
+                body=_safe_body(reply.body),
+            )
+        return _scrub(err, _secrets_of(self.settings))
+
+    guarded.__portal_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def _secrets_of(settings: ProviderSettings) -> list[str]:
+    """The provider's credentials: API key, secret-looking options, credential headers."""
+    found: list[str] = []
+    if settings.api_key:
+        found.append(settings.api_key.get())
+    for name, value in settings.options.items():
+        if isinstance(value, Secret) and value:
+            found.append(value.get())
+        elif isinstance(value, str) and any(w in name.lower() for w in _SECRET_WORDS):
+            found.append(value)
+    for name, value in settings.headers.items():
+        if name.lower() in _SECRET_HEADERS:
+            found.append(value)
+    return [f for f in found if len(f) >= 8]  # short values would redact ordinary words
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "<redacted>")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, secrets) for v in value]
+    return value
+
+
+def _scrub(err: ProviderError, secrets: list[str]) -> ProviderError:
+    """A vendor that echoes the credential in its error body ("Incorrect API key provided:
+    sk-...") must not put it into portal's exception, logs or ledger."""
+    if not secrets:
+        return err
+    message = _redact(err.message, secrets)
+    if message != err.message:
+        err.message = message
+        err.args = (message, *err.args[1:])
+    err.body = _redact(err.body, secrets)
+    err.headers = _redact(err.headers, secrets)
+    if err.code is not None:
+        err.code = _redact(err.code, secrets)
+    return err
+
+
+def _who(obj: Any, args: tuple[Any, ...]) -> tuple[str | None, str | None]:
+    if isinstance(obj, Adapter):
+        model = args[1] if len(args) > 1 and isinstance(args[1], str) else None
+        return obj.name, model
+    adapter = getattr(obj, "adapter", None)
+    model = getattr(obj, "model", None)
+    return getattr(adapter, "name", None), model if isinstance(model, str) else None
+
+
+def _bad_usage(usage: Any) -> str | None:
+    if not isinstance(usage, Usage):
+        return f"usage is {type(usage).__name__}"
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    ):
+        value = getattr(usage, name)
+        if type(value) is not int:
+            return f"usage.{name} is {type(value).__name__}, not an integer"
+    return None
+
+
+def _bad_fields(result: Any) -> str | None:
+    """What is wrong with a parsed result's normalized fields, or None."""
+    if isinstance(result, list):  # stream events
+        for event in result:
+            if event.usage is not None and (problem := _bad_usage(event.usage)):
+                return problem
+            if not isinstance(event.text, str):
+                return f"stream text is {type(event.text).__name__}"
+        return None
+    if isinstance(result, EmbedResponse):
+        for vector in result.vectors:
+            if not isinstance(vector, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector
+            ):
+                return "an embedding is not a list of numbers"
+        return _bad_usage(result.usage)
+    if not isinstance(result, Response):
+        return None
+    from portal.contracts.responses import FINISH_REASONS
+
+    if not isinstance(result.text, str):
+        return f"text is {type(result.text).__name__}"
+    if result.finish_reason not in FINISH_REASONS:
+        return f"finish reason {result.finish_reason!r}"
+    if result.raw_finish_reason is not None and not isinstance(result.raw_finish_reason, str):
+        return f"finish reason is {type(result.raw_finish_reason).__name__}, not a string"
+    for call in result.tool_calls:
+        if not isinstance(call.name, str) or not isinstance(call.id, str):
+            return "a tool call's name or id is not a string"
+        if not isinstance(call.arguments, dict):
+            return f"tool call {call.name!r}: arguments are not a JSON object"
+    return _bad_usage(result.usage)
+
+
+#: a whole reply (body, or all bytes of a stream) larger than this is refused
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+
+def byte_limit(options: Mapping[str, Any], name: str, default: int) -> int:
+    """A size cap from provider options (``max_reply_bytes``, ``max_event_bytes``); the config
+    validates these, this only falls back to the default."""
+    value = options.get(name)
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+    )
 
 
 def dumps(body: Any) -> bytes:

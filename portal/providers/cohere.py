@@ -57,7 +57,6 @@ from portal.providers.base import (
     WireRequest,
     error_class_for_status,
 )
-from portal.providers.sse import SSEDecoder
 
 __all__ = ["CohereAdapter", "CohereStreamParser"]
 
@@ -354,7 +353,7 @@ class CohereStreamParser(StreamParser):
     def __init__(self, adapter: CohereAdapter, model: str) -> None:
         self.adapter = adapter
         self.model = model
-        self.sse = SSEDecoder()
+        self.sse = adapter.sse_decoder()
         self.text: list[str] = []
         self.plan: list[str] = []
         self.tools = ToolCallAssembler()

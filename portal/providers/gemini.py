@@ -75,7 +75,6 @@ from portal.providers.base import (
     error_class_for_status,
 )
 from portal.providers.gemini_schema import to_gemini_schema
-from portal.providers.sse import SSEDecoder
 
 __all__ = ["GeminiAdapter", "GeminiStreamParser", "VertexAdapter"]
 
@@ -693,7 +692,7 @@ class GeminiStreamParser(StreamParser):
     def __init__(self, adapter: GeminiAdapter, model: str) -> None:
         self.adapter = adapter
         self.model = model
-        self.sse = SSEDecoder()
+        self.sse = adapter.sse_decoder()
         self.text: list[str] = []
         self.calls: list[ToolCall] = []
         self.usage: Usage | None = None

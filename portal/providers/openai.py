@@ -48,7 +48,6 @@ from portal.providers.base import (
     error_class_for_status,
 )
 from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
-from portal.providers.sse import SSEDecoder
 
 __all__ = ["FINISH_REASON_MAP", "OpenAIAdapter", "OpenAIChatStreamParser", "normalize_finish"]
 
@@ -439,7 +438,7 @@ class OpenAIChatStreamParser(StreamParser):
         self.adapter = adapter
         self.model = model
         self.req = req
-        self.sse = SSEDecoder()
+        self.sse = adapter.sse_decoder()
         self.text: list[str] = []
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None

@@ -40,7 +40,6 @@ from portal.providers.base import (
 )
 from portal.providers.openai import OpenAIAdapter
 from portal.providers.schema_transform import to_openai_strict
-from portal.providers.sse import SSEDecoder
 
 __all__ = ["OpenAIResponsesAdapter", "OpenAIResponsesStreamParser"]
 
@@ -291,7 +290,7 @@ class OpenAIResponsesStreamParser(StreamParser):
         self.adapter = adapter
         self.model = model
         self.req = req
-        self.sse = SSEDecoder()
+        self.sse = adapter.sse_decoder()
         self.text: list[str] = []
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None

@@ -82,12 +82,15 @@ class SSEDecoder:
                 events.append(event)
             start = nxt
         self._buf = buf[start:]
-        self._size += len(self._buf)
-        if self._size > self.max_event_bytes:
-            raise InvalidResponse(
-                f"stream event larger than {self.max_event_bytes} bytes; refusing to buffer it"
-            )
+        if self._size + len(self._buf) > self.max_event_bytes:  # a line still arriving
+            self._too_large()
         return events
+
+    def _too_large(self) -> None:
+        raise InvalidResponse(
+            f"stream event larger than {self.max_event_bytes} bytes; refusing to buffer it "
+            "(raise the provider option max_event_bytes if the vendor really sends such events)"
+        )
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: a final line without its newline still counts; an event not
@@ -108,12 +111,16 @@ class SSEDecoder:
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:
             return self._dispatch()
+        # every line up to the blank one counts once towards the event's size, comments too,
+        # so the cap does not depend on how the bytes were split into chunks
+        self._size += len(line)
+        if self._size > self.max_event_bytes:
+            self._too_large()
         if line[0] == ":":
             return None
         name, sep, value = line.partition(":")
         if sep and value.startswith(" "):
             value = value[1:]
-        self._size += len(value)
         if name == "data":
             self._data.append(value)
         elif name == "event":
@@ -121,7 +128,7 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         return None
 

@@ -5,10 +5,10 @@ I/O themselves, so the sync and the async client share every decision made here.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from random import getrandbits as _random_bits
 from typing import Any, NoReturn, Protocol
 
 from portal.contracts.messages import Message, ToolCall, tool_result
@@ -24,7 +24,7 @@ from portal.errors import (
     StreamInterrupted,
     ToolLoopExceeded,
 )
-from portal.providers.base import WireReply
+from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, WireReply, byte_limit
 from portal.routing.effects import (
     CloseStream,
     Emit,
@@ -86,6 +86,13 @@ class Hooks(Protocol):
     def cost(self, target: Target, usage: Usage) -> float | None: ...
 
 
+def _new_call_id() -> str:
+    """128 random bits as hex: an identifier, not a secret. `random` (reseeded after fork)
+    instead of os.urandom, whose syscall releases the GIL on every call: with the ledger's
+    writer thread waiting for it, that hand-off cost more than the id itself."""
+    return f"{_random_bits(128):032x}"
+
+
 @dataclass(slots=True)
 class Call:
     """Per-call state: what was asked, where it may go, what happened so far."""
@@ -99,7 +106,7 @@ class Call:
     contract_version: str | None = None
     started: float = field(default_factory=time.perf_counter)
     deadline: float | None = None
-    call_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    call_id: str = field(default_factory=_new_call_id)
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float | None = 0.0
     #: estimated tokens of one attempt (committed-throughput buckets), computed on demand
@@ -497,12 +504,28 @@ def _stream_once(
         opened = True
         status = reply.status
         parser = adapter.stream_parser(call.request, target.model)
+        limit = byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
+        received = 0
         while True:
             chunk = yield ReadChunk()
             if isinstance(chunk, BaseException):
                 raise chunk
             if not chunk:
                 break
+            received += len(chunk)
+            if received > limit:  # an endless stream must not grow memory without bound
+                raise adapter.invalid(
+                    f"stream larger than max_reply_bytes={limit}; refusing to read on (raise "
+                    "the provider option max_reply_bytes if the vendor really sends this much)",
+                    target.model,
+                )
+            left = call.time_left(clock())
+            if left is not None and left <= 0:  # the deadline covers the whole stream
+                raise ProviderTimeout(
+                    "the call's deadline passed while the stream was still sending",
+                    provider=target.provider,
+                    model=target.model,
+                )
             for event in parser.feed(chunk):
                 if event.type == "tool_call":
                     continue  # complete tool calls are emitted from the final response

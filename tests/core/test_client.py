@@ -368,3 +368,21 @@ def test_public_routing_view_shows_breakers_canary_and_explanation() -> None:
         assert "a:m1" in text and "b:m2" in text
         with pytest.raises(portal.ConfigError):
             client.canary_status("nope")
+
+
+def test_tls_off_for_one_provider_never_turns_it_off_for_another() -> None:
+    cfg = {
+        "portal": {"ledger": "none"},
+        "providers": {
+            "safe": {"kind": "openai", "api_key": "k1", "base_url": "https://safe.test/v1"},
+            "lab": {"kind": "openai", "api_key": "k2", "base_url": "https://lab.test/v1",
+                    "verify_tls": False},
+            "other": {"kind": "openai", "api_key": "k3", "base_url": "https://other.test/v1"},
+        },
+    }
+    with pytest.warns(UserWarning, match="lab"):
+        client = portal.Client(cfg)
+    with client, pytest.warns(UserWarning):
+        lab = client._http("lab")
+    assert client._http("safe") is client._http("other")
+    assert client._http("safe") is not lab

@@ -1,0 +1,159 @@
+"""Seed corpora and adapters for fuzzing every wire API: the repo's own provider fixtures
+(valid replies and streams), decoded into values the fuzzers mutate and re-encode."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+from portal.contracts.messages import user
+from portal.contracts.request import ChatRequest
+from portal.providers.base import Adapter, ProviderSettings, Secret
+from portal.providers.registry import adapter_class
+from portal.providers.sse import SSEDecoder
+
+FIXTURES = Path(__file__).resolve().parents[1] / "providers" / "fixtures"
+
+#: every built-in wire API that parses vendor bytes (sim is portal's own offline provider)
+KINDS = [
+    "anthropic",
+    "azure-openai",
+    "bedrock",
+    "cohere",
+    "gemini",
+    "mistral",
+    "openai",
+    "openai-compatible",
+    "openai-responses",
+    "vertex",
+]
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "azure-openai": {"base_url": "https://acme.openai.azure.com"},
+    "openai-compatible": {"options": {"preset": "vllm"}},
+    "bedrock": {
+        "options": {
+            "region_name": "us-east-1",
+            "access_key_id": "AKIDEXAMPLE",
+            "secret_access_key": "not-a-real-secret",
+        }
+    },
+    "vertex": {"options": {"project": "acme-prod", "location": "us-central1"}},
+}
+MODELS: dict[str, str] = {
+    "anthropic": "claude-sonnet-4-5",
+    "bedrock": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    "gemini": "gemini-2.5-flash",
+    "vertex": "gemini-2.5-flash",
+    "cohere": "command-a-03-2025",
+    "mistral": "mistral-large-latest",
+}
+
+
+def make_adapter(kind: str) -> Adapter:
+    extra = _SETTINGS.get(kind, {})
+    settings = ProviderSettings(
+        kind,
+        kind,
+        api_key=Secret("not-a-real-key"),
+        base_url=extra.get("base_url"),
+        options=dict(extra.get("options", {})),
+    )
+    return adapter_class(kind)(settings)
+
+
+def model_of(kind: str) -> str:
+    return MODELS.get(kind, "gpt-4o-mini")
+
+
+def stream_request() -> ChatRequest:
+    return ChatRequest([user("hi")], stream=True)
+
+
+def replies(kind: str) -> list[Any]:
+    """Successful chat reply bodies (parsed JSON) of a kind."""
+    out = []
+    for path in sorted((FIXTURES / kind).glob("*.json")):
+        if path.name.startswith(("error", "embed", "stream")) or path.name == "errors.json":
+            continue
+        data = json.loads(path.read_bytes())
+        if isinstance(data, dict):
+            out.append(data)
+    return out
+
+
+def _short_vectors(doc: Any) -> Any:
+    """Vectors cut to 16 numbers: the shape is what the fuzzer mutates, not the length."""
+    if isinstance(doc, dict):
+        return {k: _short_vectors(val) for k, val in doc.items()}
+    if isinstance(doc, list):
+        if len(doc) > 16 and all(isinstance(x, (int, float)) for x in doc):
+            return doc[:16]
+        return [_short_vectors(x) for x in doc]
+    return doc
+
+
+def embed_replies(kind: str) -> list[Any]:
+    docs = [json.loads(p.read_bytes()) for p in sorted((FIXTURES / kind).glob("embed*.json"))]
+    return [_short_vectors(d) for d in docs if isinstance(d, dict)]
+
+
+def error_bodies(kind: str) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    for path in sorted((FIXTURES / kind).glob("error*.json")):
+        data = json.loads(path.read_bytes())
+        for case in data if isinstance(data, list) else [data]:
+            out.append((int(case["status"]), case["body"]))
+    return out
+
+
+def sse_streams(kind: str) -> list[list[tuple[str, str]]]:
+    """Each ``.sse`` fixture as its (event, data) pairs."""
+    out = []
+    for path in sorted((FIXTURES / kind).glob("stream*.sse")):
+        dec = SSEDecoder()
+        events = dec.feed(path.read_bytes()) + dec.close()
+        out.append([(e.event, e.data) for e in events])
+    return out
+
+
+def encode_sse(events: list[tuple[str, str]]) -> bytes:
+    parts = []
+    for name, data in events:
+        head = f"event: {name}\n" if name != "message" else ""
+        lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+        parts.append(f"{head}{lines}\n")
+    return "".join(parts).encode()
+
+
+def bedrock_streams() -> list[list[tuple[str, Any]]]:
+    out = []
+    for path in sorted((FIXTURES / "bedrock").glob("stream*.json")):
+        out.append([(f["event"], f["payload"]) for f in json.loads(path.read_bytes())])
+    return out
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message (string headers only), written from the framing spec:
+    total length, headers length, prelude CRC, headers, payload, message CRC."""
+    encoded = b"".join(
+        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
+        for k, v in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def bedrock_event(kind: str, payload: bytes, message_type: str = "event") -> bytes:
+    headers = {
+        ":event-type": kind,
+        ":content-type": "application/json",
+        ":message-type": message_type,
+    }
+    if message_type == "exception":
+        headers = {":exception-type": kind, ":message-type": "exception"}
+    return frame(headers, payload)
