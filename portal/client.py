@@ -729,7 +729,7 @@ class Client(_ClientBase["httpx2.Client"]):
                         value = _http.map_exception(exc, effect.provider)
                         continue
                     if effect.stream and resp.status_code < 400:
-                        stream, chunks = resp, resp.iter_raw()
+                        stream, chunks = resp, resp.iter_bytes()  # decoded: gzip-safe
                         value = OpenStream(resp.status_code, dict(resp.headers))
                     else:
                         limit = self._core.reply_limit(effect.provider)
@@ -944,7 +944,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
                         value = _http.map_exception(exc, effect.provider)
                         continue
                     if effect.stream and resp.status_code < 400:
-                        stream, chunks = resp, resp.aiter_raw()
+                        stream, chunks = resp, resp.aiter_bytes()  # decoded: gzip-safe
                         value = OpenStream(resp.status_code, dict(resp.headers))
                     else:
                         limit = self._core.reply_limit(effect.provider)

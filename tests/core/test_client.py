@@ -386,3 +386,26 @@ def test_tls_off_for_one_provider_never_turns_it_off_for_another() -> None:
         lab = client._http("lab")
     assert client._http("safe") is client._http("other")
     assert client._http("safe") is not lab
+
+
+def test_gzip_compressed_streams_are_decoded(make: Any) -> None:
+    import gzip
+
+    chunks = [
+        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "hello "}, "finish_reason": None}]},
+        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "world"}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200,
+            content=gzip.compress(body.encode()),
+            headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
+        )
+
+    client = make(OPENAI_LIKE, transports={"p": httpx2.MockTransport(handler)})
+    events = client.stream(feature="f", messages=[portal.user("x")])
+    assert "".join(e.text for e in events if e.type == "text") == "hello world"
