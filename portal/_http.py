@@ -30,6 +30,32 @@ _URLS_MAX = 1024
 _AUTO_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 
 
+#: a request's headers encoded once per distinct set (an adapter sends the same few), or
+#: None when they cannot take the direct path; cleared when full, like `_URLS`
+_RAW_HEADERS: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]] | None] = {}
+_RAW_HEADERS_MAX = 256
+
+
+def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]] | None:
+    key = tuple(headers.items())
+    try:
+        return _RAW_HEADERS[key]
+    except KeyError:
+        pass
+    try:
+        raw: list[tuple[bytes, bytes]] | None = [
+            (k.encode("ascii"), v.encode("ascii")) for k, v in key
+        ]
+    except UnicodeEncodeError:
+        raw = None
+    if raw is not None and any(k.lower() in _AUTO_HEADERS for k, _ in key):
+        raw = None
+    if len(_RAW_HEADERS) >= _RAW_HEADERS_MAX:
+        _RAW_HEADERS.clear()
+    _RAW_HEADERS[key] = raw
+    return raw
+
+
 def _url(url: str) -> httpx2.URL:
     found = _URLS.get(url)
     if found is None:
@@ -47,11 +73,8 @@ def to_httpx(wire: WireRequest, timeout_s: float) -> httpx2.Request:
     url = _url(wire.url)
     body = wire.body
     if body is not None and wire.method == "POST" and url.host:
-        try:
-            raw = [(k.encode("ascii"), v.encode("ascii")) for k, v in wire.headers.items()]
-        except UnicodeEncodeError:
-            raw = None
-        if raw is not None and not any(k.lower().decode() in _AUTO_HEADERS for k, _ in raw):
+        raw = _raw_headers(wire.headers)
+        if raw is not None:
             request = httpx2.Request(
                 "POST",
                 url,
@@ -193,5 +216,8 @@ async def aread_capped(resp: httpx2.Response, limit: int, provider: str) -> byte
                 raise reply_too_large(limit, provider)
         return bytes(body)
     finally:
-        with anyio.CancelScope(shield=True):  # a cancelled caller still releases the socket
-            await resp.aclose()
+        # a body read to the end has already closed the response (httpx2 does so as the
+        # iteration ends); skip the shield's ~6 µs then
+        if not resp.is_closed:
+            with anyio.CancelScope(shield=True):  # a cancelled caller still releases the socket
+                await resp.aclose()

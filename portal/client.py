@@ -106,6 +106,7 @@ class _Core:
         self.budgets = Budgets(cfg, self.state, self.meter.price)
         self.routing = Routing(cfg, self.router, self.cost)
         self._contracts: dict[str, Any] = {}
+        self._reply_limits: dict[str, tuple[Any, int]] = {}
         self._chains: dict[str, Any] = {}  # feature -> GuardChain, built once
         self._layers: dict[str, Any] = {}  # call_id -> Layers, from prepare to the flow
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
@@ -476,10 +477,14 @@ class _Core:
     def reply_limit(self, provider: str) -> int:
         """The provider option ``max_reply_bytes``: the largest reply body read (default
         64 MiB); a larger one is refused with `InvalidResponse`."""
-        from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, byte_limit
-
         adapter = self.adapters.get(provider)
-        return byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
+        found = self._reply_limits.get(provider)
+        if found is None or found[0] is not adapter:  # per adapter: asked on every reply
+            from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, byte_limit
+
+            limit = byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
+            found = self._reply_limits[provider] = (adapter, limit)
+        return found[1]
 
     def verify_for(self, provider: str) -> bool:
         prov = self.config.providers.get(provider)

@@ -22,7 +22,7 @@ from typing import Any
 
 from portal.contracts.messages import Message, system, user
 from portal.contracts.output import OutputSpec
-from portal.contracts.schema import json_pointer, list_errors
+from portal.contracts.schema import json_pointer, list_errors, plainly_valid
 from portal.contracts.tools import ToolSpec
 from portal.errors import ContractError
 
@@ -356,11 +356,13 @@ def _check_structure(doc: dict[str, Any], source: str) -> None:
 
 def check_schema_for_draft(schema: Any, draft: str, where: str) -> None:
     """Check ``schema`` against the meta-schema of its ``$schema`` or of ``draft``."""
+    if isinstance(schema, bool):
+        return
+    if draft in DRAFTS and plainly_valid(schema):
+        return  # valid in every draft: no need to load jsonschema (4 MB) for it
     from jsonschema import validators
     from jsonschema.exceptions import SchemaError
 
-    if isinstance(schema, bool):
-        return
     if not isinstance(schema, Mapping):
         raise ContractError(
             f"{where}: a JSON Schema must be an object, got {type(schema).__name__}"

@@ -5,13 +5,20 @@ jsonschema is imported on first use, not with ``import portal``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from portal.errors import ContractError
 
-__all__ = ["check_schema", "json_pointer", "schema_of", "validate_instance"]
+__all__ = [
+    "check_schema",
+    "json_pointer",
+    "plainly_valid",
+    "schema_of",
+    "validate_instance",
+]
 
 DEFAULT_DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -42,9 +49,11 @@ def check_schema(schema: Any, where: str) -> None:
 
 @lru_cache(maxsize=512)
 def _check_cached(frozen: Any, where: str) -> None:
+    schema = _thaw(frozen)
+    if plainly_valid(schema):
+        return  # no need to load jsonschema (4 MB) for a schema this simple
     from jsonschema.exceptions import SchemaError
 
-    schema = _thaw(frozen)
     cls = _validator_class(schema)
     try:
         cls.check_schema(schema)
@@ -54,6 +63,59 @@ def _check_cached(frozen: Any, where: str) -> None:
             f"{where}: invalid JSON Schema at {pointer}: {exc.message}",
             [{"pointer": pointer, "keyword": exc.validator, "message": exc.message}],
         ) from None
+
+
+def _unique(values: list[Any]) -> bool:
+    # jsonschema's uniqueness: 1 == 1.0, but True is not 1
+    return len({(isinstance(x, bool), x) for x in values}) == len(values)
+
+
+def plainly_valid(schema: Any) -> bool:
+    """True when ``schema`` is certainly valid against the meta-schema of every supported
+    draft (4, 6, 7, 2019-09, 2020-12): only the keywords of the compiled fast path, each
+    well-formed in every draft's terms (non-empty, unique ``required``/``enum``/``type``
+    lists, non-negative integer lengths). False means "ask jsonschema", never "invalid"."""
+    if not isinstance(schema, dict):
+        return False
+    for key, val in schema.items():
+        if key in ("title", "description"):
+            ok = isinstance(val, str)
+        elif key == "type":
+            names = [val] if isinstance(val, str) else val
+            ok = (
+                isinstance(names, list)
+                and bool(names)
+                and all(isinstance(n, str) and n in _TYPES for n in names)
+                and len(set(names)) == len(names)
+            )
+        elif key == "properties":
+            ok = isinstance(val, dict) and all(
+                isinstance(v, dict) and plainly_valid(v) for v in val.values()
+            )
+        elif key == "additionalProperties":
+            ok = isinstance(val, bool) or (isinstance(val, dict) and plainly_valid(val))
+        elif key == "items":  # draft 4 has no boolean subschemas here
+            ok = isinstance(val, dict) and plainly_valid(val)
+        elif key in ("required", "enum"):
+            ok = (
+                isinstance(val, list)
+                and bool(val)
+                and all(isinstance(x, str if key == "required" else _SCALARS) for x in val)
+                and _unique(val)
+            )
+        elif key == "const":
+            ok = isinstance(val, _SCALARS)
+        elif key in ("minLength", "maxLength", "minItems", "maxItems"):
+            ok = _is_int(val) and val >= 0
+        elif key in ("minimum", "maximum"):
+            ok = _is_number(val)
+        elif key == "pattern":
+            ok = isinstance(val, str) and _keyword(key, val, schema) is not None
+        else:
+            return False
+        if not ok:
+            return False
+    return True
 
 
 def validate_instance(instance: Any, schema: Mapping[str, Any], where: str) -> None:
@@ -158,7 +220,19 @@ def _compile(schema: Any) -> Check | None:
         return _always
     if len(checks) == 1:
         return checks[0]
-    return lambda v: all(c(v) for c in checks)
+    return _all_of(tuple(checks))
+
+
+# Plain loops instead of all()/any() over generators: a generator frame per check made the
+# fast path cost several µs per object on every call.
+def _all_of(checks: tuple[Check, ...]) -> Check:
+    def check(v: Any) -> bool:
+        for c in checks:  # noqa: SIM110 (a loop: no generator frame per call)
+            if not c(v):
+                return False
+        return True
+
+    return check
 
 
 def _keyword(key: str, val: Any, schema: dict[str, Any]) -> Check | None:
@@ -169,7 +243,15 @@ def _keyword(key: str, val: Any, schema: dict[str, Any]) -> Check | None:
         preds = [_TYPES[n] for n in names]
         if len(preds) == 1:
             return preds[0]
-        return lambda v: any(p(v) for p in preds)
+        alts = tuple(preds)
+
+        def any_type(v: Any) -> bool:
+            for p in alts:  # noqa: SIM110 (a loop: no generator frame per call)
+                if p(v):
+                    return True
+            return False
+
+        return any_type
     if key == "properties":
         if not isinstance(val, dict):
             return None
@@ -179,12 +261,31 @@ def _keyword(key: str, val: Any, schema: dict[str, Any]) -> Check | None:
             if compiled is None:
                 return None
             items.append((name, compiled))
-        return lambda v: not isinstance(v, dict) or all(c(v[k]) for k, c in items if k in v)
+        props = tuple(items)
+
+        def properties(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return True
+            for k, c in props:  # noqa: SIM110 (a loop: no generator frame per call)
+                if k in v and not c(v[k]):
+                    return False
+            return True
+
+        return properties
     if key == "required":
         if not isinstance(val, list) or not all(isinstance(n, str) for n in val):
             return None
-        names = list(val)
-        return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+        names = tuple(val)
+
+        def required(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return True
+            for n in names:  # noqa: SIM110 (a loop: no generator frame per call)
+                if n not in v:
+                    return False
+            return True
+
+        return required
     if key == "additionalProperties":
         if "patternProperties" in schema:
             return None
@@ -192,7 +293,7 @@ def _keyword(key: str, val: Any, schema: dict[str, Any]) -> Check | None:
         if val is True:
             return _always
         if val is False:
-            return lambda v: not isinstance(v, dict) or all(k in known for k in v)
+            return lambda v: not isinstance(v, dict) or known.issuperset(v)
         extra = _compile(val)
         if extra is None:
             return None
@@ -217,6 +318,14 @@ def _keyword(key: str, val: Any, schema: dict[str, Any]) -> Check | None:
         if key.startswith("min"):
             return lambda v: not isinstance(v, kind) or len(v) >= val
         return lambda v: not isinstance(v, kind) or len(v) <= val
+    if key == "pattern":  # jsonschema's own test: re.search on strings
+        if not isinstance(val, str):
+            return None
+        try:
+            rx = re.compile(val)
+        except re.error:
+            return None
+        return lambda v: not isinstance(v, str) or rx.search(v) is not None
     if key in ("minimum", "maximum"):
         if not _is_number(val):
             return None

@@ -24,7 +24,13 @@ from typing import Any, ClassVar
 
 from portal.contracts.messages import ToolCall
 from portal.contracts.request import ChatRequest, EmbedRequest
-from portal.contracts.responses import EmbedResponse, Response, StreamEvent, Usage
+from portal.contracts.responses import (
+    FINISH_REASONS,
+    EmbedResponse,
+    Response,
+    StreamEvent,
+    Usage,
+)
 from portal.errors import (
     AuthenticationError,
     BadRequest,
@@ -499,6 +505,17 @@ def _who(obj: Any, args: tuple[Any, ...]) -> tuple[str | None, str | None]:
     return getattr(adapter, "name", None), model if isinstance(model, str) else None
 
 
+def _usage_ok(u: Any) -> bool:
+    return (
+        u.__class__ is Usage
+        and u.input_tokens.__class__ is int
+        and u.output_tokens.__class__ is int
+        and u.cached_input_tokens.__class__ is int
+        and u.cache_write_tokens.__class__ is int
+        and u.reasoning_tokens.__class__ is int
+    )
+
+
 def _bad_usage(usage: Any) -> str | None:
     if not isinstance(usage, Usage):
         return f"usage is {type(usage).__name__}"
@@ -533,8 +550,15 @@ def _bad_fields(result: Any) -> str | None:
         return _bad_usage(result.usage)
     if not isinstance(result, Response):
         return None
-    from portal.contracts.responses import FINISH_REASONS
-
+    if (  # the happy path in one expression: a plain reply with integer usage
+        result.__class__ is Response
+        and result.text.__class__ is str
+        and result.finish_reason in FINISH_REASONS
+        and (result.raw_finish_reason is None or result.raw_finish_reason.__class__ is str)
+        and not result.tool_calls
+        and _usage_ok(result.usage)
+    ):
+        return None
     if not isinstance(result.text, str):
         return f"text is {type(result.text).__name__}"
     if result.finish_reason not in FINISH_REASONS:
@@ -562,8 +586,12 @@ def byte_limit(options: Mapping[str, Any], name: str, default: int) -> int:
     )
 
 
+#: built once: json.dumps with any option builds a new encoder on every call
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(body).encode()
 
 
 # ----------------------------------------------------------------------- status mapping

@@ -17,7 +17,7 @@ SCHEMAS: list[dict[str, Any]] = [
         "required": ["answer", "order_id", "needs_human"],
         "additionalProperties": False,
         "properties": {
-            "answer": {"type": "string", "minLength": 1},
+            "answer": {"type": "string", "minLength": 1, "pattern": "^a|d$"},
             "order_id": {"type": ["string", "null"]},
             "needs_human": {"type": "boolean"},
         },
@@ -72,7 +72,8 @@ def test_fast_path_agrees_with_jsonschema(which: int, instance: Any) -> None:
 
 def test_unknown_keywords_are_left_to_jsonschema() -> None:
     for schema in (
-        {"type": "string", "pattern": "^a"},
+        {"type": "number", "multipleOf": 2},
+        {"type": "string", "pattern": "(?P<bad"},  # not a regex: jsonschema reports it
         {"anyOf": [{"type": "string"}]},
         {"$ref": "#/$defs/x", "$defs": {"x": {"type": "string"}}},
         {"type": "integer", "exclusiveMinimum": 1},
@@ -86,3 +87,35 @@ def test_integral_float_is_an_integer_as_in_jsonschema() -> None:
     assert list_errors(3.0, {"type": "integer"}) == []
     assert list_errors(True, {"type": "integer"})[0]["keyword"] == "type"
     assert list_errors(1, {"enum": [True]})[0]["keyword"] == "enum"
+
+
+def test_plainly_valid_schemas_pass_every_drafts_meta_schema() -> None:
+    """`plainly_valid` lets contracts skip loading jsonschema: it may only say yes to schemas
+    that every supported draft's meta-schema accepts."""
+    from portal.contracts.feature import DRAFTS
+    from portal.contracts.schema import plainly_valid
+
+    tricky: list[Any] = [
+        *SCHEMAS,
+        {"type": "string", "pattern": "^[a-z]+$", "title": "t", "description": "d"},
+        {"required": []},  # draft 4 wants at least one name
+        {"enum": [1, 1.0]},  # not unique for jsonschema
+        {"enum": [True, 1]},  # unique: True is not 1
+        {"type": []},
+        {"type": ["string", "string"]},
+        {"minLength": -1},
+        {"title": 5},
+        {"pattern": "(?P<bad"},
+        {"items": False},
+        {"properties": {"a": {"type": "strin"}}},
+    ]
+    said_yes = 0
+    for schema in tricky:
+        if not plainly_valid(schema):
+            continue
+        said_yes += 1
+        for draft in DRAFTS:
+            cls = validators.validator_for({"$schema": draft})
+            cls.check_schema(schema)  # raises SchemaError if plainly_valid was wrong
+    assert said_yes == len(SCHEMAS) + 2  # the bench-like schemas, the pattern one, True-vs-1
+    assert plainly_valid(SCHEMAS[0]) and not plainly_valid({"required": []})
