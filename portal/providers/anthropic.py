@@ -66,6 +66,7 @@ from portal.providers.base import (
     WireRequest,
     _safe_body,
     error_class_for_status,
+    forced_tool_text,
     parse_retry_after,
 )
 
@@ -599,18 +600,7 @@ class AnthropicStreamParser(StreamParser):
             )
         calls = self.tools.finish(self.adapter.name, self.model)
         details: dict[str, Any] = {}
-        if self.structured is not None:
-            try:
-                value = json.loads("".join(self.structured).strip() or "{}")
-                text = json.dumps(value, ensure_ascii=False)
-            except json.JSONDecodeError as exc:
-                raise self.adapter.invalid(
-                    f"structured output streamed as invalid JSON ({exc.msg})", self.model
-                ) from None
-            if plain:
-                details["preamble"] = plain
-        else:
-            text = plain
+        text = forced_tool_text(self.structured, plain, details, self.adapter, self.model)
         return Response(
             text=text,
             tool_calls=calls,

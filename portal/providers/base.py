@@ -686,3 +686,26 @@ def _safe_body(body: bytes) -> Any:
         return json.loads(body[:65536])
     except (ValueError, UnicodeDecodeError):
         return body[:2000].decode("utf-8", "replace")
+
+
+def forced_tool_text(
+    structured: list[str] | None,
+    plain: str,
+    details: dict[str, Any],
+    adapter: Adapter,
+    model: str,
+) -> str:
+    """The reply text of a stream whose structured output came as a forced tool call's
+    streamed input (Anthropic, Bedrock): the tool's JSON, with any plain text before it kept
+    as ``details["preamble"]``. Without a forced tool, the plain text itself."""
+    if structured is None:
+        return plain
+    try:
+        value = json.loads("".join(structured).strip() or "{}")
+    except json.JSONDecodeError as exc:
+        raise adapter.invalid(
+            f"structured output streamed as invalid JSON ({exc.msg})", model
+        ) from None
+    if plain:
+        details["preamble"] = plain
+    return json.dumps(value, ensure_ascii=False)

@@ -76,6 +76,7 @@ from portal.providers.base import (
     WireRequest,
     _safe_body,
     error_class_for_status,
+    forced_tool_text,
     parse_retry_after,
 )
 
@@ -726,18 +727,7 @@ class BedrockStreamParser(StreamParser):
         details: dict[str, Any] = {}
         if self.latency_ms is not None:
             details["latency_ms"] = self.latency_ms
-        if self.structured is not None:
-            try:
-                value = json.loads("".join(self.structured).strip() or "{}")
-                text = json.dumps(value, ensure_ascii=False)
-            except json.JSONDecodeError as exc:
-                raise self.adapter.invalid(
-                    f"structured output streamed as invalid JSON ({exc.msg})", self.model
-                ) from None
-            if plain:
-                details["preamble"] = plain
-        else:
-            text = plain
+        text = forced_tool_text(self.structured, plain, details, self.adapter, self.model)
         return Response(
             text=text,
             tool_calls=calls,
