@@ -14,6 +14,8 @@ from portal.contracts.request import ChatRequest
 from portal.providers.base import Adapter, ProviderSettings, Secret
 from portal.providers.registry import adapter_class
 from portal.providers.sse import SSEDecoder
+from tests.providers.test_conformance import MODELS as CONFORMANCE_MODELS
+from tests.providers.test_conformance import SETTINGS as CONFORMANCE_SETTINGS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "providers" / "fixtures"
 
@@ -30,26 +32,9 @@ KINDS = [
     "openai-responses",
     "vertex",
 ]
-_SETTINGS: dict[str, dict[str, Any]] = {
-    "azure-openai": {"base_url": "https://acme.openai.azure.com"},
-    "openai-compatible": {"options": {"preset": "vllm"}},
-    "bedrock": {
-        "options": {
-            "region_name": "us-east-1",
-            "access_key_id": "AKIDEXAMPLE",
-            "secret_access_key": "not-a-real-secret",
-        }
-    },
-    "vertex": {"options": {"project": "acme-prod", "location": "us-central1"}},
-}
-MODELS: dict[str, str] = {
-    "anthropic": "claude-sonnet-4-5",
-    "bedrock": "anthropic.claude-3-5-sonnet-20240620-v1:0",
-    "gemini": "gemini-2.5-flash",
-    "vertex": "gemini-2.5-flash",
-    "cohere": "command-a-03-2025",
-    "mistral": "mistral-large-latest",
-}
+# the offline settings and model names of the conformance suite, shared rather than copied
+_SETTINGS = CONFORMANCE_SETTINGS
+MODELS = CONFORMANCE_MODELS
 
 
 def make_adapter(kind: str) -> Adapter:
