@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import (
     AsyncGenerator,
@@ -21,6 +22,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
@@ -552,7 +554,7 @@ def _price_table(cfg: PortalConfig) -> Any:
 # =============================================================================== sync
 
 
-class _ClientBase(Generic[H]):
+class _ClientBase(ABC, Generic[H]):
     """What both clients hold: the shared core and one httpx2 client per provider (a provider
     with its own transport, e.g. ``sim`` or a test's, gets its own; real vendors share one)."""
 
@@ -599,8 +601,9 @@ class _ClientBase(Generic[H]):
         """Where a call with this key would go and why (what `portal route explain` prints)."""
         return self._core.routing.explain(feature, key)
 
+    @abstractmethod
     def _new_http(self, transport: Any, verify: bool) -> H:
-        raise NotImplementedError
+        """A new httpx2 client of this driver's kind (sync or async)."""
 
     def _http(self, provider: str) -> H:
         client = self._owned.get(provider)
@@ -1051,7 +1054,7 @@ async def _run_tools_async(
     async def one(i: int, call: Any) -> None:
         fn = functions[call.name]
         try:
-            with anyio.fail_after(timeout_s) if timeout_s else _nullcontext():
+            with anyio.fail_after(timeout_s) if timeout_s else nullcontext():
                 if inspect.iscoroutinefunction(fn):
                     results[i] = await fn(**call.arguments)
                 else:
@@ -1065,11 +1068,3 @@ async def _run_tools_async(
         for i, call in enumerate(calls):
             tg.start_soon(one, i, call)
     return results
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

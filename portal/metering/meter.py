@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -303,10 +302,6 @@ class Meter:
     def close(self) -> None:
         if self.ledger is not None:
             self.ledger.close()
-
-    @staticmethod
-    def now() -> float:
-        return time.time()
 
 
 _RECORD: Any = None

@@ -164,10 +164,6 @@ def load_records(
 # ============================================================================ numbers
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    return percentile(values, q)
-
-
 def _first_targets(records: Iterable[LedgerRecord]) -> dict[str, str]:
     """call_id → the target its first attempt went to."""
     first: dict[str, tuple[float, int, str]] = {}
@@ -242,11 +238,11 @@ def _stats(name: str, calls: list[LedgerRecord], fallbacks: int) -> dict[str, An
         "attempts_per_call": sum(r.attempt for r in calls) / n if n else None,
         "fallback_calls": fallbacks,
         "fallback_share": fallbacks / len(ok) if ok else None,
-        "p50_ms": _pct(lat, 50),
-        "p95_ms": _pct(lat, 95),
-        "p99_ms": _pct(lat, 99),
-        "ttft_p50_ms": _pct(ttft, 50),
-        "ttft_p95_ms": _pct(ttft, 95),
+        "p50_ms": percentile(lat, 50),
+        "p95_ms": percentile(lat, 95),
+        "p99_ms": percentile(lat, 99),
+        "ttft_p50_ms": percentile(ttft, 50),
+        "ttft_p95_ms": percentile(ttft, 95),
         "input_tokens": inp,
         "output_tokens": out,
         "cached_input_tokens": sum(r.cached_input_tokens for r in calls),
@@ -370,9 +366,9 @@ def _latency_series(attempts: Sequence[LedgerRecord]) -> dict[str, Any]:
         series[provider] = {
             "t": xs,
             "n": [len(buckets[x]) for x in xs],
-            "p50": [_pct(buckets[x], 50) for x in xs],
-            "p95": [_pct(buckets[x], 95) for x in xs],
-            "p99": [_pct(buckets[x], 99) for x in xs],
+            "p50": [percentile(buckets[x], 50) for x in xs],
+            "p95": [percentile(buckets[x], 95) for x in xs],
+            "p99": [percentile(buckets[x], 99) for x in xs],
         }
     return {"bucket_s": size, "providers": series}
 

@@ -19,14 +19,17 @@ __all__ = [
     "CloseStream",
     "Emit",
     "Flow",
+    "HedgeLost",
     "OpenStream",
     "ReadChunk",
     "Race",
+    "RaceLost",
     "Retrieve",
     "RunTools",
     "Send",
     "Sleep",
     "Take",
+    "WireReply",
 ]
 
 
@@ -124,6 +127,3 @@ class RaceLost:
 
 
 Flow = Generator[Any, Any, Any]
-
-# exported for drivers
-__all__ += ["HedgeLost", "RaceLost", "WireReply"]
