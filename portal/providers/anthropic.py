@@ -60,6 +60,7 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
@@ -496,7 +497,7 @@ def ratelimit_reset_after(headers: Mapping[str, str], now: float | None = None) 
     return max(waits) if waits else None
 
 
-class AnthropicStreamParser(StreamParser):
+class AnthropicStreamParser(SSEStreamParser):
     """SSE events ``message_start``, ``content_block_start``/``_delta``/``_stop``,
     ``message_delta`` (stop_reason, cumulative usage), ``message_stop``, ``ping``, ``error``.
     A reply is complete once ``message_stop`` (or a ``message_delta`` stop_reason) arrived."""
@@ -516,13 +517,7 @@ class AnthropicStreamParser(StreamParser):
         self.response_model: str | None = None
         self.response_id: str | None = None
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.feed(chunk):
-            self._event(sse.data, events)
-        return events
-
-    def _event(self, data: str, events: list[StreamEvent]) -> None:
+    def on_event(self, sse_event: str, data: str, events: list[StreamEvent]) -> None:
         if not data:
             return
         try:
@@ -587,8 +582,7 @@ class AnthropicStreamParser(StreamParser):
         return self.adapter._usage(raw, self.model, self.usage)
 
     def finish(self) -> Response:
-        for sse in self.sse.close():
-            self._event(sse.data, [])
+        self.drain()
         plain = "".join(self.text)
         if not self.stopped and self.stop_reason is None:
             partial = "".join(self.structured) if self.structured is not None else plain

@@ -44,6 +44,7 @@ from portal.errors import (
     ServerError,
     StreamInterrupted,
 )
+from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
@@ -349,7 +350,6 @@ class Adapter:
     def sse_decoder(self) -> Any:
         """The SSE decoder for one streamed reply, capped at the provider option
         ``max_event_bytes`` (default 8 MiB) for a single event."""
-        from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
         return SSEDecoder(
             byte_limit(self.settings.options, "max_event_bytes", DEFAULT_MAX_EVENT_BYTES)
@@ -709,3 +709,24 @@ def forced_tool_text(
     if plain:
         details["preamble"] = plain
     return json.dumps(value, ensure_ascii=False)
+
+
+class SSEStreamParser(StreamParser):
+    """A `StreamParser` for vendors that stream Server-Sent Events: `feed` decodes the bytes
+    with ``self.sse`` (set by the subclass, usually ``adapter.sse_decoder()``) and hands each
+    event to `on_event`; `drain` hands over a trailing event at the end of the stream."""
+
+    sse: SSEDecoder
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for sse in self.sse.feed(chunk):
+            self.on_event(sse.event, sse.data, events)
+        return events
+
+    def drain(self) -> None:
+        for sse in self.sse.close():
+            self.on_event(sse.event, sse.data, [])
+
+    def on_event(self, sse_event: str, data: str, events: list[StreamEvent]) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.on_event")

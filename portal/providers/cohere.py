@@ -51,6 +51,7 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
@@ -345,7 +346,7 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class CohereStreamParser(StreamParser):
+class CohereStreamParser(SSEStreamParser):
     """Typed SSE events: message-start, content-start/delta/end, tool-plan-delta,
     tool-call-start/delta/end (keyed by ``index``), citation-start/end, message-end (finish
     reason, usage, or an ``error`` string). The reply is complete at message-end."""
@@ -364,13 +365,7 @@ class CohereStreamParser(StreamParser):
         self.ended = False
         self.response_id: str | None = None
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.feed(chunk):
-            self._event(sse.event, sse.data, events)
-        return events
-
-    def _event(self, name: str, data: str, events: list[StreamEvent]) -> None:
+    def on_event(self, name: str, data: str, events: list[StreamEvent]) -> None:
         if not data.strip() or data.strip() == "[DONE]":
             return
         try:
@@ -426,8 +421,7 @@ class CohereStreamParser(StreamParser):
             raise self.adapter.parse_error(WireReply(status, {}, body), self.model)
 
     def finish(self) -> Response:
-        for sse in self.sse.close():
-            self._event(sse.event, sse.data, [])
+        self.drain()
         text = "".join(self.text)
         if not self.ended:
             raise self.adapter.interrupted(

@@ -69,6 +69,7 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    SSEStreamParser,
     StreamParser,
     WireReply,
     WireRequest,
@@ -684,7 +685,7 @@ def retry_delay(body: bytes) -> float | None:
     return None
 
 
-class GeminiStreamParser(StreamParser):
+class GeminiStreamParser(SSEStreamParser):
     """``streamGenerateContent?alt=sse``: every event is a whole GenerateContentResponse
     chunk. Text parts are deltas; function calls arrive whole; usageMetadata is cumulative (the
     last one wins); the reply is complete once a chunk carries ``finishReason``."""
@@ -701,13 +702,7 @@ class GeminiStreamParser(StreamParser):
         self.model_version: str | None = None
         self.details: dict[str, Any] = {}
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.feed(chunk):
-            self._event(sse.data, events)
-        return events
-
-    def _event(self, data: str, events: list[StreamEvent]) -> None:
+    def on_event(self, sse_event: str, data: str, events: list[StreamEvent]) -> None:
         if not data.strip():
             return
         try:
@@ -743,8 +738,7 @@ class GeminiStreamParser(StreamParser):
                 events.append(StreamEvent("usage", usage=self.usage))
 
     def finish(self) -> Response:
-        for sse in self.sse.close():
-            self._event(sse.data, [])
+        self.drain()
         text = "".join(self.text)
         if self.finish_raw is None:
             raise self.adapter.interrupted(

@@ -41,6 +41,7 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
@@ -430,7 +431,7 @@ class OpenAIAdapter(Adapter):
         return EmbedResponse(vectors, usage, data.get("model"))
 
 
-class OpenAIChatStreamParser(StreamParser):
+class OpenAIChatStreamParser(SSEStreamParser):
     """Chat Completions chunks: text deltas, tool-call fragments by index, a usage chunk with
     empty choices, then ``data: [DONE]``."""
 
@@ -448,13 +449,7 @@ class OpenAIChatStreamParser(StreamParser):
         self.response_id: str | None = None
         self.details: dict[str, Any] = {}
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.feed(chunk):
-            self._event(sse.data, events)
-        return events
-
-    def _event(self, data: str, events: list[StreamEvent]) -> None:
+    def on_event(self, sse_event: str, data: str, events: list[StreamEvent]) -> None:
         if not data:
             return
         if data.strip() == "[DONE]":
@@ -509,8 +504,7 @@ class OpenAIChatStreamParser(StreamParser):
             )
 
     def finish(self) -> Response:
-        for sse in self.sse.close():
-            self._event(sse.data, [])
+        self.drain()
         text = "".join(self.text)
         if not self.done and self.finish_raw is None:
             raise self.adapter.interrupted(

@@ -33,6 +33,7 @@ from portal.contracts.responses import Response, StreamEvent, Usage
 from portal.errors import ContractError, ProviderError
 from portal.providers.base import (
     Capabilities,
+    SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
@@ -281,7 +282,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
         return OpenAIResponsesStreamParser(self, model, req)
 
 
-class OpenAIResponsesStreamParser(StreamParser):
+class OpenAIResponsesStreamParser(SSEStreamParser):
     """Typed events: ``response.output_text.delta``, ``response.output_item.added`` (a
     ``function_call`` with its ``call_id`` and name), ``response.function_call_arguments.delta``
     keyed by ``output_index``, then ``response.completed`` with the whole response and usage."""
@@ -298,13 +299,7 @@ class OpenAIResponsesStreamParser(StreamParser):
         self.named: set[Any] = set()
         self.with_args: set[Any] = set()
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for sse in self.sse.feed(chunk):
-            self._event(sse.data, events)
-        return events
-
-    def _event(self, data: str, events: list[StreamEvent]) -> None:
+    def on_event(self, sse_event: str, data: str, events: list[StreamEvent]) -> None:
         if not data or data.strip() == "[DONE]":
             return
         try:
@@ -348,8 +343,7 @@ class OpenAIResponsesStreamParser(StreamParser):
             raise self.adapter.error_from_body({"error": err}, self.model, status)
 
     def finish(self) -> Response:
-        for sse in self.sse.close():
-            self._event(sse.data, [])
+        self.drain()
         text = "".join(self.text)
         if self.final is None:
             raise self.adapter.interrupted(
