@@ -27,6 +27,37 @@ TIMEOUT_S = 30.0
 # The JSON body every raw client posts; the SDKs build the same one from their arguments.
 PAYLOAD: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
 STREAM_PAYLOAD: dict[str, Any] = dict(PAYLOAD, stream=True, stream_options={"include_usage": True})
+# The JSON portal posts for ``chat(feature="bench.answer", input=QUESTION)``: the contract's
+# prompts rendered and its output schema as response_format. The raw "same JSON" rows post it,
+# so portal's contract rows are compared with a client sending byte-for-byte the same request
+# (issue 6, target 2); `test_mock_server.py` asserts portal still sends exactly this.
+CONTRACT_PAYLOAD: dict[str, Any] = {
+    "model": MODEL,
+    "messages": [
+        {
+            "role": "system",
+            "content": "You are the support agent of an online shop. Answer briefly.",
+        },
+        {"role": "user", "content": "Customer question: Where is my order 123?"},
+    ],
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "bench_answer",
+            "schema": {
+                "type": "object",
+                "required": ["answer", "order_id", "needs_human"],
+                "additionalProperties": False,
+                "properties": {
+                    "answer": {"type": "string"},
+                    "order_id": {"type": ["string", "null"]},
+                    "needs_human": {"type": "boolean"},
+                },
+            },
+        },
+    },
+    "max_tokens": MAX_TOKENS,
+}
 
 
 @dataclass(frozen=True)
@@ -48,11 +79,15 @@ class ClientSpec:
     label: str
     mode: str  # "async" or "sync"
     scenarios: tuple[str, ...]  # subset of ("seq", "c200", "stream")
-    baseline: str  # key of the row this one is compared with
+    #: key of the row this one is compared with, or one per scenario
+    baseline: str | dict[str, str]
     requires: tuple[str, ...]  # modules that must import for the row to run
     group: str  # "chat" or "failover": which table the row goes in
     setup: Setup
     available: Callable[[], bool] | None = None  # extra readiness check beyond imports
+
+    def baseline_for(self, scenario: str) -> str:
+        return self.baseline if isinstance(self.baseline, str) else self.baseline[scenario]
 
 
 REGISTRY: dict[str, ClientSpec] = {}
@@ -64,7 +99,7 @@ def register(
     *,
     mode: str = "async",
     scenarios: tuple[str, ...] = ("seq", "c200", "stream"),
-    baseline: str = "httpx2-async",
+    baseline: str | dict[str, str] = "httpx2-async",
     requires: tuple[str, ...] = (),
     group: str = "chat",
     available: Callable[[], bool] | None = None,
@@ -96,10 +131,25 @@ def _openai_deltas_from_lines(lines: Iterator[str]) -> Iterator[str]:
 # ---- raw HTTP clients -------------------------------------------------------------------
 
 
+def _raw_answer(reply: dict[str, Any], payload: dict[str, Any]) -> str:
+    """The completion text; for a structured-output request, its ``answer`` field (parsed and
+    checked the way an app using raw httpx2 would, as portal's contract does)."""
+    content = str(reply["choices"][0]["message"]["content"])
+    if "response_format" not in payload:
+        return content
+    output = json.loads(content)
+    if not isinstance(output, dict) or not isinstance(output.get("answer"), str):
+        raise ValueError(f"structured reply without a string answer: {content[:80]!r}")
+    return output["answer"]
+
+
 class _HttpxAsync:
     """Raw httpx / httpx2 AsyncClient posting the JSON body and reading the JSON reply."""
 
-    def __init__(self, mod: Any, env: Env, transport: Any = None) -> None:
+    def __init__(
+        self, mod: Any, env: Env, transport: Any = None, payload: dict[str, Any] = PAYLOAD
+    ) -> None:
+        self.payload = payload
         limits = mod.Limits(
             max_connections=env.concurrency, max_keepalive_connections=env.concurrency
         )
@@ -113,9 +163,9 @@ class _HttpxAsync:
         self.headers = {"authorization": f"Bearer {API_KEY}"}
 
     async def call(self) -> str:
-        r = await self.client.post(self.url, json=PAYLOAD, headers=self.headers)
+        r = await self.client.post(self.url, json=self.payload, headers=self.headers)
         r.raise_for_status()
-        return str(r.json()["choices"][0]["message"]["content"])
+        return _raw_answer(r.json(), self.payload)
 
     async def stream(self) -> AsyncIterator[str]:
         async with self.client.stream(
@@ -139,15 +189,16 @@ class _HttpxAsync:
 
 
 class _HttpxSync:
-    def __init__(self, mod: Any, env: Env) -> None:
+    def __init__(self, mod: Any, env: Env, payload: dict[str, Any] = PAYLOAD) -> None:
+        self.payload = payload
         self.client = mod.Client(timeout=TIMEOUT_S)
         self.url = env.base_url + "/v1/chat/completions"
         self.headers = {"authorization": f"Bearer {API_KEY}"}
 
     def call(self) -> str:
-        r = self.client.post(self.url, json=PAYLOAD, headers=self.headers)
+        r = self.client.post(self.url, json=self.payload, headers=self.headers)
         r.raise_for_status()
-        return str(r.json()["choices"][0]["message"]["content"])
+        return _raw_answer(r.json(), self.payload)
 
     def stream(self) -> Iterator[str]:
         with self.client.stream("POST", self.url, json=STREAM_PAYLOAD, headers=self.headers) as r:
@@ -163,6 +214,33 @@ def _httpx2_async(env: Env) -> Any:
     import httpx2
 
     return _HttpxAsync(httpx2, env)
+
+
+@register(
+    "httpx2-async-contract",
+    "raw httpx2 AsyncClient, same JSON as portal's contract call",
+    scenarios=("seq", "c200"),
+    baseline="httpx2-async-contract",
+    requires=("httpx2",),
+)
+def _httpx2_async_contract(env: Env) -> Any:
+    import httpx2
+
+    return _HttpxAsync(httpx2, env, payload=CONTRACT_PAYLOAD)
+
+
+@register(
+    "httpx2-sync-contract",
+    "raw httpx2 Client (sync), same JSON as portal's contract call",
+    mode="sync",
+    scenarios=("seq",),
+    baseline="httpx2-sync-contract",
+    requires=("httpx2",),
+)
+def _httpx2_sync_contract(env: Env) -> Any:
+    import httpx2
+
+    return _HttpxSync(httpx2, env, payload=CONTRACT_PAYLOAD)
 
 
 @register(
@@ -587,9 +665,19 @@ class _PortalSync:
         self.client.close()
 
 
+#: portal's contract calls are compared with raw httpx2 posting the same JSON; its streams
+#: (feature without a contract) with raw httpx2 streaming the same plain request
+_CONTRACT_BASELINE = {
+    "seq": "httpx2-async-contract",
+    "c200": "httpx2-async-contract",
+    "stream": "httpx2-async",
+}
+
+
 @register(
     "portal-async",
     "portal AsyncClient.chat (feature + contract, SQLite ledger)",
+    baseline=_CONTRACT_BASELINE,
     requires=("portal",),
     available=_portal_ready,
 )
@@ -613,7 +701,7 @@ def _portal_model(env: Env) -> Any:
     "portal Client.chat (feature + contract, SQLite ledger)",
     mode="sync",
     scenarios=("seq", "stream"),
-    baseline="httpx2-sync",
+    baseline={"seq": "httpx2-sync-contract", "stream": "httpx2-sync"},
     requires=("portal",),
     available=_portal_ready,
 )
@@ -625,6 +713,7 @@ def _portal_sync(env: Env) -> Any:
     "portal-aiohttp",
     "portal AsyncClient.chat + httpx-aiohttp transport (feature + contract)",
     scenarios=("seq", "c200"),
+    baseline=_CONTRACT_BASELINE,
     requires=("portal", "httpx_aiohttp.httpx2", "aiohttp"),
     available=_portal_ready,
 )

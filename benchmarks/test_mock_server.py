@@ -257,3 +257,39 @@ def _read_response(sock: socket.socket) -> dict[str, Any]:
     while len(rest) < length:
         rest += sock.recv(65536)
     return {"status": int(lines[0].split()[1]), "json": json.loads(rest[:length])}
+
+
+def test_raw_same_json_rows_post_exactly_what_portal_sends(base_url: str) -> None:
+    """Issue 6 compares portal's contract call with raw httpx2 posting *the same JSON*: the
+    raw rows' CONTRACT_PAYLOAD must stay byte-for-byte the body portal builds for that call,
+    and both must read the same answer from the mock server."""
+    sys.path.insert(0, str(SERVER.parent))
+    try:
+        import clients
+    finally:
+        sys.path.remove(str(SERVER.parent))
+    import portal
+
+    bodies: list[bytes] = []
+    upstream = httpx2.HTTPTransport()
+
+    def capture(request: httpx2.Request) -> httpx2.Response:
+        bodies.append(request.read())
+        return upstream.handle_request(request)
+
+    env = clients.Env(base_url, base_url, 1, 5)
+    client = portal.Client(
+        clients._portal_config(env), ledger=None, transports={"bench": httpx2.MockTransport(capture)}
+    )
+    try:
+        answer = clients._answer(
+            client.chat(feature="bench.answer", input=clients.QUESTION, max_tokens=clients.MAX_TOKENS)
+        )
+    finally:
+        client.close()
+    assert json.loads(bodies[0]) == clients.CONTRACT_PAYLOAD
+    raw = clients.REGISTRY["httpx2-sync-contract"].setup(env)
+    try:
+        assert raw.call() == answer
+    finally:
+        raw.close()

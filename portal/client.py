@@ -297,8 +297,8 @@ class _Core:
         if feat is not None:
             params.setdefault("max_tokens", feat.max_tokens)
             params.setdefault("temperature", feat.temperature)
-        unknown = sorted(set(params) - _CHAT_PARAMS)
-        if unknown:
+        if not _CHAT_PARAMS.issuperset(params):
+            unknown = sorted(set(params) - _CHAT_PARAMS)
             raise ContractError(
                 f"{operation}: unknown argument(s) {', '.join(unknown)}; "
                 f"sampling parameters are {', '.join(sorted(_CHAT_PARAMS))}"
@@ -409,6 +409,9 @@ class _Core:
         """The call's safety and RAG layers, or None when it has neither."""
         feat = self.config.features.get(feature) if feature else None
         feat_rag = getattr(feat, "rag", None)
+        no_layers = safety is None and retriever is None and rag is None and feat_rag is None
+        if no_layers and (feat is None or not feat.safety):  # the common call
+            return None
         chain = self.guard_chain(feature, safety)
         if chain is not None and not len(chain):
             chain = None

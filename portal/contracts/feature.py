@@ -146,7 +146,9 @@ class FeatureContract:
         return found
 
 
-def _placeholders(template: str) -> list[str]:
+@lru_cache(maxsize=256)
+def _placeholders(template: str) -> tuple[str, ...]:
+    """The root names a template fills (parsed once per template: it runs on every call)."""
     names: list[str] = []
     for _, field_name, _, _ in string.Formatter().parse(template):
         if field_name is None or field_name == "":
@@ -154,7 +156,7 @@ def _placeholders(template: str) -> list[str]:
         root = field_name.split(".", 1)[0].split("[", 1)[0]
         if root not in names:
             names.append(root)
-    return names
+    return tuple(names)
 
 
 def _safe_name(name: str) -> str:

@@ -30,6 +30,13 @@ Translation choices:
 
 Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stop_reason`` becomes "stop" when the
 reply carries text or tool calls, "error" when it is empty.
+
+Content: ``text`` blocks are the answer, ``tool_use`` blocks the calls, reasoning blocks
+(``thinking``, ``redacted_thinking``) are omitted; any other block (a server tool's blocks, a
+type added after this was written) is kept as sent in ``provider_details["unknown_content"]``.
+A stream keeps the events of that kind (unknown event types, the start and deltas of an unknown
+block, unknown delta types) in ``provider_details["unknown_events"]``, capped at
+`MAX_UNKNOWN_EVENTS`.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ from portal.providers.base import (
     _safe_body,
     error_class_for_status,
     forced_tool_text,
+    keep_unknown,
     parse_retry_after,
 )
 
@@ -111,6 +119,13 @@ ERROR_TYPE_MAP: dict[str, type[ProviderError]] = {
 }
 
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+
+#: content blocks known and deliberately not part of the answer (reasoning)
+OMITTED_BLOCKS: tuple[str, ...] = ("thinking", "redacted_thinking")
+#: stream events and delta types known and needing no action: keep-alives, block ends,
+#: reasoning and citation deltas (citations are not part of ``text``)
+IGNORED_EVENTS: tuple[str, ...] = ("ping", "content_block_stop")
+IGNORED_DELTAS: tuple[str, ...] = ("thinking_delta", "signature_delta", "citations_delta")
 
 
 def safe_tool_id(call_id: str, prefix: str = "toolu_") -> str:
@@ -355,6 +370,7 @@ class AnthropicAdapter(Adapter):
             raise self.invalid("reply has no content list", model)
         texts: list[str] = []
         calls: list[ToolCall] = []
+        details: dict[str, Any] = {}
         for block in content:
             if not isinstance(block, dict):
                 continue
@@ -369,9 +385,10 @@ class AnthropicAdapter(Adapter):
                     )
                 name = str(block.get("name") or "")
                 calls.append(ToolCall(str(block.get("id") or ""), name, args))
+            elif kind not in OMITTED_BLOCKS:
+                keep_unknown(details, block)
         raw = data.get("stop_reason")
         text = "".join(texts)
-        details: dict[str, Any] = {}
         if data.get("stop_sequence"):
             details["stop_sequence"] = data["stop_sequence"]
         return Response(
@@ -544,15 +561,21 @@ class AnthropicStreamParser(SSEStreamParser):
                 self.structured = self.structured or []
             elif btype == "tool_use":
                 self.tools.start(index, block.get("id"), name)
-            elif btype == "text" and block.get("text"):
-                self.text.append(block["text"])
-                events.append(StreamEvent("text", text=block["text"]))
+            elif btype == "text":
+                if block.get("text"):
+                    self.text.append(block["text"])
+                    events.append(StreamEvent("text", text=block["text"]))
+            elif btype not in OMITTED_BLOCKS:
+                btype = "unknown"
+                self.keep_unknown_event(obj)
             self.block_kind[index] = btype
         elif kind == "content_block_delta":
             index = int(obj.get("index", 0))
             delta = obj.get("delta") or {}
             dtype = delta.get("type")
-            if dtype == "text_delta":
+            if self.block_kind.get(index) == "unknown":
+                self.keep_unknown_event(obj)  # the rest of a block portal has no rule for
+            elif dtype == "text_delta":
                 piece = str(delta.get("text") or "")
                 if piece:
                     self.text.append(piece)
@@ -566,7 +589,8 @@ class AnthropicStreamParser(SSEStreamParser):
                         events.append(StreamEvent("text", text=piece))
                 else:
                     self.tools.add_arguments(index, piece)
-            # thinking_delta, signature_delta, citations_delta: not part of the answer text
+            elif dtype not in IGNORED_DELTAS:
+                self.keep_unknown_event(obj)
         elif kind == "message_delta":
             delta = obj.get("delta") or {}
             if delta.get("stop_reason"):
@@ -576,7 +600,8 @@ class AnthropicStreamParser(SSEStreamParser):
                 events.append(StreamEvent("usage", usage=self.usage))
         elif kind == "message_stop":
             self.stopped = True
-        # ping, content_block_stop and unknown future events need no action
+        elif kind not in IGNORED_EVENTS:
+            self.keep_unknown_event(obj)
 
     def _usage(self, raw: Any) -> Usage:
         return self.adapter._usage(raw, self.model, self.usage)
@@ -605,5 +630,5 @@ class AnthropicStreamParser(SSEStreamParser):
             usage=self.usage or Usage(),
             model=self.response_model,
             request_id=self.response_id,
-            provider_details=details,
+            provider_details=self.unknown_details(details),
         )

@@ -48,6 +48,7 @@ from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
+    "MAX_UNKNOWN_EVENTS",
     "Adapter",
     "Capabilities",
     "ProviderSettings",
@@ -58,6 +59,7 @@ __all__ = [
     "WireRequest",
     "byte_limit",
     "error_class_for_status",
+    "keep_unknown",
     "parse_retry_after",
 ]
 
@@ -164,11 +166,35 @@ class Capabilities:
     notes: tuple[str, ...] = ()
 
 
+#: a stream keeps at most this many unknown events on its final reply (see
+#: `StreamParser.keep_unknown_event`); later ones are only counted, so an endless run of
+#: unknown events cannot grow memory without bound
+MAX_UNKNOWN_EVENTS = 100
+
+
+def keep_unknown(details: dict[str, Any], item: Any, key: str = "unknown_content") -> None:
+    """Keep a content block / part / output item that portal has no rule for, as the vendor
+    sent it, in ``details[key]`` (reply order): a vendor's new content type stays visible in
+    ``Response.provider_details`` instead of being dropped, and never enters ``text``."""
+    kept = details.get(key)
+    if kept is None:
+        details[key] = [item]
+    else:
+        kept.append(item)
+
+
 class StreamParser:
     """Incremental parser of one streamed reply. `feed` takes raw bytes as they arrive and
     returns the normalized events they complete; `finish` is called at end of stream and
     returns the final `Response`, or raises `StreamInterrupted` if the vendor never said the
-    reply was complete. Vendor errors inside the stream raise `ProviderError` subclasses."""
+    reply was complete. Vendor errors inside the stream raise `ProviderError` subclasses.
+
+    Events (or delta blocks) of a type the parser has no rule for go to `keep_unknown_event`;
+    `unknown_details` puts them on the final reply's ``provider_details``."""
+
+    # class-level defaults: subclasses do not call a base ``__init__``
+    _unknown_events: list[Any] | None = None
+    _unknown_dropped: int = 0
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -181,6 +207,26 @@ class StreamParser:
 
     def finish(self) -> Response:
         raise NotImplementedError(f"{type(self).__name__}.finish")
+
+    def keep_unknown_event(self, event: Any) -> None:
+        """Keep an event the parser has no rule for, as the vendor sent it: the first
+        `MAX_UNKNOWN_EVENTS` are kept, later ones only counted."""
+        kept = self._unknown_events
+        if kept is None:
+            kept = self._unknown_events = []
+        if len(kept) < MAX_UNKNOWN_EVENTS:
+            kept.append(event)
+        else:
+            self._unknown_dropped += 1
+
+    def unknown_details(self, details: dict[str, Any]) -> dict[str, Any]:
+        """``details`` with the kept unknown events under ``unknown_events`` (and, past the
+        cap, their number under ``unknown_events_dropped``); unchanged when there were none."""
+        if self._unknown_events:
+            details["unknown_events"] = self._unknown_events
+            if self._unknown_dropped:
+                details["unknown_events_dropped"] = self._unknown_dropped
+        return details
 
 
 class ToolCallAssembler:

@@ -34,6 +34,13 @@ Translation choices:
 
 Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stopReason`` becomes "stop" when the reply
 carries text or tool calls, "error" when it is empty.
+
+Content: ``text`` blocks are the answer, ``toolUse`` blocks the calls, ``reasoningContent`` is
+omitted; any other block (``citationsContent``, ``image``, a member added later) is kept as sent
+in ``provider_details["unknown_content"]``. A stream keeps unknown events, the start and deltas
+of an unknown block, and unknown delta members in ``provider_details["unknown_events"]``
+(capped at `MAX_UNKNOWN_EVENTS`), each as ``{event type: payload}``, the shape AWS SDKs give
+ConverseStream events.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ from portal.providers.base import (
     _safe_body,
     error_class_for_status,
     forced_tool_text,
+    keep_unknown,
     parse_retry_after,
 )
 
@@ -113,6 +121,11 @@ ERROR_TYPE_MAP: dict[str, type[ProviderError]] = {
     "ModelErrorException": ServerError,
     "ModelStreamErrorException": ServerError,
 }
+
+#: content-block members known and deliberately not part of the answer (reasoning)
+OMITTED_BLOCKS = frozenset({"reasoningContent"})
+#: ConverseStream events that need no action
+IGNORED_EVENTS = frozenset({"messageStart", "contentBlockStop"})
 
 _IMAGE_FORMATS = {
     "image/png": "png",
@@ -412,6 +425,7 @@ class BedrockAdapter(Adapter):
             raise self.invalid("reply has no output.message.content", model)
         texts: list[str] = []
         calls: list[ToolCall] = []
+        details: dict[str, Any] = {}
         for block in message["content"]:
             if not isinstance(block, dict):
                 continue
@@ -426,9 +440,10 @@ class BedrockAdapter(Adapter):
                     )
                 name = str(use.get("name") or "")
                 calls.append(ToolCall(str(use.get("toolUseId") or ""), name, args))
+            elif not block.keys() <= OMITTED_BLOCKS:
+                keep_unknown(details, block)
         raw = data.get("stopReason")
         text = "".join(texts)
-        details: dict[str, Any] = {}
         latency = (data.get("metrics") or {}).get("latencyMs")
         if latency is not None:
             details["latency_ms"] = latency
@@ -677,7 +692,8 @@ class BedrockStreamParser(StreamParser):
         kind = headers.get(":event-type")
         if kind == "contentBlockStart":
             index = int(obj.get("contentBlockIndex", 0))
-            use = (obj.get("start") or {}).get("toolUse")
+            start = obj.get("start") or {}
+            use = start.get("toolUse")
             if isinstance(use, dict):
                 name = str(use.get("name") or "")
                 if name == self.output_tool:
@@ -686,10 +702,15 @@ class BedrockStreamParser(StreamParser):
                 else:
                     self.block_kind[index] = "tool"
                     self.tools.start(index, use.get("toolUseId"), name)
+            elif start:
+                self.block_kind[index] = "unknown"
+                self.keep_unknown_event({kind: obj})
         elif kind == "contentBlockDelta":
             index = int(obj.get("contentBlockIndex", 0))
             delta = obj.get("delta") or {}
-            if "text" in delta:
+            if self.block_kind.get(index) == "unknown":
+                self.keep_unknown_event({kind: obj})  # the rest of a block portal has no rule for
+            elif "text" in delta:
                 piece = str(delta["text"])
                 if piece:
                     self.text.append(piece)
@@ -703,6 +724,8 @@ class BedrockStreamParser(StreamParser):
                         events.append(StreamEvent("text", text=piece))
                 else:
                     self.tools.add_arguments(index, piece)
+            elif not delta.keys() <= OMITTED_BLOCKS:
+                self.keep_unknown_event({kind: obj})
         elif kind == "messageStop":
             self.stopped = True
             self.stop_reason = obj.get("stopReason")
@@ -711,7 +734,8 @@ class BedrockStreamParser(StreamParser):
                 self.usage = self.adapter._usage(obj["usage"], self.model)
                 events.append(StreamEvent("usage", usage=self.usage))
             self.latency_ms = (obj.get("metrics") or {}).get("latencyMs", self.latency_ms)
-        # messageStart, contentBlockStop: nothing to do
+        elif kind not in IGNORED_EVENTS:
+            self.keep_unknown_event({str(kind or ""): obj})
 
     def finish(self) -> Response:
         plain = "".join(self.text)
@@ -736,5 +760,5 @@ class BedrockStreamParser(StreamParser):
             ),
             raw_finish_reason=self.stop_reason,
             usage=self.usage or Usage(),
-            provider_details=details,
+            provider_details=self.unknown_details(details),
         )

@@ -21,6 +21,10 @@ Choices made here, and why:
 - Usage: ``billed_units`` (what Cohere charges for) when present, else ``tokens`` (what the model
   processed, including the prompt template); ``cached_tokens`` are prompt tokens that hit the
   cache, a share of the input. Both raw counts stay in provider_details.
+- Content: ``text`` items are the answer, ``thinking`` items are omitted; any other item is
+  kept as sent in ``provider_details["unknown_content"]``. A stream keeps unknown events and
+  the events of an unknown content item in ``provider_details["unknown_events"]`` (capped at
+  `MAX_UNKNOWN_EVENTS`).
 - Request id: Cohere documents no request-id header; its replies carry ``x-debug-trace-id``
   (what Cohere support asks for), and chat bodies carry ``id``.
 - Errors are ``{"message": "..."}`` (sometimes with ``id``). 498 (invalid token) and 402
@@ -57,9 +61,15 @@ from portal.providers.base import (
     WireReply,
     WireRequest,
     error_class_for_status,
+    keep_unknown,
 )
 
 __all__ = ["CohereAdapter", "CohereStreamParser"]
+
+#: content item types known and deliberately not part of the answer (reasoning)
+OMITTED_CONTENT: tuple[str, ...] = ("thinking",)
+#: stream events that need no action
+IGNORED_EVENTS: tuple[str, ...] = ("content-end", "tool-call-end", "citation-end", "debug")
 
 FINISH_REASON_MAP: dict[str, str] = {
     "COMPLETE": "stop",
@@ -225,14 +235,18 @@ class CohereAdapter(Adapter):
         message = data.get("message")
         if not isinstance(message, dict):
             raise self.invalid("reply has no message object", model)
-        text = "".join(
-            str(c.get("text") or "")
-            for c in message.get("content") or []
-            if isinstance(c, dict) and c.get("type") == "text"
-        )
+        texts: list[str] = []
+        details: dict[str, Any] = {}
+        for item in message.get("content") or []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "text":
+                texts.append(str(item.get("text") or ""))
+            elif item.get("type") not in OMITTED_CONTENT:
+                keep_unknown(details, item)
+        text = "".join(texts)
         calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
         raw = data.get("finish_reason")
-        details: dict[str, Any] = {}
         if message.get("tool_plan"):
             details["tool_plan"] = message["tool_plan"]
         citations = message.get("citations") or []
@@ -364,6 +378,7 @@ class CohereStreamParser(SSEStreamParser):
         self.finish_raw: str | None = None
         self.ended = False
         self.response_id: str | None = None
+        self.unknown_items: set[Any] = set()  # indexes of content items of an unknown type
 
     def on_event(self, name: str, data: str, events: list[StreamEvent]) -> None:
         if not data.strip() or data.strip() == "[DONE]":
@@ -379,11 +394,22 @@ class CohereStreamParser(SSEStreamParser):
         message = _obj(delta.get("message"))
         if kind == "message-start":
             self.response_id = obj.get("id") or self.response_id
+        elif kind == "content-start":
+            ctype = _obj(message.get("content")).get("type")
+            if ctype is not None and ctype != "text" and ctype not in OMITTED_CONTENT:
+                self.unknown_items.add(obj.get("index"))
+                self.keep_unknown_event(obj)
         elif kind == "content-delta":
-            text = _obj(message.get("content")).get("text")
-            if isinstance(text, str) and text:
-                self.text.append(text)
-                events.append(StreamEvent("text", text=text))
+            content = _obj(message.get("content"))
+            text = content.get("text")
+            if self.unknown_items and obj.get("index") in self.unknown_items:
+                self.keep_unknown_event(obj)  # the rest of an item portal has no rule for
+            elif isinstance(text, str):
+                if text:
+                    self.text.append(text)
+                    events.append(StreamEvent("text", text=text))
+            elif "thinking" not in content:
+                self.keep_unknown_event(obj)
         elif kind == "tool-plan-delta":
             if isinstance(message.get("tool_plan"), str):
                 self.plan.append(message["tool_plan"])
@@ -419,6 +445,8 @@ class CohereStreamParser(SSEStreamParser):
             status = obj["status"] if isinstance(obj.get("status"), int) else 500
             body = json.dumps(obj).encode()
             raise self.adapter.parse_error(WireReply(status, {}, body), self.model)
+        elif kind not in IGNORED_EVENTS:
+            self.keep_unknown_event(obj)
 
     def finish(self) -> Response:
         self.drain()
@@ -446,5 +474,5 @@ class CohereStreamParser(SSEStreamParser):
             usage=self.usage or Usage(),
             model=self.model,
             request_id=self.response_id,
-            provider_details=details,
+            provider_details=self.unknown_details(details),
         )

@@ -37,6 +37,10 @@ Choices made here, and why:
   so) and ``toolUsePromptTokenCount`` is added to input; thoughts are billed as output, so
   ``output_tokens = candidatesTokenCount + thoughtsTokenCount`` and ``reasoning_tokens`` is the
   thoughts share.
+- Parts: ``text`` parts are the answer (thought parts omitted), ``functionCall`` parts the
+  calls; any other part (``inlineData``, ``executableCode``, a part type added later) is kept as
+  sent in ``provider_details["unknown_content"]`` (``["unknown_events"]`` in a stream, capped
+  at `MAX_UNKNOWN_EVENTS`), never in the text.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ from portal.providers.base import (
     WireReply,
     WireRequest,
     error_class_for_status,
+    keep_unknown,
 )
 from portal.providers.gemini_schema import to_gemini_schema
 
@@ -110,6 +115,8 @@ STATUS_MAP: dict[str, type[ProviderError]] = {
 
 #: Google's documented placeholder for function calls that came from elsewhere
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+#: Part fields that are metadata, not data: a part with only these carries nothing to keep
+_PART_METADATA = frozenset({"thought", "thoughtSignature"})
 #: the ``ToolCall.provider_data`` namespace this adapter reads and writes
 PROVIDER_DATA_KEY = "gemini"
 _STOP_SEQUENCES_MAX = 5
@@ -330,16 +337,28 @@ class GeminiAdapter(Adapter):
         return "call_" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     def parse_parts(
-        self, parts: Any, response_id: str | None, first_index: int, model: str
+        self,
+        parts: Any,
+        response_id: str | None,
+        first_index: int,
+        model: str,
+        unknown: list[Any] | None = None,
     ) -> tuple[list[str], list[ToolCall]]:
+        """(texts, calls) of a candidate's parts; parts with neither text nor a function call
+        (other than bare metadata) are appended, as sent, to ``unknown`` when given."""
         texts: list[str] = []
         calls: list[ToolCall] = []
         for part in parts if isinstance(parts, list) else []:
             if not isinstance(part, dict):
                 continue
-            if isinstance(part.get("text"), str) and not part.get("thought"):
+            has_text = isinstance(part.get("text"), str)
+            if has_text and not part.get("thought"):
                 texts.append(part["text"])
             fc = part.get("functionCall")
+            if not has_text and not isinstance(fc, dict):
+                if unknown is not None and not part.keys() <= _PART_METADATA:
+                    unknown.append(part)
+                continue
             if isinstance(fc, dict):
                 name = str(fc.get("name") or "")
                 args = fc.get("args") or {}
@@ -379,7 +398,8 @@ class GeminiAdapter(Adapter):
         cand = candidates[0]
         response_id = data.get("responseId")
         content: dict[str, Any] = cand["content"] if isinstance(cand.get("content"), dict) else {}
-        texts, calls = self.parse_parts(content.get("parts"), response_id, 0, model)
+        unknown: list[Any] = []
+        texts, calls = self.parse_parts(content.get("parts"), response_id, 0, model, unknown)
         text = "".join(texts)
         raw = cand.get("finishReason")
         finish = self.finish_reason(raw, text, calls)
@@ -400,7 +420,7 @@ class GeminiAdapter(Adapter):
             usage=self.parse_usage(data.get("usageMetadata")),
             model=data.get("modelVersion") or model,
             request_id=response_id or self.request_id(reply.headers),
-            provider_details=self.details(cand),
+            provider_details=self.details(cand, unknown),
         )
 
     @staticmethod
@@ -413,11 +433,13 @@ class GeminiAdapter(Adapter):
         return mapped
 
     @staticmethod
-    def details(cand: Mapping[str, Any]) -> dict[str, Any]:
+    def details(cand: Mapping[str, Any], unknown: list[Any] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in ("safetyRatings", "citationMetadata", "groundingMetadata", "finishMessage"):
             if cand.get(key):
                 out[key] = cand[key]
+        for part in unknown or ():
+            keep_unknown(out, part)
         return out
 
     def check_prompt_block(self, data: Mapping[str, Any], model: str) -> None:
@@ -721,9 +743,12 @@ class GeminiStreamParser(SSEStreamParser):
         candidates = obj.get("candidates") or []
         cand = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
         content: dict[str, Any] = cand["content"] if isinstance(cand.get("content"), dict) else {}
+        unknown: list[Any] = []
         texts, calls = self.adapter.parse_parts(
-            content.get("parts"), self.response_id, len(self.calls), self.model
+            content.get("parts"), self.response_id, len(self.calls), self.model, unknown
         )
+        for part in unknown:
+            self.keep_unknown_event(part)
         for text in texts:
             if text:
                 self.text.append(text)
@@ -764,5 +789,5 @@ class GeminiStreamParser(SSEStreamParser):
             usage=self.usage or Usage(),
             model=self.model_version or self.model,
             request_id=self.response_id,
-            provider_details=self.details,
+            provider_details=self.unknown_details(self.details),
         )

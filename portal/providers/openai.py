@@ -12,6 +12,10 @@ Choices made here, one per vendor rule:
   added for optional properties;
 - an unknown ``finish_reason`` becomes "tool_calls" when tool calls came back, "stop" when text
   came back, and "error" when nothing did (the raw value is kept in ``raw_finish_reason``);
+- ``message.content`` is a string in OpenAI's replies; servers that send a list of typed parts
+  (Mistral's reasoning models: ``text`` and ``thinking`` chunks) get their ``text`` parts as
+  the answer, reasoning parts omitted, and any other part kept as sent in
+  ``provider_details["unknown_content"]`` (``["unknown_events"]`` in a stream, capped);
 - a reply stopped by the content filter (or a refusal) with neither text nor tool calls raises
   `ContentFiltered`, in the JSON and the streaming path alike;
 - errors are classified by the body's ``code`` / ``type`` first (so an error chunk inside a
@@ -47,10 +51,17 @@ from portal.providers.base import (
     WireReply,
     WireRequest,
     error_class_for_status,
+    keep_unknown,
 )
 from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
 
-__all__ = ["FINISH_REASON_MAP", "OpenAIAdapter", "OpenAIChatStreamParser", "normalize_finish"]
+__all__ = [
+    "FINISH_REASON_MAP",
+    "OpenAIAdapter",
+    "OpenAIChatStreamParser",
+    "normalize_finish",
+    "split_content",
+]
 
 FINISH_REASON_MAP: dict[str, str] = {
     "stop": "stop",
@@ -93,6 +104,34 @@ def normalize_finish(raw: Any, has_text: bool, has_calls: bool, table: Mapping[s
     if mapped == "stop" and has_calls:
         mapped = "tool_calls"
     return mapped
+
+
+#: typed ``content`` parts that are known and deliberately not part of the answer text
+#: (Mistral's reasoning chunks)
+OMITTED_PART_TYPES: tuple[str, ...] = ("thinking",)
+
+
+def split_content(content: Any) -> tuple[str, list[Any]]:
+    """(answer text, parts portal has no rule for) of a message's or a delta's ``content``: a
+    string, or a list of typed parts whose ``text`` parts are the answer; reasoning parts are
+    omitted, anything else is returned as sent so the caller can keep it raw."""
+    if not content:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        return str(content), []
+    texts: list[str] = []
+    unknown: list[Any] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text" or (kind is None and "text" in part):
+            texts.append(str(part.get("text") or ""))
+        elif kind not in OMITTED_PART_TYPES:
+            unknown.append(part)
+    return "".join(texts), unknown
 
 
 def parse_duration(raw: str | None) -> float | None:
@@ -255,17 +294,13 @@ class OpenAIAdapter(Adapter):
         message = choice.get("message")
         if not isinstance(message, dict):
             raise self.invalid("choices[0].message is missing", model)
-        text = message.get("content") or ""
-        if not isinstance(text, str):
-            text = (
-                "".join(p.get("text", "") for p in text if isinstance(p, dict))
-                if isinstance(text, list)
-                else str(text)
-            )
+        text, unknown = split_content(message.get("content"))
         calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
         raw_finish = choice.get("finish_reason")
         finish = normalize_finish(raw_finish, bool(text), bool(calls), self.finish_reason_map())
         details: dict[str, Any] = self.reply_details(data, choice)
+        for part in unknown:
+            keep_unknown(details, part)
         if message.get("refusal"):
             details["refusal"] = message["refusal"]
             finish = "content_filter"
@@ -478,8 +513,13 @@ class OpenAIChatStreamParser(SSEStreamParser):
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if content:
-                self.text.append(content)
-                events.append(StreamEvent("text", text=content))
+                if not isinstance(content, str):  # typed parts (Mistral reasoning models)
+                    content, unknown = split_content(content)
+                    for part in unknown:
+                        self.keep_unknown_event(part)
+                if content:
+                    self.text.append(content)
+                    events.append(StreamEvent("text", text=content))
             if delta.get("refusal"):
                 self.details["refusal"] = self.details.get("refusal", "") + delta["refusal"]
             for frag in delta.get("tool_calls") or []:
@@ -528,6 +568,6 @@ class OpenAIChatStreamParser(SSEStreamParser):
             usage=self.usage or Usage(),
             model=self.response_model,
             request_id=self.response_id,
-            provider_details=self.details,
+            provider_details=self.unknown_details(self.details),
         )
         return self.adapter.finalize(self.req, response) if self.req is not None else response

@@ -17,7 +17,13 @@ Translation:
 - the API has no ``stop`` nor ``seed``: a request that sets them gets a `ContractError`
   rather than a silently different answer;
 - ``status: incomplete`` maps ``max_output_tokens`` → length and ``content_filter`` →
-  content_filter; ``status: failed`` and ``error`` stream events raise the classified error.
+  content_filter; ``status: failed`` and ``error`` stream events raise the classified error;
+- output: ``message`` items (their ``output_text`` and ``refusal`` parts) and ``function_call``
+  items are mapped, ``reasoning`` items omitted; any other item (a built-in tool's call, a type
+  added later) or message part is kept as sent in ``provider_details["unknown_content"]``.
+  A stream keeps events of a type not in `STREAM_EVENT_TYPES` (the ``ResponseStreamEvent``
+  union of the spec) in ``provider_details["unknown_events"]``, capped at
+  `MAX_UNKNOWN_EVENTS`; the items themselves arrive whole in ``response.completed``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from portal.providers.base import (
     ToolCallAssembler,
     WireReply,
     WireRequest,
+    keep_unknown,
 )
 from portal.providers.openai import OpenAIAdapter
 from portal.providers.schema_transform import to_openai_strict
@@ -49,6 +56,72 @@ INCOMPLETE_REASON_MAP: dict[str, str] = {
     "content_filter": "content_filter",
 }
 _MAX_CALL_ID = 64
+#: output items known and deliberately not part of the answer
+OMITTED_ITEMS: tuple[str, ...] = ("reasoning",)
+#: every ``type`` of the spec's ``ResponseStreamEvent`` union; the parser acts on a few, the
+#: others (progress of built-in tools, reasoning, ``.done`` repeats) need no action
+STREAM_EVENT_TYPES = frozenset(
+    {
+        "error",
+        "response.audio.delta",
+        "response.audio.done",
+        "response.audio.transcript.delta",
+        "response.audio.transcript.done",
+        "response.code_interpreter_call.completed",
+        "response.code_interpreter_call.in_progress",
+        "response.code_interpreter_call.interpreting",
+        "response.code_interpreter_call_code.delta",
+        "response.code_interpreter_call_code.done",
+        "response.completed",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.created",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.failed",
+        "response.file_search_call.completed",
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.image_generation_call.completed",
+        "response.image_generation_call.generating",
+        "response.image_generation_call.in_progress",
+        "response.image_generation_call.partial_image",
+        "response.in_progress",
+        "response.incomplete",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
+        "response.mcp_call.in_progress",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_list_tools.completed",
+        "response.mcp_list_tools.failed",
+        "response.mcp_list_tools.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.output_text.annotation.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.queued",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.shell_call_command.added",
+        "response.shell_call_command.delta",
+        "response.shell_call_command.done",
+        "response.shell_call_output_content.delta",
+        "response.shell_call_output_content.done",
+        "response.web_search_call.completed",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+    }
+)
 
 
 def responses_call_id(call_id: str) -> str:
@@ -216,8 +289,12 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
                         texts.append(str(part.get("text") or ""))
                     elif part.get("type") == "refusal":
                         details["refusal"] = part.get("refusal")
+                    else:
+                        keep_unknown(details, part)
             elif kind == "function_call":
                 calls.append(self.parse_function_call(item, model))
+            elif kind not in OMITTED_ITEMS:
+                keep_unknown(details, item)
         text = "".join(texts)
         raw: str | None = str(status) if status else None
         finish = "tool_calls" if calls else "stop"
@@ -341,6 +418,8 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
             code = err.get("code") or ""
             status = 429 if code == "rate_limit_exceeded" else 500
             raise self.adapter.error_from_body({"error": err}, self.model, status)
+        elif not isinstance(kind, str) or kind not in STREAM_EVENT_TYPES:
+            self.keep_unknown_event(obj)
 
     def finish(self) -> Response:
         self.drain()
@@ -355,4 +434,5 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
         if not response.tool_calls and self.tools:
             response.tool_calls = self.tools.finish(self.adapter.name, self.model)
             response.finish_reason = "tool_calls"
+        self.unknown_details(response.provider_details)
         return self.adapter.finalize(self.req, response)

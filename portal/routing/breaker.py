@@ -29,6 +29,7 @@ class Breakers:
         self.state = state
         self._config_for = config_for or (lambda _t: None)
         self._configs: dict[str, BreakerConfig] = {}
+        self._key_cache: dict[str, tuple[str, str, str, str]] = {}
 
     def config(self, target: str) -> BreakerConfig:
         cfg = self._configs.get(target)
@@ -37,9 +38,16 @@ class Breakers:
         return cfg
 
     # keys: open-until value, consecutive-failure counter, call/failure window, probe claim
-    @staticmethod
-    def _keys(target: str) -> tuple[str, str, str, str]:
-        return f"br:{target}:open", f"br:{target}:n", f"br:{target}", f"br:{target}:probe"
+    def _keys(self, target: str) -> tuple[str, str, str, str]:
+        keys = self._key_cache.get(target)
+        if keys is None:  # built once per target: success() runs on every call
+            keys = self._key_cache[target] = (
+                f"br:{target}:open",
+                f"br:{target}:n",
+                f"br:{target}",
+                f"br:{target}:probe",
+            )
+        return keys
 
     def status(self, target: str) -> BreakerState:
         until = self.state.get(f"br:{target}:open")
@@ -49,12 +57,12 @@ class Breakers:
 
     def allow(self, target: str) -> bool:
         """May a call go to ``target`` now? Claims the half-open probe when it is due."""
-        until = self.state.get(f"br:{target}:open")
+        until = self.state.get(self._keys(target)[0])
         if until is None:
             return True
         if self.state.clock() < until:
             return False
-        return self.state.claim(f"br:{target}:probe", self.config(target).cooldown_s)
+        return self.state.claim(self._keys(target)[3], self.config(target).cooldown_s)
 
     def success(self, target: str) -> None:
         open_key, n_key, w_key, probe_key = self._keys(target)

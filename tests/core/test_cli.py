@@ -83,7 +83,8 @@ def test_demo_runs_offline_and_prints_real_numbers(tmp_path: Path) -> None:
 
 def test_config_check_reports_data_path_policy(tmp_path: Path) -> None:
     cfg = tmp_path / "portal.toml"
-    cfg.write_text(textwrap.dedent("""
+    cfg.write_text(
+        textwrap.dedent("""
         [providers.us]
         kind = "sim"
         region = "us"
@@ -95,7 +96,8 @@ def test_config_check_reports_data_path_policy(tmp_path: Path) -> None:
         primary = "us:m"
         fallbacks = ["ap:m"]
         allowed = { regions = ["us", "eu"], tags = ["soc2"] }
-    """))
+    """)
+    )
     out = run("config", "check", "--config", str(cfg))
     assert out.returncode == 1
     assert out.stderr.splitlines()[1:] == [

@@ -375,8 +375,12 @@ def test_tls_off_for_one_provider_never_turns_it_off_for_another() -> None:
         "portal": {"ledger": "none"},
         "providers": {
             "safe": {"kind": "openai", "api_key": "k1", "base_url": "https://safe.test/v1"},
-            "lab": {"kind": "openai", "api_key": "k2", "base_url": "https://lab.test/v1",
-                    "verify_tls": False},
+            "lab": {
+                "kind": "openai",
+                "api_key": "k2",
+                "base_url": "https://lab.test/v1",
+                "verify_tls": False,
+            },
             "other": {"kind": "openai", "api_key": "k3", "base_url": "https://other.test/v1"},
         },
     }
@@ -392,10 +396,20 @@ def test_gzip_compressed_streams_are_decoded(make: Any) -> None:
     import gzip
 
     chunks = [
-        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-         "choices": [{"index": 0, "delta": {"content": "hello "}, "finish_reason": None}]},
-        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-         "choices": [{"index": 0, "delta": {"content": "world"}, "finish_reason": "stop"}]},
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "hello "}, "finish_reason": None}],
+        },
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "world"}, "finish_reason": "stop"}],
+        },
     ]
     body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
 
