@@ -252,12 +252,12 @@ class SqliteSink:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 with conn:
+                    # One index: every read is a time range (reports filter the rest in
+                    # Python). Indexes on (feature, ts) and (target, ts) took the writer from
+                    # 12 to 20 µs CPU per record (measured), CPU the calling process pays; add
+                    # your own for SQL by feature or target.
                     conn.execute(f"CREATE TABLE IF NOT EXISTS ledger ({_ddl_columns(0)})")
                     conn.execute("CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)")
-                    conn.execute(
-                        "CREATE INDEX IF NOT EXISTS ledger_feature ON ledger (feature, ts)"
-                    )
-                    conn.execute("CREATE INDEX IF NOT EXISTS ledger_target ON ledger (target, ts)")
             except BaseException:
                 conn.close()
                 raise

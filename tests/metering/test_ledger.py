@@ -90,7 +90,7 @@ def test_sqlite_roundtrip_all_fields_wal_and_indexes(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     idx = {row[1] for row in conn.execute("PRAGMA index_list(ledger)")}
-    assert {"ledger_ts", "ledger_feature", "ledger_target"} <= idx
+    assert idx == {"ledger_ts"}  # one index: each more one costs the writer's CPU per record
     conn.close()
 
 
