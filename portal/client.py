@@ -258,11 +258,10 @@ class _Core:
         tenant: str | None,
         tags: Mapping[str, str] | None,
         timeout_s: float | None,
+        overrides: tuple[Any, Any, Any] = (None, None, None),
         params: dict[str, Any],
     ) -> tuple[Call, OutputSpec | None, dict[str, Any]]:
-        safety = params.pop("safety", None)
-        retriever = params.pop("retriever", None)
-        rag = params.pop("rag", None)
+        safety, retriever, rag = overrides  # the call's safety=, retriever=, rag= overrides
         route = self.router.route(feature, key, model)
         contract = self.contract(feature)
         msgs: list[Message] = []
@@ -649,6 +648,9 @@ class Client(_ClientBase["httpx2.Client"]):
         run_tools: bool | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
         tool_timeout_s: float | None = 30.0,
+        safety: Any = None,
+        retriever: Any = None,
+        rag: Any = None,
         **params: Any,
     ) -> Response:
         call, out, functions = self._core.prepare(
@@ -664,6 +666,7 @@ class Client(_ClientBase["httpx2.Client"]):
             tenant=tenant,
             tags=tags,
             timeout_s=timeout_s,
+            overrides=(safety, retriever, rag),
             params=params,
         )
         flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
@@ -683,6 +686,9 @@ class Client(_ClientBase["httpx2.Client"]):
         tenant: str | None = None,
         tags: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        safety: Any = None,
+        retriever: Any = None,
+        rag: Any = None,
         **params: Any,
     ) -> Iterator[StreamEvent]:
         call, out, _ = self._core.prepare(
@@ -698,6 +704,7 @@ class Client(_ClientBase["httpx2.Client"]):
             tenant=tenant,
             tags=tags,
             timeout_s=timeout_s,
+            overrides=(safety, retriever, rag),
             params=params,
         )
         return self._drive(self._core.stream_flow(call, out))
@@ -852,6 +859,9 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         run_tools: bool | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
         tool_timeout_s: float | None = 30.0,
+        safety: Any = None,
+        retriever: Any = None,
+        rag: Any = None,
         **params: Any,
     ) -> Response:
         call, out, functions = self._core.prepare(
@@ -867,6 +877,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             tenant=tenant,
             tags=tags,
             timeout_s=timeout_s,
+            overrides=(safety, retriever, rag),
             params=params,
         )
         flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
@@ -889,6 +900,9 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         tenant: str | None = None,
         tags: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        safety: Any = None,
+        retriever: Any = None,
+        rag: Any = None,
         **params: Any,
     ) -> AsyncIterator[StreamEvent]:
         call, out, _ = self._core.prepare(
@@ -904,6 +918,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             tenant=tenant,
             tags=tags,
             timeout_s=timeout_s,
+            overrides=(safety, retriever, rag),
             params=params,
         )
         agen = self._drive(self._core.stream_flow(call, out), [])
