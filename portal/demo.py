@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from pydantic import BaseModel, Field
 
 from portal.client import AsyncClient
 from portal.contracts.messages import user
-from portal.metering.stats import percentiles
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
@@ -251,131 +249,30 @@ def run_demo(
 
     async def main() -> dict[str, Any]:
         async with AsyncClient.from_config(config_path) as client:
-            result = await _workload(client, users, concurrency, seed)
-            result["summary"] = dict(client.meter.summary)
-            return result
+            return await _workload(client, users, concurrency, seed)
 
     result = anyio.run(main)
     elapsed = time.perf_counter() - started
-    rows = _rows(result["summary"])
-    _print_tables(rows, result, elapsed, users, config_path, printer)
+    _print_summary(result, elapsed, users, config_path, printer)
     report_path = _report(config_path, out, html, printer)
-    result["rows"] = rows
     result["elapsed_s"] = elapsed
     result["report"] = report_path
     return result
 
 
-def _rows(summary: dict[tuple[str, str, str], Any]) -> dict[str, list[dict[str, Any]]]:
-    by_feature: dict[str, dict[str, Any]] = defaultdict(lambda: _blank())
-    by_target: dict[str, dict[str, Any]] = defaultdict(lambda: _blank())
-    for (feature, target, arm), s in summary.items():
-        for group in (by_feature[feature], by_target[target]):
-            group["calls"] += s.calls
-            group["errors"] += s.errors
-            group["attempts"] += s.attempts
-            group["failovers"] += s.failovers
-            group["latencies"].extend(s.latencies_ms)
-            group["ttfts"].extend(s.ttfts_ms)
-            group["tokens"] += s.input_tokens + s.output_tokens
-            group["cost"] += s.cost_usd
-            if arm == "canary":
-                group["canary"] += s.calls
-    return {
-        "feature": [_finish(name, g) for name, g in sorted(by_feature.items())],
-        "target": [_finish(name, g) for name, g in sorted(by_target.items())],
-    }
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f} ms"
 
 
-def _blank() -> dict[str, Any]:
-    return {
-        "calls": 0,
-        "errors": 0,
-        "attempts": 0,
-        "latencies": [],
-        "ttfts": [],
-        "tokens": 0,
-        "cost": 0.0,
-        "canary": 0,
-        "failovers": 0,
-    }
-
-
-def _finish(name: str, g: dict[str, Any]) -> dict[str, Any]:
-    p50, p95, p99 = percentiles(g["latencies"])
-    calls = g["calls"] or 1
-    return {
-        "name": name,
-        "calls": g["calls"],
-        "errors": g["errors"],
-        "attempts_per_call": g["attempts"] / calls,
-        "failovers": g["failovers"],
-        "p50_ms": p50,
-        "p95_ms": p95,
-        "p99_ms": p99,
-        "ttft_p50_ms": percentiles(g["ttfts"], (50,))[0],
-        "tokens_per_call": g["tokens"] / calls,
-        "cost_per_call_usd": g["cost"] / calls,
-        "canary_share": g["canary"] / calls,
-    }
-
-
-def _fmt(v: Any, unit: str = "") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.0f}{unit}" if unit == " ms" else f"{v:.4g}{unit}"
-    return f"{v}{unit}"
-
-
-def _print_tables(
-    rows: dict[str, list[dict[str, Any]]],
-    result: dict[str, Any],
-    elapsed: float,
-    users: int,
-    config_path: Path,
-    printer: Any,
+def _print_summary(
+    result: dict[str, Any], elapsed: float, users: int, config_path: Path, printer: Any
 ) -> None:
+    """One line per capability the workload exercised; the numbers per feature and per
+    target come after it, from the ledger (`demo_report`), so they are printed once."""
     printer(
         f"portal demo: {users} user actions on 3 simulated vendors in {elapsed:.1f}s "
         f"(config: {config_path})"
     )
-    headers = [
-        "",
-        "calls",
-        "errors",
-        "failovers",
-        "attempts/call",
-        "p50",
-        "p95",
-        "p99",
-        "ttft p50",
-        "tokens/call",
-        "$/call",
-        "canary",
-    ]
-    for title, key in (("per feature", "feature"), ("per vendor target", "target")):
-        table = [
-            [
-                r["name"],
-                str(r["calls"]),
-                str(r["errors"]),
-                str(r["failovers"]),
-                f"{r['attempts_per_call']:.2f}",
-                _fmt(r["p50_ms"], " ms"),
-                _fmt(r["p95_ms"], " ms"),
-                _fmt(r["p99_ms"], " ms"),
-                _fmt(r["ttft_p50_ms"], " ms"),
-                f"{r['tokens_per_call']:.0f}",
-                f"{r['cost_per_call_usd']:.6f}",
-                f"{100 * r['canary_share']:.1f}%",
-            ]
-            for r in rows[key]
-        ]
-        printer("")
-        printer(f"{title}:")
-        for line in _render(headers, table):
-            printer(line)
     ex = result["examples"]
     printer("")
     if "structured" in ex:
@@ -387,10 +284,8 @@ def _print_tables(
         printer(f"tool loop ({r.target}): {len(calls)} tool result(s), answer: {r.text[:90]}")
     if "stream" in ex:
         r = ex["stream"]
-        printer(
-            f"stream ({r.target}): ttft {_fmt(r.ttft_ms, ' ms')}, {r.usage.output_tokens} "
-            "output tokens"
-        )
+        tokens = r.usage.output_tokens
+        printer(f"stream ({r.target}): ttft {_ms(r.ttft_ms)}, {tokens} output tokens")
     if "rag" in ex:
         rag = ex["rag"].provider_details["rag"]
         printer(
@@ -402,17 +297,6 @@ def _print_tables(
         printer(f"safety (support.answer): {', '.join(acts)}")
     errs = result["errors"]
     printer(f"errors seen by users: {sum(errs.values())} {dict(errs) if errs else ''}".rstrip())
-
-
-def _render(headers: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
-        )
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in table)]
 
 
 def _report(config_path: Path, out: Path, html: bool, printer: Any) -> str | None:

@@ -429,6 +429,9 @@ _BRIEF = (
     "cost_usd",
 )
 
+#: `portal demo`'s columns: the brief ones plus what the demo exercises (errors, retries)
+_DEMO = ("group", "calls", "errors", "attempts_per_call", *_BRIEF[2:])
+
 
 def _when(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M")
@@ -924,8 +927,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def demo_report(
     config_path: str | Path, out_dir: str | Path, html: bool = True, printer: Any = print
 ) -> str | None:
-    """`portal demo`'s closing report: brief tables by feature and by target from its own
-    ledger, and ``out_dir/report.html``. Returns the HTML path (None without html)."""
+    """`portal demo`'s numbers: tables by feature and by target and canary against baseline,
+    from its own ledger, and ``out_dir/report.html``. Returns the HTML path (None without html)."""
     from portal.config import load_config
 
     config = load_config(config_path)
@@ -934,14 +937,16 @@ def demo_report(
     meta = {"ledgers": [_shown(u) for u in urls], "since": None}
     printer("")
     printer(f"report from the ledger (portal report --config {config_path} --since all):")
-    for by in ("feature", "target"):
-        rep = build_report(records, config, by=by, meta=meta)
-        title, heads, rows = _sections(rep, _BRIEF)[0]
+    report = build_report(records, config, by="feature", meta=meta)
+    by_target = build_report(records, config, by="target", meta=meta)
+    sections = _sections(report, _DEMO)
+    shown = [sections[0], _sections(by_target, _DEMO)[0]]
+    shown += [s for s in sections if s[0] == "canary vs baseline"]
+    for title, heads, rows in shown:
         printer("")
         printer(f"{title}:")
         for line in _plain(heads, rows):
             printer(line)
-    report = build_report(records, config, by="feature", meta=meta)
     sla = report["sla"]
     if sla is not None:
         n = len(sla["breaches"])

@@ -67,7 +67,8 @@ def test_demo_runs_offline_and_prints_real_numbers(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "portal demo: 60 user actions on 3 simulated vendors" in text
-    assert "per feature:" in text and "per vendor target:" in text
+    assert "calls by feature:" in text and "calls by target:" in text  # from the ledger
+    assert "canary vs baseline:" in text and "errors seen by users: 0" in text
     for name in (
         "support.answer",
         "support.summarize",
