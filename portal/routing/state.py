@@ -97,6 +97,8 @@ class MemoryState:
         self._values: dict[str, tuple[Any, float | None]] = {}
         self._counters: dict[str, dict[str, float]] = {}
         self._windows: dict[str, dict[int, dict[str, float]]] = {}
+        #: the longest window read per key: older slots are dropped (MAX_WINDOW_S until read)
+        self._spans: dict[str, float] = {}
         self._buckets: dict[str, dict[str, float]] = {}
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -144,17 +146,24 @@ class MemoryState:
             cur = slots.get(slot)
             if cur is None:
                 cur = slots[slot] = {}
-                if len(slots) > 64:
-                    self._prune(slots, slot)
+                # keep only what a reader can ask for: a breaker's 30 s window must not
+                # hold an hour of one-second slots (that grew a busy process for an hour)
+                keep = math.ceil(self._spans.get(key, MAX_WINDOW_S))
+                if len(slots) > keep:
+                    self._prune(slots, slot - keep)
             for f, v in fields.items():
                 cur[f] = cur.get(f, 0.0) + v
 
     @staticmethod
-    def _prune(slots: dict[int, dict[str, float]], now_slot: int) -> None:
-        for s in [s for s in slots if s <= now_slot - MAX_WINDOW_S]:
+    def _prune(slots: dict[int, dict[str, float]], oldest_dropped: int) -> None:
+        for s in [s for s in slots if s <= oldest_dropped]:
             del slots[s]
 
     def window(self, key: str, window_s: float) -> dict[str, float]:
+        span = min(window_s, MAX_WINDOW_S)
+        if self._spans.get(key, 0.0) < span:
+            with self._lock:
+                self._spans[key] = max(span, self._spans.get(key, 0.0))
         slots = self._windows.get(key)
         if not slots:
             return {}
