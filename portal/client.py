@@ -36,7 +36,7 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
 from portal.contracts.tools import ToolChoice, coerce_tools
-from portal.errors import ConfigError, ContractError, InvalidResponse
+from portal.errors import ConfigError, ContractError, InvalidResponse, PolicyViolation
 from portal.metering.budgets import Budgets
 from portal.metering.meter import Meter
 from portal.providers.base import WireReply
@@ -54,7 +54,14 @@ from portal.routing.effects import (
     Sleep,
     Take,
 )
-from portal.routing.flow import Call, chat_flow, embed_flow, stream_flow, tool_loop_flow
+from portal.routing.flow import (
+    Call,
+    chat_flow,
+    embed_flow,
+    new_call_id,
+    stream_flow,
+    tool_loop_flow,
+)
 from portal.routing.router import AdapterPool, Router, Target
 from portal.routing.state import State, open_state
 
@@ -228,6 +235,36 @@ class _Core:
             started_at=time.time() - latency_ms / 1000.0,
         )
 
+    def refused(
+        self,
+        operation: str,
+        route: Any,
+        key: str | None,
+        tenant: str | None,
+        tags: Mapping[str, str] | None,
+        contract: Any,
+        error: BaseException,
+    ) -> None:
+        """A call refused before any vendor was asked (an input guard blocked it) is still a
+        user action: its ledger row has no attempts, no cost and the error's class name."""
+        feat = self.config.features.get(route.feature) if route.feature else None
+        self.meter.call(
+            call_id=new_call_id(),
+            operation=operation,
+            feature=route.feature,
+            contract_version=getattr(contract, "version", None),
+            key=key,
+            tenant=tenant,
+            tags=dict(tags or (feat.tags if feat else {})),
+            arm=route.arm,
+            attempts=[],
+            response=None,
+            error=error,
+            cost_usd=0.0,
+            latency_ms=0.0,
+            started_at=time.time(),
+        )
+
     # -- request preparation ---------------------------------------------------------------
     def contract(self, feature: str | None) -> Any:
         if feature is None:
@@ -282,7 +319,11 @@ class _Core:
         if layers is not None:
             from portal.adapters.pipeline import screen_input, wrap_tools
 
-            msgs = screen_input(layers, msgs)  # a block raises before any vendor call
+            try:
+                msgs = screen_input(layers, msgs)  # a block raises before any vendor call
+            except PolicyViolation as exc:
+                self.refused(operation, route, key, tenant, tags, contract, exc)
+                raise
             functions = wrap_tools(layers, functions)
         if contract is not None and contract.tools:
             given = {s.name: s for s in specs}

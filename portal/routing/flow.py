@@ -86,7 +86,7 @@ class Hooks(Protocol):
     def cost(self, target: Target, usage: Usage) -> float | None: ...
 
 
-def _new_call_id() -> str:
+def new_call_id() -> str:
     """128 random bits as hex: an identifier, not a secret. `random` (reseeded after fork)
     instead of os.urandom, whose syscall releases the GIL on every call: with the ledger's
     writer thread waiting for it, that hand-off cost more than the id itself."""
@@ -106,7 +106,7 @@ class Call:
     contract_version: str | None = None
     started: float = field(default_factory=time.perf_counter)
     deadline: float | None = None
-    call_id: str = field(default_factory=_new_call_id)
+    call_id: str = field(default_factory=new_call_id)
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float | None = 0.0
     #: estimated tokens of one attempt (committed-throughput buckets), computed on demand

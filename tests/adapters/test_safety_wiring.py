@@ -90,8 +90,10 @@ def _config(safety: list[Any] | None = None) -> dict[str, Any]:
 def make(request: pytest.FixtureRequest) -> Iterator[Any]:
     made: list[BothClients] = []
 
-    def factory(config: Any, replies: list[Any], seen: list[dict[str, Any]]) -> BothClients:
-        c = BothClients(str(request.param), config, transports={"v": _vendor(replies, seen)})
+    def factory(
+        config: Any, replies: list[Any], seen: list[dict[str, Any]], **kw: Any
+    ) -> BothClients:
+        c = BothClients(str(request.param), config, transports={"v": _vendor(replies, seen)}, **kw)
         made.append(c)
         return c
 
@@ -118,6 +120,37 @@ def test_input_block_raises_before_any_vendor_call_and_is_counted(make: Any) -> 
     counts = client.client._core.guard_counts
     assert counts[("support", "injection", "input", "block")] == 1
     assert counts[("support", "pii", "input", "allow")] == 1
+
+
+def test_input_block_still_writes_the_call_to_the_ledger(make: Any, tmp_path: Any) -> None:
+    """A blocked user action is metered: one call row, no attempt, no cost, the error named;
+    the blocked text itself is never in the ledger."""
+    from portal.metering.ledger import read_records
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    seen: list[dict[str, Any]] = []
+    config = _config([{"name": "denylist", "terms": ["Project Falcon"]}])
+    config["features"]["support"]["tags"] = {"team": "care"}
+    client = make(config, [_reply("never")], seen, ledger=url)
+    for operation in ("chat", "stream"):
+        with pytest.raises(GuardBlocked):
+            getattr(client, operation)(
+                feature="support",
+                messages=[portal.user("When does Project Falcon ship?")],
+                key="u1",
+            )
+    assert seen == []
+    client.close()
+    rows = read_records(url)
+    assert [(r.kind, r.operation) for r in rows] == [("call", "chat"), ("call", "stream")]
+    for r in rows:
+        assert (r.feature, r.outcome, r.error, r.attempt) == ("support", "error", "GuardBlocked", 0)
+        assert (r.cost_usd, r.target, r.tags, r.arm) == (0.0, "", {"team": "care"}, "baseline")
+        assert r.key_hash and r.key_hash != "u1"
+    raw = (tmp_path / "ledger.db").read_bytes() + b"".join(
+        f.read_bytes() for f in tmp_path.glob("ledger.db-*")
+    )
+    assert b"Falcon" not in raw
 
 
 def test_pii_is_redacted_for_the_vendor_and_restored_for_the_caller(make: Any) -> None:
