@@ -9,6 +9,7 @@ Secrets come from the environment through ``${VAR}`` (or ``${VAR:-default}``) an
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -196,9 +197,12 @@ class FeatureConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     hedge: HedgeConfig | None = None
     allowed: AllowedConfig | None = None
-    strategy: Literal["ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla"] = (
-        "ordered"
-    )
+    strategy: Literal[
+        "ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla", "weighted"
+    ] = "ordered"
+    #: ``strategy = "weighted"``: share of first tries per target (relative numbers); targets
+    #: of the chain left out get no first tries and stay fallbacks
+    weights: dict[str, float] | None = None
     timeout_s: float | None = Field(None, gt=0)
     safety: list[str | dict[str, Any]] = Field(default_factory=list)
     #: RAG options (portal.adapters.rag.RagOptions): k, max_context_tokens, min_score,
@@ -213,6 +217,35 @@ class FeatureConfig(_Model):
     def _strategy_alias(cls, v: str) -> str:
         # the issue's names are aliases of the shorter ones the router uses
         return {"lowest-latency": "fastest", "cheapest-within-sla": "cheapest"}.get(v, v)
+
+    @model_validator(mode="after")
+    def _weights(self) -> FeatureConfig:
+        chain = [self.primary, *self.fallbacks]
+        if self.weights is None:
+            if self.strategy == "weighted":
+                raise ValueError(
+                    'strategy = "weighted" needs weights, e.g. weights = '
+                    f'{{ "{self.primary}" = 3, "{chain[-1]}" = 1 }}'
+                )
+            return self
+        if self.strategy != "weighted":
+            raise ValueError(
+                f'weights are only used with strategy = "weighted" (strategy is '
+                f'"{self.strategy}"); set strategy = "weighted" or remove weights'
+            )
+        for target, weight in self.weights.items():
+            if target not in chain:
+                close = difflib.get_close_matches(target, chain, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"weights: {target!r} is not the primary or a fallback of this feature"
+                    f"{hint} (chain: {', '.join(chain)})"
+                )
+            if not (weight >= 0 and math.isfinite(weight)):
+                raise ValueError(f"weights.{target!r}: must be a number >= 0, got {weight!r}")
+        if not sum(self.weights.values()) > 0:
+            raise ValueError("weights: at least one target needs a weight above 0")
+        return self
 
 
 class PortalSection(_Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from portal.errors import (
     ProviderError,
 )
 from portal.routing.breaker import Breakers
+from portal.routing.canary import BUCKETS, bucket
 from portal.routing.effects import Take
 from portal.routing.flow import Call, _estimate
 from portal.routing.limits import Commitments, RetryBudget
@@ -62,6 +64,7 @@ class Routing:
         self._cost = cost
         self._hedge_warned = False
         self._request_only: dict[str, Take] = {}
+        self._weights: dict[str, dict[str, float]] = {}  # feature -> target id -> weight
 
     # -- order -----------------------------------------------------------------------------
     def plan(self, call: Call) -> list[Target]:
@@ -75,7 +78,37 @@ class Routing:
             rest = sorted(rest, key=lambda t: self.stats.ewma(t.id) or 0.0)
         elif route.strategy == "cheapest":
             rest = self._cheapest(call, rest)
+        elif route.strategy == "weighted":
+            rest = self._weighted(call, rest)
         return head + rest
+
+    def _weighted(self, call: Call, targets: list[Target]) -> list[Target]:
+        """One target drawn by weight goes first, the others keep their order as fallbacks.
+        The draw is sticky per ``key=`` (the canary's stable hash, so every process agrees)
+        and random per call without a key."""
+        feature = call.route.feature or ""
+        weights = self._weights.get(feature)
+        if weights is None:
+            feat = self.config.features[feature]
+            ids = {t: self.router.adapters.target(t).id for t in feat.weights or {}}
+            weights = self._weights[feature] = {
+                ids[t]: w for t, w in (feat.weights or {}).items() if w > 0
+            }
+        live = [(t, weights[t.id]) for t in targets if t.id in weights]
+        total = sum(w for _, w in live)
+        if not live or total <= 0:
+            return targets
+        if call.key is None:
+            point = random.random() * total
+        else:
+            point = bucket(feature, "weights", call.key) / BUCKETS * total
+        chosen = live[-1][0]  # float rounding can leave the point at the very top
+        for target, w in live:
+            point -= w
+            if point < 0:
+                chosen = target
+                break
+        return [chosen] + [t for t in targets if t is not chosen]
 
     def _cheapest(self, call: Call, targets: list[Target]) -> list[Target]:
         """By price for this request's estimate; with a feature SLA (p95), targets whose
