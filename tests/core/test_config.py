@@ -61,7 +61,7 @@ def test_every_problem_is_listed_with_did_you_mean(tmp_path: Path) -> None:
         "portal.toml: features.f.timeout_s: must be > 0, got -1",
         "portal.toml: features.f.retries: unknown key; did you mean 'retry'? Allowed keys: "
         "allowed, budget, canary, contract, fallbacks, hedge, max_tokens, primary, rag, retry, "
-        "safety, sla, strategy, tags, temperature, timeout_s",
+        "safety, sla, strategy, tags, temperature, timeout_s, weights",
     ]
 
 
@@ -178,7 +178,7 @@ def test_wrong_types_are_explained(tmp_path: Path) -> None:
     assert errors_of(path) == [
         "portal.toml: features.f.fallbacks: expected an array, got 'a:n'",
         "portal.toml: features.f.strategy: must be one of 'ordered', 'cheapest', 'fastest', "
-        "'lowest-latency' or 'cheapest-within-sla', "
+        "'lowest-latency', 'cheapest-within-sla' or 'weighted', "
         "got 'random'",
     ]
 
