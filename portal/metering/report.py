@@ -20,9 +20,11 @@ What one row says (call rows of the group):
   other than the one tried first, or (with the config) other than the feature's primary
   or canary target.
 
-Plus canary against baseline per feature (error rate, p95, cost per call) and SLA
-breaches and credits (`portal.metering.sla`). ``--format html`` writes one self-contained
-file (plotly with its JavaScript inlined, opens offline) with plots and the same tables.
+Plus errors by class per group (calls that failed with it, and failed attempts, including
+those a retry or fallback absorbed), canary against baseline per feature (error rate, p95,
+cost per call) and SLA breaches and credits (`portal.metering.sla`). ``--format html``
+writes one self-contained file (plotly with its JavaScript inlined, opens offline) with
+plots and the same tables.
 """
 
 from __future__ import annotations
@@ -334,9 +336,26 @@ def build_report(
         report["sla"] = account(records, config, window).to_dict()  # type: ignore[arg-type]
     else:
         report["sla"] = None
+    report["errors"] = _errors(calls, attempts, by)
     report["latency_series"] = _latency_series(attempts)
     report["features_cost"] = table(lambda r: r.feature or "(no feature)", calls)
     return report
+
+
+def _errors(
+    calls: Sequence[LedgerRecord], attempts: Sequence[LedgerRecord], by: str
+) -> list[dict[str, Any]]:
+    """Per group and error class: calls that failed with it (the user saw it) and failed
+    attempts (including those a retry or a fallback absorbed: what a game day measures)."""
+    seen: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for i, rows in enumerate((calls, attempts)):
+        for r in rows:
+            if r.outcome == "error":
+                seen[(_group_key(r, by), r.error or "(unknown)")][i] += 1
+    return [
+        {"group": g, "error": e, "calls": c, "attempts": a}
+        for (g, e), (c, a) in sorted(seen.items(), key=lambda kv: (kv[0][0], -sum(kv[1]), kv[0][1]))
+    ]
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -446,6 +465,13 @@ def _sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[
     rows = [[_fmt(c, r.get(c)) for c in columns] for r in [*report["rows"], report["total"]]]
     heads = [_HEADERS[c] or f"by {report['by']}" for c in columns]
     out.append((f"calls by {report['by']}", heads, rows))
+    if report.get("errors"):
+        heads = [f"by {report['by']}", "error", "calls failed", "attempts failed"]
+        rows = [
+            [e["group"], e["error"], f"{e['calls']:,}", f"{e['attempts']:,}"]
+            for e in report["errors"]
+        ]
+        out.append((f"errors by {report['by']}", heads, rows))
     if report["canary"]:
         heads = [
             "feature",
@@ -941,7 +967,7 @@ def demo_report(
     by_target = build_report(records, config, by="target", meta=meta)
     sections = _sections(report, _DEMO)
     shown = [sections[0], _sections(by_target, _DEMO)[0]]
-    shown += [s for s in sections if s[0] == "canary vs baseline"]
+    shown += [s for s in sections if s[0] in ("errors by feature", "canary vs baseline")]
     for title, heads, rows in shown:
         printer("")
         printer(f"{title}:")

@@ -234,6 +234,51 @@ def _rec(ts: float, **kw: Any) -> LedgerRecord:
     return LedgerRecord(ts=ts, **base)
 
 
+def test_errors_by_class_count_what_users_saw_and_what_failover_absorbed() -> None:
+    t0 = 1_760_000_000.0
+    recs = [
+        # absorbed: a 429 on a, then b served the call
+        _rec(t0, kind="attempt", call_id="c1", outcome="error", error="RateLimited"),
+        _rec(t0, kind="attempt", call_id="c1", attempt=2, target="b:m", provider="b"),
+        _rec(t0, call_id="c1", attempt=2, target="b:m", provider="b"),
+        # seen: every try failed
+        _rec(t0 + 1, kind="attempt", call_id="c2", outcome="error", error="ServerError"),
+        _rec(t0 + 1, call_id="c2", outcome="error", error="AllTargetsFailed"),
+        # refused before any vendor: a call row without attempts
+        _rec(
+            t0 + 2,
+            call_id="c3",
+            attempt=0,
+            target="",
+            provider="",
+            model="",
+            outcome="error",
+            error="GuardBlocked",
+            cost_usd=0.0,
+        ),
+        _rec(
+            t0 + 3, feature="g", kind="attempt", call_id="c4", outcome="error", error="RateLimited"
+        ),
+        _rec(t0 + 3, feature="g", call_id="c4", outcome="error", error="RateLimited"),
+    ]
+    rep = build_report(recs, None, by="feature")
+    assert rep["errors"] == [
+        {"group": "f", "error": "AllTargetsFailed", "calls": 1, "attempts": 0},
+        {"group": "f", "error": "GuardBlocked", "calls": 1, "attempts": 0},
+        {"group": "f", "error": "RateLimited", "calls": 0, "attempts": 1},
+        {"group": "f", "error": "ServerError", "calls": 0, "attempts": 1},
+        {"group": "g", "error": "RateLimited", "calls": 1, "attempts": 1},
+    ]
+    by_target = build_report(recs, None, by="target")["errors"]
+    assert {"group": "a:m", "error": "RateLimited", "calls": 1, "attempts": 2} in by_target
+    assert {"group": "(none)", "error": "GuardBlocked", "calls": 1, "attempts": 0} in by_target
+    from portal.metering.report import render_text
+
+    text = render_text(rep)
+    assert "errors by feature" in text and "GuardBlocked" in text
+    assert "errors by" not in render_text(build_report(recs[1:3], None))  # no errors seen
+
+
 def test_report_numbers_on_a_hand_built_ledger(tmp_path: Path) -> None:
     from portal.metering.ledger import Ledger
 
