@@ -331,6 +331,11 @@ class Adapter:
         return response
 
     # -- embeddings ----------------------------------------------------------------------
+    def embed_batch_size(self, model: str) -> int | None:
+        """Most inputs ``model`` takes in one embeddings request (None: no limit portal
+        knows). The flow splits a larger ``embed`` into several requests of one attempt."""
+        return None
+
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
         raise NotImplementedError(f"provider kind {self.kind!r} does not support embeddings")
 

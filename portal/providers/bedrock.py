@@ -29,8 +29,8 @@ Translation choices:
   its input becomes `Response.text` (in `finalize`, or directly when streaming);
 - ``seed`` is not part of ``inferenceConfig`` and is not sent; model-specific fields go in
   ``provider_options={"bedrock": {"additionalModelRequestFields": {...}}}`` (merged verbatim);
-- Titan embedding models take one input per call: more than one input is a `ContractError`
-  (use a Cohere embed model on Bedrock, or one call per input).
+- Titan embedding models take one input per request and Cohere Embed 96 (`embed_batch_size`):
+  a larger ``embed`` is sent as several requests, in input order, as one attempt.
 
 Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stopReason`` becomes "stop" when the reply
 carries text or tool calls, "error" when it is empty.
@@ -181,7 +181,8 @@ class BedrockAdapter(Adapter):
                 "history holds tool calls)"
             ),
             "tool_choice 'required' / a named tool only work for Claude and Mistral Large models",
-            "Titan embedding models take one input per call",
+            "Titan embedding models take one input per request (Cohere Embed 96): a larger "
+            "embed is sent as several requests, in order, as one attempt",
             "seed is not supported by Converse and is not sent",
         ),
     )
@@ -544,15 +545,20 @@ class BedrockAdapter(Adapter):
         )
 
     # -- embeddings ------------------------------------------------------------------------
+    def embed_batch_size(self, model: str) -> int | None:
+        """Titan embeds one ``inputText`` per request; Cohere Embed on Bedrock up to 96
+        ``texts``. A larger ``embed`` becomes several requests (in order, one attempt)."""
+        family = _embed_family(model)
+        return None if family is None else {"titan": 1, "cohere": 96}.get(family)
+
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
         family = _embed_family(model)
         body: dict[str, Any]
         if family == "titan":
-            if len(req.inputs) != 1:
+            if len(req.inputs) != 1:  # the flow splits by embed_batch_size
                 raise ContractError(
                     f"embed on Bedrock model {model!r}: Titan embedding models take one input "
-                    f"per call, got {len(req.inputs)}; send one input per call or use a Cohere "
-                    "embed model (cohere.embed-*) that takes up to 96"
+                    f"per request, got {len(req.inputs)}"
                 )
             body = {"inputText": req.inputs[0]}
             if "titan-embed-text-v1" in model:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import getrandbits as _random_bits
 from typing import Any, NoReturn, Protocol
 
@@ -154,11 +154,24 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
     status: int | None = None
     result: Any = None
     try:
-        timeout = _timeout_for(call, target, clock)
         if isinstance(call.request, EmbedRequest):
-            wire = adapter.build_embed(call.request, target.model)
-        else:
-            wire = adapter.build_chat(call.request, target.model)
+            # a vendor that takes fewer inputs per request than asked for gets several
+            # requests, in order, as one attempt: any one failing fails the attempt
+            parts: list[EmbedResponse] = []
+            for req in _embed_batches(call.request, adapter.embed_batch_size(target.model)):
+                timeout = _timeout_for(call, target, clock)
+                reply = yield Send(target.provider, adapter.build_embed(req, target.model), timeout)
+                if isinstance(reply, BaseException):
+                    raise reply
+                assert isinstance(reply, WireReply)
+                status = reply.status
+                if reply.status >= 400:
+                    raise adapter.parse_error(reply, target.model)
+                parts.append(adapter.parse_embed(reply, target.model))
+            result = _merged(parts)
+            return result
+        timeout = _timeout_for(call, target, clock)
+        wire = adapter.build_chat(call.request, target.model)
         reply = yield Send(target.provider, wire, timeout)
         if isinstance(reply, BaseException):
             raise reply
@@ -166,10 +179,7 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
         status = reply.status
         if reply.status >= 400:
             raise adapter.parse_error(reply, target.model)
-        if isinstance(call.request, EmbedRequest):
-            result = adapter.parse_embed(reply, target.model)
-        else:
-            result = adapter.finalize(call.request, adapter.parse_chat(reply, target.model))
+        result = adapter.finalize(call.request, adapter.parse_chat(reply, target.model))
         return result
     except ProviderError as exc:
         if exc.provider is None:
@@ -446,6 +456,23 @@ def chat_flow(
         raise
     hooks.on_call(call, resp, None)
     return resp
+
+
+def _embed_batches(req: EmbedRequest, size: int | None) -> list[EmbedRequest]:
+    if size is None or len(req.inputs) <= size:
+        return [req]
+    return [replace(req, inputs=req.inputs[i : i + size]) for i in range(0, len(req.inputs), size)]
+
+
+def _merged(parts: list[EmbedResponse]) -> EmbedResponse:
+    """One response for the batches of one attempt: vectors in input order, usage summed."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    first.vectors = [v for p in parts for v in p.vectors]
+    for p in parts[1:]:
+        first.usage = first.usage + p.usage
+    return first
 
 
 def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter) -> FlowGen:

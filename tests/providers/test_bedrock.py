@@ -586,8 +586,10 @@ def test_titan_embed_request_and_reply() -> None:
     resp = adapter().parse_embed(reply("embed_titan.json"), model)
     assert resp.vectors == [[0.0123, -0.0456, 0.0789, 0.1011]]
     assert resp.usage.input_tokens == 7
-    with pytest.raises(errors.ContractError, match="one input per call"):
-        adapter().build_embed(EmbedRequest(["a", "b"]), model)
+    with pytest.raises(errors.ContractError, match="one input per request"):
+        adapter().build_embed(EmbedRequest(["a", "b"]), model)  # the flow splits first
+    assert adapter().embed_batch_size(model) == 1
+    assert adapter().embed_batch_size("cohere.embed-english-v3") == 96
 
 
 def test_cohere_embed_request_and_reply() -> None:
@@ -651,3 +653,56 @@ def test_round_trip_through_httpx_mock_transport() -> None:
         "get_weather",
     ]
     assert [c.name for c in resp.tool_calls] == ["lookup_order", "get_weather"]
+
+
+def test_client_embed_splits_inputs_to_the_models_batch_size() -> None:
+    """Titan takes one input per request: an embed of three is three signed requests, in
+    order, one attempt, usage summed; Cohere Embed takes 96, so 200 texts are 96+96+8."""
+    import portal
+
+    bodies: list[dict[str, Any]] = []
+    fail_on: set[int] = set()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
+        body = json.loads(request.content)
+        bodies.append(body)
+        if len(bodies) in fail_on:
+            return httpx2.Response(500, json={"message": "internal"})
+        if "inputText" in body:
+            text = body["inputText"]
+            return httpx2.Response(
+                200, json={"embedding": [float(len(text)), 0.5], "inputTextTokenCount": len(text)}
+            )
+        return httpx2.Response(
+            200,
+            json={
+                "id": "e1",
+                "embeddings": [[float(len(t))] for t in body["texts"]],
+                "texts": body["texts"],
+            },
+        )
+
+    options = {"region_name": "us-east-1", "access_key_id": KEY_ID, "secret_access_key": SECRET}
+    config = {
+        "portal": {"ledger": "none"},
+        "providers": {"aws": {"kind": "bedrock", "options": options}},
+    }
+    with portal.Client(config, transports={"aws": httpx2.MockTransport(handler)}) as client:
+        resp = client.embed(model="aws:amazon.titan-embed-text-v2:0", inputs=["a", "bbb", "cc"])
+        assert [b["inputText"] for b in bodies] == ["a", "bbb", "cc"]
+        assert resp.vectors == [[1.0, 0.5], [3.0, 0.5], [2.0, 0.5]]
+        assert resp.usage.input_tokens == 6
+        assert len(resp.attempts) == 1 and resp.attempts[0].outcome == "ok"
+
+        bodies.clear()
+        texts = [f"t{i}" * (i % 3 + 1) for i in range(200)]
+        resp = client.embed(model="aws:cohere.embed-english-v3", inputs=texts)
+        assert [len(b["texts"]) for b in bodies] == [96, 96, 8]
+        assert resp.vectors == [[float(len(t))] for t in texts]
+
+        bodies.clear()
+        fail_on.update({2, 5})  # the second request of each try fails: the whole attempt does
+        with pytest.raises(errors.ServerError):
+            client.embed(model="aws:amazon.titan-embed-text-v2:0", inputs=["a", "b", "c"])
+        assert [b["inputText"] for b in bodies][:2] == ["a", "b"]
