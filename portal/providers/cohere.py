@@ -326,8 +326,11 @@ class CohereAdapter(Adapter):
         return error_class_for_status(status, code, message)
 
     # -- embeddings ------------------------------------------------------------------------
+    def embed_batch_size(self, model: str) -> int | None:
+        return _EMBED_BATCH_MAX  # the client's flow splits a larger embed into requests
+
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
-        if len(req.inputs) > _EMBED_BATCH_MAX:
+        if len(req.inputs) > _EMBED_BATCH_MAX:  # only reached when called directly
             raise ContractError(
                 f"inputs: Cohere embeds at most {_EMBED_BATCH_MAX} texts per request, got "
                 f"{len(req.inputs)}; split the batch"

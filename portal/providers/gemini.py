@@ -512,8 +512,11 @@ class GeminiAdapter(Adapter):
         return self.parse_error(WireReply(code, {}, json.dumps(data).encode()), model)
 
     # -- embeddings ------------------------------------------------------------------------
+    def embed_batch_size(self, model: str) -> int | None:
+        return _EMBED_BATCH_MAX  # the client's flow splits a larger embed into requests
+
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
-        if len(req.inputs) > _EMBED_BATCH_MAX:
+        if len(req.inputs) > _EMBED_BATCH_MAX:  # only reached when called directly
             raise ContractError(
                 f"inputs: Gemini embeds at most {_EMBED_BATCH_MAX} texts per request, got "
                 f"{len(req.inputs)}; split the batch"

@@ -344,6 +344,7 @@ def test_embeddings_request_and_reply() -> None:
     assert resp.usage.input_tokens == 11
     with pytest.raises(ContractError, match="at most 96"):
         cohere().build_embed(EmbedRequest(["x"] * 97), "embed-v4.0")
+    assert cohere().embed_batch_size("embed-v4.0") == 96  # so the client splits first
 
 
 def test_round_trip_through_httpx_mock_transport() -> None:

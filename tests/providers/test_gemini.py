@@ -596,6 +596,7 @@ def test_embeddings_request_and_reply() -> None:
 def test_embeddings_batch_limit() -> None:
     with pytest.raises(ContractError, match="at most 100"):
         gemini().build_embed(EmbedRequest(["x"] * 101), "text-embedding-004")
+    assert gemini().embed_batch_size("text-embedding-004") == 100  # so the client splits first
 
 
 # -------------------------------------------------------------------------------- vertex
