@@ -449,6 +449,11 @@ class OpenAIAdapter(Adapter):
     def embed_url(self, model: str) -> str:
         return self.base_url + self.embed_path
 
+    def embed_batch_size(self, model: str) -> int | None:
+        """OpenAI's Embeddings API takes at most 2,048 inputs per request (its OpenAPI spec);
+        other kinds built on this adapter keep their own limits, unknown to portal."""
+        return 2048 if self.kind == "openai" else None
+
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
         return self.json_request(
             self.embed_url(model), self.embed_body(req, model), self.auth_headers()

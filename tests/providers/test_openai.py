@@ -265,6 +265,15 @@ def test_embeddings(adapter: OpenAIAdapter) -> None:
     assert out.usage.input_tokens == 8
 
 
+def test_embed_batch_size_is_the_specs_limit(adapter: OpenAIAdapter) -> None:
+    size = adapter.embed_batch_size("text-embedding-3-small")
+    assert size == 2048  # the client splits a larger embed into requests of this size
+    full = adapter.build_embed(EmbedRequest(["x"] * size), "text-embedding-3-small").json()
+    assert spec_errors(full, "CreateEmbeddingRequest") == []
+    over = adapter.build_embed(EmbedRequest(["x"] * (size + 1)), "text-embedding-3-small").json()
+    assert spec_errors(over, "CreateEmbeddingRequest") != []
+
+
 def test_missing_key_names_the_env_var() -> None:
     adapter = OpenAIAdapter(ProviderSettings("openai", "openai"))
     with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
