@@ -154,32 +154,35 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
     status: int | None = None
     result: Any = None
     try:
-        if isinstance(call.request, EmbedRequest):
-            # a vendor that takes fewer inputs per request than asked for gets several
-            # requests, in order, as one attempt: any one failing fails the attempt
-            parts: list[EmbedResponse] = []
-            for req in _embed_batches(call.request, adapter.embed_batch_size(target.model)):
-                timeout = _timeout_for(call, target, clock)
-                reply = yield Send(target.provider, adapter.build_embed(req, target.model), timeout)
-                if isinstance(reply, BaseException):
-                    raise reply
-                assert isinstance(reply, WireReply)
-                status = reply.status
-                if reply.status >= 400:
-                    raise adapter.parse_error(reply, target.model)
+        request = call.request
+        embed = isinstance(request, EmbedRequest)
+        # an embed larger than the vendor takes per request is several requests, in order, as
+        # one attempt (any one failing fails it); a chat is one
+        batches: list[Any] = (
+            _embed_batches(request, adapter.embed_batch_size(target.model))
+            if isinstance(request, EmbedRequest)
+            else [request]
+        )
+        parts: list[Any] = []
+        for req in batches:
+            timeout = _timeout_for(call, target, clock)
+            wire = (
+                adapter.build_embed(req, target.model)
+                if embed
+                else adapter.build_chat(req, target.model)
+            )
+            reply = yield Send(target.provider, wire, timeout)
+            if isinstance(reply, BaseException):
+                raise reply
+            assert isinstance(reply, WireReply)
+            status = reply.status
+            if reply.status >= 400:
+                raise adapter.parse_error(reply, target.model)
+            if embed:
                 parts.append(adapter.parse_embed(reply, target.model))
-            result = _merged(parts)
-            return result
-        timeout = _timeout_for(call, target, clock)
-        wire = adapter.build_chat(call.request, target.model)
-        reply = yield Send(target.provider, wire, timeout)
-        if isinstance(reply, BaseException):
-            raise reply
-        assert isinstance(reply, WireReply)
-        status = reply.status
-        if reply.status >= 400:
-            raise adapter.parse_error(reply, target.model)
-        result = adapter.finalize(call.request, adapter.parse_chat(reply, target.model))
+            else:
+                parts.append(adapter.finalize(req, adapter.parse_chat(reply, target.model)))
+        result = _merged(parts) if embed else parts[0]
         return result
     except ProviderError as exc:
         if exc.provider is None:
