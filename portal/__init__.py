@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     # contracts
     "Attempt": "portal.contracts.responses",
     "ChatRequest": "portal.contracts.request",
+    "SamplingParams": "portal.contracts.request",
     "EmbedResponse": "portal.contracts.responses",
     "FinishReason": "portal.contracts.responses",
     "ImagePart": "portal.contracts.messages",
@@ -119,6 +120,9 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
     )
     from portal.contracts.request import (
         ChatRequest as ChatRequest,
+    )
+    from portal.contracts.request import (
+        SamplingParams as SamplingParams,
     )
     from portal.contracts.responses import (
         Attempt as Attempt,

@@ -24,7 +24,7 @@ from collections.abc import (
 )
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, Unpack
 
 import anyio
 
@@ -33,7 +33,7 @@ from portal._http import httpx2
 from portal.config import PortalConfig, load_config
 from portal.contracts.messages import Message, coerce_messages
 from portal.contracts.output import OutputSpec
-from portal.contracts.request import ChatRequest, EmbedRequest
+from portal.contracts.request import ChatRequest, EmbedRequest, SamplingParams
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
 from portal.contracts.tools import ToolChoice, coerce_tools
 from portal.errors import ConfigError, ContractError, InvalidResponse, PolicyViolation
@@ -692,7 +692,7 @@ class Client(_ClientBase["httpx2.Client"]):
         safety: Any = None,
         retriever: Any = None,
         rag: Any = None,
-        **params: Any,
+        **params: Unpack[SamplingParams],
     ) -> Response:
         call, out, functions = self._core.prepare(
             "chat",
@@ -708,7 +708,7 @@ class Client(_ClientBase["httpx2.Client"]):
             tags=tags,
             timeout_s=timeout_s,
             overrides=(safety, retriever, rag),
-            params=params,
+            params=dict(params),
         )
         flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         return _exhaust(self._drive(flow))  # type: ignore[no-any-return]
@@ -730,7 +730,7 @@ class Client(_ClientBase["httpx2.Client"]):
         safety: Any = None,
         retriever: Any = None,
         rag: Any = None,
-        **params: Any,
+        **params: Unpack[SamplingParams],
     ) -> Iterator[StreamEvent]:
         call, out, _ = self._core.prepare(
             "stream",
@@ -746,7 +746,7 @@ class Client(_ClientBase["httpx2.Client"]):
             tags=tags,
             timeout_s=timeout_s,
             overrides=(safety, retriever, rag),
-            params=params,
+            params=dict(params),
         )
         return self._drive(self._core.stream_flow(call, out))
 
@@ -903,7 +903,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         safety: Any = None,
         retriever: Any = None,
         rag: Any = None,
-        **params: Any,
+        **params: Unpack[SamplingParams],
     ) -> Response:
         call, out, functions = self._core.prepare(
             "chat",
@@ -919,7 +919,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             tags=tags,
             timeout_s=timeout_s,
             overrides=(safety, retriever, rag),
-            params=params,
+            params=dict(params),
         )
         flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         holder: list[Any] = []
@@ -944,7 +944,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         safety: Any = None,
         retriever: Any = None,
         rag: Any = None,
-        **params: Any,
+        **params: Unpack[SamplingParams],
     ) -> AsyncIterator[StreamEvent]:
         call, out, _ = self._core.prepare(
             "stream",
@@ -960,7 +960,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             tags=tags,
             timeout_s=timeout_s,
             overrides=(safety, retriever, rag),
-            params=params,
+            params=dict(params),
         )
         agen = self._drive(self._core.stream_flow(call, out), [])
         try:

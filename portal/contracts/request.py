@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from portal.contracts.messages import Message
 from portal.contracts.output import OutputSpec
 from portal.contracts.tools import ToolChoice, ToolSpec
 from portal.errors import ContractError
 
-__all__ = ["ChatRequest", "EmbedRequest"]
+__all__ = ["ChatRequest", "EmbedRequest", "SamplingParams"]
+
+
+class SamplingParams(TypedDict, total=False):
+    """The sampling keywords of ``chat`` / ``stream`` (``**params: Unpack[SamplingParams]``):
+    type checkers and IDEs see them; a misspelt one is still a `ContractError` naming the
+    allowed ones at run time."""
+
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    stop: list[str] | None
+    seed: int | None
+    provider_options: dict[str, dict[str, Any]] | None
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import portal
 import portal.errors
@@ -89,3 +90,36 @@ def test_client_import_does_not_load_optional_extras() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_type_checkers_see_the_sampling_keywords(tmp_path: Path) -> None:
+    """``**params: Unpack[SamplingParams]``: mypy accepts the documented keywords on both
+    clients and flags a misspelt or mistyped one (at run time those are ContractErrors)."""
+    snippet = tmp_path / "use_portal.py"
+    snippet.write_text(
+        "import portal\n"
+        "def f(c: portal.Client) -> None:\n"
+        "    c.chat(model='a:m', messages=[], temperature=0.2, max_tokens=5, stop=['x'], seed=1)\n"
+        "    c.chat(model='a:m', messages=[], temperatur=0.2)\n"
+        "async def g(c: portal.AsyncClient) -> None:\n"
+        "    await c.chat(model='a:m', messages=[], provider_options={'anthropic': {'top_k': 5}})\n"
+        "    async for _ in c.stream(model='a:m', messages=[], top_p='high'):\n"
+        "        pass\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", "--hide-error-context", str(snippet)],
+        cwd=root,  # reuses the package's mypy cache when CI has just checked it
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [
+        line.split(": error: ", 1)[1] for line in out.stdout.splitlines() if ": error: " in line
+    ]
+    assert errors == [
+        'Unexpected keyword argument "temperatur" for "chat" of "Client"; did you mean '
+        '"temperature"?  [call-arg]',
+        'Argument "top_p" to "stream" of "AsyncClient" has incompatible type "str"; expected '
+        '"float | None"  [arg-type]',
+    ], out.stdout + out.stderr
