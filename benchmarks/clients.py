@@ -638,6 +638,9 @@ class _PortalAsync:
             if event.type == "text" and event.text:
                 yield event.text
 
+    def settle(self) -> None:
+        _flush_ledger(self.client)
+
     async def close(self) -> None:
         await self.client.aclose()
         if self.http_client is not None:
@@ -661,8 +664,18 @@ class _PortalSync:
             if event.type == "text" and event.text:
                 yield event.text
 
+    def settle(self) -> None:
+        _flush_ledger(self.client)
+
     def close(self) -> None:
         self.client.close()
+
+
+def _flush_ledger(client: Any) -> None:
+    """Every ledger row of the calls so far durably written (see run.py `_settle`)."""
+    ledger = client.meter.ledger
+    if ledger is not None and not ledger.flush(timeout=60):
+        raise RuntimeError("portal's ledger did not flush within 60 s")
 
 
 #: portal's contract calls are compared with raw httpx2 posting the same JSON; its streams

@@ -154,8 +154,10 @@ async def _measure_async(spec: Any, env: Any, job: dict[str, Any]) -> dict[str, 
     rss_setup = _rss_mb()
     concurrency = env.concurrency if scenario == "c200" else 1
     await many(job["warmup"] if concurrency == 1 else job["warmup_c200"], concurrency, False)
+    _settle(session)
     c0, w0 = time.process_time(), time.perf_counter()
     await many(job["n"], concurrency, True)
+    _settle(session)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     await session.close()
     return _result(tally, job, cpu, wall, rss_setup)
@@ -192,12 +194,24 @@ def _measure_sync(spec: Any, env: Any, job: dict[str, Any]) -> dict[str, Any]:
     rss_setup = _rss_mb()
     for _ in range(job["warmup"]):
         one(False)
+    _settle(session)
     c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(job["n"]):
         one(True)
+    _settle(session)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     session.close()
     return _result(tally, job, cpu, wall, rss_setup)
+
+
+def _settle(session: Any) -> None:
+    """Background work a client owes for the calls so far, done now: before the measured
+    calls (one-time setup such as creating the ledger's database stays out of the window)
+    and at its end, inside the window (the measured calls' ledger rows are paid for, not
+    left to a writer that runs after the clock stops)."""
+    settle = getattr(session, "settle", None)
+    if settle is not None:
+        settle()
 
 
 def _result(
@@ -457,6 +471,17 @@ class Results:
         ]
         return _med(pairs)
 
+    def best_ratio(self, key: str, base: str, scen: str, metric: str, lower: bool) -> float:
+        """This row's best round over the baseline's best round (lowest CPU or latency,
+        highest throughput). Interference from other work on the machine only makes a
+        round worse, so best-of-rounds is what a short, noisy run can check reliably."""
+
+        def best(rows: list[dict[str, Any]]) -> float:
+            vals = [r[metric] for r in rows if not r.get("errors") and r.get(metric)]
+            return (min(vals) if lower else max(vals)) if vals else float("nan")
+
+        return best(self.runs.get((key, scen), [])) / best(self.runs.get((base, scen), []))
+
     def error(self, key: str, scen: str) -> str:
         for r in self.runs.get((key, scen), []):
             if r.get("errors"):
@@ -696,11 +721,17 @@ TARGETS = (
 
 
 def check(
-    res: Results, specs: dict[str, Any], margin: float, optional: Iterable[str] = ()
+    res: Results,
+    specs: dict[str, Any],
+    margin: float,
+    optional: Iterable[str] = (),
+    best_of_rounds: bool = False,
 ) -> list[str]:
     """Targets missed by more than ``margin`` (1.0 = exactly the target). Rows in
     ``optional`` (an extra's library not installed, e.g. httpx-aiohttp in the dev venv) are
-    skipped with a note on stderr; any other row that did not run is a failure."""
+    skipped with a note on stderr; any other row that did not run is a failure.
+    ``best_of_rounds`` (the CI-sized --quick run) compares best rounds instead of the median
+    of paired ratios: a few hundred calls per round are too few to ride out interference."""
     failures = []
     for t in TARGETS:
         if t.key not in specs:
@@ -709,7 +740,12 @@ def check(
             else:
                 failures.append(f"{t.name}: row {t.key!r} did not run")
             continue
-        r = res.ratio(t.key, specs[t.key].baseline_for(t.scen), t.scen, t.metric)
+        base_key = specs[t.key].baseline_for(t.scen)
+        r = (
+            res.best_ratio(t.key, base_key, t.scen, t.metric, lower=t.le)
+            if best_of_rounds
+            else res.ratio(t.key, base_key, t.scen, t.metric)
+        )
         bad = r != r or (r > t.limit * margin if t.le else r < t.limit / margin)
         if bad:
             sign = "<=" if t.le else ">="
@@ -784,7 +820,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     a = p.parse_args(argv)
     quick = a.quick
-    a.rounds = a.rounds or (2 if quick else 5)
+    a.rounds = a.rounds or (3 if quick else 5)
     a.n_seq = a.n_seq or (150 if quick else 1000)
     a.n_c200 = a.n_c200 or (2 * a.concurrency if quick else 10 * a.concurrency)
     a.n_stream = a.n_stream or (50 if quick else 300)
@@ -923,7 +959,7 @@ def main(argv: list[str] | None = None) -> int:
         optional = [
             k for k in wanted if k not in specs and clients.REGISTRY[k].requires != ("portal",)
         ]
-        missed = check(res, specs, args.check_margin, optional)
+        missed = check(res, specs, args.check_margin, optional, best_of_rounds=args.quick)
         if missed:
             print("targets missed:\n  " + "\n  ".join(missed), file=sys.stderr)
             return 1
