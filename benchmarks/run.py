@@ -821,7 +821,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     quick = a.quick
     a.rounds = a.rounds or (3 if quick else 5)
-    a.n_seq = a.n_seq or (150 if quick else 1000)
+    a.n_seq = a.n_seq or (400 if quick else 1000)
     a.n_c200 = a.n_c200 or (2 * a.concurrency if quick else 10 * a.concurrency)
     a.n_stream = a.n_stream or (50 if quick else 300)
     a.warmup = a.warmup if a.warmup is not None else (20 if quick else 100)
