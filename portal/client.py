@@ -241,21 +241,20 @@ class _Core:
         route: Any,
         key: str | None,
         tenant: str | None,
-        tags: Mapping[str, str] | None,
-        contract: Any,
+        tags: dict[str, str],
+        contract_version: str | None,
         error: BaseException,
     ) -> None:
         """A call refused before any vendor was asked (an input guard blocked it) is still a
         user action: its ledger row has no attempts, no cost and the error's class name."""
-        feat = self.config.features.get(route.feature) if route.feature else None
         self.meter.call(
             call_id=new_call_id(),
             operation=operation,
             feature=route.feature,
-            contract_version=getattr(contract, "version", None),
+            contract_version=contract_version,
             key=key,
             tenant=tenant,
-            tags=dict(tags or (feat.tags if feat else {})),
+            tags=tags,
             arm=route.arm,
             attempts=[],
             response=None,
@@ -313,6 +312,9 @@ class _Core:
             msgs.extend(coerce_messages(messages))
         if not msgs:
             raise ContractError("pass messages= (a list of messages) or input= for a contract")
+        feat = self.config.features.get(feature) if feature else None
+        call_tags = dict(tags or (feat.tags if feat else {}))
+        contract_version = getattr(contract, "version", None)
         layers = self.layers(feature, route, safety, retriever, rag)
         specs = coerce_tools(tools)
         functions = {s.name: s.function for s in specs if s.function is not None}
@@ -322,7 +324,7 @@ class _Core:
             try:
                 msgs = screen_input(layers, msgs)  # a block raises before any vendor call
             except PolicyViolation as exc:
-                self.refused(operation, route, key, tenant, tags, contract, exc)
+                self.refused(operation, route, key, tenant, call_tags, contract_version, exc)
                 raise
             functions = wrap_tools(layers, functions)
         if contract is not None and contract.tools:
@@ -333,7 +335,6 @@ class _Core:
         out_spec = OutputSpec.of(output) if output is not None else None
         if out_spec is None and contract is not None:
             out_spec = contract.output_spec()
-        feat = self.config.features.get(feature) if feature else None
         if feat is not None:
             params.setdefault("max_tokens", feat.max_tokens)
             params.setdefault("temperature", feat.temperature)
@@ -360,8 +361,8 @@ class _Core:
             request,
             key=key,
             tenant=tenant,
-            tags=dict(tags or (feat.tags if feat else {})),
-            contract_version=getattr(contract, "version", None),
+            tags=call_tags,
+            contract_version=contract_version,
             deadline=None if timeout is None else time.perf_counter() + timeout,
         )
         if layers is not None:

@@ -348,8 +348,20 @@ class Adapter:
         vendor's error body, and `classify` to map vendor codes onto the tree."""
         message, code = self.error_details(reply)
         cls = self.classify(reply.status, code, message)
+        return self.reply_error(cls, message or f"HTTP {reply.status}", reply, model, code)
+
+    def reply_error(
+        self,
+        cls: type[ProviderError],
+        message: str,
+        reply: WireReply,
+        model: str,
+        code: str | None = None,
+    ) -> ProviderError:
+        """``cls`` for an HTTP error reply, with what every error carries: status, headers,
+        request id, Retry-After and the (size-capped) body."""
         return cls(
-            message or f"HTTP {reply.status}",
+            message,
             provider=self.name,
             model=model,
             status=reply.status,
@@ -482,16 +494,11 @@ def _error_guard(fn: Callable[..., ProviderError]) -> Callable[..., ProviderErro
         try:
             err = fn(self, reply, model)
         except _SHAPE_ERRORS:
-            cls = error_class_for_status(reply.status, None, "")
-            err = cls(
+            err = self.reply_error(
+                error_class_for_status(reply.status, None, ""),
                 f"HTTP {reply.status} (error body of an unexpected shape)",
-                provider=self.name,
-                model=model,
-                status=reply.status,
-                headers=dict(reply.headers),
-                request_id=self.request_id(reply.headers),
-                retry_after=parse_retry_after(reply.headers),
-                body=_safe_body(reply.body),
+                reply,
+                model,
             )
         return _scrub(err, _secrets_of(self.settings))
 

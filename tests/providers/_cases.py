@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,16 @@ def body_of(adapter: Adapter, req: ChatRequest, model: str) -> dict[str, Any]:
     wire = adapter.build_chat(req, model)
     data: dict[str, Any] = wire.json()
     return data
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message (string headers only, value type 7), written from the
+    framing spec: total length, headers length, prelude CRC, headers, payload, message CRC."""
+    encoded = b"".join(
+        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
+        for k, v in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))

@@ -20,10 +20,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import struct
 import subprocess
 import sys
-import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec
 from portal.providers.base import ProviderSettings, Secret, WireReply, WireRequest
 from portal.providers.bedrock import BedrockAdapter
+from tests.providers._cases import frame
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -84,18 +83,6 @@ def reply(name: str, status: int = 200) -> WireReply:
 
 
 # ------------------------------------------------------------------ event-stream framing
-
-
-def frame(headers: dict[str, str], payload: bytes) -> bytes:
-    """One event-stream message; every header is a string (value type 7)."""
-    encoded = b"".join(
-        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
-        for k, v in headers.items()
-    )
-    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
-    prelude += struct.pack(">I", zlib.crc32(prelude))
-    message = prelude + encoded + payload
-    return message + struct.pack(">I", zlib.crc32(message))
 
 
 def event(kind: str, payload: dict[str, Any]) -> bytes:

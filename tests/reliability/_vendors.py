@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from portal.contracts.request import ChatRequest
 from portal.providers.base import Adapter, ProviderSettings, Secret
 from portal.providers.registry import adapter_class
 from portal.providers.sse import SSEDecoder
+from tests.providers._cases import frame
 from tests.providers.test_conformance import MODELS as CONFORMANCE_MODELS
 from tests.providers.test_conformance import SETTINGS as CONFORMANCE_SETTINGS
 
@@ -118,19 +117,6 @@ def bedrock_streams() -> list[list[tuple[str, Any]]]:
     for path in sorted((FIXTURES / "bedrock").glob("stream*.json")):
         out.append([(f["event"], f["payload"]) for f in json.loads(path.read_bytes())])
     return out
-
-
-def frame(headers: dict[str, str], payload: bytes) -> bytes:
-    """One AWS event-stream message (string headers only), written from the framing spec:
-    total length, headers length, prelude CRC, headers, payload, message CRC."""
-    encoded = b"".join(
-        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
-        for k, v in headers.items()
-    )
-    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
-    prelude += struct.pack(">I", zlib.crc32(prelude))
-    message = prelude + encoded + payload
-    return message + struct.pack(">I", zlib.crc32(message))
 
 
 def bedrock_event(kind: str, payload: bytes, message_type: str = "event") -> bytes:
