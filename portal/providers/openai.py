@@ -510,8 +510,8 @@ class OpenAIChatStreamParser(SSEStreamParser):
             self.usage = usage
             events.append(StreamEvent("usage", usage=usage))
         choices = obj.get("choices") or []
-        if not choices:
-            self._details(self.adapter.reply_details(obj, {}))
+        if not choices and (found := self.adapter.reply_details(obj, {})):
+            self._details(found)
         for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -538,7 +538,8 @@ class OpenAIChatStreamParser(SSEStreamParser):
                     )
             if choice.get("finish_reason"):
                 self.finish_raw = choice["finish_reason"]
-            self._details(self.adapter.reply_details(obj, choice))
+            if found := self.adapter.reply_details(obj, choice):
+                self._details(found)
 
     def _details(self, found: dict[str, Any]) -> None:
         """Merge per-chunk extras; nested tables (Azure's content_filter) merge key by key."""

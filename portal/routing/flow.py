@@ -536,8 +536,10 @@ def _stream_once(
         parser = adapter.stream_parser(call.request, target.model)
         limit = byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
         received = 0
+        deadline = call.deadline
+        read = ReadChunk()  # effects carry no state: one for every read
         while True:
-            chunk = yield ReadChunk()
+            chunk = yield read
             if isinstance(chunk, BaseException):
                 raise chunk
             if not chunk:
@@ -549,8 +551,7 @@ def _stream_once(
                     "the provider option max_reply_bytes if the vendor really sends this much)",
                     target.model,
                 )
-            left = call.time_left(clock())
-            if left is not None and left <= 0:  # the deadline covers the whole stream
+            if deadline is not None and clock() >= deadline:  # it covers the whole stream
                 raise ProviderTimeout(
                     "the call's deadline passed while the stream was still sending",
                     provider=target.provider,
