@@ -171,12 +171,16 @@ class ProviderConfig(_Model):
     @field_validator("options")
     @classmethod
     def _size_caps(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in ("max_reply_bytes", "max_event_bytes"):
+        for name, unit in (
+            ("max_reply_bytes", "bytes"),
+            ("max_event_bytes", "bytes"),
+            ("embed_batch_size", "inputs per embeddings request"),
+        ):
             value = v.get(name)
             if value is not None and (
                 not isinstance(value, int) or isinstance(value, bool) or value <= 0
             ):
-                raise ValueError(f"{name} must be a positive integer (bytes), got {value!r}")
+                raise ValueError(f"{name} must be a positive integer ({unit}), got {value!r}")
         return v
 
     @field_validator("base_url")

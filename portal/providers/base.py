@@ -332,8 +332,19 @@ class Adapter:
 
     # -- embeddings ----------------------------------------------------------------------
     def embed_batch_size(self, model: str) -> int | None:
-        """Most inputs ``model`` takes in one embeddings request (None: no limit portal
-        knows). The flow splits a larger ``embed`` into several requests of one attempt."""
+        """Inputs per embeddings request: the vendor's documented limit (`embed_batch_limit`),
+        lowered by the provider option ``embed_batch_size`` where set (a server with a smaller
+        limit, a per-request token cap). None: no limit. The flow splits a larger ``embed``
+        into several requests of one attempt."""
+        documented = self.embed_batch_limit(model)
+        chosen = self.settings.options.get("embed_batch_size")
+        if chosen is None:
+            return documented
+        return chosen if documented is None else min(chosen, documented)
+
+    def embed_batch_limit(self, model: str) -> int | None:
+        """Most inputs ``model`` takes in one embeddings request, from the vendor's docs (None:
+        no limit portal knows)."""
         return None
 
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:

@@ -29,7 +29,7 @@ Translation choices:
   its input becomes `Response.text` (in `finalize`, or directly when streaming);
 - ``seed`` is not part of ``inferenceConfig`` and is not sent; model-specific fields go in
   ``provider_options={"bedrock": {"additionalModelRequestFields": {...}}}`` (merged verbatim);
-- Titan embedding models take one input per request and Cohere Embed 96 (`embed_batch_size`):
+- Titan embedding models take one input per request and Cohere Embed 96 (`embed_batch_limit`):
   a larger ``embed`` is sent as several requests, in input order, as one attempt.
 
 Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stopReason`` becomes "stop" when the reply
@@ -545,7 +545,7 @@ class BedrockAdapter(Adapter):
         )
 
     # -- embeddings ------------------------------------------------------------------------
-    def embed_batch_size(self, model: str) -> int | None:
+    def embed_batch_limit(self, model: str) -> int | None:
         """Titan embeds one ``inputText`` per request; Cohere Embed on Bedrock up to 96
         ``texts``. A larger ``embed`` becomes several requests (in order, one attempt)."""
         family = _embed_family(model)

@@ -326,7 +326,7 @@ class CohereAdapter(Adapter):
         return error_class_for_status(status, code, message)
 
     # -- embeddings ------------------------------------------------------------------------
-    def embed_batch_size(self, model: str) -> int | None:
+    def embed_batch_limit(self, model: str) -> int | None:
         return _EMBED_BATCH_MAX  # the client's flow splits a larger embed into requests
 
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:

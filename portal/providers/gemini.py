@@ -512,7 +512,7 @@ class GeminiAdapter(Adapter):
         return self.parse_error(WireReply(code, {}, json.dumps(data).encode()), model)
 
     # -- embeddings ------------------------------------------------------------------------
-    def embed_batch_size(self, model: str) -> int | None:
+    def embed_batch_limit(self, model: str) -> int | None:
         return _EMBED_BATCH_MAX  # the client's flow splits a larger embed into requests
 
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:

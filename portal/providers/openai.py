@@ -449,10 +449,11 @@ class OpenAIAdapter(Adapter):
     def embed_url(self, model: str) -> str:
         return self.base_url + self.embed_path
 
-    def embed_batch_size(self, model: str) -> int | None:
-        """OpenAI's Embeddings API takes at most 2,048 inputs per request (its OpenAPI spec);
-        other kinds built on this adapter keep their own limits, unknown to portal."""
-        return 2048 if self.kind == "openai" else None
+    def embed_batch_limit(self, model: str) -> int | None:
+        """OpenAI's Embeddings API takes at most 2,048 inputs per request (its OpenAPI spec),
+        and so does Azure OpenAI (its embeddings how-to). Other kinds built on this adapter
+        document none: their users set the provider option ``embed_batch_size``."""
+        return 2048 if self.kind in ("openai", "azure-openai") else None
 
     def build_embed(self, req: EmbedRequest, model: str) -> WireRequest:
         return self.json_request(
