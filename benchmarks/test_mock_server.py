@@ -279,11 +279,15 @@ def test_raw_same_json_rows_post_exactly_what_portal_sends(base_url: str) -> Non
 
     env = clients.Env(base_url, base_url, 1, 5)
     client = portal.Client(
-        clients._portal_config(env), ledger=None, transports={"bench": httpx2.MockTransport(capture)}
+        clients._portal_config(env),
+        ledger=None,
+        transports={"bench": httpx2.MockTransport(capture)},
     )
     try:
         answer = clients._answer(
-            client.chat(feature="bench.answer", input=clients.QUESTION, max_tokens=clients.MAX_TOKENS)
+            client.chat(
+                feature="bench.answer", input=clients.QUESTION, max_tokens=clients.MAX_TOKENS
+            )
         )
     finally:
         client.close()

@@ -14,8 +14,10 @@ CONFIG = {
     "portal": {"ledger": "none"},
     "providers": {
         # a flaky primary and a steady secondary, both simulated in-process
-        "primary": {"kind": "sim", "options": {"seed": 1, "latency_p50_ms": 80,
-                                               "error_rates": {"server_error": 0.3}}},
+        "primary": {
+            "kind": "sim",
+            "options": {"seed": 1, "latency_p50_ms": 80, "error_rates": {"server_error": 0.3}},
+        },
         "secondary": {"kind": "sim", "options": {"seed": 2, "latency_p50_ms": 120}},
     },
     "features": {

@@ -19,12 +19,21 @@ CONFIG = {
 }
 
 FAQ = [
-    {"id": "shipping", "text": "We ship to Canada, Mexico and the US in 3 to 5 days.",
-     "source": "faq.md#shipping"},
-    {"id": "returns", "text": "Returns are free within 30 days of delivery.",
-     "source": "faq.md#returns"},
-    {"id": "payment", "text": "We accept Visa, Mastercard, PayPal and gift cards.",
-     "source": "faq.md#payment"},
+    {
+        "id": "shipping",
+        "text": "We ship to Canada, Mexico and the US in 3 to 5 days.",
+        "source": "faq.md#shipping",
+    },
+    {
+        "id": "returns",
+        "text": "Returns are free within 30 days of delivery.",
+        "source": "faq.md#returns",
+    },
+    {
+        "id": "payment",
+        "text": "We accept Visa, Mastercard, PayPal and gift cards.",
+        "source": "faq.md#payment",
+    },
 ]
 
 
@@ -39,8 +48,10 @@ def main() -> None:
             retriever=index,
         )
         rag = resp.provider_details["rag"]
-        print(f"injected {rag['doc_ids']} ({rag['context_tokens']} tokens, "
-              f"retrieval {rag['latency_ms']:.1f} ms)")
+        print(
+            f"injected {rag['doc_ids']} ({rag['context_tokens']} tokens, "
+            f"retrieval {rag['latency_ms']:.1f} ms)"
+        )
         print("citations:", resp.citations or "(the simulated model does not cite)")
 
 
