@@ -81,6 +81,7 @@ class Budgets:
         self.clock = clock
         self._warned: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
+        self._day = ""  # the latest UTC day seen; its predecessors' counters are forgotten
 
     @property
     def active(self) -> bool:
@@ -96,12 +97,27 @@ class Budgets:
     def _field(budget: BudgetConfig, tenant: str | None) -> str:
         return tenant if budget.per_tenant and tenant else _NO_TENANT
 
+    def _today(self, now: float) -> tuple[str, float]:
+        """`day_window` of ``now``; on the first call of a new day, yesterday's counters are
+        forgotten (the local copy, and with Redis the refresh of them): a process that runs
+        for months must not keep, or keep polling, a counter per feature per day."""
+        day, ends = day_window(now)
+        if day > self._day:
+            with self._lock:
+                old, self._day = self._day, max(self._day, day)
+                self._warned = {w for w in self._warned if w[2] >= self._day}
+            if old and old < day:
+                for feature, feat in self.config.features.items():
+                    if feat.budget is not None:
+                        self.state.forget(f"budget:{feature}:{old}")
+        return day, ends
+
     def spent(self, feature: str, tenant: str | None = None) -> float:
         """USD settled today for ``feature`` (and ``tenant`` if the budget is per tenant)."""
         budget = self._budget(feature)
         if budget is None:
             return 0.0
-        day, _ = day_window(self.clock())
+        day, _ = self._today(self.clock())
         counters = self.state.counters(f"budget:{feature}:{day}")
         return float(counters.get(self._field(budget, tenant), 0.0))
 
@@ -113,8 +129,7 @@ class Budgets:
         budget = self._budget(feature)
         if budget is None or feature is None or not route.targets:
             return None
-        now = self.clock()
-        day, ends = day_window(now)
+        day, ends = self._today(self.clock())
         field = self._field(budget, tenant)
         spent = float(self.state.counters(f"budget:{feature}:{day}").get(field, 0.0))
         estimate = self.estimate(route.targets[0], request)
@@ -190,7 +205,7 @@ class Budgets:
         budget = self._budget(feature)
         if budget is None or not cost:
             return
-        day, _ = day_window(self.clock())
+        day, _ = self._today(self.clock())
         self.state.incr(f"budget:{feature}:{day}", self._field(budget, tenant), float(cost))
 
 

@@ -134,6 +134,7 @@ class CanaryControl:
         self.state = state
         self.check_every = check_every
         self._seen: dict[str, int] = {}
+        self._gens: dict[str, int] = {}  # the step (gen) last counted per feature
         self._every: dict[str, float | None] = {}
         for name, feat in config.features.items():
             if feat.canary is not None and feat.canary.ramp_every:
@@ -222,6 +223,12 @@ class CanaryControl:
         gen = 0 if rec is None else int(rec.get("gen", 0))
         key = self._arm_key(feature, gen, arm)
         st = self.state
+        last = self._gens.get(feature)
+        if last != gen:  # a new step: the guard judges it afresh, the old counters are done
+            self._gens[feature] = gen
+            if last is not None and last < gen:
+                for old_arm in ("baseline", "canary"):
+                    st.forget(self._arm_key(feature, last, old_arm))
         st.incr(key, "calls")
         if ok:
             st.incr(key, f"h{_bin(latency_ms)}")

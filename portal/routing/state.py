@@ -65,6 +65,8 @@ class State(Protocol):
 
     def reset(self, key: str) -> None: ...
 
+    def forget(self, key: str) -> None: ...
+
     def hit(self, key: str, fields: Mapping[str, float]) -> None: ...
 
     def window(self, key: str, window_s: float) -> dict[str, float]: ...
@@ -137,6 +139,10 @@ class MemoryState:
         return self._counters.get(key) or {}
 
     def reset(self, key: str) -> None:
+        self._counters.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        """This process no longer needs ``key``'s counters (a day that ended): drop them."""
         self._counters.pop(key, None)
 
     def hit(self, key: str, fields: Mapping[str, float]) -> None:
@@ -389,6 +395,14 @@ class RedisState:
     def reset(self, key: str) -> None:
         self.local.reset(key)
         self._queue("reset", key)
+
+    def forget(self, key: str) -> None:
+        """Stop refreshing ``key``'s counters and drop the local copy; Redis keeps them (its
+        own expiry) for other processes. Without this every budget day ever read stayed in
+        the refresh pipeline of a long-running process."""
+        with self._lock:
+            self._watch_counters.discard(key)
+            self.local._counters.pop(key, None)
 
     def hit(self, key: str, fields: Mapping[str, float]) -> None:
         self.local.hit(key, fields)

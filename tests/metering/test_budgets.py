@@ -205,3 +205,53 @@ def test_no_budget_configured_changes_nothing() -> None:
     route = client._core.router.route("f", None, None)
     assert budgets.check("f", route, ChatRequest(messages=[portal.user("x")]), None) is None
     client.close()
+
+
+def test_a_new_day_forgets_the_last_days_counters() -> None:
+    """A process that runs for months keeps one budget counter, not one per day."""
+    client, clock = _client(_config({"usd_per_day": 10.0, "on_exceed": "warn"}))
+    state = client._core.state
+    _ask(client)
+    assert "budget:f:2025-03-10" in state._counters  # type: ignore[attr-defined]
+    clock.now = MIDNIGHT + 1
+    _ask(client)
+    assert [k for k in state._counters if k.startswith("budget:")] == [  # type: ignore[attr-defined]
+        "budget:f:2025-03-11"
+    ]
+    clock.now = MIDNIGHT + 3 * 86400  # days without calls, then one
+    _ask(client)
+    assert [k for k in state._counters if k.startswith("budget:")] == [  # type: ignore[attr-defined]
+        "budget:f:2025-03-14"
+    ]
+    client.close()
+
+
+def test_warnings_of_past_days_are_not_kept(caplog: pytest.LogCaptureFixture) -> None:
+    client, clock = _client(_config({"usd_per_day": 1e-9, "on_exceed": "warn"}))
+    budgets = client._core.budgets
+    with caplog.at_level(logging.WARNING, logger="portal.metering"):
+        _ask(client)
+        clock.now = MIDNIGHT + 1
+        _ask(client)
+    assert len([r for r in caplog.records if "per day spent" in r.getMessage()]) == 2
+    assert {w[2] for w in budgets._warned} == {"2025-03-11"}
+    client.close()
+
+
+def test_redis_keeps_past_days_but_stops_refreshing_them(redis_url: str) -> None:
+    client, clock = _client(_config({"usd_per_day": 10.0}, state=redis_url))
+    state = client._core.state
+    try:
+        _ask(client)
+        client._core.budgets.spent("f")  # read: the day's counter is watched
+        state.sync()  # type: ignore[attr-defined]
+        assert "budget:f:2025-03-10" in state._watch_counters  # type: ignore[attr-defined]
+        clock.now = MIDNIGHT + 1
+        _ask(client)
+        state.sync()  # type: ignore[attr-defined]
+        watched = state._watch_counters  # type: ignore[attr-defined]
+        assert "budget:f:2025-03-10" not in watched and "budget:f:2025-03-11" in watched
+        shared = state._redis.hgetall(state._k("budget:f:2025-03-10"))  # type: ignore[attr-defined]
+        assert float(shared["_"]) > 0  # still in Redis, for other replicas and its expiry
+    finally:
+        client.close()

@@ -150,6 +150,20 @@ def test_ramp_every_promotes_while_the_guard_is_healthy(clock: FakeClock) -> Non
     assert control.live("f")["percent"] == 25
 
 
+def test_a_new_step_forgets_the_last_steps_guard_counters(clock: FakeClock) -> None:
+    """Each step is judged on its own calls; a canary ramped for weeks keeps two counters."""
+    cfg = load_config(canary_cfg(percent=1, ramp=[1, 5, 25]))
+    state = MemoryState(clock)
+    control = CanaryControl(cfg, state, check_every=1000)
+    for arm in ("baseline", "canary"):
+        control.observe("f", arm, True, 100.0, None)
+    assert sorted(state._counters) == ["guard:f:0:baseline", "guard:f:0:canary"]
+    control.promote("f")
+    control.observe("f", "canary", True, 100.0, None)
+    assert sorted(state._counters) == ["guard:f:1:canary"]
+    assert control.arms("f")[1].calls == 1
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600), ("1d", 86400), ("250ms", 0.25)]
 )
