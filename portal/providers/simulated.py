@@ -37,7 +37,20 @@ from portal.errors import ConfigError
 from portal.providers.base import Capabilities, ProviderSettings
 from portal.providers.openai import OpenAIAdapter
 
-__all__ = ["SimOptions", "SimTransport", "SimulatedAdapter"]
+__all__ = [
+    "SimOptions",
+    "SimTransport",
+    "SimulatedAdapter",
+    "TimedAsyncStream",
+    "TimedSyncStream",
+    "completion_chunks",
+    "count_text_tokens",
+    "embed_vector",
+    "error_body",
+    "message_text",
+    "prompt_text",
+    "split_words",
+]
 
 ERROR_KINDS = ("rate_limit", "server_error", "overloaded", "timeout", "stream_cut")
 
@@ -169,7 +182,7 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             return httpx2.Response(
                 200,
                 headers={"content-type": "text/event-stream"},
-                stream=_SyncStream(self._stream_chunks(plan, body), self.options.time_scale),
+                stream=TimedSyncStream(self._stream_chunks(plan, body), self.options.time_scale),
             )
         time.sleep(plan.latency_s)
         return httpx2.Response(200, json=self._completion(plan, body), headers=self._headers())
@@ -189,7 +202,7 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             return httpx2.Response(
                 200,
                 headers={"content-type": "text/event-stream"},
-                stream=_AsyncStream(self._stream_chunks(plan, body), self.options.time_scale),
+                stream=TimedAsyncStream(self._stream_chunks(plan, body), self.options.time_scale),
             )
         await anyio.sleep(plan.latency_s)
         return httpx2.Response(200, json=self._completion(plan, body), headers=self._headers())
@@ -205,11 +218,11 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         path = request.url.path
         if path.endswith("/embeddings"):
             return None
-        prompt_tokens = _count(_prompt_text(body))
+        prompt_tokens = count_text_tokens(prompt_text(body))
         if prompt_tokens > self.options.context_window:
             return (
                 400,
-                _err(
+                error_body(
                     f"This model's maximum context length is {self.options.context_window} "
                     f"tokens. However, your messages resulted in {prompt_tokens} tokens.",
                     "invalid_request_error",
@@ -223,21 +236,21 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             headers = self._headers() | {"retry-after": f"{self.options.retry_after_s:g}"}
             return (
                 429,
-                _err("Rate limit reached (simulated)", "rate_limit_exceeded"),
+                error_body("Rate limit reached (simulated)", "rate_limit_exceeded"),
                 headers,
                 quick,
             )
         if plan.error == "server_error":
             return (
                 500,
-                _err("The server had an error (simulated)", "server_error"),
+                error_body("The server had an error (simulated)", "server_error"),
                 self._headers(),
                 plan.latency_s,
             )
         if plan.error == "overloaded":
             return (
                 503,
-                _err("The engine is currently overloaded (simulated)", "overloaded"),
+                error_body("The engine is currently overloaded (simulated)", "overloaded"),
                 self._headers(),
                 quick,
             )
@@ -250,9 +263,9 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         if request_is_embedding(body):
             return self._embedding(body)
         message, finish = self._reply(plan, body)
-        prompt_tokens = _count(_prompt_text(body))
-        completion_tokens = _count(message.get("content") or "") + sum(
-            _count(c["function"]["arguments"]) + 3 for c in message.get("tool_calls", [])
+        prompt_tokens = count_text_tokens(prompt_text(body))
+        completion_tokens = count_text_tokens(message.get("content") or "") + sum(
+            count_text_tokens(c["function"]["arguments"]) + 3 for c in message.get("tool_calls", [])
         )
         return {
             "id": f"chatcmpl-sim{self._counter}",
@@ -273,10 +286,10 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             inputs = [inputs]
         dims = int(body.get("dimensions") or 64)
         data = [
-            {"object": "embedding", "index": i, "embedding": _embed(text, dims)}
+            {"object": "embedding", "index": i, "embedding": embed_vector(text, dims)}
             for i, text in enumerate(inputs)
         ]
-        tokens = sum(_count(t) for t in inputs)
+        tokens = sum(count_text_tokens(t) for t in inputs)
         return {
             "object": "list",
             "data": data,
@@ -287,7 +300,7 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
     def _reply(self, plan: _Plan, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
         messages = body.get("messages") or []
         last = messages[-1] if messages else {}
-        prompt = _text_of(last)
+        prompt = message_text(last)
         tools = body.get("tools") or []
         choice = body.get("tool_choice", "auto")
         wants_tool = (
@@ -324,14 +337,14 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         text = self._text(plan, prompt, last)
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         finish = "stop"
-        if max_tokens and _count(text) > int(max_tokens):
+        if max_tokens and count_text_tokens(text) > int(max_tokens):
             text = " ".join(text.split()[: max(1, int(max_tokens) * 3 // 4)])
             finish = "length"
         return {"role": "assistant", "content": text}, finish
 
     def _text(self, plan: _Plan, prompt: str, last: dict[str, Any]) -> str:
         if last.get("role") == "tool":
-            lead = f"Based on the tool result {_text_of(last)[:120]}:"
+            lead = f"Based on the tool result {message_text(last)[:120]}:"
         else:
             lead = f'About "{prompt[:60]}":' if prompt else "Hello:"
         start = plan.rng.randrange(len(_WORDS))
@@ -339,54 +352,77 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         return f"{lead} {' '.join(words)}."
 
     def _stream_chunks(self, plan: _Plan, body: dict[str, Any]) -> Iterator[tuple[float, bytes]]:
-        """(seconds to wait before, SSE bytes) pairs in the Chat Completions chunk format."""
         completion = self._completion(plan, body)
-        message = completion["choices"][0]["message"]
-        base = {
-            "id": completion["id"],
-            "object": "chat.completion.chunk",
-            "created": completion["created"],
-            "model": completion["model"],
-        }
         opts = self.options
-        ttft = opts.ttft_ms / 1000.0
-        per_chunk = opts.chunk_tokens / opts.tokens_per_s
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            return b"data: " + json.dumps(data).encode() + b"\n\n"
-
-        yield ttft, chunk({"role": "assistant", "content": ""})
-        pieces = _split(message.get("content") or "", opts.chunk_tokens)
-        cut_at = -1
+        pieces = split_words(
+            completion["choices"][0]["message"].get("content") or "", opts.chunk_tokens
+        )
+        cut_at = None
         if plan.error == "stream_cut":
             chosen = opts.cut_after_chunks
             cut_at = plan.rng.randrange(0, len(pieces) + 1) if chosen is None else chosen
-        for i, piece in enumerate(pieces):
-            if i == cut_at:
-                return  # the connection drops: no finish_reason, no [DONE]
-            yield per_chunk, chunk({"content": piece})
-        for i, call in enumerate(message.get("tool_calls") or []):
-            args = call["function"]["arguments"]
-            head = {
-                "index": i,
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""},
-            }
-            yield per_chunk, chunk({"tool_calls": [head]})
-            for frag in _split_chars(args, 16):
-                yield 0.0, chunk({"tool_calls": [{"index": i, "function": {"arguments": frag}}]})
-        if plan.error == "stream_cut":
-            return
-        yield 0.0, chunk({}, completion["choices"][0]["finish_reason"])
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = base | {"choices": [], "usage": completion["usage"]}
-            yield 0.0, b"data: " + json.dumps(usage).encode() + b"\n\n"
-        yield 0.0, b"data: [DONE]\n\n"
+        return completion_chunks(
+            completion,
+            pieces,
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            cut_at=cut_at,
+            first_wait=opts.ttft_ms / 1000.0,
+            piece_wait=opts.chunk_tokens / opts.tokens_per_s,
+        )
 
 
-class _SyncStream(httpx2.SyncByteStream):
+def completion_chunks(
+    completion: dict[str, Any],
+    pieces: list[str],
+    *,
+    include_usage: bool,
+    cut_at: int | None = None,
+    first_wait: float = 0.0,
+    piece_wait: float = 0.0,
+) -> Iterator[tuple[float, bytes]]:
+    """A Chat Completions reply as (seconds to wait before, SSE bytes) stream chunks: the role,
+    the text in ``pieces``, each tool call as a head and argument fragments, the
+    finish_reason, usage when ``include_usage``, then ``[DONE]``. With ``cut_at`` the
+    connection drops before piece ``cut_at`` (or after the tool calls if there are fewer
+    pieces): no finish_reason, no ``[DONE]``."""
+    message = completion["choices"][0]["message"]
+    base = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    yield first_wait, chunk({"role": "assistant", "content": ""})
+    for i, piece in enumerate(pieces):
+        if i == cut_at:
+            return  # the connection drops: no finish_reason, no [DONE]
+        yield piece_wait, chunk({"content": piece})
+    for i, call in enumerate(message.get("tool_calls") or []):
+        args = call["function"]["arguments"]
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        yield piece_wait, chunk({"tool_calls": [head]})
+        for frag in _split_chars(args, 16):
+            yield 0.0, chunk({"tool_calls": [{"index": i, "function": {"arguments": frag}}]})
+    if cut_at is not None:
+        return
+    yield 0.0, chunk({}, completion["choices"][0]["finish_reason"])
+    if include_usage:
+        usage = base | {"choices": [], "usage": completion["usage"]}
+        yield 0.0, b"data: " + json.dumps(usage).encode() + b"\n\n"
+    yield 0.0, b"data: [DONE]\n\n"
+
+
+class TimedSyncStream(httpx2.SyncByteStream):
     def __init__(self, chunks: Iterator[tuple[float, bytes]], scale: float) -> None:
         self.chunks = chunks
         self.scale = scale
@@ -398,7 +434,7 @@ class _SyncStream(httpx2.SyncByteStream):
             yield data
 
 
-class _AsyncStream(httpx2.AsyncByteStream):
+class TimedAsyncStream(httpx2.AsyncByteStream):
     def __init__(self, chunks: Iterator[tuple[float, bytes]], scale: float) -> None:
         self.chunks = chunks
         self.scale = scale
@@ -414,11 +450,11 @@ def request_is_embedding(body: dict[str, Any]) -> bool:
     return "input" in body and "messages" not in body
 
 
-def _err(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
+def error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code or type_}}
 
 
-def _text_of(message: dict[str, Any]) -> str:
+def message_text(message: dict[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content
@@ -427,14 +463,14 @@ def _text_of(message: dict[str, Any]) -> str:
     return ""
 
 
-def _prompt_text(body: dict[str, Any]) -> str:
-    parts = [_text_of(m) for m in body.get("messages") or []]
+def prompt_text(body: dict[str, Any]) -> str:
+    parts = [message_text(m) for m in body.get("messages") or []]
     for t in body.get("tools") or []:
         parts.append(json.dumps(t))
     return "\n".join(parts)
 
 
-def _count(text: str) -> int:
+def count_text_tokens(text: str) -> int:
     if not text:
         return 0
     from portal.metering.tokens import count_tokens
@@ -442,7 +478,7 @@ def _count(text: str) -> int:
     return count_tokens(text)[0]
 
 
-def _split(text: str, tokens_per_chunk: int) -> list[str]:
+def split_words(text: str, tokens_per_chunk: int) -> list[str]:
     words = re.findall(r"\S+\s*", text)
     step = max(1, tokens_per_chunk * 3 // 4)
     return ["".join(words[i : i + step]) for i in range(0, len(words), step)]
@@ -452,7 +488,7 @@ def _split_chars(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def _embed(text: str, dims: int) -> list[float]:
+def embed_vector(text: str, dims: int) -> list[float]:
     """A deterministic unit vector from character trigrams: similar texts get close vectors."""
     vec = [0.0] * dims
     lowered = f"  {text.lower()}  "
