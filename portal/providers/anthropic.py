@@ -31,9 +31,15 @@ Translation choices:
 Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stop_reason`` becomes "stop" when the
 reply carries text or tool calls, "error" when it is empty.
 
-Content: ``text`` blocks are the answer, ``tool_use`` blocks the calls, reasoning blocks
-(``thinking``, ``redacted_thinking``) are omitted; any other block (a server tool's blocks, a
-type added after this was written) is kept as sent in ``provider_details["unknown_content"]``.
+Content: ``text`` blocks are the answer, ``tool_use`` blocks the calls. Reasoning blocks
+(``thinking``, ``redacted_thinking``) are not part of the answer, but with extended thinking
+on, Anthropic rejects a tool loop's next request unless the assistant turn that made the calls
+comes back with its reasoning blocks, unmodified and signed. So the blocks that came before a
+call travel on it, ``ToolCall.provider_data = {"anthropic": {"thinking": [...]}}`` (JSON and
+stream alike), and are sent back where they were: the first call's at the start of the turn,
+a later call's right before its ``tool_use``. Their text is also on
+``provider_details["thinking"]``. Any other block (a server tool's blocks, a type added after
+this was written) is kept as sent in ``provider_details["unknown_content"]``.
 A stream keeps the events of that kind (unknown event types, the start and deltas of an unknown
 block, unknown delta types) in ``provider_details["unknown_events"]``, capped at
 `MAX_UNKNOWN_EVENTS`.
@@ -45,7 +51,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -120,12 +126,32 @@ ERROR_TYPE_MAP: dict[str, type[ProviderError]] = {
 
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
-#: content blocks known and deliberately not part of the answer (reasoning)
+#: content blocks known and not part of the answer (reasoning), kept on tool calls for replay
 OMITTED_BLOCKS: tuple[str, ...] = ("thinking", "redacted_thinking")
 #: stream events and delta types known and needing no action: keep-alives, block ends,
-#: reasoning and citation deltas (citations are not part of ``text``)
+#: citation deltas (citations are not part of ``text``)
 IGNORED_EVENTS: tuple[str, ...] = ("ping", "content_block_stop")
-IGNORED_DELTAS: tuple[str, ...] = ("thinking_delta", "signature_delta", "citations_delta")
+IGNORED_DELTAS: tuple[str, ...] = ("citations_delta",)
+#: the ``ToolCall.provider_data`` namespace this adapter reads and writes
+PROVIDER_DATA_KEY = "anthropic"
+
+
+def thinking_blocks(call: ToolCall) -> list[dict[str, Any]]:
+    """The reasoning blocks that came before ``call`` in an Anthropic reply (to replay)."""
+    data = (call.provider_data or {}).get(PROVIDER_DATA_KEY)
+    blocks = data.get("thinking") if isinstance(data, Mapping) else None
+    if not isinstance(blocks, list):
+        return []
+    return [b for b in blocks if isinstance(b, dict) and b.get("type") in OMITTED_BLOCKS]
+
+
+def _carry_thinking(call: ToolCall, blocks: list[dict[str, Any]]) -> None:
+    if blocks:
+        call.provider_data = {**(call.provider_data or {}), PROVIDER_DATA_KEY: {"thinking": blocks}}
+
+
+def _thinking_text(blocks: Iterable[dict[str, Any]]) -> str:
+    return "\n\n".join(str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking")
 
 
 def safe_tool_id(call_id: str, prefix: str = "toolu_") -> str:
@@ -296,8 +322,13 @@ class AnthropicAdapter(Adapter):
                 block["is_error"] = True
             return [block]
         blocks = [self.map_part(p) for p in m.parts if not (isinstance(p, TextPart) and not p.text)]
-        if m.role == "assistant":
-            blocks.extend(self.map_tool_call(c) for c in m.tool_calls or [])
+        if m.role == "assistant" and m.tool_calls:
+            # a turn's reasoning comes first; an interleaved block right before its call
+            blocks[:0] = thinking_blocks(m.tool_calls[0])
+            for i, call in enumerate(m.tool_calls):
+                if i:
+                    blocks.extend(thinking_blocks(call))
+                blocks.append(self.map_tool_call(call))
         return blocks
 
     def map_part(self, part: TextPart | ImagePart) -> dict[str, Any]:
@@ -371,6 +402,8 @@ class AnthropicAdapter(Adapter):
         texts: list[str] = []
         calls: list[ToolCall] = []
         details: dict[str, Any] = {}
+        reasoning: list[dict[str, Any]] = []
+        pending: list[dict[str, Any]] = []  # reasoning since the last tool call
         for block in content:
             if not isinstance(block, dict):
                 continue
@@ -385,8 +418,15 @@ class AnthropicAdapter(Adapter):
                     )
                 name = str(block.get("name") or "")
                 calls.append(ToolCall(str(block.get("id") or ""), name, args))
-            elif kind not in OMITTED_BLOCKS:
+                _carry_thinking(calls[-1], pending)
+                pending = []
+            elif kind in OMITTED_BLOCKS:
+                reasoning.append(block)
+                pending.append(block)
+            else:
                 keep_unknown(details, block)
+        if thought := _thinking_text(reasoning):
+            details["thinking"] = thought
         raw = data.get("stop_reason")
         text = "".join(texts)
         if data.get("stop_sequence"):
@@ -528,6 +568,8 @@ class AnthropicStreamParser(SSEStreamParser):
         self.structured: list[str] | None = None
         self.tools = ToolCallAssembler()
         self.block_kind: dict[int, str] = {}
+        self.reasoning: dict[int, dict[str, Any]] = {}  # index -> thinking block, rebuilt
+        self.tool_indexes: list[int] = []  # block index of each tool call, in call order
         self.usage: Usage | None = None
         self.stop_reason: str | None = None
         self.stopped = False
@@ -561,6 +603,16 @@ class AnthropicStreamParser(SSEStreamParser):
                 self.structured = self.structured or []
             elif btype == "tool_use":
                 self.tools.start(index, block.get("id"), name)
+                self.tool_indexes.append(index)
+            elif btype == "thinking":
+                sig = str(block.get("signature") or "")
+                self.reasoning[index] = {
+                    "type": "thinking",
+                    "thinking": str(block.get("thinking") or ""),
+                    "signature": sig,
+                }
+            elif btype == "redacted_thinking":
+                self.reasoning[index] = dict(block)
             elif btype == "text":
                 if block.get("text"):
                     self.text.append(block["text"])
@@ -589,6 +641,10 @@ class AnthropicStreamParser(SSEStreamParser):
                         events.append(StreamEvent("text", text=piece))
                 else:
                     self.tools.add_arguments(index, piece)
+            elif dtype == "thinking_delta" and index in self.reasoning:
+                self.reasoning[index]["thinking"] += str(delta.get("thinking") or "")
+            elif dtype == "signature_delta" and index in self.reasoning:
+                self.reasoning[index]["signature"] += str(delta.get("signature") or "")
             elif dtype not in IGNORED_DELTAS:
                 self.keep_unknown_event(obj)
         elif kind == "message_delta":
@@ -606,6 +662,19 @@ class AnthropicStreamParser(SSEStreamParser):
     def _usage(self, raw: Any) -> Usage:
         return self.adapter._usage(raw, self.model, self.usage)
 
+    def _carry_reasoning(self, calls: list[ToolCall], details: dict[str, Any]) -> None:
+        """Put each reasoning block on the tool call that followed it (as `parse_chat`)."""
+        call_at = dict(zip(self.tool_indexes, calls, strict=False))
+        pending: list[dict[str, Any]] = []
+        for index in sorted(set(self.reasoning) | set(call_at)):
+            if index in self.reasoning:
+                pending.append(self.reasoning[index])
+            else:
+                _carry_thinking(call_at[index], pending)
+                pending = []
+        if thought := _thinking_text(self.reasoning[i] for i in sorted(self.reasoning)):
+            details["thinking"] = thought
+
     def finish(self) -> Response:
         self.drain()
         plain = "".join(self.text)
@@ -619,6 +688,8 @@ class AnthropicStreamParser(SSEStreamParser):
             )
         calls = self.tools.finish(self.adapter.name, self.model)
         details: dict[str, Any] = {}
+        if self.reasoning:
+            self._carry_reasoning(calls, details)
         text = forced_tool_text(self.structured, plain, details, self.adapter, self.model)
         return Response(
             text=text,
