@@ -374,11 +374,15 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> PortalConfig:
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapping[str, str] | None = None
+) -> PortalConfig:
     """Load and validate a config from a file path or a dict; raise `ConfigError` listing
-    every problem, each naming the file, the table and the key."""
+    every problem, each naming the file, the table and the key. ``${VAR}`` is read from
+    ``env`` (default: the process environment)."""
+    environ = os.environ if env is None else env
     if isinstance(source, Mapping):
-        return _validate(dict(source), "config", ".")
+        return _validate(dict(source), "config", ".", environ=environ)
     path = Path(source)
     label = path.name
     try:
@@ -397,14 +401,20 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> PortalCon
         if data is None:
             raise ConfigError(f"{label}: has no [tool.portal] table")
         prefix = "tool.portal."
-    cfg = _validate(data, label, str(path.parent.resolve()), prefix)
+    cfg = _validate(data, label, str(path.parent.resolve()), prefix, environ)
     cfg.source = str(path)
     return cfg
 
 
-def _validate(data: dict[str, Any], label: str, base_dir: str, prefix: str = "") -> PortalConfig:
+def _validate(
+    data: dict[str, Any],
+    label: str,
+    base_dir: str,
+    prefix: str = "",
+    environ: Mapping[str, str] = os.environ,
+) -> PortalConfig:
     errors: list[str] = []
-    data = _interpolate(data, (), errors)
+    data = _interpolate(data, (), errors, environ)
     if errors:
         lines = [f"{label}: {prefix}{e}" for e in errors]
         raise ConfigError("\n".join(lines), lines)
@@ -417,12 +427,14 @@ def _validate(data: dict[str, Any], label: str, base_dir: str, prefix: str = "")
     return cfg
 
 
-def _interpolate(value: Any, path: tuple[Any, ...], errors: list[str]) -> Any:
+def _interpolate(
+    value: Any, path: tuple[Any, ...], errors: list[str], environ: Mapping[str, str]
+) -> Any:
     if isinstance(value, str) and "${" in value:
 
         def sub(m: re.Match[str]) -> str:
             var, default = m.group(1), m.group(2)
-            got = os.environ.get(var)
+            got = environ.get(var)
             if got is None:
                 if default is not None:
                     return default
@@ -435,9 +447,9 @@ def _interpolate(value: Any, path: tuple[Any, ...], errors: list[str]) -> Any:
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, k), errors) for k, v in value.items()}
+        return {k: _interpolate(v, (*path, k), errors, environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*path, i), errors) for i, v in enumerate(value)]
+        return [_interpolate(v, (*path, i), errors, environ) for i, v in enumerate(value)]
     return value
 
 

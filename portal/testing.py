@@ -14,13 +14,14 @@ real (contracts, tools, routing, retries, failover, canary, budgets, metering).
     assert script.requests[1].messages[-1]["role"] == "tool"  # the tool's result went back
     script.assert_done()
 
-`client` / `async_client` load the config as usual and put every provider (those it declares,
-those its features name, and every built-in kind a ``model=`` call could name) behind a
-`Script`. A provider without a script, or whose script is used up, raises `ScriptExhausted`
-at its first request, so a test never reaches a real vendor. Each scripted provider speaks
-the OpenAI Chat Completions wire format whatever its kind, so `SeenRequest.messages` are
-OpenAI-shaped; prices still follow the provider's real kind and model, so costs and budgets
-behave as in production.
+`client` / `async_client` load the config as usual (a ``${VAR}`` that is not set reads as
+a placeholder, so the production portal.toml loads without its keys) and put every provider
+(those it declares, those its features name, and every built-in kind a ``model=`` call
+could name) behind a `Script`. A provider without a script, or whose script is used up,
+raises `ScriptExhausted` at its first request, so a test never reaches a real vendor. Each
+scripted provider speaks the OpenAI Chat Completions wire format whatever its kind, so
+`SeenRequest.messages` are OpenAI-shaped; prices still follow the provider's real kind and
+model, so costs and budgets behave as in production.
 
 A turn is one vendor reply: `text`, `output` (structured JSON), `tool_call` / `tool_calls`,
 `error` (any status, with Retry-After), `timeout` or `disconnect`; a plain string is
@@ -35,10 +36,11 @@ Importing this module registers the provider kind ``scripted``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -501,7 +503,7 @@ def _scripted(
     elif isinstance(config, PortalConfig):
         base = config
     else:
-        base = load_config(config)
+        base = load_config(config, env=_TestEnv())
     cfg = base.model_copy(deep=True)
     cfg.portal.state = "memory"  # a test must not touch a fleet's breakers or budgets
     names = set(cfg.providers) | set(scripts or {})
@@ -538,6 +540,20 @@ def _scripted(
         made[name] = script
         transports[name] = ScriptTransport(script)
     return cfg, transports, kinds, made
+
+
+class _TestEnv(Mapping[str, str]):
+    """The environment, with a placeholder for a variable that is not set: a test runs on
+    the production portal.toml without its vendors' keys (no request leaves the process)."""
+
+    def __getitem__(self, var: str) -> str:
+        return os.environ.get(var, f"unset-{var}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
 
 
 def _host(name: str) -> str:

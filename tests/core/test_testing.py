@@ -196,3 +196,18 @@ def test_the_callers_config_is_left_as_it_was(tmp_path: Any) -> None:
         pass
     assert cfg.providers["openai"].kind is None
     assert "gemini" not in cfg.providers
+
+
+def test_a_production_config_loads_without_its_keys(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PORTAL_TEST_UNSET_KEY", raising=False)
+    path = tmp_path / "portal.toml"
+    path.write_text(
+        '[providers.openai]\napi_key = "${PORTAL_TEST_UNSET_KEY}"\n'
+        '[features.f]\nprimary = "openai:gpt-5.4-mini"\n'
+    )
+    with pytest.raises(portal.ConfigError, match="PORTAL_TEST_UNSET_KEY is not set"):
+        portal.load_config(path)  # outside portal.testing the missing key is still an error
+    with testing.client(path, {"openai": ["hello"]}) as client:
+        assert client.chat(feature="f", messages=[portal.user("hi")]).text == "hello"
