@@ -116,7 +116,9 @@ class Message:
         return list(self.content)
 
     def to_dict(self) -> dict[str, Any]:
-        """OpenAI-style dict, the lingua franca users already log and store."""
+        """OpenAI-style dict, the lingua franca users already log and store. A tool call with
+        vendor replay data keeps it under ``provider_data`` (`coerce_messages` reads it back);
+        drop that key before handing the dict to another SDK."""
         out: dict[str, Any] = {"role": self.role}
         if isinstance(self.content, list):
             parts: list[dict[str, Any]] = []
@@ -129,19 +131,25 @@ class Message:
         else:
             out["content"] = self.content
         if self.tool_calls:
-            out["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments_json()},
-                }
-                for c in self.tool_calls
-            ]
+            out["tool_calls"] = [_call_dict(c) for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
         return out
+
+
+def _call_dict(call: ToolCall) -> dict[str, Any]:
+    """A tool call in OpenAI's shape, plus ``provider_data`` when it has some (a vendor's
+    signed reasoning or thought signature), so a stored conversation continues as it was."""
+    out: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments_json()},
+    }
+    if call.provider_data:
+        out["provider_data"] = call.provider_data
+    return out
 
 
 def system(text: str) -> Message:

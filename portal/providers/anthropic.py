@@ -38,7 +38,7 @@ comes back with its reasoning blocks, unmodified and signed. So the blocks that 
 call travel on it, ``ToolCall.provider_data = {"anthropic": {"thinking": [...]}}`` (JSON and
 stream alike), and are sent back where they were: the first call's at the start of the turn,
 a later call's right before its ``tool_use``. Their text is also on
-``provider_details["thinking"]``. Any other block (a server tool's blocks, a type added after
+``provider_details["reasoning"]``. Any other block (a server tool's blocks, a type added after
 this was written) is kept as sent in ``provider_details["unknown_content"]``.
 A stream keeps the events of that kind (unknown event types, the start and deltas of an unknown
 block, unknown delta types) in ``provider_details["unknown_events"]``, capped at
@@ -426,7 +426,7 @@ class AnthropicAdapter(Adapter):
             else:
                 keep_unknown(details, block)
         if thought := _thinking_text(reasoning):
-            details["thinking"] = thought
+            details["reasoning"] = thought
         raw = data.get("stop_reason")
         text = "".join(texts)
         if data.get("stop_sequence"):
@@ -673,7 +673,7 @@ class AnthropicStreamParser(SSEStreamParser):
                 _carry_thinking(call_at[index], pending)
                 pending = []
         if thought := _thinking_text(self.reasoning[i] for i in sorted(self.reasoning)):
-            details["thinking"] = thought
+            details["reasoning"] = thought
 
     def finish(self) -> Response:
         self.drain()

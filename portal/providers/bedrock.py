@@ -35,16 +35,33 @@ Translation choices:
 Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stopReason`` becomes "stop" when the reply
 carries text or tool calls, "error" when it is empty.
 
-Content: ``text`` blocks are the answer, ``toolUse`` blocks the calls, ``reasoningContent`` is
-omitted; any other block (``citationsContent``, ``image``, a member added later) is kept as sent
-in ``provider_details["unknown_content"]``. A stream keeps unknown events, the start and deltas
-of an unknown block, and unknown delta members in ``provider_details["unknown_events"]``
-(capped at `MAX_UNKNOWN_EVENTS`), each as ``{event type: payload}``, the shape AWS SDKs give
-ConverseStream events.
+Content: ``text`` blocks are the answer, ``toolUse`` blocks the calls, ``reasoningContent``
+goes with the calls (below); any other block (``citationsContent``, ``image``, a member added
+later) is kept as sent in ``provider_details["unknown_content"]``. A stream keeps unknown
+events, the start and deltas of an unknown block, and unknown delta members in
+``provider_details["unknown_events"]`` (capped at `MAX_UNKNOWN_EVENTS`), each as
+``{event type: payload}``, the shape AWS SDKs give ConverseStream events.
+
+Reasoning: with reasoning enabled (e.g. Claude's ``thinking`` in
+``additionalModelRequestFields``), the assistant turn that made tool calls must be sent back
+with its ``reasoningContent`` blocks, text and signature unmodified (API reference,
+``ReasoningTextBlock.signature``; Claude refuses a tool loop's next request without them). So
+each reasoning block (``reasoningText`` with its ``signature``, or ``redactedContent`` as given;
+a stream's deltas reassembled per ``contentBlockIndex``) is kept, verbatim and in order, on the
+tool call that follows it: ``ToolCall.provider_data = {"bedrock": {"reasoning": [<the
+reasoningContent value>, ...]}}``, the blocks since the previous ``toolUse`` on the next one.
+It travels with the conversation (as Gemini's thought signatures do), and on replay the first
+call's blocks open the assistant content (the turn must begin with its reasoning) while a later
+call's blocks go just before its ``toolUse``. Reasoning after the last call, or in a reply
+without calls, is not needed for replay and is not attached. The visible reasoning text of a
+reply (blocks joined by a blank line, no signatures) is in ``provider_details["reasoning"]``.
+Other vendors' ``provider_data`` is never sent.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -122,8 +139,10 @@ ERROR_TYPE_MAP: dict[str, type[ProviderError]] = {
     "ModelStreamErrorException": ServerError,
 }
 
-#: content-block members known and deliberately not part of the answer (reasoning)
-OMITTED_BLOCKS = frozenset({"reasoningContent"})
+#: content-block member holding reasoning: kept on the next tool call, not in the answer
+REASONING_BLOCK = "reasoningContent"
+#: the ``ToolCall.provider_data`` namespace this adapter reads and writes
+PROVIDER_DATA_KEY = "bedrock"
 #: ConverseStream events that need no action
 IGNORED_EVENTS = frozenset({"messageStart", "contentBlockStop"})
 
@@ -326,7 +345,13 @@ class BedrockAdapter(Adapter):
             if not (isinstance(p, TextPart) and not p.text.strip())
         ]
         if m.role == "assistant":
-            blocks.extend(self.map_tool_call(c) for c in m.tool_calls or [])
+            for n, call in enumerate(m.tool_calls or []):
+                reasoning = [{REASONING_BLOCK: r} for r in reasoning_blocks(call)]
+                if n == 0:
+                    blocks[:0] = reasoning  # the turn begins with the model's reasoning
+                else:
+                    blocks.extend(reasoning)
+                blocks.append(self.map_tool_call(call))
         return blocks
 
     @staticmethod
@@ -427,6 +452,8 @@ class BedrockAdapter(Adapter):
         texts: list[str] = []
         calls: list[ToolCall] = []
         details: dict[str, Any] = {}
+        reasoning: list[dict[str, Any]] = []  # blocks since the previous toolUse
+        thoughts: list[str] = []
         for block in message["content"]:
             if not isinstance(block, dict):
                 continue
@@ -440,14 +467,22 @@ class BedrockAdapter(Adapter):
                         f"toolUse {use.get('name')!r}: input must be a JSON object", model
                     )
                 name = str(use.get("name") or "")
-                calls.append(ToolCall(str(use.get("toolUseId") or ""), name, args))
-            elif not block.keys() <= OMITTED_BLOCKS:
+                call_id = str(use.get("toolUseId") or "")
+                calls.append(ToolCall(call_id, name, args, provider_data=_data(reasoning)))
+                reasoning = []
+            elif REASONING_BLOCK in block:
+                value = block[REASONING_BLOCK]
+                if isinstance(value, dict):
+                    reasoning.append(value)
+                    thoughts.append(reasoning_text(value))
+            else:
                 keep_unknown(details, block)
         raw = data.get("stopReason")
         text = "".join(texts)
         latency = (data.get("metrics") or {}).get("latencyMs")
         if latency is not None:
             details["latency_ms"] = latency
+        _keep_reasoning_text(details, thoughts)
         return Response(
             text=text,
             tool_calls=calls,
@@ -626,6 +661,44 @@ def _embed_family(model: str) -> str | None:
     return None
 
 
+def reasoning_blocks(call: ToolCall) -> list[dict[str, Any]]:
+    """The Bedrock ``reasoningContent`` values a call carries in ``provider_data`` (those that
+    came before it in the reply), in order; empty for a call from elsewhere."""
+    data = (call.provider_data or {}).get(PROVIDER_DATA_KEY)
+    blocks = data.get("reasoning") if isinstance(data, Mapping) else None
+    if not isinstance(blocks, list):
+        return []
+    return [b for b in blocks if isinstance(b, dict)]
+
+
+def reasoning_text(value: Mapping[str, Any]) -> str:
+    """The visible text of a ``reasoningContent`` value ("" for redacted content)."""
+    text = value.get("reasoningText")
+    return str(text.get("text") or "") if isinstance(text, Mapping) else ""
+
+
+def _data(reasoning: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return {PROVIDER_DATA_KEY: {"reasoning": reasoning}} if reasoning else None
+
+
+def _keep_reasoning_text(details: dict[str, Any], thoughts: list[str]) -> None:
+    joined = "\n\n".join(t for t in thoughts if t)
+    if joined:
+        details["reasoning"] = joined
+
+
+def _join_base64(pieces: list[str]) -> str:
+    """Redacted reasoning arrives base64-encoded, normally in one delta: kept as given. Should
+    it come in several, their bytes are joined (base64 pieces do not simply concatenate)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    try:
+        raw = b"".join(base64.b64decode(p, validate=True) for p in pieces)
+    except (binascii.Error, ValueError):
+        return "".join(pieces)
+    return base64.b64encode(raw).decode("ascii")
+
+
 def _has_tool_blocks(messages: list[dict[str, Any]]) -> bool:
     return any(
         "toolUse" in block or "toolResult" in block for m in messages for block in m["content"]
@@ -647,7 +720,9 @@ class BedrockStreamParser(StreamParser):
     """``application/vnd.amazon.eventstream`` frames, decoded by botocore: events
     ``messageStart``, ``contentBlockStart``/``Delta``/``Stop``, ``messageStop`` (stopReason),
     ``metadata`` (usage, metrics); ``exception`` frames raise the classified error. The reply
-    is complete once ``messageStop`` arrived (``metadata`` follows it)."""
+    is complete once ``messageStop`` arrived (``metadata`` follows it). Reasoning deltas
+    (``text`` pieces, then the ``signature``; or ``redactedContent``) are reassembled per
+    ``contentBlockIndex`` and attached to the tool call that follows, as in `parse_chat`."""
 
     def __init__(self, adapter: BedrockAdapter, model: str, output_tool: str | None) -> None:
         self.adapter = adapter
@@ -658,6 +733,10 @@ class BedrockStreamParser(StreamParser):
         self.structured: list[str] | None = None
         self.tools = ToolCallAssembler()
         self.block_kind: dict[int, str] = {}
+        #: contentBlockIndex -> {"text" | "signature" | "redactedContent": [pieces]}
+        self.reasoning: dict[int, dict[str, list[str]]] = {}
+        #: tool-call block indices, in the order the assembler returns their calls
+        self.call_keys: list[int] = []
         self.usage: Usage | None = None
         self.stop_reason: str | None = None
         self.stopped = False
@@ -707,6 +786,7 @@ class BedrockStreamParser(StreamParser):
                     self.structured = self.structured or []
                 else:
                     self.block_kind[index] = "tool"
+                    self._track_call(index)
                     self.tools.start(index, use.get("toolUseId"), name)
             elif start:
                 self.block_kind[index] = "unknown"
@@ -729,8 +809,11 @@ class BedrockStreamParser(StreamParser):
                     if piece:
                         events.append(StreamEvent("text", text=piece))
                 else:
+                    self._track_call(index)
                     self.tools.add_arguments(index, piece)
-            elif not delta.keys() <= OMITTED_BLOCKS:
+            elif isinstance(delta.get(REASONING_BLOCK), dict):
+                self._reasoning_delta(index, delta[REASONING_BLOCK], {kind: obj})
+            elif delta and REASONING_BLOCK not in delta:
                 self.keep_unknown_event({kind: obj})
         elif kind == "messageStop":
             self.stopped = True
@@ -743,6 +826,53 @@ class BedrockStreamParser(StreamParser):
         elif kind not in IGNORED_EVENTS:
             self.keep_unknown_event({str(kind or ""): obj})
 
+    def _track_call(self, index: int) -> None:
+        if index not in self.call_keys:
+            self.call_keys.append(index)
+
+    def _reasoning_delta(self, index: int, delta: dict[str, Any], event: dict[str, Any]) -> None:
+        block = self.reasoning.setdefault(index, {})
+        known = False
+        for member in ("text", "signature", "redactedContent"):
+            if isinstance(delta.get(member), str):
+                block.setdefault(member, []).append(delta[member])
+                known = True
+        if not known:
+            self.keep_unknown_event(event)  # a reasoning delta member added later
+
+    def reasoning_value(self, index: int) -> dict[str, Any]:
+        """The ``reasoningContent`` value of a streamed block, as Converse would return it."""
+        pieces = self.reasoning[index]
+        value: dict[str, Any] = {}
+        if "text" in pieces or "signature" in pieces:
+            text: dict[str, Any] = {"text": "".join(pieces.get("text", []))}
+            if "signature" in pieces:
+                text["signature"] = "".join(pieces["signature"])
+            value["reasoningText"] = text
+        if "redactedContent" in pieces:
+            value["redactedContent"] = _join_base64(pieces["redactedContent"])
+        return value
+
+    def attach_reasoning(self, calls: list[ToolCall]) -> list[str]:
+        """Put each reasoning block on the next tool call (blocks since the previous call, in
+        block order); a structured-output tool block also ends a run. Returns the visible
+        reasoning text of every block, in order."""
+        position = {key: n for n, key in enumerate(self.call_keys)}
+        outputs = {i for i, k in self.block_kind.items() if k == "output"}
+        pending: list[dict[str, Any]] = []
+        thoughts: list[str] = []
+        for index in sorted({*self.reasoning, *position, *outputs}):
+            if index in self.reasoning:
+                value = self.reasoning_value(index)
+                pending.append(value)
+                thoughts.append(reasoning_text(value))
+            if index in position:
+                calls[position[index]].provider_data = _data(pending)
+                pending = []
+            elif index in outputs:
+                pending = []
+        return thoughts
+
     def finish(self) -> Response:
         plain = "".join(self.text)
         if not self.stopped:
@@ -754,9 +884,11 @@ class BedrockStreamParser(StreamParser):
                 self.usage,
             )
         calls = self.tools.finish(self.adapter.name, self.model)
+        thoughts = self.attach_reasoning(calls)
         details: dict[str, Any] = {}
         if self.latency_ms is not None:
             details["latency_ms"] = self.latency_ms
+        _keep_reasoning_text(details, thoughts)
         text = forced_tool_text(self.structured, plain, details, self.adapter, self.model)
         return Response(
             text=text,

@@ -29,6 +29,20 @@ def test_helpers_build_messages() -> None:
     assert msgs[3].content == '{"ok": true}'
 
 
+def test_a_stored_conversation_keeps_vendor_replay_data() -> None:
+    """Signed reasoning and thought signatures survive to_dict and back: a tool loop stored
+    as dicts and resumed later is still accepted by the vendor that signed it."""
+    data = {"anthropic": {"thinking": [{"type": "thinking", "thinking": "t", "signature": "s"}]}}
+    signed = portal.ToolCall("c1", "lookup", {"q": 1}, data)
+    plain = portal.ToolCall("c2", "lookup", {"q": 2})
+    stored = portal.assistant(tool_calls=[signed, plain]).to_dict()
+    assert stored["tool_calls"][0]["provider_data"] == data
+    assert "provider_data" not in stored["tool_calls"][1]  # plain calls stay OpenAI-shaped
+    (back,) = coerce_messages([stored])
+    assert back.tool_calls is not None
+    assert [c.provider_data for c in back.tool_calls] == [data, None]
+
+
 def test_openai_style_dicts_are_coerced() -> None:
     msgs = coerce_messages(
         [

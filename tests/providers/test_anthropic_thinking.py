@@ -65,7 +65,7 @@ def test_reasoning_before_a_call_is_replayed_first_and_verbatim() -> None:
     resp = adapter().parse_chat(_reply([THINKING, REDACTED, text, call]), MODEL)
     assert resp.text == "Let me check."
     assert resp.tool_calls[0].provider_data == {"anthropic": {"thinking": [THINKING, REDACTED]}}
-    assert resp.provider_details["thinking"] == THINKING["thinking"]
+    assert resp.provider_details["reasoning"] == THINKING["thinking"]
     assert _next_turn(resp) == [THINKING, REDACTED, text, call]
 
 
@@ -197,7 +197,7 @@ def test_stream_rebuilds_signed_blocks_and_puts_them_on_the_calls() -> None:
         {"anthropic": {"thinking": [THINKING, REDACTED]}},
         {"anthropic": {"thinking": [LATER]}},
     ]
-    assert resp.provider_details["thinking"] == f"{THINKING['thinking']}\n\n{LATER['thinking']}"
+    assert resp.provider_details["reasoning"] == f"{THINKING['thinking']}\n\n{LATER['thinking']}"
     assert [b["type"] for b in _next_turn(resp)] == [
         "thinking",
         "redacted_thinking",
