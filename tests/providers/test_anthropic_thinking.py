@@ -102,83 +102,37 @@ def _sse(events: list[dict[str, Any]]) -> bytes:
     return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
 
 
+def _thinking_events(index: int, pieces: list[str], signature: str) -> list[dict[str, Any]]:
+    start = {"type": "thinking", "thinking": ""}
+    deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces]
+    deltas.append({"type": "signature_delta", "signature": signature})
+    return _block_events(index, start, deltas)
+
+
+def _tool_events(index: int, call_id: str, name: str, args: str) -> list[dict[str, Any]]:
+    start = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+    return _block_events(index, start, [{"type": "input_json_delta", "partial_json": args}])
+
+
+def _block_events(
+    index: int, start: dict[str, Any], deltas: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [
+        {"type": "content_block_start", "index": index, "content_block": start},
+        *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
+        {"type": "content_block_stop", "index": index},
+    ]
+
+
 def test_stream_rebuilds_signed_blocks_and_puts_them_on_the_calls() -> None:
+    message = {"id": "msg_02", "model": MODEL, "usage": {"input_tokens": 50}}
     events: list[dict[str, Any]] = [
-        {
-            "type": "message_start",
-            "message": {"id": "msg_02", "model": MODEL, "usage": {"input_tokens": 50}},
-        },
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "thinking", "thinking": ""},
-        },
-        {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "thinking_delta", "thinking": "The user wants "},
-        },
-        {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "thinking_delta", "thinking": "order 9. Look it up."},
-        },
-        {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "signature_delta", "signature": THINKING["signature"]},
-        },
-        {"type": "content_block_stop", "index": 0},
-        {"type": "content_block_start", "index": 1, "content_block": REDACTED},
-        {"type": "content_block_stop", "index": 1},
-        {
-            "type": "content_block_start",
-            "index": 2,
-            "content_block": {
-                "type": "tool_use",
-                "id": "toolu_01",
-                "name": "lookup_order",
-                "input": {},
-            },
-        },
-        {
-            "type": "content_block_delta",
-            "index": 2,
-            "delta": {"type": "input_json_delta", "partial_json": '{"order_id": "9"}'},
-        },
-        {"type": "content_block_stop", "index": 2},
-        {
-            "type": "content_block_start",
-            "index": 3,
-            "content_block": {"type": "thinking", "thinking": ""},
-        },
-        {
-            "type": "content_block_delta",
-            "index": 3,
-            "delta": {"type": "thinking_delta", "thinking": LATER["thinking"]},
-        },
-        {
-            "type": "content_block_delta",
-            "index": 3,
-            "delta": {"type": "signature_delta", "signature": LATER["signature"]},
-        },
-        {"type": "content_block_stop", "index": 3},
-        {
-            "type": "content_block_start",
-            "index": 4,
-            "content_block": {
-                "type": "tool_use",
-                "id": "toolu_02",
-                "name": "get_weather",
-                "input": {},
-            },
-        },
-        {
-            "type": "content_block_delta",
-            "index": 4,
-            "delta": {"type": "input_json_delta", "partial_json": '{"city": "Oslo"}'},
-        },
-        {"type": "content_block_stop", "index": 4},
+        {"type": "message_start", "message": message},
+        *_thinking_events(0, ["The user wants ", "order 9. Look it up."], THINKING["signature"]),
+        *_block_events(1, REDACTED, []),
+        *_tool_events(2, "toolu_01", "lookup_order", '{"order_id": "9"}'),
+        *_thinking_events(3, [LATER["thinking"]], LATER["signature"]),
+        *_tool_events(4, "toolu_02", "get_weather", '{"city": "Oslo"}'),
         {
             "type": "message_delta",
             "delta": {"stop_reason": "tool_use"},

@@ -20,26 +20,14 @@ import pytest
 from portal.contracts.messages import Message, ToolCall, coerce_messages, tool_result, user
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response
-from portal.contracts.tools import ToolSpec
 from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.bedrock import PROVIDER_DATA_KEY, BedrockAdapter, reasoning_blocks
-from tests.providers._cases import frame
+from tests.providers._cases import LOOKUP, WEATHER, frame
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 THINKING = {
     "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 2048}}
 }
-
-LOOKUP = ToolSpec(
-    "lookup_order",
-    "Find an order by id.",
-    {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
-)
-WEATHER = ToolSpec(
-    "get_weather",
-    "Weather in a city.",
-    {"type": "object", "properties": {"city": {"type": "string"}}},
-)
 
 R1 = {
     "reasoningText": {
