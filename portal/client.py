@@ -61,6 +61,7 @@ from portal.routing.flow import (
     new_call_id,
     stream_flow,
     tool_loop_flow,
+    tool_loop_stream_flow,
 )
 from portal.routing.router import AdapterPool, Router, Target
 from portal.routing.state import State, open_state
@@ -378,51 +379,53 @@ class _Core:
         max_steps: int,
         tool_timeout_s: float | None,
     ) -> Any:
-        layers = self._layers.pop(call.call_id, None)
-        assert isinstance(call.request, ChatRequest)
+        """The call's flow: one routed chat, or the tool loop when its tools have functions;
+        inside its safety and RAG layers when it has some."""
         if functions and run_tools is not False:
-            base = call
-
-            def make_call(req: ChatRequest) -> Call:
-                return Call(
-                    base.operation,
-                    base.route,
-                    req,
-                    key=base.key,
-                    tenant=base.tenant,
-                    tags=base.tags,
-                    contract_version=base.contract_version,
-                    deadline=base.deadline,
-                )
 
             def run(req: ChatRequest) -> Any:
-                return tool_loop_flow(
-                    make_call, req, self, out, functions, max_steps, tool_timeout_s
-                )
+                loop = (_loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s)
+                return tool_loop_flow(*loop)
         else:
 
             def run(req: ChatRequest) -> Any:
                 call.request = req
                 return chat_flow(call, self, out)
 
+        return self._layered(call, run, out, stream=False)
+
+    def stream_flow(
+        self,
+        call: Call,
+        out: OutputSpec | None,
+        functions: dict[str, Any],
+        run_tools: bool | None,
+        max_steps: int,
+        tool_timeout_s: float | None,
+    ) -> Any:
+        """`chat_flow` for streams: one routed stream, or the streamed tool loop."""
+        if functions and run_tools is not False:
+
+            def run(req: ChatRequest) -> Any:
+                loop = (_loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s)
+                return tool_loop_stream_flow(*loop)
+        else:
+
+            def run(req: ChatRequest) -> Any:
+                call.request = req
+                return stream_flow(call, self, out)
+
+        return self._layered(call, run, out, stream=True)
+
+    def _layered(self, call: Call, run: Any, out: OutputSpec | None, stream: bool) -> Any:
+        layers = self._layers.pop(call.call_id, None)
+        assert isinstance(call.request, ChatRequest)
         if layers is None:
             return run(call.request)
-        from portal.adapters.pipeline import chat_pipeline
+        from portal.adapters.pipeline import chat_pipeline, stream_pipeline
 
-        return chat_pipeline(layers, call.request, run, out)
-
-    def stream_flow(self, call: Call, out: OutputSpec | None) -> Any:
-        layers = self._layers.pop(call.call_id, None)
-        if layers is None:
-            return stream_flow(call, self, out)
-        from portal.adapters.pipeline import stream_pipeline
-
-        def run(req: ChatRequest) -> Any:
-            call.request = req
-            return stream_flow(call, self, out)
-
-        assert isinstance(call.request, ChatRequest)
-        return stream_pipeline(layers, call.request, run, out)
+        pipeline = stream_pipeline if stream else chat_pipeline
+        return pipeline(layers, call.request, run, out)
 
     # -- adapters (safety, RAG) --------------------------------------------------------------
     def guard_chain(self, feature: str | None, override: Any) -> Any:
@@ -728,12 +731,15 @@ class Client(_ClientBase["httpx2.Client"]):
         tenant: str | None = None,
         tags: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        run_tools: bool | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        tool_timeout_s: float | None = 30.0,
         safety: Any = None,
         retriever: Any = None,
         rag: Any = None,
         **params: Unpack[SamplingParams],
     ) -> Iterator[StreamEvent]:
-        call, out, _ = self._core.prepare(
+        call, out, functions = self._core.prepare(
             "stream",
             feature=feature,
             model=model,
@@ -749,7 +755,8 @@ class Client(_ClientBase["httpx2.Client"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        return self._drive(self._core.stream_flow(call, out))
+        flow = self._core.stream_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        return self._drive(flow)
 
     def embed(
         self,
@@ -854,6 +861,25 @@ class Client(_ClientBase["httpx2.Client"]):
         self.close()
 
 
+def _loop_caller(base: Call) -> Any:
+    """Each model turn of a tool loop is its own `Call`, sharing the first one's route, key,
+    tags and deadline."""
+
+    def make_call(req: ChatRequest) -> Call:
+        return Call(
+            base.operation,
+            base.route,
+            req,
+            key=base.key,
+            tenant=base.tenant,
+            tags=base.tags,
+            contract_version=base.contract_version,
+            deadline=base.deadline,
+        )
+
+    return make_call
+
+
 def _exhaust(gen: Iterator[Any]) -> Any:
     try:
         while True:
@@ -942,12 +968,15 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         tenant: str | None = None,
         tags: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        run_tools: bool | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        tool_timeout_s: float | None = 30.0,
         safety: Any = None,
         retriever: Any = None,
         rag: Any = None,
         **params: Unpack[SamplingParams],
     ) -> AsyncIterator[StreamEvent]:
-        call, out, _ = self._core.prepare(
+        call, out, functions = self._core.prepare(
             "stream",
             feature=feature,
             model=model,
@@ -963,7 +992,8 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        agen = self._drive(self._core.stream_flow(call, out), [])
+        flow = self._core.stream_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        agen = self._drive(flow, [])
         try:
             async for event in agen:
                 yield event

@@ -102,13 +102,15 @@ class Response:
         return Message("assistant", self.text or None, list(self.tool_calls) or None)
 
 
-EventType = Literal["text", "tool_call", "usage", "done"]
+EventType = Literal["text", "tool_call", "tool_result", "usage", "done"]
 
 
 @dataclass(slots=True)
 class StreamEvent:
     """One normalized stream event. ``text`` for "text"; ``tool_call`` for "tool_call" (complete,
-    arguments assembled); ``usage`` for "usage"; ``response`` on the final "done" event."""
+    arguments assembled); for "tool_result" (a streamed tool loop ran a tool) ``tool_call`` is
+    the call and ``text`` the result sent back to the model; ``usage`` for "usage";
+    ``response`` on the final "done" event."""
 
     type: EventType
     text: str = ""

@@ -656,8 +656,68 @@ def tool_loop_flow(
     """Run the model ↔ tools loop: each step is a full routed chat call; tool calls are
     validated and run by the driver (`RunTools`), their results or errors go back to the
     model as tool results, up to ``max_steps`` model calls."""
-    from portal.contracts.schema import list_errors
 
+    def step(call: Call) -> FlowGen:
+        return chat_flow(call, hooks, output, clock)
+
+    return (
+        yield from _tool_loop(make_call, request, step, functions, max_steps, tool_timeout_s, clock)
+    )
+
+
+def tool_loop_stream_flow(
+    make_call: Callable[[ChatRequest], Call],
+    request: ChatRequest,
+    hooks: Hooks,
+    output: OutputSpec | None,
+    functions: dict[str, Any],
+    max_steps: int,
+    tool_timeout_s: float | None,
+    clock: Clock = time.perf_counter,
+) -> FlowGen:
+    """`tool_loop_flow` for streams: each model turn streams its text and tool calls as they
+    come; between turns the tools run and each result is emitted as a ``tool_result`` event;
+    one final ``done`` carries the last reply with the whole transcript, usage, cost and
+    attempts (a turn's own ``done`` is not passed on)."""
+
+    def step(call: Call) -> FlowGen:
+        return _without_done(stream_flow(call, hooks, output, clock))
+
+    resp = yield from _tool_loop(
+        make_call, request, step, functions, max_steps, tool_timeout_s, clock, emit_results=True
+    )
+    yield Emit(StreamEvent("done", response=resp))
+    return resp
+
+
+def _without_done(flow: FlowGen) -> FlowGen:
+    """Relay a stream flow's effects, all but its final ``done`` event; return its result."""
+    value: Any = None
+    try:
+        while True:
+            try:
+                effect = flow.send(value)
+            except StopIteration as stop:
+                return stop.value
+            if type(effect) is Emit and effect.event.type == "done":
+                value = None
+                continue
+            value = yield effect
+    finally:
+        flow.close()
+
+
+def _tool_loop(
+    make_call: Callable[[ChatRequest], Call],
+    request: ChatRequest,
+    step: Callable[[Call], FlowGen],
+    functions: dict[str, Any],
+    max_steps: int,
+    tool_timeout_s: float | None,
+    clock: Clock,
+    emit_results: bool = False,
+) -> FlowGen:
+    """The loop both tool flows share; ``step`` makes one model turn (chat or stream)."""
     specs = {t.name: t for t in request.tools}
     messages = list(request.messages)
     total_cost: float | None = 0.0
@@ -666,7 +726,7 @@ def tool_loop_flow(
     started = clock()
     for _step in range(max_steps):
         call = make_call(request.with_messages(messages))
-        resp: Response = yield from chat_flow(call, hooks, output, clock)
+        resp: Response = yield from step(call)
         all_attempts.extend(resp.attempts)
         usage = usage + resp.usage
         total_cost = (
@@ -681,39 +741,51 @@ def tool_loop_flow(
             resp.latency_ms = (clock() - started) * 1000.0
             return resp
         messages.append(resp.to_message())
-        # validate arguments first; invalid ones go back as errors the model can correct
-        to_run: list[ToolCall] = []
-        results: dict[str, Message] = {}
+        results = yield from _run_tool_calls(resp.tool_calls, specs, functions, tool_timeout_s)
         for c in resp.tool_calls:
-            spec = specs.get(c.name)
-            problems = list_errors(c.arguments, spec.parameters) if spec else []
-            if problems:
-                detail = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:5])
-                results[c.id] = tool_result(
-                    c.id, f"error: invalid arguments: {detail}", name=c.name, is_error=True
-                )
-            else:
-                to_run.append(c)
-        if to_run:
-            outcomes = yield RunTools(to_run, functions, tool_timeout_s)
-            for c, outcome in zip(to_run, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    results[c.id] = tool_result(
-                        c.id,
-                        f"error: {type(outcome).__name__}: {outcome}",
-                        name=c.name,
-                        is_error=True,
-                    )
-                else:
-                    try:
-                        results[c.id] = tool_result(c.id, outcome, name=c.name)
-                    except PortalError as exc:
-                        results[c.id] = tool_result(
-                            c.id, f"error: {exc}", name=c.name, is_error=True
-                        )
-        messages.extend(results[c.id] for c in resp.tool_calls)
+            messages.append(results[c.id])
+            if emit_results:
+                yield Emit(StreamEvent("tool_result", text=results[c.id].text, tool_call=c))
     raise ToolLoopExceeded(
         f"the model still asked for tools after max_steps={max_steps}; "
         "raise max_steps or check the tools' results",
         messages,
     )
+
+
+def _run_tool_calls(
+    calls: list[ToolCall],
+    specs: dict[str, Any],
+    functions: dict[str, Any],
+    tool_timeout_s: float | None,
+) -> FlowGen:
+    """Validate each call's arguments, run the valid ones (`RunTools`), and return the tool
+    result message per call id; invalid arguments and failures become errors the model can
+    correct."""
+    from portal.contracts.schema import list_errors
+
+    to_run: list[ToolCall] = []
+    results: dict[str, Message] = {}
+    for c in calls:
+        spec = specs.get(c.name)
+        problems = list_errors(c.arguments, spec.parameters) if spec else []
+        if problems:
+            detail = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:5])
+            results[c.id] = tool_result(
+                c.id, f"error: invalid arguments: {detail}", name=c.name, is_error=True
+            )
+        else:
+            to_run.append(c)
+    if to_run:
+        outcomes = yield RunTools(to_run, functions, tool_timeout_s)
+        for c, outcome in zip(to_run, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                results[c.id] = tool_result(
+                    c.id, f"error: {type(outcome).__name__}: {outcome}", name=c.name, is_error=True
+                )
+            else:
+                try:
+                    results[c.id] = tool_result(c.id, outcome, name=c.name)
+                except PortalError as exc:
+                    results[c.id] = tool_result(c.id, f"error: {exc}", name=c.name, is_error=True)
+    return results

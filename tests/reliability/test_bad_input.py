@@ -172,11 +172,11 @@ def test_bad_call_arguments(
     assert str(info.value) == message
 
 
-def test_stream_refuses_chat_only_arguments() -> None:
+def test_stream_refuses_a_misspelt_argument() -> None:
     with portal.Client(CFG) as c, pytest.raises(portal.ContractError) as info:
-        list(c.stream(feature="f", messages=M, run_tools=True))
+        list(c.stream(feature="f", messages=M, max_step=3))  # type: ignore[call-arg]
     assert str(info.value) == (
-        "stream: unknown argument(s) run_tools; sampling parameters are max_tokens, "
+        "stream: unknown argument(s) max_step; sampling parameters are max_tokens, "
         "provider_options, seed, stop, temperature, top_p"
     )
 
