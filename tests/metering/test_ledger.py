@@ -312,3 +312,16 @@ def test_sigkill_never_loses_flushed_records(tmp_path: Path, scheme: str) -> Non
             conn = sqlite3.connect(path)
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             conn.close()
+
+
+def test_the_key_hash_cache_stays_bounded_and_hashes_stay_right() -> None:
+    from portal.metering.ledger import hash_key
+    from portal.metering.meter import KEY_HASH_CACHE, Meter
+
+    meter = Meter(key_salt="s")
+    keys = [f"user-{i}" for i in range(KEY_HASH_CACHE + 500)]
+    hashes = [meter.key_hash(k) for k in keys]
+    assert len(meter._hashes) <= KEY_HASH_CACHE  # a million users do not grow the process
+    assert hashes == [hash_key(k, "s") for k in keys]
+    assert meter.key_hash(keys[-1]) == hash_key(keys[-1], "s")  # recent keys still cached
+    assert keys[-1] in meter._hashes
