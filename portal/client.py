@@ -370,7 +370,7 @@ class _Core:
             self._layers[call.call_id] = layers
         return call, out_spec, functions
 
-    def chat_flow(
+    def flow(
         self,
         call: Call,
         out: OutputSpec | None,
@@ -379,45 +379,23 @@ class _Core:
         max_steps: int,
         tool_timeout_s: float | None,
     ) -> Any:
-        """The call's flow: one routed chat, or the tool loop when its tools have functions;
-        inside its safety and RAG layers when it has some."""
+        """The call's flow: one routed chat or stream, or the tool loop (streamed for a
+        stream) when its tools have functions; inside its safety and RAG layers if any."""
+        stream = call.operation == "stream"
         if functions and run_tools is not False:
+            loop = tool_loop_stream_flow if stream else tool_loop_flow
 
             def run(req: ChatRequest) -> Any:
-                loop = (_loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s)
-                return tool_loop_flow(*loop)
+                return loop(
+                    _loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s
+                )
         else:
+            once = stream_flow if stream else chat_flow
 
             def run(req: ChatRequest) -> Any:
                 call.request = req
-                return chat_flow(call, self, out)
+                return once(call, self, out)
 
-        return self._layered(call, run, out, stream=False)
-
-    def stream_flow(
-        self,
-        call: Call,
-        out: OutputSpec | None,
-        functions: dict[str, Any],
-        run_tools: bool | None,
-        max_steps: int,
-        tool_timeout_s: float | None,
-    ) -> Any:
-        """`chat_flow` for streams: one routed stream, or the streamed tool loop."""
-        if functions and run_tools is not False:
-
-            def run(req: ChatRequest) -> Any:
-                loop = (_loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s)
-                return tool_loop_stream_flow(*loop)
-        else:
-
-            def run(req: ChatRequest) -> Any:
-                call.request = req
-                return stream_flow(call, self, out)
-
-        return self._layered(call, run, out, stream=True)
-
-    def _layered(self, call: Call, run: Any, out: OutputSpec | None, stream: bool) -> Any:
         layers = self._layers.pop(call.call_id, None)
         assert isinstance(call.request, ChatRequest)
         if layers is None:
@@ -714,7 +692,7 @@ class Client(_ClientBase["httpx2.Client"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         return _exhaust(self._drive(flow))  # type: ignore[no-any-return]
 
     def stream(
@@ -755,7 +733,7 @@ class Client(_ClientBase["httpx2.Client"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.stream_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         return self._drive(flow)
 
     def embed(
@@ -948,7 +926,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.chat_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         holder: list[Any] = []
         async for _ in self._drive(flow, holder):
             pass
@@ -992,7 +970,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.stream_flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
         agen = self._drive(flow, [])
         try:
             async for event in agen:

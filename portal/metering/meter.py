@@ -63,6 +63,7 @@ def _sample(values: list[float], value: float, seen: int) -> None:
 #: cache stays near 2 MB and is emptied when full
 KEY_HASH_CACHE = 10_000
 
+
 class Meter:
     def __init__(
         self,
