@@ -61,7 +61,6 @@ from portal.routing.flow import (
     new_call_id,
     stream_flow,
     tool_loop_flow,
-    tool_loop_stream_flow,
 )
 from portal.routing.router import AdapterPool, Router, Target
 from portal.routing.state import State, open_state
@@ -383,12 +382,10 @@ class _Core:
         stream) when its tools have functions; inside its safety and RAG layers if any."""
         stream = call.operation == "stream"
         if functions and run_tools is not False:
-            loop = tool_loop_stream_flow if stream else tool_loop_flow
 
             def run(req: ChatRequest) -> Any:
-                return loop(
-                    _loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s
-                )
+                loop = (_loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s)
+                return tool_loop_flow(*loop, stream=stream)
         else:
             once = stream_flow if stream else chat_flow
 

@@ -652,41 +652,27 @@ def tool_loop_flow(
     max_steps: int,
     tool_timeout_s: float | None,
     clock: Clock = time.perf_counter,
+    stream: bool = False,
 ) -> FlowGen:
     """Run the model ↔ tools loop: each step is a full routed chat call; tool calls are
     validated and run by the driver (`RunTools`), their results or errors go back to the
-    model as tool results, up to ``max_steps`` model calls."""
+    model as tool results, up to ``max_steps`` model calls.
+
+    With ``stream``, each model turn streams its text and tool calls as they come, each tool
+    result is emitted as a ``tool_result`` event, and one final ``done`` carries the last
+    reply with the whole transcript, usage, cost and attempts (a turn's own ``done`` is not
+    passed on)."""
 
     def step(call: Call) -> FlowGen:
+        if stream:
+            return _without_done(stream_flow(call, hooks, output, clock))
         return chat_flow(call, hooks, output, clock)
 
-    return (
-        yield from _tool_loop(make_call, request, step, functions, max_steps, tool_timeout_s, clock)
-    )
-
-
-def tool_loop_stream_flow(
-    make_call: Callable[[ChatRequest], Call],
-    request: ChatRequest,
-    hooks: Hooks,
-    output: OutputSpec | None,
-    functions: dict[str, Any],
-    max_steps: int,
-    tool_timeout_s: float | None,
-    clock: Clock = time.perf_counter,
-) -> FlowGen:
-    """`tool_loop_flow` for streams: each model turn streams its text and tool calls as they
-    come; between turns the tools run and each result is emitted as a ``tool_result`` event;
-    one final ``done`` carries the last reply with the whole transcript, usage, cost and
-    attempts (a turn's own ``done`` is not passed on)."""
-
-    def step(call: Call) -> FlowGen:
-        return _without_done(stream_flow(call, hooks, output, clock))
-
     resp = yield from _tool_loop(
-        make_call, request, step, functions, max_steps, tool_timeout_s, clock, emit_results=True
+        make_call, request, step, functions, max_steps, tool_timeout_s, clock, emit_results=stream
     )
-    yield Emit(StreamEvent("done", response=resp))
+    if stream:
+        yield Emit(StreamEvent("done", response=resp))
     return resp
 
 
