@@ -114,19 +114,24 @@ class Turn:
     cut_after: int | None = None
     #: (input, output) tokens to report; None: counted with the tokenizer, like a vendor
     usage: tuple[int, int] | None = None
+    #: the model's visible reasoning, sent as DeepSeek-style ``reasoning_content`` (streamed
+    #: word by word before the answer); it arrives as ``Response.reasoning``
+    reasoning: str = ""
 
 
 def text(
     content: str,
     *,
+    reasoning: str = "",
     finish_reason: str | None = None,
     usage: tuple[int, int] | None = None,
     delay_s: float = 0.0,
     cut_after: int | None = None,
 ) -> Turn:
-    """The model answers ``content``."""
+    """The model answers ``content`` (after ``reasoning``, its visible thinking, if given)."""
     return Turn(
         text=content,
+        reasoning=reasoning,
         finish_reason=finish_reason,
         usage=usage,
         delay_s=delay_s,
@@ -374,6 +379,8 @@ class ScriptTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
         if calls:
             message["tool_calls"] = calls
+        if turn.reasoning:
+            message["reasoning_content"] = turn.reasoning
         if turn.usage is not None:
             prompt, completion = turn.usage
         else:

@@ -183,7 +183,8 @@ def _rag(layers: Layers, request: ChatRequest) -> FlowGen:
 def finish(
     layers: Layers, resp: Response, rag: RagResult | None, output: OutputSpec | None
 ) -> Response:
-    """Output guards (a block raises), restored placeholders, citations and records."""
+    """Output guards on the answer and the visible reasoning (a block raises), restored
+    placeholders, citations and records."""
     chain, vault = layers.chain, layers.vault
     if chain is not None and len(chain):
         try:
@@ -196,6 +197,15 @@ def finish(
             resp.text = out.text
             if output is not None and resp.output is not None:
                 resp.output = output.parse(resp.text)
+        if resp.reasoning:  # the visible reasoning is screened like the answer
+            try:
+                thought = chain.check_output(resp.reasoning, vault)
+            except GuardBlocked as blocked:
+                layers.note(blocked.decisions)
+                raise
+            layers.note(thought.decisions)
+            if thought.text is not None:
+                resp.reasoning = thought.text
         if vault is not None and len(vault) and resp.tool_calls and layers.restores:
             resp.tool_calls = [
                 dataclasses.replace(c, arguments=restore_value(c.arguments, vault))

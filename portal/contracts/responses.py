@@ -96,21 +96,29 @@ class Response:
     provider_details: dict[str, Any] = field(default_factory=dict)
     citations: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # transcript of a tool loop
+    #: the model's visible reasoning (thinking text or summaries) when the vendor returns it;
+    #: never part of ``text``. Blocks joined by a blank line.
+    reasoning: str = ""
 
     def to_message(self) -> Message:
         """The assistant turn to append when continuing the conversation."""
         return Message("assistant", self.text or None, list(self.tool_calls) or None)
 
 
-EventType = Literal["text", "tool_call", "tool_result", "usage", "done"]
+EventType = Literal["text", "reasoning", "tool_call", "tool_result", "usage", "done"]
 
 
 @dataclass(slots=True)
 class StreamEvent:
-    """One normalized stream event. ``text`` for "text"; ``tool_call`` for "tool_call" (complete,
-    arguments assembled); for "tool_result" (a streamed tool loop ran a tool) ``tool_call`` is
-    the call and ``text`` the result sent back to the model; ``usage`` for "usage";
-    ``response`` on the final "done" event."""
+    """One normalized stream event.
+
+    - "text": ``text`` is a piece of the answer.
+    - "reasoning": ``text`` is a piece of the model's visible reasoning, as it streams (never
+      part of the answer).
+    - "tool_call": ``tool_call`` is complete, its arguments assembled.
+    - "tool_result": a streamed tool loop ran ``tool_call``; ``text`` went back to the model.
+    - "usage": ``usage`` so far. "done": ``response`` is the final reply.
+    """
 
     type: EventType
     text: str = ""

@@ -32,14 +32,15 @@ Finish reasons: see `FINISH_REASON_MAP`; an unknown ``stop_reason`` becomes "sto
 reply carries text or tool calls, "error" when it is empty.
 
 Content: ``text`` blocks are the answer, ``tool_use`` blocks the calls. Reasoning blocks
-(``thinking``, ``redacted_thinking``) are not part of the answer, but with extended thinking
-on, Anthropic rejects a tool loop's next request unless the assistant turn that made the calls
-comes back with its reasoning blocks, unmodified and signed. So the blocks that came before a
-call travel on it, ``ToolCall.provider_data = {"anthropic": {"thinking": [...]}}`` (JSON and
-stream alike), and are sent back where they were: the first call's at the start of the turn,
-a later call's right before its ``tool_use``. Their text is also on
-``provider_details["reasoning"]``. Any other block (a server tool's blocks, a type added after
-this was written) is kept as sent in ``provider_details["unknown_content"]``.
+(``thinking``, ``redacted_thinking``) are not part of the answer: their text is
+``Response.reasoning`` (a stream emits each piece as a ``reasoning`` event). With extended
+thinking on, Anthropic rejects a tool loop's next request unless the assistant turn that made
+the calls comes back with its reasoning blocks, unmodified and signed. So the blocks that came
+before a call travel on it, ``ToolCall.provider_data = {"anthropic": {"thinking": [...]}}``
+(JSON and stream alike), and are sent back where they were: the first call's at the start of
+the turn, a later call's right before its ``tool_use``. Any other block (a server tool's
+blocks, a type added after this was written) is kept as sent in
+``provider_details["unknown_content"]``.
 A stream keeps the events of that kind (unknown event types, the start and deltas of an unknown
 block, unknown delta types) in ``provider_details["unknown_events"]``, capped at
 `MAX_UNKNOWN_EVENTS`.
@@ -425,8 +426,6 @@ class AnthropicAdapter(Adapter):
                 pending.append(block)
             else:
                 keep_unknown(details, block)
-        if thought := _thinking_text(reasoning):
-            details["reasoning"] = thought
         raw = data.get("stop_reason")
         text = "".join(texts)
         if data.get("stop_sequence"):
@@ -434,6 +433,7 @@ class AnthropicAdapter(Adapter):
         return Response(
             text=text,
             tool_calls=calls,
+            reasoning=_thinking_text(reasoning),
             finish_reason=normalize_finish(raw, bool(text or calls), bool(calls)),  # type: ignore[arg-type]
             raw_finish_reason=raw,
             usage=self._usage(data.get("usage"), model),
@@ -605,12 +605,11 @@ class AnthropicStreamParser(SSEStreamParser):
                 self.tools.start(index, block.get("id"), name)
                 self.tool_indexes.append(index)
             elif btype == "thinking":
+                first = str(block.get("thinking") or "")
                 sig = str(block.get("signature") or "")
-                self.reasoning[index] = {
-                    "type": "thinking",
-                    "thinking": str(block.get("thinking") or ""),
-                    "signature": sig,
-                }
+                self.reasoning[index] = {"type": "thinking", "thinking": first, "signature": sig}
+                if first:
+                    events.append(StreamEvent("reasoning", text=first))
             elif btype == "redacted_thinking":
                 self.reasoning[index] = dict(block)
             elif btype == "text":
@@ -642,7 +641,10 @@ class AnthropicStreamParser(SSEStreamParser):
                 else:
                     self.tools.add_arguments(index, piece)
             elif dtype == "thinking_delta" and index in self.reasoning:
-                self.reasoning[index]["thinking"] += str(delta.get("thinking") or "")
+                piece = str(delta.get("thinking") or "")
+                self.reasoning[index]["thinking"] += piece
+                if piece:
+                    events.append(StreamEvent("reasoning", text=piece))
             elif dtype == "signature_delta" and index in self.reasoning:
                 self.reasoning[index]["signature"] += str(delta.get("signature") or "")
             elif dtype not in IGNORED_DELTAS:
@@ -662,7 +664,7 @@ class AnthropicStreamParser(SSEStreamParser):
     def _usage(self, raw: Any) -> Usage:
         return self.adapter._usage(raw, self.model, self.usage)
 
-    def _carry_reasoning(self, calls: list[ToolCall], details: dict[str, Any]) -> None:
+    def _carry_reasoning(self, calls: list[ToolCall]) -> None:
         """Put each reasoning block on the tool call that followed it (as `parse_chat`)."""
         call_at = dict(zip(self.tool_indexes, calls, strict=False))
         pending: list[dict[str, Any]] = []
@@ -672,8 +674,6 @@ class AnthropicStreamParser(SSEStreamParser):
             else:
                 _carry_thinking(call_at[index], pending)
                 pending = []
-        if thought := _thinking_text(self.reasoning[i] for i in sorted(self.reasoning)):
-            details["reasoning"] = thought
 
     def finish(self) -> Response:
         self.drain()
@@ -689,11 +689,12 @@ class AnthropicStreamParser(SSEStreamParser):
         calls = self.tools.finish(self.adapter.name, self.model)
         details: dict[str, Any] = {}
         if self.reasoning:
-            self._carry_reasoning(calls, details)
+            self._carry_reasoning(calls)
         text = forced_tool_text(self.structured, plain, details, self.adapter, self.model)
         return Response(
             text=text,
             tool_calls=calls,
+            reasoning=_thinking_text(self.reasoning[i] for i in sorted(self.reasoning)),
             finish_reason=normalize_finish(  # type: ignore[arg-type]
                 self.stop_reason, bool(text or calls), bool(calls)
             ),

@@ -54,7 +54,8 @@ It travels with the conversation (as Gemini's thought signatures do), and on rep
 call's blocks open the assistant content (the turn must begin with its reasoning) while a later
 call's blocks go just before its ``toolUse``. Reasoning after the last call, or in a reply
 without calls, is not needed for replay and is not attached. The visible reasoning text of a
-reply (blocks joined by a blank line, no signatures) is in ``provider_details["reasoning"]``.
+reply (blocks joined by a blank line, no signatures) is ``Response.reasoning``; a stream emits
+each piece as a ``reasoning`` event.
 Other vendors' ``provider_data`` is never sent.
 """
 
@@ -482,10 +483,10 @@ class BedrockAdapter(Adapter):
         latency = (data.get("metrics") or {}).get("latencyMs")
         if latency is not None:
             details["latency_ms"] = latency
-        _keep_reasoning_text(details, thoughts)
         return Response(
             text=text,
             tool_calls=calls,
+            reasoning=_joined(thoughts),
             finish_reason=normalize_finish(raw, bool(text or calls), bool(calls)),  # type: ignore[arg-type]
             raw_finish_reason=raw,
             usage=self._usage(data.get("usage"), model),
@@ -681,10 +682,8 @@ def _data(reasoning: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {PROVIDER_DATA_KEY: {"reasoning": reasoning}} if reasoning else None
 
 
-def _keep_reasoning_text(details: dict[str, Any], thoughts: list[str]) -> None:
-    joined = "\n\n".join(t for t in thoughts if t)
-    if joined:
-        details["reasoning"] = joined
+def _joined(thoughts: list[str]) -> str:
+    return "\n\n".join(t for t in thoughts if t)
 
 
 def _join_base64(pieces: list[str]) -> str:
@@ -813,6 +812,9 @@ class BedrockStreamParser(StreamParser):
                     self.tools.add_arguments(index, piece)
             elif isinstance(delta.get(REASONING_BLOCK), dict):
                 self._reasoning_delta(index, delta[REASONING_BLOCK], {kind: obj})
+                piece = delta[REASONING_BLOCK].get("text")
+                if piece and isinstance(piece, str):
+                    events.append(StreamEvent("reasoning", text=piece))
             elif delta and REASONING_BLOCK not in delta:
                 self.keep_unknown_event({kind: obj})
         elif kind == "messageStop":
@@ -888,11 +890,11 @@ class BedrockStreamParser(StreamParser):
         details: dict[str, Any] = {}
         if self.latency_ms is not None:
             details["latency_ms"] = self.latency_ms
-        _keep_reasoning_text(details, thoughts)
         text = forced_tool_text(self.structured, plain, details, self.adapter, self.model)
         return Response(
             text=text,
             tool_calls=calls,
+            reasoning=_joined(thoughts),
             finish_reason=normalize_finish(  # type: ignore[arg-type]
                 self.stop_reason, bool(text or calls), bool(calls)
             ),

@@ -21,10 +21,14 @@ Choices made here, and why:
 - Usage: ``billed_units`` (what Cohere charges for) when present, else ``tokens`` (what the model
   processed, including the prompt template); ``cached_tokens`` are prompt tokens that hit the
   cache, a share of the input. Both raw counts stay in provider_details.
-- Content: ``text`` items are the answer, ``thinking`` items are omitted; any other item is
-  kept as sent in ``provider_details["unknown_content"]``. A stream keeps unknown events and
-  the events of an unknown content item in ``provider_details["unknown_events"]`` (capped at
-  `MAX_UNKNOWN_EVENTS`).
+- Content: ``text`` items are the answer; ``thinking`` items (``{"type": "thinking",
+  "thinking": "..."}``, Command A Reasoning) are the model's reasoning, in
+  ``Response.reasoning`` (items joined by a blank line) and never in the text or sent back;
+  any other item is kept as sent in ``provider_details["unknown_content"]``. In a stream, a
+  content-delta's ``delta.message.content.thinking`` is a "reasoning" event and its ``text``
+  an answer piece; each thinking item (a content-start of type ``thinking``) is one block of
+  ``Response.reasoning``. Unknown events and the events of an unknown content item are kept in
+  ``provider_details["unknown_events"]`` (capped at `MAX_UNKNOWN_EVENTS`).
 - Request id: Cohere documents no request-id header; its replies carry ``x-debug-trace-id``
   (what Cohere support asks for), and chat bodies carry ``id``.
 - Errors are ``{"message": "..."}`` (sometimes with ``id``). 498 (invalid token) and 402
@@ -66,8 +70,8 @@ from portal.providers.base import (
 
 __all__ = ["CohereAdapter", "CohereStreamParser"]
 
-#: content item types known and deliberately not part of the answer (reasoning)
-OMITTED_CONTENT: tuple[str, ...] = ("thinking",)
+#: content item types that carry the model's reasoning, not the answer
+REASONING_CONTENT: tuple[str, ...] = ("thinking",)
 #: stream events that need no action
 IGNORED_EVENTS: tuple[str, ...] = ("content-end", "tool-call-end", "citation-end", "debug")
 
@@ -236,13 +240,17 @@ class CohereAdapter(Adapter):
         if not isinstance(message, dict):
             raise self.invalid("reply has no message object", model)
         texts: list[str] = []
+        thoughts: list[str] = []
         details: dict[str, Any] = {}
         for item in message.get("content") or []:
             if not isinstance(item, dict):
                 continue
             if item.get("type") == "text":
                 texts.append(str(item.get("text") or ""))
-            elif item.get("type") not in OMITTED_CONTENT:
+            elif item.get("type") in REASONING_CONTENT and isinstance(item.get("thinking"), str):
+                if item["thinking"]:
+                    thoughts.append(item["thinking"])
+            else:
                 keep_unknown(details, item)
         text = "".join(texts)
         calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
@@ -259,6 +267,7 @@ class CohereAdapter(Adapter):
             text=text,
             tool_calls=calls,
             finish_reason=self.finish_reason(raw, text, calls),  # type: ignore[arg-type]
+            reasoning="\n\n".join(thoughts),
             raw_finish_reason=raw,
             usage=self.parse_usage(usage_raw),
             model=model,
@@ -364,15 +373,18 @@ def _obj(value: Any) -> dict[str, Any]:
 
 
 class CohereStreamParser(SSEStreamParser):
-    """Typed SSE events: message-start, content-start/delta/end, tool-plan-delta,
-    tool-call-start/delta/end (keyed by ``index``), citation-start/end, message-end (finish
-    reason, usage, or an ``error`` string). The reply is complete at message-end."""
+    """Typed SSE events: message-start, content-start/delta/end (a ``text`` or a ``thinking``
+    item), tool-plan-delta, tool-call-start/delta/end (keyed by ``index``), citation-start/end,
+    message-end (finish reason, usage, or an ``error`` string). The reply is complete at
+    message-end."""
 
     def __init__(self, adapter: CohereAdapter, model: str) -> None:
         self.adapter = adapter
         self.model = model
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
+        self.thoughts: list[list[str]] = []  # one list of pieces per thinking item
+        self.thinking_item: Any = None  # index of the thinking item being streamed
         self.plan: list[str] = []
         self.tools = ToolCallAssembler()
         self.citations: list[Any] = []
@@ -398,20 +410,27 @@ class CohereStreamParser(SSEStreamParser):
         if kind == "message-start":
             self.response_id = obj.get("id") or self.response_id
         elif kind == "content-start":
-            ctype = _obj(message.get("content")).get("type")
-            if ctype is not None and ctype != "text" and ctype not in OMITTED_CONTENT:
+            content = _obj(message.get("content"))
+            ctype = content.get("type")
+            if ctype in REASONING_CONTENT:
+                self.thoughts.append([])
+                self.thinking_item = obj.get("index")
+                self._think(content.get("thinking"), obj.get("index"), events)
+            elif ctype is not None and ctype != "text":
                 self.unknown_items.add(obj.get("index"))
                 self.keep_unknown_event(obj)
         elif kind == "content-delta":
             content = _obj(message.get("content"))
             text = content.get("text")
+            thinking = content.get("thinking")
             if self.unknown_items and obj.get("index") in self.unknown_items:
                 self.keep_unknown_event(obj)  # the rest of an item portal has no rule for
-            elif isinstance(text, str):
+            elif isinstance(text, str) or isinstance(thinking, str):
+                self._think(thinking, obj.get("index"), events)
                 if text:
                     self.text.append(text)
                     events.append(StreamEvent("text", text=text))
-            elif "thinking" not in content:
+            else:
                 self.keep_unknown_event(obj)
         elif kind == "tool-plan-delta":
             if isinstance(message.get("tool_plan"), str):
@@ -451,6 +470,16 @@ class CohereStreamParser(SSEStreamParser):
         elif kind not in IGNORED_EVENTS:
             self.keep_unknown_event(obj)
 
+    def _think(self, piece: Any, index: Any, events: list[StreamEvent]) -> None:
+        """A piece of a thinking item: a "reasoning" event, kept for ``Response.reasoning``."""
+        if not isinstance(piece, str) or not piece:
+            return
+        if not self.thoughts or index != self.thinking_item:  # no content-start seen for it
+            self.thoughts.append([])
+            self.thinking_item = index
+        self.thoughts[-1].append(piece)
+        events.append(StreamEvent("reasoning", text=piece))
+
     def finish(self) -> Response:
         self.drain()
         text = "".join(self.text)
@@ -473,6 +502,7 @@ class CohereStreamParser(SSEStreamParser):
             text=text,
             tool_calls=calls,
             finish_reason=self.adapter.finish_reason(self.finish_raw, text, calls),  # type: ignore[arg-type]
+            reasoning="\n\n".join("".join(block) for block in self.thoughts if block),
             raw_finish_reason=self.finish_raw,
             usage=self.usage or Usage(),
             model=self.model,

@@ -37,10 +37,16 @@ Choices made here, and why:
   so) and ``toolUsePromptTokenCount`` is added to input; thoughts are billed as output, so
   ``output_tokens = candidatesTokenCount + thoughtsTokenCount`` and ``reasoning_tokens`` is the
   thoughts share.
-- Parts: ``text`` parts are the answer (thought parts omitted), ``functionCall`` parts the
-  calls; any other part (``inlineData``, ``executableCode``, a part type added later) is kept as
-  sent in ``provider_details["unknown_content"]`` (``["unknown_events"]`` in a stream, capped
-  at `MAX_UNKNOWN_EVENTS`), never in the text.
+- Parts: ``text`` parts are the answer, ``functionCall`` parts the calls. Parts with
+  ``"thought": true`` and a ``text`` (thought summaries, returned when
+  ``generationConfig.thinkingConfig.includeThoughts`` is true) are never in the answer: their
+  text is ``Response.reasoning`` (a stream emits each piece as a ``reasoning`` event).
+  Consecutive thought parts are one block (a stream splits a block over chunks); a block ends
+  at the next part with answer text, a call or other content, and blocks are joined by a blank
+  line. Reasoning is never sent back; only a call's ``thoughtSignature`` is. Any other part
+  (``inlineData``, ``executableCode``, a part type added later) is kept as sent in
+  ``provider_details["unknown_content"]`` (``["unknown_events"]`` in a stream, capped at
+  `MAX_UNKNOWN_EVENTS`), never in the text.
 """
 
 from __future__ import annotations
@@ -126,6 +132,35 @@ _TOKEN_LIMIT = re.compile(
     r"input token count .* exceeds|exceeds the maximum number of tokens",
     re.IGNORECASE,
 )
+
+
+class ThoughtBlocks:
+    """The thought-summary text of one reply, in blocks: consecutive thought parts extend the
+    open block (streamed chunks split one block into pieces), any other part with content
+    closes it. ``pieces`` keeps every piece in arrival order, for stream events."""
+
+    __slots__ = ("blocks", "open", "pieces")
+
+    def __init__(self) -> None:
+        self.blocks: list[list[str]] = []
+        self.pieces: list[str] = []
+        self.open = False
+
+    def add(self, piece: str) -> None:
+        if not piece:
+            return
+        if self.open:
+            self.blocks[-1].append(piece)
+        else:
+            self.blocks.append([piece])
+            self.open = True
+        self.pieces.append(piece)
+
+    def close(self) -> None:
+        self.open = False
+
+    def joined(self) -> str:
+        return "\n\n".join("".join(block) for block in self.blocks)
 
 
 class GeminiAdapter(Adapter):
@@ -343,23 +378,35 @@ class GeminiAdapter(Adapter):
         first_index: int,
         model: str,
         unknown: list[Any] | None = None,
+        thoughts: ThoughtBlocks | None = None,
     ) -> tuple[list[str], list[ToolCall]]:
-        """(texts, calls) of a candidate's parts; parts with neither text nor a function call
-        (other than bare metadata) are appended, as sent, to ``unknown`` when given."""
+        """(texts, calls) of a candidate's parts; the text of thought parts goes to
+        ``thoughts`` when given (never to the texts); parts with neither text nor a function
+        call (other than bare metadata) are appended, as sent, to ``unknown`` when given."""
         texts: list[str] = []
         calls: list[ToolCall] = []
         for part in parts if isinstance(parts, list) else []:
             if not isinstance(part, dict):
                 continue
             has_text = isinstance(part.get("text"), str)
-            if has_text and not part.get("thought"):
+            if has_text and part.get("thought"):
+                if thoughts is not None:
+                    thoughts.add(part["text"])
+            elif has_text:
                 texts.append(part["text"])
+                if part["text"] and thoughts is not None:
+                    thoughts.close()
             fc = part.get("functionCall")
             if not has_text and not isinstance(fc, dict):
-                if unknown is not None and not part.keys() <= _PART_METADATA:
-                    unknown.append(part)
+                if not part.keys() <= _PART_METADATA:
+                    if unknown is not None:
+                        unknown.append(part)
+                    if thoughts is not None:
+                        thoughts.close()
                 continue
             if isinstance(fc, dict):
+                if thoughts is not None:
+                    thoughts.close()
                 name = str(fc.get("name") or "")
                 args = fc.get("args") or {}
                 if not isinstance(args, dict):
@@ -399,7 +446,10 @@ class GeminiAdapter(Adapter):
         response_id = data.get("responseId")
         content: dict[str, Any] = cand["content"] if isinstance(cand.get("content"), dict) else {}
         unknown: list[Any] = []
-        texts, calls = self.parse_parts(content.get("parts"), response_id, 0, model, unknown)
+        thoughts = ThoughtBlocks()
+        texts, calls = self.parse_parts(
+            content.get("parts"), response_id, 0, model, unknown, thoughts
+        )
         text = "".join(texts)
         raw = cand.get("finishReason")
         finish = self.finish_reason(raw, text, calls)
@@ -416,6 +466,7 @@ class GeminiAdapter(Adapter):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
+            reasoning=thoughts.joined(),
             raw_finish_reason=raw,
             usage=self.parse_usage(data.get("usageMetadata")),
             model=data.get("modelVersion") or model,
@@ -712,14 +763,16 @@ def retry_delay(body: bytes) -> float | None:
 
 class GeminiStreamParser(SSEStreamParser):
     """``streamGenerateContent?alt=sse``: every event is a whole GenerateContentResponse
-    chunk. Text parts are deltas; function calls arrive whole; usageMetadata is cumulative (the
-    last one wins); the reply is complete once a chunk carries ``finishReason``."""
+    chunk. Text parts are deltas (thought parts too: ``reasoning`` events); function calls
+    arrive whole; usageMetadata is cumulative (the last one wins); the reply is complete once a
+    chunk carries ``finishReason``."""
 
     def __init__(self, adapter: GeminiAdapter, model: str) -> None:
         self.adapter = adapter
         self.model = model
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
+        self.thoughts = ThoughtBlocks()
         self.calls: list[ToolCall] = []
         self.usage: Usage | None = None
         self.finish_raw: str | None = None
@@ -747,11 +800,19 @@ class GeminiStreamParser(SSEStreamParser):
         cand = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
         content: dict[str, Any] = cand["content"] if isinstance(cand.get("content"), dict) else {}
         unknown: list[Any] = []
+        seen = len(self.thoughts.pieces)
         texts, calls = self.adapter.parse_parts(
-            content.get("parts"), self.response_id, len(self.calls), self.model, unknown
+            content.get("parts"),
+            self.response_id,
+            len(self.calls),
+            self.model,
+            unknown,
+            self.thoughts,
         )
         for part in unknown:
             self.keep_unknown_event(part)
+        for piece in self.thoughts.pieces[seen:]:
+            events.append(StreamEvent("reasoning", text=piece))
         for text in texts:
             if text:
                 self.text.append(text)
@@ -788,6 +849,7 @@ class GeminiStreamParser(SSEStreamParser):
             text=text,
             tool_calls=list(self.calls),
             finish_reason=finish,  # type: ignore[arg-type]
+            reasoning=self.thoughts.joined(),
             raw_finish_reason=self.finish_raw,
             usage=self.usage or Usage(),
             model=self.model_version or self.model,

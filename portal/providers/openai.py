@@ -14,8 +14,15 @@ Choices made here, one per vendor rule:
   came back, and "error" when nothing did (the raw value is kept in ``raw_finish_reason``);
 - ``message.content`` is a string in OpenAI's replies; servers that send a list of typed parts
   (Mistral's reasoning models: ``text`` and ``thinking`` chunks) get their ``text`` parts as
-  the answer, reasoning parts omitted, and any other part kept as sent in
+  the answer, the text chunks inside each ``thinking`` part (Mistral's ``ThinkChunk``) as
+  ``Response.reasoning``, and any other part kept as sent in
   ``provider_details["unknown_content"]`` (``["unknown_events"]`` in a stream, capped);
+- reasoning in a separate message / delta field goes to ``Response.reasoning`` (and to
+  "reasoning" stream events), never into the text: ``reasoning_content`` (DeepSeek's
+  reasoning models, vLLM's reasoning parsers) or ``reasoning`` (Groq with
+  ``reasoning_format: parsed``, OpenRouter); a message or delta that carries both is read
+  for ``reasoning_content`` only, so the same text is never taken twice. Reasoning is never
+  sent back to the model;
 - a reply stopped by the content filter (or a refusal) with neither text nor tool calls raises
   `ContentFiltered`, in the JSON and the streaming path alike;
 - errors are classified by the body's ``code`` / ``type`` first (so an error chunk inside a
@@ -60,6 +67,7 @@ __all__ = [
     "OpenAIAdapter",
     "OpenAIChatStreamParser",
     "normalize_finish",
+    "reasoning_field",
     "split_content",
 ]
 
@@ -106,32 +114,62 @@ def normalize_finish(raw: Any, has_text: bool, has_calls: bool, table: Mapping[s
     return mapped
 
 
-#: typed ``content`` parts that are known and deliberately not part of the answer text
-#: (Mistral's reasoning chunks)
-OMITTED_PART_TYPES: tuple[str, ...] = ("thinking",)
+#: typed ``content`` parts that carry the model's reasoning, not the answer: Mistral's
+#: ``ThinkChunk`` ``{"type": "thinking", "thinking": [TextChunk | ReferenceChunk | ...]}``
+REASONING_PART_TYPES: tuple[str, ...] = ("thinking",)
 
 
-def split_content(content: Any) -> tuple[str, list[Any]]:
-    """(answer text, parts portal has no rule for) of a message's or a delta's ``content``: a
-    string, or a list of typed parts whose ``text`` parts are the answer; reasoning parts are
-    omitted, anything else is returned as sent so the caller can keep it raw."""
+def _is_text_part(part: Mapping[str, Any]) -> bool:
+    kind = part.get("type")
+    return kind == "text" or (kind is None and "text" in part)
+
+
+def thinking_text(part: Mapping[str, Any]) -> str | None:
+    """The text of one Mistral ``ThinkChunk``: its ``thinking`` list's text chunks, joined
+    (reference chunks in that list carry no text); None when ``thinking`` is not a list."""
+    inner = part.get("thinking")
+    if not isinstance(inner, list):
+        return None
+    return "".join(
+        str(p.get("text") or "") for p in inner if isinstance(p, dict) and _is_text_part(p)
+    )
+
+
+def split_content(content: Any) -> tuple[str, list[str], list[Any]]:
+    """(answer text, reasoning texts, parts portal has no rule for) of a message's or a delta's
+    ``content``: a string, or a list of typed parts whose ``text`` parts are the answer and
+    whose ``thinking`` parts (Mistral's ``ThinkChunk``) are reasoning, one string per part;
+    anything else is returned as sent so the caller can keep it raw."""
     if not content:
-        return "", []
+        return "", [], []
     if isinstance(content, str):
-        return content, []
+        return content, [], []
     if not isinstance(content, list):
-        return str(content), []
+        return str(content), [], []
     texts: list[str] = []
+    thoughts: list[str] = []
     unknown: list[Any] = []
     for part in content:
         if not isinstance(part, dict):
             continue
-        kind = part.get("type")
-        if kind == "text" or (kind is None and "text" in part):
+        if _is_text_part(part):
             texts.append(str(part.get("text") or ""))
-        elif kind not in OMITTED_PART_TYPES:
-            unknown.append(part)
-    return "".join(texts), unknown
+        elif part.get("type") in REASONING_PART_TYPES and (
+            (thought := thinking_text(part)) is not None
+        ):
+            if thought:
+                thoughts.append(thought)
+        else:
+            unknown.append(part)  # includes a thinking part of a shape Mistral does not document
+    return "".join(texts), thoughts, unknown
+
+
+def reasoning_field(obj: Mapping[str, Any]) -> str:
+    """A message's reasoning field: ``reasoning_content`` (DeepSeek, vLLM) or ``reasoning``
+    (Groq, OpenRouter), the first non-empty one ("" when neither is a string). The stream
+    parser inlines the same two lookups on every delta."""
+    value = obj.get("reasoning_content") or obj.get("reasoning")
+    return value if isinstance(value, str) else ""
 
 
 def parse_duration(raw: str | None) -> float | None:
@@ -294,7 +332,10 @@ class OpenAIAdapter(Adapter):
         message = choice.get("message")
         if not isinstance(message, dict):
             raise self.invalid("choices[0].message is missing", model)
-        text, unknown = split_content(message.get("content"))
+        text, thoughts, unknown = split_content(message.get("content"))
+        field = reasoning_field(message)
+        if field:
+            thoughts.insert(0, field)
         calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
         raw_finish = choice.get("finish_reason")
         finish = normalize_finish(raw_finish, bool(text), bool(calls), self.finish_reason_map())
@@ -311,6 +352,7 @@ class OpenAIAdapter(Adapter):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
+            reasoning="\n\n".join(thoughts),
             raw_finish_reason=raw_finish,
             usage=self.parse_usage(data.get("usage")),
             model=data.get("model"),
@@ -474,7 +516,10 @@ class OpenAIAdapter(Adapter):
 
 class OpenAIChatStreamParser(SSEStreamParser):
     """Chat Completions chunks: text deltas, tool-call fragments by index, a usage chunk with
-    empty choices, then ``data: [DONE]``."""
+    empty choices, then ``data: [DONE]``. Reasoning pieces (a delta's ``reasoning_content`` /
+    ``reasoning`` field, or the ``thinking`` parts of a typed-parts ``content``) become
+    "reasoning" events and ``Response.reasoning``; a reasoning block that follows answer text
+    is a new block, set off by a blank line."""
 
     def __init__(self, adapter: OpenAIAdapter, model: str, req: ChatRequest | None = None) -> None:
         self.adapter = adapter
@@ -482,6 +527,8 @@ class OpenAIChatStreamParser(SSEStreamParser):
         self.req = req
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self._text_seen = 0  # len(self.text) at the last reasoning piece
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None
         self.finish_raw: str | None = None
@@ -517,10 +564,15 @@ class OpenAIChatStreamParser(SSEStreamParser):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if thought:  # DeepSeek / vLLM / Groq / OpenRouter reasoning field
+                self._reason(thought, events)
             content = delta.get("content")
             if content:
                 if not isinstance(content, str):  # typed parts (Mistral reasoning models)
-                    content, unknown = split_content(content)
+                    content, thoughts, unknown = split_content(content)
+                    for piece in thoughts:
+                        self._reason(piece, events)
                     for part in unknown:
                         self.keep_unknown_event(part)
                 if content:
@@ -541,6 +593,17 @@ class OpenAIChatStreamParser(SSEStreamParser):
                 self.finish_raw = choice["finish_reason"]
             if found := self.adapter.reply_details(obj, choice):
                 self._details(found)
+
+    def _reason(self, piece: Any, events: list[StreamEvent]) -> None:
+        """One streamed piece of reasoning: kept for ``Response.reasoning`` and passed on as a
+        "reasoning" event (never a "text" one)."""
+        if not isinstance(piece, str):
+            return
+        if self.reasoning and len(self.text) != self._text_seen:
+            self.reasoning.append("\n\n")  # answer text came in between: a new block
+        self._text_seen = len(self.text)
+        self.reasoning.append(piece)
+        events.append(StreamEvent("reasoning", text=piece))
 
     def _details(self, found: dict[str, Any]) -> None:
         """Merge per-chunk extras; nested tables (Azure's content_filter) merge key by key."""
@@ -571,6 +634,7 @@ class OpenAIChatStreamParser(SSEStreamParser):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
+            reasoning="".join(self.reasoning),
             raw_finish_reason=raw,
             usage=self.usage or Usage(),
             model=self.response_model,

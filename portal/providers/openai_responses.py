@@ -19,8 +19,15 @@ Translation:
 - ``status: incomplete`` maps ``max_output_tokens`` → length and ``content_filter`` →
   content_filter; ``status: failed`` and ``error`` stream events raise the classified error;
 - output: ``message`` items (their ``output_text`` and ``refusal`` parts) and ``function_call``
-  items are mapped, ``reasoning`` items omitted; any other item (a built-in tool's call, a type
-  added later) or message part is kept as sent in ``provider_details["unknown_content"]``.
+  items are mapped. ``reasoning`` items (``ReasoningItem``) are never in the answer: the text of
+  their ``summary`` (``summary_text``) then ``content`` (``reasoning_text``) parts, one block
+  per part in order, joined by a blank line, is ``Response.reasoning``; their
+  ``encrypted_content`` is dropped and nothing is sent back. A stream emits a ``reasoning``
+  event per ``response.reasoning_summary_text.delta`` / ``response.reasoning_text.delta``
+  (their ``delta``; the ``.done`` repeats are ignored) and its final reply's ``reasoning`` is
+  those pieces, a block per (item, summary or content part), joined the same way. Any other
+  item (a built-in tool's call, a type added later) or message part is kept as sent in
+  ``provider_details["unknown_content"]``.
   A stream keeps events of a type not in `STREAM_EVENT_TYPES` (the ``ResponseStreamEvent``
   union of the spec) in ``provider_details["unknown_events"]``, capped at
   `MAX_UNKNOWN_EVENTS`; the items themselves arrive whole in ``response.completed``.
@@ -56,10 +63,15 @@ INCOMPLETE_REASON_MAP: dict[str, str] = {
     "content_filter": "content_filter",
 }
 _MAX_CALL_ID = 64
-#: output items known and deliberately not part of the answer
+#: output items known and not part of the answer (their visible text is ``Response.reasoning``)
 OMITTED_ITEMS: tuple[str, ...] = ("reasoning",)
+#: stream events whose ``delta`` is a piece of visible reasoning
+REASONING_DELTAS = frozenset(
+    {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
+)
 #: every ``type`` of the spec's ``ResponseStreamEvent`` union; the parser acts on a few, the
-#: others (progress of built-in tools, reasoning, ``.done`` repeats) need no action
+#: others (progress of built-in tools, reasoning parts opening, ``.done`` repeats) need no
+#: action
 STREAM_EVENT_TYPES = frozenset(
     {
         "error",
@@ -122,6 +134,20 @@ STREAM_EVENT_TYPES = frozenset(
         "response.web_search_call.searching",
     }
 )
+
+
+def reasoning_texts(item: Mapping[str, Any]) -> list[str]:
+    """The visible text of a ``reasoning`` item: its ``summary_text`` parts, then its
+    ``reasoning_text`` content parts, non-empty ones, in order."""
+    out: list[str] = []
+    for field, part_type in (("summary", "summary_text"), ("content", "reasoning_text")):
+        parts = item.get(field)
+        for part in parts if isinstance(parts, list) else []:
+            if isinstance(part, dict) and part.get("type") == part_type:
+                text = part.get("text")
+                if isinstance(text, str) and text:
+                    out.append(text)
+    return out
 
 
 def responses_call_id(call_id: str) -> str:
@@ -275,6 +301,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
         if not isinstance(output, list):
             raise self.invalid("reply has no output list", model)
         texts: list[str] = []
+        thoughts: list[str] = []
         calls: list[ToolCall] = []
         details: dict[str, Any] = {}
         for item in output:
@@ -293,6 +320,8 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
                         keep_unknown(details, part)
             elif kind == "function_call":
                 calls.append(self.parse_function_call(item, model))
+            elif kind == "reasoning":
+                thoughts.extend(reasoning_texts(item))
             elif kind not in OMITTED_ITEMS:
                 keep_unknown(details, item)
         text = "".join(texts)
@@ -311,6 +340,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
+            reasoning="\n\n".join(thoughts),
             raw_finish_reason=raw,
             usage=self.parse_responses_usage(data.get("usage")),
             model=data.get("model"),
@@ -362,7 +392,8 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
 class OpenAIResponsesStreamParser(SSEStreamParser):
     """Typed events: ``response.output_text.delta``, ``response.output_item.added`` (a
     ``function_call`` with its ``call_id`` and name), ``response.function_call_arguments.delta``
-    keyed by ``output_index``, then ``response.completed`` with the whole response and usage."""
+    keyed by ``output_index``, reasoning deltas (``reasoning`` events), then
+    ``response.completed`` with the whole response and usage."""
 
     def __init__(self, adapter: OpenAIResponsesAdapter, model: str, req: ChatRequest) -> None:
         self.adapter = adapter
@@ -370,6 +401,8 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
         self.req = req
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
+        #: reasoning blocks by (item, summary or content part), in order of first delta
+        self.thoughts: dict[tuple[Any, ...], list[str]] = {}
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None
         self.final: Response | None = None
@@ -391,6 +424,16 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
             if delta:
                 self.text.append(delta)
                 events.append(StreamEvent("text", text=delta))
+        elif kind in REASONING_DELTAS:
+            delta = str(obj.get("delta") or "")
+            if delta:
+                if kind == "response.reasoning_text.delta":
+                    part: tuple[Any, ...] = ("content", obj.get("content_index"))
+                else:
+                    part = ("summary", obj.get("summary_index"))
+                block = (obj.get("output_index"), obj.get("item_id"), *part)
+                self.thoughts.setdefault(block, []).append(delta)
+                events.append(StreamEvent("reasoning", text=delta))
         elif kind in ("response.output_item.added", "response.output_item.done"):
             item = obj.get("item") or {}
             if item.get("type") == "function_call":
@@ -431,6 +474,8 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
         response = self.final
         if not response.text and text:
             response.text = text
+        if self.thoughts:  # what the caller saw as reasoning events
+            response.reasoning = "\n\n".join("".join(b) for b in self.thoughts.values())
         if not response.tool_calls and self.tools:
             response.tool_calls = self.tools.finish(self.adapter.name, self.model)
             response.finish_reason = "tool_calls"

@@ -398,6 +398,8 @@ def completion_chunks(
         return b"data: " + json.dumps(data).encode() + b"\n\n"
 
     yield first_wait, chunk({"role": "assistant", "content": ""})
+    for thought in re.findall(r"\s*\S+\s*", message.get("reasoning_content") or ""):
+        yield 0.0, chunk({"reasoning_content": thought})  # DeepSeek-style visible reasoning
     for i, piece in enumerate(pieces):
         if i == cut_at:
             return  # the connection drops: no finish_reason, no [DONE]

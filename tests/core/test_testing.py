@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 import portal
 from portal import errors, testing
+from portal.adapters.safety import GuardBlocked
 from portal.metering.prices import PriceTable
 
 
@@ -211,3 +212,29 @@ def test_a_production_config_loads_without_its_keys(
         portal.load_config(path)  # outside portal.testing the missing key is still an error
     with testing.client(path, {"openai": ["hello"]}) as client:
         assert client.chat(feature="f", messages=[portal.user("hi")]).text == "hello"
+
+
+def test_scripted_reasoning_arrives_apart_from_the_answer() -> None:
+    script = testing.Script(
+        testing.text("Shipped.", reasoning="Order 123 is in the tool result."),
+        testing.text("Shipped again.", reasoning="Same order, asked twice."),
+    )
+    with testing.client(_config(), {"openai": script}) as client:
+        resp = client.chat(feature="support.answer", messages=[portal.user("123?")])
+        assert (resp.text, resp.reasoning) == ("Shipped.", "Order 123 is in the tool result.")
+        events = list(client.stream(feature="support.answer", messages=[portal.user("123?")]))
+    thoughts = "".join(e.text for e in events if e.type == "reasoning")
+    assert thoughts == "Same order, asked twice."
+    assert "".join(e.text for e in events if e.type == "text") == "Shipped again."
+    final = events[-1].response
+    assert final is not None and final.reasoning == thoughts
+
+
+def test_output_guards_screen_the_reasoning_too() -> None:
+    """A denylisted term in the model's visible reasoning blocks the reply, as in its text."""
+    config = _config(safety=[{"name": "denylist", "terms": ["Project Falcon"]}])
+    script = testing.Script(testing.text("It ships in May.", reasoning="Project Falcon is due."))
+    client = testing.client(config, {"openai": script})
+    with client, pytest.raises(GuardBlocked) as info:
+        client.chat(feature="support.answer", messages=[portal.user("What ships?")])
+    assert info.value.stage == "output"

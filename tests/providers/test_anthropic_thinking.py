@@ -65,7 +65,7 @@ def test_reasoning_before_a_call_is_replayed_first_and_verbatim() -> None:
     resp = adapter().parse_chat(_reply([THINKING, REDACTED, text, call]), MODEL)
     assert resp.text == "Let me check."
     assert resp.tool_calls[0].provider_data == {"anthropic": {"thinking": [THINKING, REDACTED]}}
-    assert resp.provider_details["reasoning"] == THINKING["thinking"]
+    assert resp.reasoning == THINKING["thinking"]
     assert _next_turn(resp) == [THINKING, REDACTED, text, call]
 
 
@@ -142,16 +142,20 @@ def test_stream_rebuilds_signed_blocks_and_puts_them_on_the_calls() -> None:
     ]
     parser = adapter().stream_parser(ChatRequest([user("x")], stream=True), MODEL)
     data = _sse(events)
-    texts = []
+    texts, thoughts = [], []
     for i in range(0, len(data), 13):  # small chunks: lines split anywhere
-        texts += [e.text for e in parser.feed(data[i : i + 13]) if e.type == "text"]
+        for e in parser.feed(data[i : i + 13]):
+            (texts if e.type == "text" else thoughts if e.type == "reasoning" else []).append(
+                e.text
+            )
     resp = parser.finish()
     assert texts == []  # reasoning is never streamed as answer text
+    assert thoughts == ["The user wants ", "order 9. Look it up.", LATER["thinking"]]
     assert [c.provider_data for c in resp.tool_calls] == [
         {"anthropic": {"thinking": [THINKING, REDACTED]}},
         {"anthropic": {"thinking": [LATER]}},
     ]
-    assert resp.provider_details["reasoning"] == f"{THINKING['thinking']}\n\n{LATER['thinking']}"
+    assert resp.reasoning == f"{THINKING['thinking']}\n\n{LATER['thinking']}"
     assert [b["type"] for b in _next_turn(resp)] == [
         "thinking",
         "redacted_thinking",

@@ -103,7 +103,9 @@ def stream_reasoning_block(index: int, value: dict[str, Any]) -> bytes:
     return b"".join([*pieces, event("contentBlockStop", {"contentBlockIndex": index})])
 
 
-def stream(blocks: list[bytes], stop: str = "tool_use", chunk: int = 11) -> Response:
+def stream(
+    blocks: list[bytes], stop: str = "tool_use", chunk: int = 11, events: list[Any] | None = None
+) -> Response:
     raw = b"".join(
         [
             event("messageStart", {"role": "assistant"}),
@@ -121,7 +123,9 @@ def stream(blocks: list[bytes], stop: str = "tool_use", chunk: int = 11) -> Resp
     req = ChatRequest([user("hi")], tools=[LOOKUP, WEATHER], stream=True)
     parser = adapter().stream_parser(req, MODEL)
     for i in range(0, len(raw), chunk):
-        parser.feed(raw[i : i + chunk])
+        got = parser.feed(raw[i : i + chunk])
+        if events is not None:
+            events.extend(got)
     return parser.finish()
 
 
@@ -156,7 +160,7 @@ def test_json_reasoning_travels_on_the_call_and_opens_the_replayed_turn() -> Non
     (call,) = reply.tool_calls
     assert call.provider_data == {"bedrock": {"reasoning": [R1]}}
     assert reasoning_blocks(call) == [R1]
-    assert reply.provider_details["reasoning"] == R1["reasoningText"]["text"]
+    assert reply.reasoning == R1["reasoningText"]["text"]
     assert "unknown_content" not in reply.provider_details
     assert next_turn(reply) == [
         {"reasoningContent": R1},
@@ -167,6 +171,7 @@ def test_json_reasoning_travels_on_the_call_and_opens_the_replayed_turn() -> Non
 
 @pytest.mark.parametrize("chunk", [1, 11, 65536])
 def test_stream_reassembles_reasoning_and_keeps_redacted_content(chunk: int) -> None:
+    events: list[Any] = []
     reply = stream(
         [
             stream_reasoning_block(0, R1),
@@ -179,12 +184,15 @@ def test_stream_reassembles_reasoning_and_keeps_redacted_content(chunk: int) -> 
             ),
         ],
         chunk=chunk,
+        events=events,
     )
     assert reply.text == "Let me check that order."
+    thoughts = "".join(e.text for e in events if e.type == "reasoning")
+    assert thoughts == reply.reasoning  # streamed as it came, never as answer text
     (call,) = reply.tool_calls
     assert call == ToolCall("tooluse_aB3dE5fG7hI9jK1lM3nO5p", "lookup_order", {"order_id": "9"})
     assert call.provider_data == {PROVIDER_DATA_KEY: {"reasoning": [R1, REDACTED]}}
-    assert reply.provider_details["reasoning"] == R1["reasoningText"]["text"]
+    assert reply.reasoning == R1["reasoningText"]["text"]
     assert "unknown_events" not in reply.provider_details
     assert next_turn(reply) == [
         {"reasoningContent": R1},
@@ -226,9 +234,7 @@ def test_each_call_carries_its_own_reasoning_and_the_replay_interleaves(source: 
     first, second = reply.tool_calls
     assert reasoning_blocks(first) == [R1]
     assert reasoning_blocks(second) == [R2]
-    assert reply.provider_details["reasoning"] == (
-        R1["reasoningText"]["text"] + "\n\n" + R2["reasoningText"]["text"]
-    )
+    assert reply.reasoning == (R1["reasoningText"]["text"] + "\n\n" + R2["reasoningText"]["text"])
     assert next_turn(reply) == [
         {"reasoningContent": R1},
         {"text": "Checking the order first."},
@@ -277,7 +283,7 @@ def test_reasoning_without_tool_calls_is_not_attached_or_replayed(source: str) -
             stop="end_turn",
         )
     assert (reply.text, reply.tool_calls, reply.finish_reason) == (answer, [], "stop")
-    assert reply.provider_details["reasoning"] == R1["reasoningText"]["text"]
+    assert reply.reasoning == R1["reasoningText"]["text"]
     convo = [user("Where is order 9?"), reply.to_message(), user("Thanks. And order 10?")]
     body = adapter().build_chat(ChatRequest(convo), MODEL).json()
     assert body["messages"][1] == {"role": "assistant", "content": [{"text": answer}]}
