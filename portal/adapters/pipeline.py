@@ -187,25 +187,15 @@ def finish(
     placeholders, citations and records."""
     chain, vault = layers.chain, layers.vault
     if chain is not None and len(chain):
-        try:
-            out = chain.check_output(resp.text, vault)
-        except GuardBlocked as blocked:
-            layers.note(blocked.decisions)
-            raise
-        layers.note(out.decisions)
-        if out.text is not None and out.text != resp.text:
-            resp.text = out.text
+        text = _screened(layers, chain, resp.text)
+        if text is not None and text != resp.text:
+            resp.text = text
             if output is not None and resp.output is not None:
                 resp.output = output.parse(resp.text)
         if resp.reasoning:  # the visible reasoning is screened like the answer
-            try:
-                thought = chain.check_output(resp.reasoning, vault)
-            except GuardBlocked as blocked:
-                layers.note(blocked.decisions)
-                raise
-            layers.note(thought.decisions)
-            if thought.text is not None:
-                resp.reasoning = thought.text
+            thought = _screened(layers, chain, resp.reasoning)
+            if thought is not None:
+                resp.reasoning = thought
         if vault is not None and len(vault) and resp.tool_calls and layers.restores:
             resp.tool_calls = [
                 dataclasses.replace(c, arguments=restore_value(c.arguments, vault))
@@ -217,6 +207,18 @@ def finish(
     if layers.decisions:
         resp.provider_details["guards"] = [d.to_record() for d in layers.decisions]
     return resp
+
+
+def _screened(layers: Layers, chain: Any, text: str) -> str | None:
+    """``text`` through the output guards: their rewrite (None: unchanged); a block raises,
+    its decisions noted either way."""
+    try:
+        out = chain.check_output(text, layers.vault)
+    except GuardBlocked as blocked:
+        layers.note(blocked.decisions)
+        raise
+    layers.note(out.decisions)
+    return out.text  # type: ignore[no-any-return]
 
 
 # ----------------------------------------------------------------------------- stream
