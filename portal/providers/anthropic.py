@@ -151,6 +151,25 @@ def _carry_thinking(call: ToolCall, blocks: list[dict[str, Any]]) -> None:
         call.provider_data = {**(call.provider_data or {}), PROVIDER_DATA_KEY: {"thinking": blocks}}
 
 
+def _forced_with_thinking(name: str, output_tool: str | None, choice: Any) -> ContractError:
+    """Anthropic allows only tool_choice auto or none with extended thinking."""
+    if output_tool is not None:
+        what = "structured output on Anthropic is a forced tool call"
+        fix = "drop thinking for this call, or route it to a vendor with native structured output"
+    else:
+        what = f"tool_choice {choice!r} forces a tool call"
+        fix = "use tool_choice 'auto' or 'none', or drop thinking for this call"
+    return ContractError(
+        f"provider {name!r}: {what}, which Anthropic does not allow with extended thinking "
+        f"(provider_options thinking); {fix}"
+    )
+
+
+def _thinking_on(options: Mapping[str, Any]) -> bool:
+    thinking = options.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
+
+
 def _thinking_text(blocks: Iterable[dict[str, Any]]) -> str:
     return "\n\n".join(str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking")
 
@@ -271,6 +290,8 @@ class AnthropicAdapter(Adapter):
             body["tools"] = tools
         choice = self.map_tool_choice(req.tool_choice, out_name, bool(req.tools))
         if choice is not None:
+            if choice["type"] in ("any", "tool") and _thinking_on(options):
+                raise _forced_with_thinking(self.name, out_name, req.tool_choice)
             body["tool_choice"] = choice
         if req.temperature is not None:
             body["temperature"] = req.temperature

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from portal.contracts.messages import Message, ToolCall, tool_result, user
+from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest
+from portal.errors import ContractError
 from portal.providers.base import WireReply
 
 from .test_anthropic import LOOKUP, MODEL, WEATHER, adapter
@@ -163,3 +167,23 @@ def test_stream_rebuilds_signed_blocks_and_puts_them_on_the_calls() -> None:
         "thinking",
         "tool_use",
     ]
+
+
+def test_thinking_with_a_forced_tool_is_refused_before_sending() -> None:
+    """Anthropic allows only tool_choice auto or none with thinking; structured output on
+    Anthropic is a forced tool, so the combination is a clear ContractError, not a 400."""
+    thinking = {"anthropic": {"thinking": {"type": "enabled", "budget_tokens": 2048}}}
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    structured = ChatRequest(
+        [user("x")], output=OutputSpec.of(schema), provider_options=thinking, max_tokens=4096
+    )
+    with pytest.raises(ContractError, match="structured output on Anthropic is a forced tool"):
+        adapter().build_chat(structured, MODEL)
+    forced = ChatRequest(
+        [user("x")], tools=[LOOKUP], tool_choice="required", provider_options=thinking
+    )
+    with pytest.raises(ContractError, match="tool_choice 'required' forces a tool call"):
+        adapter().build_chat(forced, MODEL)
+    auto = ChatRequest([user("x")], tools=[LOOKUP], provider_options=thinking, max_tokens=4096)
+    body = adapter().build_chat(auto, MODEL).json()
+    assert body["thinking"]["type"] == "enabled" and "tool_choice" not in body
