@@ -117,7 +117,6 @@ class _Core:
         self._contracts: dict[str, Any] = {}
         self._reply_limits: dict[str, tuple[Any, int]] = {}
         self._chains: dict[str, Any] = {}  # feature -> GuardChain, built once
-        self._layers: dict[str, Any] = {}  # call_id -> Layers, from prepare to the flow
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
         self.guard_counts: Counter[tuple[str, str, str, str]] = Counter()
         self._check_contracts()
@@ -296,7 +295,8 @@ class _Core:
         timeout_s: float | None,
         overrides: tuple[Any, Any, Any] = (None, None, None),
         params: dict[str, Any],
-    ) -> tuple[Call, OutputSpec | None, dict[str, Any]]:
+    ) -> tuple[Call, OutputSpec | None, dict[str, Any], Any]:
+        """The call, its output spec, its tools' functions and its safety/RAG layers."""
         safety, retriever, rag = overrides  # the call's safety=, retriever=, rag= overrides
         route = self.router.route(feature, key, model)
         contract = self.contract(feature)
@@ -365,42 +365,41 @@ class _Core:
             contract_version=contract_version,
             deadline=None if timeout is None else time.perf_counter() + timeout,
         )
-        if layers is not None:
-            self._layers[call.call_id] = layers
-        return call, out_spec, functions
+        return call, out_spec, functions, layers
 
     def flow(
         self,
-        call: Call,
+        first: Call,
         out: OutputSpec | None,
         functions: dict[str, Any],
+        layers: Any,
         run_tools: bool | None,
         max_steps: int,
         tool_timeout_s: float | None,
     ) -> Any:
-        """The call's flow: one routed chat or stream, or the tool loop (streamed for a
-        stream) when its tools have functions; inside its safety and RAG layers if any."""
-        stream = call.operation == "stream"
+        """The flow of a prepared ``chat`` or ``stream``: one routed call, or the tool loop
+        (streamed for a stream) when its tools have functions; inside the call's safety and
+        RAG layers if it has any."""
+        stream = first.operation == "stream"
         if functions and run_tools is not False:
 
             def run(req: ChatRequest) -> Any:
-                loop = (_loop_caller(call), req, self, out, functions, max_steps, tool_timeout_s)
+                loop = (_loop_caller(first), req, self, out, functions, max_steps, tool_timeout_s)
                 return tool_loop_flow(*loop, stream=stream)
         else:
             once = stream_flow if stream else chat_flow
 
             def run(req: ChatRequest) -> Any:
-                call.request = req
-                return once(call, self, out)
+                first.request = req
+                return once(first, self, out)
 
-        layers = self._layers.pop(call.call_id, None)
-        assert isinstance(call.request, ChatRequest)
+        assert isinstance(first.request, ChatRequest)
         if layers is None:
-            return run(call.request)
+            return run(first.request)
         from portal.adapters.pipeline import chat_pipeline, stream_pipeline
 
         pipeline = stream_pipeline if stream else chat_pipeline
-        return pipeline(layers, call.request, run, out)
+        return pipeline(layers, first.request, run, out)
 
     # -- adapters (safety, RAG) --------------------------------------------------------------
     def guard_chain(self, feature: str | None, override: Any) -> Any:
@@ -673,7 +672,7 @@ class Client(_ClientBase["httpx2.Client"]):
         rag: Any = None,
         **params: Unpack[SamplingParams],
     ) -> Response:
-        call, out, functions = self._core.prepare(
+        call, out, functions, layers = self._core.prepare(
             "chat",
             feature=feature,
             model=model,
@@ -689,7 +688,7 @@ class Client(_ClientBase["httpx2.Client"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, layers, run_tools, max_steps, tool_timeout_s)
         return _exhaust(self._drive(flow))  # type: ignore[no-any-return]
 
     def stream(
@@ -714,7 +713,7 @@ class Client(_ClientBase["httpx2.Client"]):
         rag: Any = None,
         **params: Unpack[SamplingParams],
     ) -> Iterator[StreamEvent]:
-        call, out, functions = self._core.prepare(
+        call, out, functions, layers = self._core.prepare(
             "stream",
             feature=feature,
             model=model,
@@ -730,7 +729,7 @@ class Client(_ClientBase["httpx2.Client"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, layers, run_tools, max_steps, tool_timeout_s)
         return self._drive(flow)
 
     def embed(
@@ -907,7 +906,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         rag: Any = None,
         **params: Unpack[SamplingParams],
     ) -> Response:
-        call, out, functions = self._core.prepare(
+        call, out, functions, layers = self._core.prepare(
             "chat",
             feature=feature,
             model=model,
@@ -923,7 +922,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, layers, run_tools, max_steps, tool_timeout_s)
         holder: list[Any] = []
         async for _ in self._drive(flow, holder):
             pass
@@ -951,7 +950,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
         rag: Any = None,
         **params: Unpack[SamplingParams],
     ) -> AsyncIterator[StreamEvent]:
-        call, out, functions = self._core.prepare(
+        call, out, functions, layers = self._core.prepare(
             "stream",
             feature=feature,
             model=model,
@@ -967,7 +966,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
             overrides=(safety, retriever, rag),
             params=dict(params),
         )
-        flow = self._core.flow(call, out, functions, run_tools, max_steps, tool_timeout_s)
+        flow = self._core.flow(call, out, functions, layers, run_tools, max_steps, tool_timeout_s)
         agen = self._drive(flow, [])
         try:
             async for event in agen:

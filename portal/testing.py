@@ -55,12 +55,12 @@ from portal.providers.registry import known_kinds, register
 from portal.providers.simulated import (
     TimedAsyncStream,
     TimedSyncStream,
+    chat_completion,
     completion_chunks,
-    count_text_tokens,
     embed_vector,
+    embeddings_reply,
     error_body,
     message_text,
-    prompt_text,
     request_is_embedding,
 )
 
@@ -244,6 +244,8 @@ Respond = Callable[[SeenRequest], "Turn | str"]
 class Script:
     """The replies of one scripted provider, in order, and the requests it received."""
 
+    _scripted = True  # False for the empty scripts `client` puts on unscripted providers
+
     def __init__(
         self,
         *turns: Turn | str,
@@ -276,6 +278,10 @@ class Script:
                 f"(after {len(self.requests)} request(s)); next: {self._turns[0]!r}"
             )
 
+    def _record(self, seen: SeenRequest) -> None:
+        with self._lock:
+            self.requests.append(seen)
+
     def _next(self, seen: SeenRequest) -> Turn:
         with self._lock:
             self.requests.append(seen)
@@ -294,8 +300,6 @@ class Script:
             "has no turn left; add turns (script.add(...)) or pass respond= to answer from a "
             "function"
         )
-
-    _scripted = True  # False for the empty scripts `client` puts on unscripted providers
 
     def _vector(self, text: str, dims: int) -> list[float]:
         if self.embed is not None:
@@ -344,7 +348,7 @@ class ScriptTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
     def _reply(
         self, turn: Turn, seen: SeenRequest, request: httpx2.Request, late: bool, stream: Any
     ) -> httpx2.Response:
-        if late or turn.failure == "timeout":
+        if late:
             raise httpx2.ReadTimeout("scripted timeout", request=request)
         if turn.failure == "disconnect":
             raise httpx2.ConnectError("scripted disconnect", request=request)
@@ -381,42 +385,15 @@ class ScriptTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             message["tool_calls"] = calls
         if turn.reasoning:
             message["reasoning_content"] = turn.reasoning
-        if turn.usage is not None:
-            prompt, completion = turn.usage
-        else:
-            prompt = count_text_tokens(prompt_text(seen.body))
-            completion = count_text_tokens(turn.text) + sum(
-                count_text_tokens(c["function"]["arguments"]) + 3 for c in calls
-            )
         finish = turn.finish_reason or ("tool_calls" if calls else "stop")
-        return {
-            "id": f"chatcmpl-scripted-{self._count}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": seen.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-        }
+        return chat_completion(
+            f"chatcmpl-scripted-{self._count}", seen.body, message, finish, turn.usage
+        )
 
     def _embeddings(self, seen: SeenRequest) -> httpx2.Response:
-        with self.script._lock:
-            self.script.requests.append(seen)
+        self.script._record(seen)
         dims = int(seen.body.get("dimensions") or 16)
-        data = [
-            {"object": "embedding", "index": i, "embedding": self.script._vector(t, dims)}
-            for i, t in enumerate(seen.inputs)
-        ]
-        tokens = sum(count_text_tokens(t) for t in seen.inputs)
-        body = {
-            "object": "list",
-            "data": data,
-            "model": seen.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        body = embeddings_reply(seen.model, seen.inputs, lambda t: self.script._vector(t, dims))
         return httpx2.Response(200, json=body)
 
 
@@ -480,11 +457,7 @@ def client(
     """A sync client on ``config`` with every provider scripted (``scripts`` by provider name;
     a list of turns is made a `Script`). No ledger unless ``ledger=`` names one; routing
     state in memory."""
-    cfg, transports, kinds, made = _scripted(config, scripts)
-    c = ScriptedClient(cfg, ledger=ledger, transports=transports)
-    c.meter.kinds.update(kinds)  # prices follow the providers' real kinds
-    c.scripts = made
-    return c
+    return _build(ScriptedClient, config, scripts, ledger)
 
 
 def async_client(
@@ -494,9 +467,13 @@ def async_client(
     ledger: Any = None,
 ) -> ScriptedAsyncClient:
     """The `AsyncClient` twin of `client`."""
+    return _build(ScriptedAsyncClient, config, scripts, ledger)
+
+
+def _build(cls: Any, config: Any, scripts: Scripts | None, ledger: Any) -> Any:
     cfg, transports, kinds, made = _scripted(config, scripts)
-    c = ScriptedAsyncClient(cfg, ledger=ledger, transports=transports)
-    c.meter.kinds.update(kinds)
+    c = cls(cfg, ledger=ledger, transports=transports)
+    c.meter.kinds.update(kinds)  # prices follow the providers' real kinds
     c.scripts = made
     return c
 
@@ -523,19 +500,19 @@ def _scripted(
     transports: dict[str, ScriptTransport] = {}
     for name in sorted(names):
         kinds.setdefault(name, name)
-        old = cfg.providers.get(name)
-        kept = {k: v for k, v in (old.options if old else {}).items() if k.startswith("max_")}
-        cfg.providers[name] = ProviderConfig(
-            kind=KIND,
-            base_url=f"http://{_host(name)}.scripted.portal.invalid/v1",
-            timeout_s=old.timeout_s if old else 60.0,
-            region=old.region if old else None,
-            tags=list(old.tags) if old else [],
-            prices=dict(old.prices) if old else {},
-            sla=old.sla if old else None,
-            throughput=old.throughput if old else None,
-            breaker=old.breaker if old else None,
-            options=kept,
+        old = cfg.providers.get(name) or ProviderConfig()
+        # routing settings (timeout, region, tags, prices, SLA, throughput, breaker) stay;
+        # how to reach the vendor goes, but for the size caps
+        kept = {k: v for k, v in old.options.items() if k.startswith("max_")}
+        cfg.providers[name] = old.model_copy(
+            update={
+                "kind": KIND,
+                "base_url": f"http://{_host(name)}.scripted.portal.invalid/v1",
+                "api_key": None,
+                "headers": {},
+                "options": kept,
+                "verify_tls": True,
+            }
         )
         given = (scripts or {}).get(name)
         if given is None:

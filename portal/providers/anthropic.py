@@ -80,10 +80,14 @@ from portal.providers.base import (
     WireReply,
     WireRequest,
     _safe_body,
+    carried,
+    carry,
     error_class_for_status,
     forced_tool_text,
+    join_reasoning,
     keep_unknown,
     parse_retry_after,
+    replayed_turn,
 )
 
 __all__ = [
@@ -139,16 +143,12 @@ PROVIDER_DATA_KEY = "anthropic"
 
 def thinking_blocks(call: ToolCall) -> list[dict[str, Any]]:
     """The reasoning blocks that came before ``call`` in an Anthropic reply (to replay)."""
-    data = (call.provider_data or {}).get(PROVIDER_DATA_KEY)
-    blocks = data.get("thinking") if isinstance(data, Mapping) else None
-    if not isinstance(blocks, list):
-        return []
-    return [b for b in blocks if isinstance(b, dict) and b.get("type") in OMITTED_BLOCKS]
+    blocks = carried(call, PROVIDER_DATA_KEY, "thinking")
+    return [b for b in blocks if b.get("type") in OMITTED_BLOCKS]
 
 
 def _carry_thinking(call: ToolCall, blocks: list[dict[str, Any]]) -> None:
-    if blocks:
-        call.provider_data = {**(call.provider_data or {}), PROVIDER_DATA_KEY: {"thinking": blocks}}
+    carry(call, PROVIDER_DATA_KEY, "thinking", blocks)
 
 
 def _forced_with_thinking(name: str, output_tool: str | None, choice: Any) -> ContractError:
@@ -171,7 +171,9 @@ def _thinking_on(options: Mapping[str, Any]) -> bool:
 
 
 def _thinking_text(blocks: Iterable[dict[str, Any]]) -> str:
-    return "\n\n".join(str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking")
+    return join_reasoning(
+        str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking"
+    )
 
 
 def safe_tool_id(call_id: str, prefix: str = "toolu_") -> str:
@@ -345,12 +347,7 @@ class AnthropicAdapter(Adapter):
             return [block]
         blocks = [self.map_part(p) for p in m.parts if not (isinstance(p, TextPart) and not p.text)]
         if m.role == "assistant" and m.tool_calls:
-            # a turn's reasoning comes first; an interleaved block right before its call
-            blocks[:0] = thinking_blocks(m.tool_calls[0])
-            for i, call in enumerate(m.tool_calls):
-                if i:
-                    blocks.extend(thinking_blocks(call))
-                blocks.append(self.map_tool_call(call))
+            return replayed_turn(blocks, m.tool_calls, thinking_blocks, self.map_tool_call)
         return blocks
 
     def map_part(self, part: TextPart | ImagePart) -> dict[str, Any]:

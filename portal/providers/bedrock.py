@@ -100,10 +100,14 @@ from portal.providers.base import (
     WireReply,
     WireRequest,
     _safe_body,
+    carried,
+    carry,
     error_class_for_status,
     forced_tool_text,
+    join_reasoning,
     keep_unknown,
     parse_retry_after,
+    replayed_turn,
 )
 
 __all__ = ["FINISH_REASON_MAP", "BedrockAdapter", "BedrockStreamParser"]
@@ -345,14 +349,8 @@ class BedrockAdapter(Adapter):
             for p in m.parts
             if not (isinstance(p, TextPart) and not p.text.strip())
         ]
-        if m.role == "assistant":
-            for n, call in enumerate(m.tool_calls or []):
-                reasoning = [{REASONING_BLOCK: r} for r in reasoning_blocks(call)]
-                if n == 0:
-                    blocks[:0] = reasoning  # the turn begins with the model's reasoning
-                else:
-                    blocks.extend(reasoning)
-                blocks.append(self.map_tool_call(call))
+        if m.role == "assistant" and m.tool_calls:
+            return replayed_turn(blocks, m.tool_calls, _replayed_reasoning, self.map_tool_call)
         return blocks
 
     @staticmethod
@@ -468,8 +466,8 @@ class BedrockAdapter(Adapter):
                         f"toolUse {use.get('name')!r}: input must be a JSON object", model
                     )
                 name = str(use.get("name") or "")
-                call_id = str(use.get("toolUseId") or "")
-                calls.append(ToolCall(call_id, name, args, provider_data=_data(reasoning)))
+                calls.append(ToolCall(str(use.get("toolUseId") or ""), name, args))
+                carry(calls[-1], PROVIDER_DATA_KEY, "reasoning", reasoning)
                 reasoning = []
             elif REASONING_BLOCK in block:
                 value = block[REASONING_BLOCK]
@@ -486,7 +484,7 @@ class BedrockAdapter(Adapter):
         return Response(
             text=text,
             tool_calls=calls,
-            reasoning=_joined(thoughts),
+            reasoning=join_reasoning(thoughts),
             finish_reason=normalize_finish(raw, bool(text or calls), bool(calls)),  # type: ignore[arg-type]
             raw_finish_reason=raw,
             usage=self._usage(data.get("usage"), model),
@@ -665,25 +663,17 @@ def _embed_family(model: str) -> str | None:
 def reasoning_blocks(call: ToolCall) -> list[dict[str, Any]]:
     """The Bedrock ``reasoningContent`` values a call carries in ``provider_data`` (those that
     came before it in the reply), in order; empty for a call from elsewhere."""
-    data = (call.provider_data or {}).get(PROVIDER_DATA_KEY)
-    blocks = data.get("reasoning") if isinstance(data, Mapping) else None
-    if not isinstance(blocks, list):
-        return []
-    return [b for b in blocks if isinstance(b, dict)]
+    return carried(call, PROVIDER_DATA_KEY, "reasoning")
+
+
+def _replayed_reasoning(call: ToolCall) -> list[dict[str, Any]]:
+    return [{REASONING_BLOCK: r} for r in reasoning_blocks(call)]
 
 
 def reasoning_text(value: Mapping[str, Any]) -> str:
     """The visible text of a ``reasoningContent`` value ("" for redacted content)."""
     text = value.get("reasoningText")
     return str(text.get("text") or "") if isinstance(text, Mapping) else ""
-
-
-def _data(reasoning: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return {PROVIDER_DATA_KEY: {"reasoning": reasoning}} if reasoning else None
-
-
-def _joined(thoughts: list[str]) -> str:
-    return "\n\n".join(t for t in thoughts if t)
 
 
 def _join_base64(pieces: list[str]) -> str:
@@ -869,7 +859,7 @@ class BedrockStreamParser(StreamParser):
                 pending.append(value)
                 thoughts.append(reasoning_text(value))
             if index in position:
-                calls[position[index]].provider_data = _data(pending)
+                carry(calls[position[index]], PROVIDER_DATA_KEY, "reasoning", pending)
                 pending = []
             elif index in outputs:
                 pending = []
@@ -894,7 +884,7 @@ class BedrockStreamParser(StreamParser):
         return Response(
             text=text,
             tool_calls=calls,
-            reasoning=_joined(thoughts),
+            reasoning=join_reasoning(thoughts),
             finish_reason=normalize_finish(  # type: ignore[arg-type]
                 self.stop_reason, bool(text or calls), bool(calls)
             ),

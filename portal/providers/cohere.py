@@ -59,12 +59,14 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    ReasoningBlocks,
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
     WireRequest,
     error_class_for_status,
+    join_reasoning,
     keep_unknown,
 )
 
@@ -267,7 +269,7 @@ class CohereAdapter(Adapter):
             text=text,
             tool_calls=calls,
             finish_reason=self.finish_reason(raw, text, calls),  # type: ignore[arg-type]
-            reasoning="\n\n".join(thoughts),
+            reasoning=join_reasoning(thoughts),
             raw_finish_reason=raw,
             usage=self.parse_usage(usage_raw),
             model=model,
@@ -383,7 +385,7 @@ class CohereStreamParser(SSEStreamParser):
         self.model = model
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
-        self.thoughts: list[list[str]] = []  # one list of pieces per thinking item
+        self.thoughts = ReasoningBlocks()  # one block per thinking item
         self.thinking_item: Any = None  # index of the thinking item being streamed
         self.plan: list[str] = []
         self.tools = ToolCallAssembler()
@@ -413,7 +415,7 @@ class CohereStreamParser(SSEStreamParser):
             content = _obj(message.get("content"))
             ctype = content.get("type")
             if ctype in REASONING_CONTENT:
-                self.thoughts.append([])
+                self.thoughts.close()
                 self.thinking_item = obj.get("index")
                 self._think(content.get("thinking"), obj.get("index"), events)
             elif ctype is not None and ctype != "text":
@@ -474,10 +476,10 @@ class CohereStreamParser(SSEStreamParser):
         """A piece of a thinking item: a "reasoning" event, kept for ``Response.reasoning``."""
         if not isinstance(piece, str) or not piece:
             return
-        if not self.thoughts or index != self.thinking_item:  # no content-start seen for it
-            self.thoughts.append([])
+        if index != self.thinking_item:  # no content-start seen for it
+            self.thoughts.close()
             self.thinking_item = index
-        self.thoughts[-1].append(piece)
+        self.thoughts.add(piece)
         events.append(StreamEvent("reasoning", text=piece))
 
     def finish(self) -> Response:
@@ -502,7 +504,7 @@ class CohereStreamParser(SSEStreamParser):
             text=text,
             tool_calls=calls,
             finish_reason=self.adapter.finish_reason(self.finish_raw, text, calls),  # type: ignore[arg-type]
-            reasoning="\n\n".join("".join(block) for block in self.thoughts if block),
+            reasoning=self.thoughts.joined(),
             raw_finish_reason=self.finish_raw,
             usage=self.usage or Usage(),
             model=self.model,

@@ -79,6 +79,7 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    ReasoningBlocks,
     SSEStreamParser,
     StreamParser,
     WireReply,
@@ -132,35 +133,6 @@ _TOKEN_LIMIT = re.compile(
     r"input token count .* exceeds|exceeds the maximum number of tokens",
     re.IGNORECASE,
 )
-
-
-class ThoughtBlocks:
-    """The thought-summary text of one reply, in blocks: consecutive thought parts extend the
-    open block (streamed chunks split one block into pieces), any other part with content
-    closes it. ``pieces`` keeps every piece in arrival order, for stream events."""
-
-    __slots__ = ("blocks", "open", "pieces")
-
-    def __init__(self) -> None:
-        self.blocks: list[list[str]] = []
-        self.pieces: list[str] = []
-        self.open = False
-
-    def add(self, piece: str) -> None:
-        if not piece:
-            return
-        if self.open:
-            self.blocks[-1].append(piece)
-        else:
-            self.blocks.append([piece])
-            self.open = True
-        self.pieces.append(piece)
-
-    def close(self) -> None:
-        self.open = False
-
-    def joined(self) -> str:
-        return "\n\n".join("".join(block) for block in self.blocks)
 
 
 class GeminiAdapter(Adapter):
@@ -378,7 +350,7 @@ class GeminiAdapter(Adapter):
         first_index: int,
         model: str,
         unknown: list[Any] | None = None,
-        thoughts: ThoughtBlocks | None = None,
+        thoughts: ReasoningBlocks | None = None,
     ) -> tuple[list[str], list[ToolCall]]:
         """(texts, calls) of a candidate's parts; the text of thought parts goes to
         ``thoughts`` when given (never to the texts); parts with neither text nor a function
@@ -446,7 +418,7 @@ class GeminiAdapter(Adapter):
         response_id = data.get("responseId")
         content: dict[str, Any] = cand["content"] if isinstance(cand.get("content"), dict) else {}
         unknown: list[Any] = []
-        thoughts = ThoughtBlocks()
+        thoughts = ReasoningBlocks()
         texts, calls = self.parse_parts(
             content.get("parts"), response_id, 0, model, unknown, thoughts
         )
@@ -772,7 +744,7 @@ class GeminiStreamParser(SSEStreamParser):
         self.model = model
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
-        self.thoughts = ThoughtBlocks()
+        self.thoughts = ReasoningBlocks()
         self.calls: list[ToolCall] = []
         self.usage: Usage | None = None
         self.finish_raw: str | None = None

@@ -52,12 +52,14 @@ from portal.errors import (
 from portal.providers.base import (
     Adapter,
     Capabilities,
+    ReasoningBlocks,
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
     WireRequest,
     error_class_for_status,
+    join_reasoning,
     keep_unknown,
 )
 from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
@@ -352,7 +354,7 @@ class OpenAIAdapter(Adapter):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
-            reasoning="\n\n".join(thoughts),
+            reasoning=join_reasoning(thoughts),
             raw_finish_reason=raw_finish,
             usage=self.parse_usage(data.get("usage")),
             model=data.get("model"),
@@ -527,7 +529,7 @@ class OpenAIChatStreamParser(SSEStreamParser):
         self.req = req
         self.sse = adapter.sse_decoder()
         self.text: list[str] = []
-        self.reasoning: list[str] = []
+        self.reasoning = ReasoningBlocks()
         self._text_seen = 0  # len(self.text) at the last reasoning piece
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None
@@ -599,10 +601,10 @@ class OpenAIChatStreamParser(SSEStreamParser):
         "reasoning" event (never a "text" one)."""
         if not isinstance(piece, str):
             return
-        if self.reasoning and len(self.text) != self._text_seen:
-            self.reasoning.append("\n\n")  # answer text came in between: a new block
+        if len(self.text) != self._text_seen:
+            self.reasoning.close()  # answer text came in between: a new block
         self._text_seen = len(self.text)
-        self.reasoning.append(piece)
+        self.reasoning.add(piece)
         events.append(StreamEvent("reasoning", text=piece))
 
     def _details(self, found: dict[str, Any]) -> None:
@@ -634,7 +636,7 @@ class OpenAIChatStreamParser(SSEStreamParser):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
-            reasoning="".join(self.reasoning),
+            reasoning=self.reasoning.joined(),
             raw_finish_reason=raw,
             usage=self.usage or Usage(),
             model=self.response_model,

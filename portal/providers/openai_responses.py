@@ -51,6 +51,7 @@ from portal.providers.base import (
     ToolCallAssembler,
     WireReply,
     WireRequest,
+    join_reasoning,
     keep_unknown,
 )
 from portal.providers.openai import OpenAIAdapter
@@ -237,7 +238,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
                 items.append({"role": m.role, "content": [self.map_part(p) for p in m.content]})
             else:
                 items.append({"role": m.role, "content": m.text})
-        return "\n\n".join(t for t in lead if t), items
+        return join_reasoning(lead), items
 
     def map_part(self, part: TextPart | ImagePart) -> dict[str, Any]:
         if isinstance(part, TextPart):
@@ -340,7 +341,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]
-            reasoning="\n\n".join(thoughts),
+            reasoning=join_reasoning(thoughts),
             raw_finish_reason=raw,
             usage=self.parse_responses_usage(data.get("usage")),
             model=data.get("model"),
@@ -475,7 +476,7 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
         if not response.text and text:
             response.text = text
         if self.thoughts:  # what the caller saw as reasoning events
-            response.reasoning = "\n\n".join("".join(b) for b in self.thoughts.values())
+            response.reasoning = join_reasoning("".join(b) for b in self.thoughts.values())
         if not response.tool_calls and self.tools:
             response.tool_calls = self.tools.finish(self.adapter.name, self.model)
             response.finish_reason = "tool_calls"

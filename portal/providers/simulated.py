@@ -26,7 +26,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import anyio
@@ -43,9 +43,11 @@ __all__ = [
     "SimulatedAdapter",
     "TimedAsyncStream",
     "TimedSyncStream",
+    "chat_completion",
     "completion_chunks",
     "count_text_tokens",
     "embed_vector",
+    "embeddings_reply",
     "error_body",
     "message_text",
     "prompt_text",
@@ -263,39 +265,16 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         if request_is_embedding(body):
             return self._embedding(body)
         message, finish = self._reply(plan, body)
-        prompt_tokens = count_text_tokens(prompt_text(body))
-        completion_tokens = count_text_tokens(message.get("content") or "") + sum(
-            count_text_tokens(c["function"]["arguments"]) + 3 for c in message.get("tool_calls", [])
-        )
-        return {
-            "id": f"chatcmpl-sim{self._counter}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "sim"),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        return chat_completion(f"chatcmpl-sim{self._counter}", body, message, finish)
 
     def _embedding(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = body.get("input") or []
-        if isinstance(inputs, str):
-            inputs = [inputs]
         dims = int(body.get("dimensions") or 64)
-        data = [
-            {"object": "embedding", "index": i, "embedding": embed_vector(text, dims)}
-            for i, text in enumerate(inputs)
-        ]
-        tokens = sum(count_text_tokens(t) for t in inputs)
-        return {
-            "object": "list",
-            "data": data,
-            "model": body.get("model", "sim-embed"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return embeddings_reply(
+            body.get("model", "sim-embed"),
+            [inputs] if isinstance(inputs, str) else inputs,
+            lambda text: embed_vector(text, dims),
+        )
 
     def _reply(self, plan: _Plan, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
         messages = body.get("messages") or []
@@ -446,6 +425,52 @@ class TimedAsyncStream(httpx2.AsyncByteStream):
             if wait:
                 await anyio.sleep(wait * self.scale)
             yield data
+
+
+def chat_completion(
+    completion_id: str,
+    body: dict[str, Any],
+    message: dict[str, Any],
+    finish: str,
+    usage: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """A Chat Completions reply to ``body`` with ``message``; its ``usage`` (prompt, completion
+    tokens) counted with the tokenizer, like a vendor would, unless given."""
+    if usage is None:
+        prompt = count_text_tokens(prompt_text(body))
+        completion = count_text_tokens(message.get("content") or "") + sum(
+            count_text_tokens(c["function"]["arguments"]) + 3 for c in message.get("tool_calls", [])
+        )
+    else:
+        prompt, completion = usage
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "sim"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def embeddings_reply(
+    model: str, inputs: list[str], vector: Callable[[str], list[float]]
+) -> dict[str, Any]:
+    """An Embeddings API reply: one ``vector(text)`` per input, tokens counted."""
+    tokens = sum(count_text_tokens(t) for t in inputs)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": vector(text)}
+            for i, text in enumerate(inputs)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def request_is_embedding(body: dict[str, Any]) -> bool:

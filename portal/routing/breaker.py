@@ -57,12 +57,13 @@ class Breakers:
 
     def allow(self, target: str) -> bool:
         """May a call go to ``target`` now? Claims the half-open probe when it is due."""
-        until = self.state.get(self._keys(target)[0])
+        open_key, _, _, probe_key = self._keys(target)
+        until = self.state.get(open_key)
         if until is None:
             return True
         if self.state.clock() < until:
             return False
-        return self.state.claim(self._keys(target)[3], self.config(target).cooldown_s)
+        return self.state.claim(probe_key, self.config(target).cooldown_s)
 
     def success(self, target: str) -> None:
         open_key, n_key, w_key, probe_key = self._keys(target)

@@ -155,14 +155,12 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
     result: Any = None
     try:
         request = call.request
-        embed = isinstance(request, EmbedRequest)
         # an embed larger than the vendor takes per request is several requests, in order, as
         # one attempt (any one failing fails it); a chat is one
-        batches: list[Any] = (
-            _embed_batches(request, adapter.embed_batch_size(target.model))
-            if isinstance(request, EmbedRequest)
-            else [request]
-        )
+        batches: list[Any] = [request]
+        embed = isinstance(request, EmbedRequest)
+        if isinstance(request, EmbedRequest):
+            batches = _embed_batches(request, adapter.embed_batch_size(target.model))
         parts: list[Any] = []
         for req in batches:
             timeout = _timeout_for(call, target, clock)
@@ -663,17 +661,44 @@ def tool_loop_flow(
     reply with the whole transcript, usage, cost and attempts (a turn's own ``done`` is not
     passed on)."""
 
-    def step(call: Call) -> FlowGen:
+    specs = {t.name: t for t in request.tools}
+    messages = list(request.messages)
+    total_cost: float | None = 0.0
+    all_attempts: list[Attempt] = []
+    usage = Usage()
+    started = clock()
+    for _step in range(max_steps):
+        call = make_call(request.with_messages(messages))
         if stream:
-            return _without_done(stream_flow(call, hooks, output, clock))
-        return chat_flow(call, hooks, output, clock)
-
-    resp = yield from _tool_loop(
-        make_call, request, step, functions, max_steps, tool_timeout_s, clock, emit_results=stream
+            resp: Response = yield from _without_done(stream_flow(call, hooks, output, clock))
+        else:
+            resp = yield from chat_flow(call, hooks, output, clock)
+        all_attempts.extend(resp.attempts)
+        usage = usage + resp.usage
+        total_cost = (
+            None if total_cost is None or resp.cost_usd is None else total_cost + resp.cost_usd
+        )
+        runnable = [c for c in resp.tool_calls if c.name in functions]
+        if not resp.tool_calls or len(runnable) != len(resp.tool_calls):
+            resp.messages = [*messages, resp.to_message()]
+            resp.attempts = all_attempts
+            resp.cost_usd = total_cost
+            resp.usage = usage
+            resp.latency_ms = (clock() - started) * 1000.0
+            if stream:
+                yield Emit(StreamEvent("done", response=resp))
+            return resp
+        messages.append(resp.to_message())
+        results = yield from _run_tool_calls(resp.tool_calls, specs, functions, tool_timeout_s)
+        for c in resp.tool_calls:
+            messages.append(results[c.id])
+            if stream:
+                yield Emit(StreamEvent("tool_result", text=results[c.id].text, tool_call=c))
+    raise ToolLoopExceeded(
+        f"the model still asked for tools after max_steps={max_steps}; "
+        "raise max_steps or check the tools' results",
+        messages,
     )
-    if stream:
-        yield Emit(StreamEvent("done", response=resp))
-    return resp
 
 
 def _without_done(flow: FlowGen) -> FlowGen:
@@ -691,52 +716,6 @@ def _without_done(flow: FlowGen) -> FlowGen:
             value = yield effect
     finally:
         flow.close()
-
-
-def _tool_loop(
-    make_call: Callable[[ChatRequest], Call],
-    request: ChatRequest,
-    step: Callable[[Call], FlowGen],
-    functions: dict[str, Any],
-    max_steps: int,
-    tool_timeout_s: float | None,
-    clock: Clock,
-    emit_results: bool = False,
-) -> FlowGen:
-    """The loop both tool flows share; ``step`` makes one model turn (chat or stream)."""
-    specs = {t.name: t for t in request.tools}
-    messages = list(request.messages)
-    total_cost: float | None = 0.0
-    all_attempts: list[Attempt] = []
-    usage = Usage()
-    started = clock()
-    for _step in range(max_steps):
-        call = make_call(request.with_messages(messages))
-        resp: Response = yield from step(call)
-        all_attempts.extend(resp.attempts)
-        usage = usage + resp.usage
-        total_cost = (
-            None if total_cost is None or resp.cost_usd is None else total_cost + resp.cost_usd
-        )
-        runnable = [c for c in resp.tool_calls if c.name in functions]
-        if not resp.tool_calls or len(runnable) != len(resp.tool_calls):
-            resp.messages = [*messages, resp.to_message()]
-            resp.attempts = all_attempts
-            resp.cost_usd = total_cost
-            resp.usage = usage
-            resp.latency_ms = (clock() - started) * 1000.0
-            return resp
-        messages.append(resp.to_message())
-        results = yield from _run_tool_calls(resp.tool_calls, specs, functions, tool_timeout_s)
-        for c in resp.tool_calls:
-            messages.append(results[c.id])
-            if emit_results:
-                yield Emit(StreamEvent("tool_result", text=results[c.id].text, tool_call=c))
-    raise ToolLoopExceeded(
-        f"the model still asked for tools after max_steps={max_steps}; "
-        "raise max_steps or check the tools' results",
-        messages,
-    )
 
 
 def _run_tool_calls(
