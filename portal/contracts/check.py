@@ -13,12 +13,9 @@ error. Output formats: ``text`` (people), ``json`` (tools; documented in docs/co
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +26,7 @@ from portal.contracts.compat import Comparison, compare
 from portal.contracts.feature import FeatureContract, load_contract, parse_contract
 from portal.errors import ConfigError, ContractError
 
-__all__ = ["CheckReport", "Finding", "main", "run_check", "run_diff"]
+__all__ = ["CheckReport", "Finding", "UsageError", "run_check", "run_diff"]
 
 JSON_SCHEMA_VERSION = 1
 Severity = Literal["error", "warning", "info"]
@@ -580,70 +577,6 @@ def run_diff(old_path: Path, new_path: Path) -> tuple[Comparison, CheckReport]:
     return cmp, report
 
 
-# --------------------------------------------------------------------------------- output
-
-
-def _format_text(report: CheckReport, out: Any) -> None:
-    by_feature: dict[str | None, list[Finding]] = {}
-    for f in report.findings:
-        by_feature.setdefault(f.feature, []).append(f)
-    for feat in report.features:
-        header = f"{feat.feature}: {feat.contract or '(no contract)'}"
-        if feat.version:
-            header += f" v{feat.version}"
-        if feat.targets:
-            header += f"  -> {', '.join(feat.targets)}"
-        if feat.verdict:
-            header += f"  [{feat.verdict}]"
-        print(header, file=out)
-        for f in by_feature.pop(feat.feature, []):
-            where = f"{f.file}:{f.line}" if f.file and f.line else (f.file or "")
-            print(f"  {f.severity:<7} {where}  {f.message}", file=out)
-    for rest in by_feature.values():
-        for f in rest:
-            print(f"  {f.severity:<7} {f.file or ''}  {f.message}", file=out)
-    status = "FAILED" if report.exit_code else "OK"
-    print(
-        f"{status}: {report.count('error')} error(s), {report.count('warning')} warning(s), "
-        f"{report.count('info')} note(s) in {len(report.features)} feature(s)",
-        file=out,
-    )
-
-
-def _gh_escape(value: str, prop: bool = False) -> str:
-    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    if prop:
-        value = value.replace(":", "%3A").replace(",", "%2C")
-    return value
-
-
-def _format_github(report: CheckReport, out: Any) -> None:
-    level = {"error": "error", "warning": "warning", "info": "notice"}
-    for f in report.findings:
-        props = []
-        if f.file:
-            props.append(f"file={_gh_escape(f.file, True)}")
-            if f.line:
-                props.append(f"line={f.line}")
-        title = f"portal contracts: {f.feature}" if f.feature else "portal contracts"
-        props.append(f"title={_gh_escape(title, True)}")
-        print(f"::{level[f.severity]} {','.join(props)}::{_gh_escape(f.message)}", file=out)
-    print(
-        f"portal contracts: {report.count('error')} error(s), {report.count('warning')} "
-        f"warning(s), {report.count('info')} note(s)",
-        file=out,
-    )
-
-
-def _emit(report: CheckReport, fmt: str, command: str, out: Any) -> None:
-    if fmt == "json":
-        print(json.dumps(report.to_json(command), indent=2), file=out)
-    elif fmt == "github":
-        _format_github(report, out)
-    else:
-        _format_text(report, out)
-
-
 # ------------------------------------------------------------------------------ lookups
 
 
@@ -751,80 +684,3 @@ def _locate_toml(lines: list[str], keys: list[str]) -> int | None:
             if pat.match(lines[n]):
                 return n + 1
     return best
-
-
-# ------------------------------------------------------------------------------------ main
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="portal contracts",
-        description="Check feature contracts in CI: schemas, examples, vendor capabilities, "
-        "data-path policy and breaking changes.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="check every contract named by the config")
-    check.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="portal.toml or pyproject.toml (default: ./portal.toml)",
-    )
-    check.add_argument(
-        "--against",
-        metavar="GIT_REF",
-        default=None,
-        help="compare each contract with its version at this git ref",
-    )
-    check.add_argument("--format", choices=("text", "json", "github"), default="text")
-    diff = sub.add_parser("diff", help="compatibility analysis between two contract files")
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
-    diff.add_argument("--format", choices=("text", "json", "github"), default="text")
-    return parser
-
-
-def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
-    """Entry point; `portal contracts ...` delegates here. Returns the exit code."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed the usage error
-        return EXIT_OK if exc.code == 0 else EXIT_USAGE
-    try:
-        if args.command == "check":
-            report = run_check(args.config, args.against)
-            _emit(report, args.format, "check", out)
-            return report.exit_code
-        cmp, report = run_diff(args.old, args.new)
-        if args.format == "text":
-            _format_diff(cmp, args.old, args.new, out)
-        else:
-            _emit(report, args.format, "diff", out)
-        return EXIT_FAIL if cmp.verdict == "breaking" else EXIT_OK
-    except UsageError as exc:
-        print(f"portal contracts: error: {exc}", file=err)
-        return EXIT_USAGE
-
-
-def _format_diff(cmp: Comparison, old: Path, new: Path, out: Any) -> None:
-    explain = {
-        "unchanged": "no changes",
-        "compatible": "compatible: no breaking changes",
-        "intended": "breaking changes, intended by the major version bump",
-        "breaking": "BREAKING changes without a major version bump",
-    }[cmp.verdict]
-    print(f"{old} ({cmp.old_version}) -> {new} ({cmp.new_version}): {explain}", file=out)
-    for c in cmp.changes:
-        tag = "BREAKING" if c.breaking else "ok"
-        print(f"  {tag:<9}{c.area:<9}{c.message}", file=out)
-    if cmp.verdict == "breaking":
-        major = cmp.old_version.split(".")[0]
-        nxt = f"{int(major) + 1}.0.0" if major.isdigit() else "the next major version"
-        print(f"  fix: bump version to {nxt}, or make the change compatible", file=out)
-
-
-if __name__ == "__main__":  # python -m portal.contracts.check
-    sys.exit(main(sys.argv[1:]))

@@ -34,16 +34,12 @@ A ``[gamedays.NAME]`` table::
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from portal.config import PortalConfig, load_config
@@ -61,9 +57,6 @@ from portal.stress.engine import LoadSpec, RunResult, Sample, run_load
 from portal.stress.faults import Fault, FaultTransport
 from portal.stress.loadtest import (
     DEFAULT_PROMPTS,
-    EXIT_MISSED,
-    EXIT_OK,
-    EXIT_USAGE,
     make_client,
     spec_params,
 )
@@ -72,7 +65,7 @@ from portal.stress.loadtest import (
 )
 from portal.stress.results import distribution, fmt_ms, fmt_usd, render_rows, sla_verdict, summarize
 
-__all__ = ["GamedayScenario", "main", "run_gameday"]
+__all__ = ["GamedayScenario", "run_gameday"]
 
 GAMEDAY_SCHEMA = "portal.gameday/1"
 SUITE_SCHEMA = "portal.gameday-suite/1"
@@ -628,193 +621,3 @@ def render_suite(docs: Sequence[dict[str, Any]]) -> list[str]:
             ]
         )
     return render_rows(rows)
-
-
-# ------------------------------------------------------------------------------- CLI
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="portal gameday", description="load under an injected fault")
-    p.add_argument("--config", default="portal.toml")
-    p.add_argument("--all", action="store_true", help="run every [gamedays.NAME] scenario")
-    p.add_argument(
-        "--name",
-        action="append",
-        default=None,
-        help="run this [gamedays.NAME] scenario (repeatable)",
-    )
-    p.add_argument("--feature")
-    p.add_argument("--scenario", choices=KINDS)
-    p.add_argument("--target", help="provider (or provider:model) to break")
-    p.add_argument("--at", default=None, help="fault start, e.g. 20s (default 20s)")
-    p.add_argument("--for", dest="for_", default=None, help="fault length, e.g. 30s (default 30s)")
-    p.add_argument("--rps", type=float, default=None, help="arrival rate (default 50)")
-    p.add_argument("--duration", default=None, help="run length (default 90s)")
-    p.add_argument("--burst", default=None)
-    p.add_argument("--prompts", default=None)
-    p.add_argument("--output-tokens", default=None)
-    p.add_argument("--stream", action="store_true")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--concurrency-limit", type=int, default=None)
-    p.add_argument(
-        "--status", type=int, default=None, help="HTTP status of injected errors (0: refused)"
-    )
-    p.add_argument(
-        "--latency-ms", type=float, default=None, help="added latency p50 (slow, brownout)"
-    )
-    p.add_argument("--latency-p99-ms", type=float, default=None, help="added latency p99")
-    p.add_argument("--error-rate", type=float, default=None, help="share failing (flaky, brownout)")
-    p.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds (throttle)")
-    p.add_argument("--max-error-rate", type=float, default=None)
-    p.add_argument("--max-failover", default=None, help="fail if traffic takes longer to move")
-    p.add_argument("--max-recovery", default=None, help="fail if recovery takes longer")
-    p.add_argument("--ledger", default=None, help="record the calls to this ledger URL")
-    p.add_argument("--out", default=None, help="write the JSON results here")
-    p.add_argument(
-        "--html", default=None, help="HTML report (with --all: one per scenario, NAME inserted)"
-    )
-    p.add_argument("--quiet", action="store_true")
-    return p
-
-
-_LOAD_FLAGS = ("rps", "burst", "prompts", "output_tokens", "seed", "concurrency_limit")
-
-
-def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScenario]:
-    overrides: dict[str, Any] = {
-        k: getattr(args, k) for k in _LOAD_FLAGS if getattr(args, k) is not None
-    }
-    for flag, key in (("duration", "duration"), ("at", "at"), ("for_", "for")):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
-    if args.stream:
-        overrides["stream"] = True
-    fault = {
-        k: v
-        for k, v in (
-            ("status", args.status),
-            ("latency_ms", args.latency_ms),
-            ("latency_p99_ms", args.latency_p99_ms),
-            ("rate", args.error_rate),
-            ("retry_after_s", args.retry_after),
-        )
-        if v is not None
-    }
-    expect = {
-        k: v
-        for k, v in (
-            ("max_error_rate", args.max_error_rate),
-            ("max_failover_s", args.max_failover),
-            ("max_recovery_s", args.max_recovery),
-        )
-        if v is not None
-    }
-    for key in ("max_failover_s", "max_recovery_s"):
-        if key in expect:
-            expect[key] = parse_duration(expect[key], "--" + key[4:-2].replace("_", "-"))
-    if args.all or args.name:
-        found = scenarios_from_config(cfg)
-        if not found:
-            raise UsageError(f"--all: {args.config} has no [gamedays.NAME] tables")
-        if args.name:
-            known = {s.name: s for s in found}
-            missing = [n for n in args.name if n not in known]
-            if missing:
-                raise UsageError(
-                    f"--name {', '.join(missing)}: not in the config "
-                    f"(game days: {', '.join(sorted(known))})"
-                )
-            found = [known[n] for n in args.name]
-        out = []
-        for s in found:
-            data = s.model_dump(by_alias=True)
-            data.update(overrides)
-            data["fault"] = {**data["fault"], **fault}
-            data["expect"] = {**data["expect"], **expect}
-            out.append(_validate(data, s.name))
-        return out
-    missing = [f"--{n}" for n in ("feature", "scenario", "target") if getattr(args, n) is None]
-    if missing:
-        raise UsageError(f"give {', '.join(missing)} (or --all to run the config's [gamedays])")
-    data = {
-        "feature": args.feature,
-        "scenario": args.scenario,
-        "target": args.target,
-        **overrides,
-        "fault": fault,
-        "expect": expect,
-    }
-    return [_validate(data, "adhoc")]
-
-
-def _validate(data: dict[str, Any], name: str) -> GamedayScenario:
-    try:
-        return GamedayScenario.model_validate({**data, "name": name})
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"]).replace("for_", "for")
-        raise UsageError(f"{name}: {where}: {err['msg']}") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:
-        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
-    try:
-        cfg = _isolated(load_config(args.config))
-        scenarios = _scenarios(args, cfg)
-        for sc in scenarios:
-            check_scenario(sc, cfg)
-    except ConfigError as exc:
-        print(f"portal gameday: {args.config}:", file=sys.stderr)
-        for line in exc.errors or [str(exc)]:
-            print(f"  {line}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"portal gameday: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-    docs: list[dict[str, Any]] = []
-    for sc in scenarios:
-
-        async def go(sc: GamedayScenario = sc) -> tuple[dict[str, Any], RunResult]:
-            every = max(1.0, sc.duration / 20)
-            with ProgressDisplay(quiet=args.quiet, every_s=every, prefix=f"[{sc.name}] ") as d:
-                return await run_gameday(cfg, sc, display=d, ledger=args.ledger)
-
-        try:
-            doc, result = anyio.run(go)
-        except ConfigError as exc:
-            print(f"portal gameday: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        docs.append(doc)
-        lines = render(doc)
-        print("\n".join(lines))
-        print()
-        if args.html:
-            from portal.stress.html import write_html
-
-            path = args.html
-            if len(scenarios) > 1:
-                stem = Path(path)
-                path = str(stem.with_name(f"{stem.stem}-{sc.name}{stem.suffix or '.html'}"))
-            faults = [{"kind": sc.scenario, "start_s": sc.at, "end_s": sc.at + sc.for_}]
-            write_html(doc["load"], result, path, f"gameday {sc.name}", faults, lines)
-    if len(docs) > 1:
-        print("summary:")
-        print("\n".join(render_suite(docs)))
-    passed = all(d["passed"] for d in docs)
-    if args.out:
-        out: dict[str, Any] = (
-            docs[0]
-            if len(docs) == 1 and not (args.all or args.name)
-            else {"schema": SUITE_SCHEMA, "passed": passed, "results": docs}
-        )
-        Path(args.out).write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
-    return EXIT_OK if passed else EXIT_MISSED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

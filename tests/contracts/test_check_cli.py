@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from portal.contracts.check import main
+from portal.cli.contracts import main
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE_DIR = ROOT / "examples" / "contracts"
@@ -183,7 +183,8 @@ def test_usage_and_config_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_github_format_escapes_newlines() -> None:
-    from portal.contracts.check import CheckReport, Finding, _format_github
+    from portal.cli.contracts import _format_github
+    from portal.contracts.check import CheckReport, Finding
 
     report = CheckReport([Finding("error", "x", "a\nb: 100%", "f", "c.toml", 3)])
     out = io.StringIO()

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 import portal
+from portal.cli.report import main
 from portal.errors import PortalError
 from portal.metering.ledger import LedgerRecord, read_records
-from portal.metering.report import build_report, load_records, main, parse_since
+from portal.metering.report import build_report, load_records, parse_since
 
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 

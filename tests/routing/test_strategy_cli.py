@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from portal.routing.commands import canary_main, route_main
+from portal.cli.routing import canary_main, route_main
 from portal.routing.state import RedisState
 
 from .conftest import config, sim_provider

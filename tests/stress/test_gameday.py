@@ -11,9 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
+from portal.cli import gameday as gameday_cli
 from portal.config import load_config
 from portal.errors import ConfigError
-from portal.stress import gameday
 from portal.stress.gameday import GamedayScenario, run_gameday, scenarios_from_config
 
 
@@ -145,7 +145,7 @@ def test_usage_errors_exit_2(
     argv: list[str],
     message: str,
 ) -> None:
-    assert gameday.main(["--config", str(sim_config()), *argv]) == 2
+    assert gameday_cli.main(["--config", str(sim_config()), *argv]) == 2
     assert message in capsys.readouterr().err
 
 

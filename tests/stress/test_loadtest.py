@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from portal.cli import loadtest as loadtest_cli
 from portal.config import load_config
 from portal.stress import loadtest
 from portal.stress.arrivals import LengthDist, PromptSource
@@ -32,7 +33,7 @@ def _spec(**kw: object) -> LoadSpec:
 def test_json_document_shape_and_numbers(sim_config: Callable[..., Path], tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     html = tmp_path / "r.html"
-    code = loadtest.main(
+    code = loadtest_cli.main(
         [
             "--config",
             str(sim_config()),
@@ -99,7 +100,7 @@ def test_missed_sla_exits_3(
     sim_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = sim_config(p95=1, p99=2)  # 1 ms: no vendor meets it
-    code = loadtest.main(
+    code = loadtest_cli.main(
         [
             "--config",
             str(cfg),
@@ -135,14 +136,14 @@ def test_usage_errors_exit_2(
     argv: list[str],
     message: str,
 ) -> None:
-    assert loadtest.main(["--config", str(sim_config()), *argv]) == 2
+    assert loadtest_cli.main(["--config", str(sim_config()), *argv]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "portal.toml"
     bad.write_text('[features.chat]\nprimary = "ghost:model"\n', encoding="utf-8")
-    assert loadtest.main(["--config", str(bad), "--feature", "chat"]) == 2
+    assert loadtest_cli.main(["--config", str(bad), "--feature", "chat"]) == 2
     assert "ghost" in capsys.readouterr().err
 
 

@@ -1,0 +1,7 @@
+"""``python -m portal.cli``."""
+
+import sys
+
+from portal.cli import main
+
+sys.exit(main())
