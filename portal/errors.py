@@ -25,6 +25,12 @@ PortalError
 
 Provider errors keep what a router needs to classify them (status, lower-cased headers,
 Retry-After in seconds, request id) and the original exception as ``__cause__``.
+
+An error that arrives inside a stream or a 200 body is classified exactly like the same error
+sent with an HTTP status: by its own code / type, then by a status the error object carries
+(Groq's ``status_code``, OpenRouter's numeric ``code``), then by the status its type stands for.
+``status`` is only ever a status that was on the wire: an in-stream error that carries none has
+``status=None`` (a retryable `ServerError` when nothing else classifies it).
 Messages never contain secrets: adapters build them from status and vendor error text only.
 """
 

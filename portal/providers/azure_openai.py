@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from portal.contracts.request import ChatRequest, EmbedRequest
-from portal.errors import ConfigError, ContentFiltered, ProviderError
+from portal.errors import ConfigError, ProviderError
 from portal.providers.base import Capabilities, ProviderSettings, WireReply
 from portal.providers.openai import OpenAIAdapter
 
@@ -118,28 +118,6 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         else:
             body.pop("model")
         return body
-
-    def reply_details(self, data: Mapping[str, Any], choice: Mapping[str, Any]) -> dict[str, Any]:
-        details = super().reply_details(data, choice)
-        flt: dict[str, Any] = {}
-        if data.get("prompt_filter_results"):
-            flt["prompt"] = data["prompt_filter_results"]
-        if choice.get("content_filter_results"):
-            flt["completion"] = choice["content_filter_results"]
-        if flt:
-            details["content_filter"] = flt
-        return details
-
-    def filtered(
-        self, details: Mapping[str, Any], model: str, request_id: str | None = None
-    ) -> ContentFiltered:
-        err = super().filtered(details, model, request_id)
-        completion = (details.get("content_filter") or {}).get("completion") or {}
-        hits = sorted(k for k, v in completion.items() if isinstance(v, dict) and v.get("filtered"))
-        if hits:
-            err.message = f"Azure content filter stopped the reply ({', '.join(hits)})"
-            err.args = (err.message,)
-        return err
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         return (

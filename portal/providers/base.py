@@ -306,7 +306,11 @@ class StreamParser:
 
 class ToolCallAssembler:
     """Assembles streamed tool calls from fragments keyed by the vendor's index or id, with
-    several calls interleaved. Arguments are JSON text that is only complete at the end."""
+    several calls interleaved. Arguments are JSON text that is only complete at the end.
+
+    A call's id and name are set once, by the first fragment that carries them: servers that
+    repeat the name in every chunk of a call do not make it ``nameName``; only arguments are
+    appended."""
 
     def __init__(self) -> None:
         self._order: list[Any] = []
@@ -318,10 +322,10 @@ class ToolCallAssembler:
         if key not in self._args:
             self._order.append(key)
             self._args[key] = []
-        if call_id:
+        if call_id and key not in self._ids:
             self._ids[key] = call_id
-        if name:
-            self._names[key] = self._names.get(key, "") + name if key in self._names else name
+        if name and key not in self._names:
+            self._names[key] = name
 
     def add_arguments(self, key: Any, fragment: str) -> None:
         if key not in self._args:

@@ -526,13 +526,18 @@ class GeminiAdapter(Adapter):
             error.retry_after = retry_delay(reply.body)
         return error
 
-    def error_from_body(self, data: Any, model: str, status: int) -> ProviderError:
-        """An error object inside a 200 body or a stream event."""
+    def error_from_body(self, data: Any, model: str, status: int | None = None) -> ProviderError:
+        """An error object inside a 200 body or a stream event, classified by its own
+        ``code`` (the HTTP status) and ``status`` as the same HTTP error would be; without a
+        code on the wire, by its ``status`` alone, and ``err.status`` stays None."""
         err = data.get("error") if isinstance(data, dict) else None
         code = err.get("code") if isinstance(err, dict) else None
-        if not isinstance(code, int) or code < 400:
-            code = status if status >= 400 else 500
-        return self.parse_error(WireReply(code, {}, json.dumps(data).encode()), model)
+        wire: int | None = code if isinstance(code, int) and 400 <= code <= 599 else None
+        if wire is None and status is not None and status >= 400:
+            wire = status
+        error = self.parse_error(WireReply(wire or 500, {}, json.dumps(data).encode()), model)
+        error.status = wire
+        return error
 
     # -- embeddings ------------------------------------------------------------------------
     def embed_batch_limit(self, model: str) -> int | None:
@@ -762,7 +767,7 @@ class GeminiStreamParser(SSEStreamParser):
         if not isinstance(obj, dict):
             raise self.adapter.invalid("stream chunk is not a JSON object", self.model)
         if "error" in obj:
-            raise self.adapter.error_from_body(obj, self.model, 500)
+            raise self.adapter.error_from_body(obj, self.model)
         self.adapter.check_prompt_block(obj, self.model)
         self.response_id = obj.get("responseId") or self.response_id
         self.model_version = obj.get("modelVersion") or self.model_version

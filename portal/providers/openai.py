@@ -101,6 +101,28 @@ ERROR_CODE_MAP: dict[str, type[ProviderError]] = {
 #: codes after which retrying the same target cannot succeed
 NOT_RETRYABLE_CODES = frozenset({"insufficient_quota"})
 
+#: the HTTP status an error ``type`` stands for, for an error object that arrives without one
+#: (a chunk inside a 200 stream): OpenAI's ``invalid_request_error`` / ``server_error``, and
+#: the Anthropic-style names several compatible servers use
+ERROR_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "tokens": 429,
+    "requests": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "internal_error": 500,
+    "overloaded_error": 529,
+    "service_unavailable": 503,
+    "timeout_error": 408,
+}
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
@@ -172,6 +194,52 @@ def reasoning_field(obj: Mapping[str, Any]) -> str:
     parser inlines the same two lookups on every delta."""
     value = obj.get("reasoning_content") or obj.get("reasoning")
     return value if isinstance(value, str) else ""
+
+
+def _status_value(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and 400 <= value <= 599 else None
+
+
+def embedded_status(data: Mapping[str, Any]) -> int | None:
+    """The HTTP status an error object carries itself: ``error.status_code`` (Groq's in-stream
+    errors), a numeric ``error.code`` (OpenRouter, vLLM) or ``error.status``; None if none."""
+    err = data.get("error")
+    if not isinstance(err, Mapping):
+        return None
+    for name in ("status_code", "code", "status"):
+        found = _status_value(err.get(name))
+        if found is not None:
+            return found
+    return _status_value(data.get("code"))  # vLLM's top-level {"object": "error", "code": 400}
+
+
+def _type_status(data: Mapping[str, Any]) -> int | None:
+    err = data.get("error")
+    if not isinstance(err, Mapping):
+        return None
+    for name in ("code", "type"):
+        found = ERROR_TYPE_STATUS.get(str(err.get(name)))
+        if found is not None:
+            return found
+    return None
+
+
+def legacy_call_id(reply_id: Any) -> str:
+    """The id given to a legacy ``function_call`` (it has none on the wire): derived from the
+    reply's id, so calls of different replies in one conversation never share an id."""
+    return f"call_{reply_id}" if isinstance(reply_id, str) and reply_id else "call_function_call"
+
+
+def _filter_hits(choice: Mapping[str, Any]) -> list[str]:
+    """The categories of a choice's ``content_filter_results`` marked ``filtered: true``."""
+    results = choice.get("content_filter_results")
+    if not isinstance(results, Mapping):
+        return []
+    return sorted(k for k, v in results.items() if isinstance(v, Mapping) and v.get("filtered"))
 
 
 def parse_duration(raw: str | None) -> float | None:
@@ -333,12 +401,26 @@ class OpenAIAdapter(Adapter):
         choice = choices[0]
         message = choice.get("message")
         if not isinstance(message, dict):
+            if choice.get("finish_reason") == "content_filter" or _filter_hits(choice):
+                # Azure's filtered completion: a choice without a message
+                raise self.filtered(
+                    self.reply_details(data, choice),
+                    model,
+                    self.request_id(reply.headers) or data.get("id"),
+                )
             raise self.invalid("choices[0].message is missing", model)
         text, thoughts, unknown = split_content(message.get("content"))
         field = reasoning_field(message)
         if field:
             thoughts.insert(0, field)
         calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
+        legacy = message.get("function_call")
+        if not calls and isinstance(legacy, dict):  # the deprecated single function call
+            calls.append(
+                self.parse_tool_call(
+                    {"id": legacy_call_id(data.get("id")), "function": legacy}, model
+                )
+            )
         raw_finish = choice.get("finish_reason")
         finish = normalize_finish(raw_finish, bool(text), bool(calls), self.finish_reason_map())
         details: dict[str, Any] = self.reply_details(data, choice)
@@ -366,18 +448,33 @@ class OpenAIAdapter(Adapter):
         return FINISH_REASON_MAP
 
     def reply_details(self, data: Mapping[str, Any], choice: Mapping[str, Any]) -> dict[str, Any]:
-        """Vendor extras worth keeping on ``Response.provider_details``."""
-        return {k: data[k] for k in ("system_fingerprint", "service_tier") if data.get(k)}
+        """Vendor extras worth keeping on ``Response.provider_details``; Azure's content
+        filter results (``prompt_filter_results``, a choice's ``content_filter_results``,
+        also sent by servers in front of Azure) under ``content_filter``."""
+        details = {k: data[k] for k in ("system_fingerprint", "service_tier") if data.get(k)}
+        flt: dict[str, Any] = {}
+        if data.get("prompt_filter_results"):
+            flt["prompt"] = data["prompt_filter_results"]
+        if choice.get("content_filter_results"):
+            flt["completion"] = choice["content_filter_results"]
+        if flt:
+            details["content_filter"] = flt
+        return details
 
     def filtered(
         self, details: Mapping[str, Any], model: str, request_id: str | None = None
     ) -> ContentFiltered:
+        """`ContentFiltered` for a reply the model refused or the content filter stopped,
+        naming the filter categories that fired when the reply lists them."""
         refusal = details.get("refusal")
-        message = (
-            f"the model refused: {refusal}"
-            if refusal
-            else ("the vendor's content filter stopped the reply")
-        )
+        completion = (details.get("content_filter") or {}).get("completion") or {}
+        hits = _filter_hits({"content_filter_results": completion})
+        if refusal:
+            message = f"the model refused: {refusal}"
+        elif hits:
+            message = f"the content filter stopped the reply ({', '.join(hits)})"
+        else:
+            message = "the vendor's content filter stopped the reply"
         return ContentFiltered(
             message, provider=self.name, model=model, request_id=request_id, body=dict(details)
         )
@@ -473,14 +570,24 @@ class OpenAIAdapter(Adapter):
         self,
         data: Mapping[str, Any],
         model: str,
-        status: int,
+        status: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> ProviderError:
-        """An error object found inside a 200 body or a stream chunk."""
+        """An error object found inside a 200 body or a stream chunk, classified exactly as
+        the same error sent with an HTTP status: by its ``code`` / ``type`` first, then by the
+        status the object itself carries (Groq's ``error.status_code``, OpenRouter's and
+        vLLM's numeric ``error.code``), then by the status its ``type`` stands for
+        (`ERROR_TYPE_STATUS`). ``err.status`` is a status that was on the wire (the HTTP one,
+        or the object's own), never one portal made up; with neither, an unknown error is a
+        retryable `ServerError` without a status."""
+        http = status if status is not None and status >= 400 else None
+        own = embedded_status(data)
+        wire = http or own
+        judged = wire or _type_status(data) or 500
         body = json.dumps(data).encode()
-        return self.parse_error(
-            WireReply(status if status >= 400 else 500, dict(headers or {}), body), model
-        )
+        err = self.parse_error(WireReply(judged, dict(headers or {}), body), model)
+        err.status = wire
+        return err
 
     # -- embeddings ------------------------------------------------------------------------
     def embed_body(self, req: EmbedRequest, model: str) -> dict[str, Any]:
@@ -551,8 +658,8 @@ class OpenAIChatStreamParser(SSEStreamParser):
             raise self.adapter.invalid("stream chunk is not JSON", self.model) from None
         if not isinstance(obj, dict):
             raise self.adapter.invalid("stream chunk is not a JSON object", self.model)
-        if "error" in obj:
-            raise self.adapter.error_from_body(obj, self.model, 500)
+        if obj.get("error"):  # an error chunk: OpenAI, Groq, OpenRouter mid-stream
+            raise self.adapter.error_from_body(obj, self.model)
         self.response_model = obj.get("model") or self.response_model
         self.response_id = obj.get("id") or self.response_id
         usage = self.adapter.usage_from_chunk(obj)
@@ -591,6 +698,14 @@ class OpenAIChatStreamParser(SSEStreamParser):
                     self.tools.add_arguments(
                         key, args if isinstance(args, str) else json.dumps(args)
                     )
+            legacy = delta.get("function_call")
+            if isinstance(legacy, dict):  # the deprecated single function call, in pieces
+                self.tools.start(
+                    "function_call", legacy_call_id(self.response_id), legacy.get("name")
+                )
+                args = legacy.get("arguments")
+                if args:
+                    self.tools.add_arguments("function_call", str(args))
             if choice.get("finish_reason"):
                 self.finish_raw = choice["finish_reason"]
             if found := self.adapter.reply_details(obj, choice):

@@ -407,7 +407,6 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
         self.tools = ToolCallAssembler()
         self.usage: Usage | None = None
         self.final: Response | None = None
-        self.named: set[Any] = set()
         self.with_args: set[Any] = set()
 
     def on_event(self, sse_event: str, data: str, events: list[StreamEvent]) -> None:
@@ -439,9 +438,7 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
             item = obj.get("item") or {}
             if item.get("type") == "function_call":
                 key = obj.get("output_index", item.get("id"))
-                name = None if key in self.named else item.get("name")
-                self.tools.start(key, item.get("call_id"), name)
-                self.named.add(key)
+                self.tools.start(key, item.get("call_id"), item.get("name"))
                 args = item.get("arguments")
                 if kind == "response.output_item.done" and args and key not in self.with_args:
                     self.tools.add_arguments(key, args)  # the deltas never came

@@ -133,3 +133,15 @@ def test_wire_round_trip() -> None:
         r = client.request(wire.method, wire.url, headers=wire.headers, content=wire.body)
         resp = adapter.parse_chat(WireReply(r.status_code, dict(r.headers), r.content), "gpt-4o")
         assert [c.name for c in resp.tool_calls] == ["lookup_order", "get_weather"]
+
+
+def test_filtered_choice_without_a_message_is_content_filtered() -> None:
+    """Azure's filtered completion: ``finish_reason: content_filter`` and
+    ``content_filter_results`` on a choice that has no ``message`` at all."""
+    with pytest.raises(ContentFiltered, match="violence") as info:
+        make().parse_chat(
+            reply(KIND, "reply_filtered_no_message.json", headers={"apim-request-id": "a-1"}),
+            "gpt-4o",
+        )
+    assert not info.value.retryable and info.value.request_id == "a-1"
+    assert info.value.body["content_filter"]["completion"]["violence"]["filtered"] is True

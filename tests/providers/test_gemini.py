@@ -530,6 +530,21 @@ def test_error_inside_stream_is_classified() -> None:
         stream(gemini(), "stream_error.sse")
 
 
+def test_error_inside_stream_keeps_the_status_it_carries_and_invents_none() -> None:
+    parser = gemini().stream_parser(ChatRequest([Message("user", "x")], stream=True), "m")
+    with pytest.raises(errors.RateLimited) as info:
+        parser.feed(
+            b'data: {"error": {"message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}\n\n'
+        )
+    assert info.value.status is None
+    parser = gemini().stream_parser(ChatRequest([Message("user", "x")], stream=True), "m")
+    with pytest.raises(errors.Overloaded) as over:
+        parser.feed(
+            b'data: {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}\n\n'
+        )
+    assert over.value.status == 503
+
+
 def test_prompt_block_inside_stream_raises_content_filtered() -> None:
     parser = gemini().stream_parser(ChatRequest([Message("user", "x")], stream=True), "m")
     chunk = b'data: {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}\n\n'

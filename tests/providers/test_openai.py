@@ -25,6 +25,7 @@ from portal.errors import (
     NotFound,
     Overloaded,
     RateLimited,
+    ServerError,
     StreamInterrupted,
 )
 from portal.providers.base import ProviderSettings, Secret, WireReply
@@ -401,3 +402,50 @@ def test_strict_transform_limits_and_recursive_root() -> None:
     }
     s = to_openai_strict(tree).schema
     assert s["type"] == "object" and s["properties"]["kids"]["items"] == {"$ref": "#"}
+
+
+def test_in_stream_server_error_has_no_invented_status(adapter: OpenAIAdapter) -> None:
+    """An error chunk in a 200 stream carries no HTTP status: its ``type`` classifies it and
+    ``status`` stays None rather than a 500 that never was on the wire."""
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    with pytest.raises(ServerError, match="had an error") as info:
+        feed_all(parser, fixture(KIND, "stream_server_error.sse"))
+    assert type(info.value) is ServerError and info.value.status is None
+    assert info.value.retryable
+
+
+def test_in_stream_invalid_request_error_is_a_bad_request(adapter: OpenAIAdapter) -> None:
+    chunk = {
+        "error": {"message": "Invalid 'tools[0].function.name'", "type": "invalid_request_error"}
+    }
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    with pytest.raises(BadRequest) as info:
+        parser.feed(f"data: {json.dumps(chunk)}\n\n".encode())
+    assert type(info.value) is BadRequest and info.value.status is None
+    assert not info.value.retryable
+
+
+def test_legacy_function_call_is_a_tool_call(adapter: OpenAIAdapter) -> None:
+    data = json.loads(fixture(KIND, "reply_function_call.json"))
+    assert spec_errors(data, "CreateChatCompletionResponse") == []
+    resp = adapter.parse_chat(reply(KIND, "reply_function_call.json"), "gpt-3.5-turbo")
+    assert resp.finish_reason == "tool_calls" and resp.raw_finish_reason == "function_call"
+    assert [(c.name, c.arguments) for c in resp.tool_calls] == [
+        ("lookup_order", {"order_id": "123"})
+    ]
+    assert resp.tool_calls[0].id == "call_chatcmpl-C1fLg7uWk2Qb9sR4tV6xY8zA0bD3e"
+
+
+def test_legacy_function_call_streamed_is_a_tool_call(adapter: OpenAIAdapter) -> None:
+    raw = fixture(KIND, "stream_function_call.sse")
+    for line in raw.decode().splitlines():
+        if line.startswith("data: {"):
+            assert spec_errors(json.loads(line[6:]), "CreateChatCompletionStreamResponse") == []
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    feed_all(parser, raw)
+    resp = parser.finish()
+    assert resp.finish_reason == "tool_calls"
+    assert [(c.name, c.arguments) for c in resp.tool_calls] == [
+        ("lookup_order", {"order_id": "123"})
+    ]
+    assert resp.tool_calls[0].id == "call_chatcmpl-C1fLh2kPq8rS5tU7vW9xY1zA3bC4d"

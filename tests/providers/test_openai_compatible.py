@@ -10,13 +10,25 @@ DeepSeek JSON mode (response_format json_object).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx2
 import pytest
 
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest, EmbedRequest
-from portal.errors import AuthenticationError, ConfigError, ContextTooLong, ContractError, NotFound
+from portal.errors import (
+    AuthenticationError,
+    BadRequest,
+    ConfigError,
+    ContentFiltered,
+    ContextTooLong,
+    ContractError,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    ServerError,
+)
 from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.openai_compatible import PRESETS, OpenAICompatibleAdapter
 from tests.providers._cases import (
@@ -183,3 +195,67 @@ def test_other_kinds_caps_default_to_the_class_capabilities() -> None:
 
     adapter = OpenAIAdapter(ProviderSettings("openai", "openai", api_key=Secret("k")))
     assert adapter.caps is OpenAIAdapter.capabilities
+
+
+def _stream(adapter: OpenAICompatibleAdapter, name: str) -> Any:
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    feed_all(parser, fixture(KIND, name))
+    return parser.finish()
+
+
+def test_groq_in_stream_tool_use_failed_is_the_bad_request_it_says() -> None:
+    """Groq's in-stream error carries ``status_code: 400``: the same error as an HTTP 400
+    (not retryable, fail over or fix the prompt), never a retryable 500."""
+    with pytest.raises(BadRequest, match="Failed to call a function") as info:
+        _stream(make(preset="groq"), "stream_groq_tool_use_failed.sse")
+    err = info.value
+    assert type(err) is BadRequest and err.status == 400 and err.code == "tool_use_failed"
+    assert not err.retryable
+
+
+def test_openrouter_error_chunk_with_a_numeric_code_is_that_status() -> None:
+    with pytest.raises(ContextTooLong) as info:
+        _stream(make(preset="openrouter"), "stream_openrouter_status_error.sse")
+    assert info.value.status == 400 and not info.value.retryable
+
+
+def test_openrouter_midstream_provider_error_is_a_server_error_without_a_status() -> None:
+    with pytest.raises(ServerError, match="Provider disconnected") as info:
+        _stream(make(preset="openrouter"), "stream_openrouter_midstream_error.sse")
+    assert type(info.value) is ServerError and info.value.status is None
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("error", "cls"),
+    [
+        ({"code": 429, "message": "Rate limit exceeded: free-models-per-min"}, RateLimited),
+        ({"code": 401, "message": "No auth credentials found"}, AuthenticationError),
+        ({"code": 502, "message": "Upstream error"}, ServerError),
+        ({"code": 503, "message": "No endpoints found"}, Overloaded),
+    ],
+)
+def test_in_stream_error_classes_match_their_http_twins(error: dict[str, Any], cls: type) -> None:
+    adapter = make(preset="openrouter")
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    with pytest.raises(cls) as info:
+        parser.feed(f"data: {json.dumps({'error': error})}\n\n".encode())
+    http = adapter.parse_error(
+        WireReply(error["code"], {}, json.dumps({"error": error}).encode()), "m"
+    )
+    assert type(info.value) is type(http) and info.value.status == http.status
+    assert info.value.retryable == http.retryable
+
+
+def test_a_name_repeated_in_every_chunk_is_taken_once() -> None:
+    resp = _stream(make(preset="ollama"), "stream_repeated_name.sse")
+    assert [(c.id, c.name, c.arguments) for c in resp.tool_calls] == [
+        ("call_x1y2z3w4", "lookup_order", {"order_id": "123"})
+    ]
+
+
+def test_filtered_choice_without_a_message_is_content_filtered() -> None:
+    with pytest.raises(ContentFiltered, match="violence"):
+        make(preset="generic", base_url="https://gw.example/v1").parse_chat(
+            reply(KIND, "reply_filtered_no_message.json"), "gpt-4o"
+        )
