@@ -1,64 +1,139 @@
-"""The built wheel installs into a fresh virtualenv and `portal demo` runs from there."""
+"""The built wheel installs into a fresh virtualenv, offline, and its `portal` command runs the
+demo from a scratch directory and reads the ledger with `portal report`, with no API key set.
+
+No network: the wheel is built without build isolation (hatchling comes with the dev extra) and
+pip installs it with ``--no-index``; its dependencies resolve against the packages of the
+running environment, which the fresh venv sees through a ``.pth`` file (portal itself left out,
+so only the wheel can provide it)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import sysconfig
 import venv
+import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytest.importorskip("hatchling")
+pytest.importorskip("build")
 
-def test_wheel_installs_and_runs_the_demo(tmp_path: Path) -> None:
+
+def _is_portal(name: str) -> bool:
+    """Entries of a site-packages folder that belong to an installed (maybe editable) portal."""
+    low = name.lower()
+    return (
+        low == "portal"
+        or low.startswith(("portal_sdk", "_portal_sdk", "__editable__.portal_sdk"))
+        or low.startswith("_editable_impl_portal")
+        or low.endswith(".pth")
+    )
+
+
+def _deps_without_portal(tmp_path: Path) -> Path:
+    """A folder of links to every package installed here except portal."""
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    seen: set[str] = set()
+    for key in ("purelib", "platlib"):
+        site = Path(sysconfig.get_paths()[key])
+        for entry in sorted(site.iterdir()) if site.is_dir() else []:
+            if _is_portal(entry.name) or entry.name in seen:
+                continue
+            seen.add(entry.name)
+            (deps / entry.name).symlink_to(entry)
+    return deps
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment a new user has: no API keys, no PYTHONPATH into the checkout."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "_KEY", "_TOKEN", "_SECRET"))
+        and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+        and not k.startswith(("AWS_", "AZURE_", "GOOGLE_"))
+    }
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INDEX"] = "1"
+    return env
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def test_wheel_installs_offline_and_runs_demo_and_report(tmp_path: Path) -> None:
+    env = _clean_env()
     dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=300,
+    built = _run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), "."],
+        ROOT,
+        env,
     )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel,) = dist.glob("portal_sdk-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for shipped in (
+        "portal/py.typed",
+        "portal/metering/prices.json",
+        "portal/contracts/contract.schema.json",
+    ):
+        assert shipped in names, f"{shipped} is missing from the wheel"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert not any(n.startswith("tests/") for n in names)
+
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
-    install = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
-    # the price table ships inside the wheel
-    listing = subprocess.run(
+    purelib = _run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        tmp_path,
+        env,
+    ).stdout.strip()
+    Path(purelib, "_installed_deps.pth").write_text(f"{_deps_without_portal(tmp_path)}\n")
+
+    install = _run(
         [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
             str(py),
-            "-c",
-            (
-                "import importlib.resources as r; "
-                "print(r.files('portal.metering').joinpath('prices.json').is_file())"
-            ),
+            "install",
+            "--no-index",
+            "--find-links",
+            str(dist),
+            "portal-sdk[cli,report]",
         ],
-        capture_output=True,
-        text=True,
-        check=True,
+        tmp_path,
+        env,
     )
-    assert listing.stdout.strip() == "True"
-    demo = subprocess.run(
-        [
-            str(env_dir / "bin" / "portal"),
-            "demo",
-            "--users",
-            "40",
-            "--no-html",
-            "--out",
-            str(tmp_path / "demo"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    assert "Successfully installed portal-sdk" in install.stdout
+
+    # the scratch directory is not the checkout: the installed wheel answers
+    work = tmp_path / "scratch"
+    work.mkdir()
+    where = _run([str(py), "-c", "import portal; print(portal.__file__)"], work, env)
+    assert where.stdout.strip().startswith(str(env_dir)), where.stdout + where.stderr
+
+    portal_cmd = str(env_dir / "bin" / "portal")
+    demo = _run([portal_cmd, "demo", "--users", "40", "--no-html"], work, env)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "portal demo: 40 user actions" in demo.stdout
     assert "errors seen by users" in demo.stdout
+    assert (work / ".portal" / "demo" / "ledger.db").is_file()
+
+    report = _run(
+        [portal_cmd, "report", "--config", ".portal/demo/portal.toml", "--since", "all"],
+        work,
+        env,
+    )
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    assert "support.answer" in report.stdout
