@@ -128,7 +128,7 @@ def new_sync_client(transport: Any = None, verify: bool = True) -> httpx2.Client
 #: same limits in total). httpx2's async pool matches every waiting request against every
 #: connection on each request and release, so its cost per call grows with the calls in
 #: flight; at 200 in flight four pools cut client CPU per call by about a third and raised
-#: throughput 1.4-2x on the benchmark (benchmarks/, issue 6).
+#: throughput 1.4-2x on the benchmark (benchmarks/run.py).
 ASYNC_POOL_SHARDS = 4
 
 

@@ -9,6 +9,7 @@ yield: send over httpx2, sleep, read stream chunks, run tools. `_Core` holds wha
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
@@ -98,6 +99,8 @@ class _Core:
                 f"{type(config).__name__}"
             )
         self.config = cfg
+        if cfg.portal.log_level is not None:
+            logging.getLogger("portal").setLevel(cfg.portal.log_level.upper())
         for name, prov in cfg.providers.items():
             if not prov.verify_tls:
                 _warn_no_tls(name)
@@ -521,7 +524,6 @@ class _Core:
 def _warn_no_tls(provider: str) -> None:
     """A config that turns TLS verification off is never silent: a warning and a log record,
     each time a client is built from it."""
-    import logging
     import warnings
 
     message = (

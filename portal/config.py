@@ -48,41 +48,123 @@ class _Model(BaseModel):
 
 
 class RetryConfig(_Model):
-    """Retries on the same target before failing over."""
+    """Retries on the same target before failing over to the next one. Retried: 429, 503/529,
+    5xx, timeouts, connection errors, malformed replies and streams cut before any text."""
 
-    attempts: int = Field(2, ge=1, le=10)
-    base_wait_s: float = Field(0.2, ge=0)
-    max_wait_s: float = Field(8.0, ge=0)
-    retry_after_cap_s: float = Field(20.0, ge=0)
-    budget_ratio: float = Field(0.2, ge=0, le=1)
-    on_content_filter: Literal["raise", "failover"] = "raise"
+    attempts: int = Field(
+        2, ge=1, le=10, description="Attempts per target; 1 means no retry.", examples=[3]
+    )
+    base_wait_s: float = Field(
+        0.2,
+        ge=0,
+        description="First backoff window in seconds; it doubles per attempt (full jitter).",
+        examples=[0.2],
+    )
+    max_wait_s: float = Field(8.0, ge=0, description="Backoff ceiling in seconds.", examples=[8])
+    retry_after_cap_s: float = Field(
+        20.0,
+        ge=0,
+        description="Longest vendor Retry-After honoured, in seconds; a longer one fails over "
+        "at once.",
+        examples=[20],
+    )
+    budget_ratio: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Retries per target may be at most this share of its calls over the last "
+        "10 s (plus 3 per window), so retries cannot multiply an outage.",
+        examples=[0.2],
+    )
+    on_content_filter: Literal["raise", "failover"] = Field(
+        "raise",
+        description="When a vendor's content filter stops the reply: raise `ContentFiltered`, "
+        "or try the next target.",
+        examples=["failover"],
+    )
 
 
 class SLAConfig(_Model):
-    p50_ms: float | None = Field(None, gt=0)
-    p95_ms: float | None = Field(None, gt=0)
-    p99_ms: float | None = Field(None, gt=0)
-    availability: float | None = Field(None, gt=0, le=1)
+    """What the feature promises its users, measured on call rows of the ledger per hour (or
+    day): `portal report` lists every breach; `strategy = "cheapest"` prefers targets that
+    meet `p95_ms`."""
+
+    p50_ms: float | None = Field(
+        None, gt=0, description="Median latency promised, in ms.", examples=[800]
+    )
+    p95_ms: float | None = Field(
+        None, gt=0, description="95th percentile latency promised, in ms.", examples=[2000]
+    )
+    p99_ms: float | None = Field(
+        None, gt=0, description="99th percentile latency promised, in ms.", examples=[5000]
+    )
+    availability: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Share of calls that must succeed (cancelled calls left out).",
+        examples=[0.995],
+    )
 
 
 class ProviderSLAConfig(SLAConfig):
-    """Contracted terms: missing them earns ``credit_percent`` of the window's spend."""
+    """What the vendor contracted, measured on its attempt rows (only vendor-side failures
+    count against availability); missing a term earns ``credit_percent`` of the window's
+    spend with it."""
 
-    credit_percent: float = Field(0.0, ge=0, le=100)
+    credit_percent: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Service credit owed per missed window, in percent of that window's spend "
+        "with this provider.",
+        examples=[10],
+    )
 
 
 class BudgetConfig(_Model):
-    usd_per_day: float = Field(gt=0)
-    on_exceed: Literal["block", "fallback-cheapest", "warn"] = "block"
-    per_tenant: bool = False
+    """Daily spend limit of a feature (UTC day), checked before each call with its estimated
+    cost and shared across replicas through the routing state."""
+
+    usd_per_day: float = Field(
+        gt=0, description="Spend allowed per UTC day, in USD.", examples=[50.0]
+    )
+    on_exceed: Literal["block", "fallback-cheapest", "warn"] = Field(
+        "block",
+        description="Over the limit: `block` raises `BudgetExceeded` before sending; "
+        "`fallback-cheapest` sends to the cheapest target first; `warn` logs once a day.",
+        examples=["fallback-cheapest"],
+    )
+    per_tenant: bool = Field(
+        False,
+        description="Give each `tenant=` of a call its own `usd_per_day`.",
+        examples=[True],
+    )
 
 
 class HedgeConfig(_Model):
-    """Start a second target after ``after_ms``, or after the primary's rolling p95."""
+    """Tail latency (AsyncClient): start the same request on the next target after
+    ``after_ms``, or after the primary's rolling p95; the first answer wins."""
 
-    after_ms: float | None = Field(None, gt=0)
-    after: Literal["p95"] | None = None
-    max_extra: int = Field(1, ge=1, le=3)
+    after_ms: float | None = Field(
+        None,
+        gt=0,
+        description="Start the next target when no answer came after this many ms.",
+        examples=[1500],
+    )
+    after: Literal["p95"] | None = Field(
+        None,
+        description='`"p95"`: hedge after the primary\'s rolling p95 (once it has 20 samples; '
+        "`after_ms` until then).",
+        examples=["p95"],
+    )
+    max_extra: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="Extra targets a hedge may start, one more every `after_ms`.",
+        examples=[1],
+    )
 
     @model_validator(mode="after")
     def _one_trigger(self) -> HedgeConfig:
@@ -92,22 +174,66 @@ class HedgeConfig(_Model):
 
 
 class AllowedConfig(_Model):
-    regions: list[str] | None = None
-    tags: list[str] | None = None
+    """Data-path policy: targets outside it are never reached, failover and hedges
+    included; `portal config check` lists any route that leaves it."""
+
+    regions: list[str] | None = Field(
+        None,
+        description="Provider `region`s this feature's data may go to.",
+        examples=[["us", "eu"]],
+    )
+    tags: list[str] | None = Field(
+        None,
+        description="Provider `tags` every target must carry (all of them).",
+        examples=[["soc2"]],
+    )
 
 
 class GuardConfig(_Model):
-    min_calls: int = Field(50, ge=1)
-    max_error_rate_delta: float = Field(0.02, ge=0, le=1)
-    max_p95_ratio: float = Field(1.25, gt=0)
+    """When the canary is rolled back automatically, comparing it with the baseline arm."""
+
+    min_calls: int = Field(
+        50,
+        ge=1,
+        description="Calls needed on each arm (in the current ramp step) before judging.",
+        examples=[50],
+    )
+    max_error_rate_delta: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Roll back when the canary's error rate exceeds the baseline's by more.",
+        examples=[0.02],
+    )
+    max_p95_ratio: float = Field(
+        1.25,
+        gt=0,
+        description="Roll back when the canary's p95 latency exceeds this times the baseline's.",
+        examples=[1.25],
+    )
 
 
 class CanaryConfig(_Model):
-    target: str
-    percent: float = 5.0
-    ramp: list[float] = Field(default_factory=list)
-    ramp_every: str | None = None
-    guard: GuardConfig = Field(default_factory=GuardConfig)
+    """A new model or prompt on a share of traffic, sticky per `key=`, ramped by
+    `portal canary promote` (or `ramp_every`) and rolled back by its guard."""
+
+    target: str = Field(
+        description="The canary `provider:model`; its failover is the baseline chain.",
+        examples=["anthropic:claude-sonnet-4-5"],
+    )
+    percent: float = Field(5.0, description="Starting share of traffic, 0 to 100.", examples=[5])
+    ramp: list[float] = Field(
+        default_factory=list,
+        description="Increasing steps (percent) for `portal canary promote` and `ramp_every`.",
+        examples=[[5, 25, 50, 100]],
+    )
+    ramp_every: str | None = Field(
+        None,
+        description="Promote automatically after this long on a step (`30m`, `1h`, `1d`) "
+        "while the guard is healthy.",
+        examples=["1h"],
+    )
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="Automatic rollback terms.")
 
     @field_validator("percent")
     @classmethod
@@ -130,32 +256,121 @@ class CanaryConfig(_Model):
 class ThroughputConfig(_Model):
     """Committed throughput of a provider: beyond it, calls overflow to the next target."""
 
-    requests_per_min: float | None = Field(None, gt=0)
-    tokens_per_min: float | None = Field(None, gt=0)
+    requests_per_min: float | None = Field(
+        None,
+        gt=0,
+        description="Committed requests per minute (token bucket, burst of one minute).",
+        examples=[500],
+    )
+    tokens_per_min: float | None = Field(
+        None,
+        gt=0,
+        description="Committed tokens per minute; each attempt reserves its estimated input "
+        "plus `max_tokens`, corrected with the real usage.",
+        examples=[200000],
+    )
 
 
 class BreakerConfig(_Model):
-    consecutive_failures: int = Field(5, ge=1)
-    failure_rate: float = Field(0.5, gt=0, le=1)
-    window_s: float = Field(30.0, gt=0)
-    min_calls: int = Field(20, ge=1)
-    cooldown_s: float = Field(15.0, gt=0)
+    """Circuit breaker per target of this provider: open, the target is skipped without a
+    call; after the cooldown one probe is let through."""
+
+    consecutive_failures: int = Field(
+        5, ge=1, description="Open after this many failures in a row.", examples=[5]
+    )
+    failure_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Or open when this share of the calls in `window_s` failed.",
+        examples=[0.5],
+    )
+    window_s: float = Field(
+        30.0, gt=0, description="Window of `failure_rate`, in seconds.", examples=[30]
+    )
+    min_calls: int = Field(
+        20,
+        ge=1,
+        description="Calls needed in the window before `failure_rate` applies.",
+        examples=[20],
+    )
+    cooldown_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds open before one half-open probe.",
+        examples=[15],
+    )
 
 
 class ProviderConfig(_Model):
-    kind: str | None = None
-    base_url: str | None = None
-    api_key: Secret | None = None
-    region: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(60.0, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
-    sla: ProviderSLAConfig | None = None
-    throughput: ThroughputConfig | None = None
-    breaker: BreakerConfig | None = None
-    verify_tls: bool = True
+    """One vendor account or server. `NAME` is what model ids use (`NAME:model`); a known
+    kind (`openai`, `anthropic`, ...) works without a table, with its key from the
+    environment."""
+
+    kind: str | None = Field(
+        None,
+        description="Wire API: `openai`, `openai-responses`, `azure-openai`, `anthropic`, "
+        "`gemini`, `vertex`, `bedrock`, `mistral`, `cohere`, `openai-compatible`, `sim`. "
+        "Defaults to the table name.",
+        examples=["openai-compatible"],
+    )
+    base_url: str | None = Field(
+        None,
+        description="API root, for servers and proxies (the kind's public endpoint otherwise).",
+        examples=["https://api.together.xyz/v1"],
+    )
+    api_key: Secret | None = Field(
+        None,
+        description="The key, always from the environment (`${VAR}`); defaults to the kind's "
+        "usual variable (`OPENAI_API_KEY`, ...). Needed only to send calls; it never appears in "
+        "a repr, log, error, ledger or report.",
+        examples=["${TOGETHER_API_KEY}"],
+    )
+    region: str | None = Field(
+        None,
+        description="Where this provider processes data, for `allowed.regions`.",
+        examples=["us"],
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Labels for `allowed.tags` (certifications, contracts).",
+        examples=[["soc2"]],
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers on every request (`${VAR}` works here too).",
+        examples=[{"X-Team": "support"}],
+    )
+    timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest single attempt, in seconds; a feature's deadline can shorten it.",
+        examples=[30],
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Kind-specific settings (tables below).",
+        examples=[{"context_window": 131072}],
+    )
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Negotiated prices per model, USD per 1M tokens: `input`, `output`, "
+        "`cached_input`, `cache_write` (below).",
+        examples=[{"meta-llama/Llama-3.3-70B-Instruct-Turbo": {"input": 0.88, "output": 0.88}}],
+    )
+    sla: ProviderSLAConfig | None = Field(None, description="Contracted terms of this vendor.")
+    throughput: ThroughputConfig | None = Field(
+        None, description="Committed throughput; beyond it calls overflow."
+    )
+    breaker: BreakerConfig | None = Field(
+        None, description="Circuit breaker thresholds (the defaults apply without this table)."
+    )
+    verify_tls: bool = Field(
+        True,
+        description="Check the server's TLS certificate; turn off only for local test "
+        "servers (a warning is logged).",
+        examples=[True],
+    )
 
     @field_serializer("api_key")
     def _hide(self, v: Secret | None) -> str | None:
@@ -192,29 +407,79 @@ class ProviderConfig(_Model):
 
 
 class FeatureConfig(_Model):
-    primary: str
-    fallbacks: list[str] = Field(default_factory=list)
-    contract: str | None = None
-    canary: CanaryConfig | None = None
-    sla: SLAConfig | None = None
-    budget: BudgetConfig | None = None
-    retry: RetryConfig = Field(default_factory=RetryConfig)
-    hedge: HedgeConfig | None = None
-    allowed: AllowedConfig | None = None
+    """One thing the application does with a model (`client.chat(feature="NAME", ...)`):
+    its route, contract, limits and canary."""
+
+    primary: str = Field(
+        description="First target, `provider:model` (split on the first colon).",
+        examples=["openai:gpt-4.1-mini"],
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Failover targets, in order; put at least one on another vendor.",
+        examples=[
+            ["anthropic:claude-haiku-4-5", "together:meta-llama/Llama-3.3-70B-Instruct-Turbo"]
+        ],
+    )
+    contract: str | None = Field(
+        None,
+        description="Contract file (input, output, tools), relative to this config; checked "
+        "by `portal contracts check` and when the client starts.",
+        examples=["contracts/support_answer.toml"],
+    )
+    canary: CanaryConfig | None = Field(None, description="A canary target on a share of traffic.")
+    sla: SLAConfig | None = Field(None, description="Latency and availability promised.")
+    budget: BudgetConfig | None = Field(None, description="Daily spend limit.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries per target.")
+    hedge: HedgeConfig | None = Field(None, description="Hedged requests for tail latency.")
+    allowed: AllowedConfig | None = Field(None, description="Data-path policy.")
     strategy: Literal[
         "ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla", "weighted"
-    ] = "ordered"
-    #: ``strategy = "weighted"``: share of first tries per target (relative numbers); targets
-    #: of the chain left out get no first tries and stay fallbacks
-    weights: dict[str, float] | None = None
-    timeout_s: float | None = Field(None, gt=0)
-    safety: list[str | dict[str, Any]] = Field(default_factory=list)
-    #: RAG options (portal.adapters.rag.RagOptions): k, max_context_tokens, min_score,
-    #: template, retriever (a name given to portal.adapters.rag.register_retriever)
-    rag: dict[str, Any] | None = None
-    max_tokens: int | None = Field(None, gt=0)
-    temperature: float | None = Field(None, ge=0, le=2)
-    tags: dict[str, str] = Field(default_factory=dict)
+    ] = Field(
+        "ordered",
+        description="Order of the chain: `ordered` (as written), `cheapest` (by price, targets "
+        "meeting `sla.p95_ms` first; alias `cheapest-within-sla`), `fastest` (by measured "
+        "latency; alias `lowest-latency`), `weighted` (first try drawn by `weights`).",
+        examples=["weighted"],
+    )
+    weights: dict[str, float] | None = Field(
+        None,
+        description='With `strategy = "weighted"`: relative share of first tries per target of '
+        "the chain, sticky per `key=`; targets left out stay fallbacks.",
+        examples=[{"openai:gpt-4.1-mini": 3, "anthropic:claude-haiku-4-5": 1}],
+    )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Deadline of the whole call in seconds: retries, failovers and hedges "
+        "included (`timeout_s=` on a call overrides it).",
+        examples=[10],
+    )
+    safety: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="Guards run in order on input and output: names (`length`, `pii`, "
+        "`injection`, `denylist`) or tables with options (see the safety docs).",
+        examples=[["pii", {"name": "injection", "mode": "block"}]],
+    )
+    rag: dict[str, Any] | None = Field(
+        None,
+        description="Retrieval: `retriever` (a name registered with "
+        "`portal.adapters.rag.register_retriever`), `k`, `max_context_tokens`, `min_score`, "
+        "`template` (must contain `{context}`).",
+        examples=[{"retriever": "faq", "k": 4, "max_context_tokens": 1500}],
+    )
+    max_tokens: int | None = Field(
+        None, gt=0, description="Default output token limit of a call.", examples=[512]
+    )
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Default sampling temperature.", examples=[0.2]
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels written on every ledger row of this feature (a call's `tags=` "
+        "replaces them); reports can group and filter by them.",
+        examples=[{"team": "support"}],
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -253,11 +518,45 @@ class FeatureConfig(_Model):
 
 
 class PortalSection(_Model):
-    state: str = "memory"
-    ledger: str | list[str] | None = None
-    telemetry: bool = False
-    key_salt: str = "portal"
-    log_level: str | None = None
+    """Process-wide settings: shared state, where calls are recorded, telemetry, logging."""
+
+    state: str = Field(
+        "memory",
+        description="Routing state (breakers, throughput buckets, budgets, canary guard): "
+        '`"memory"` for one process, or a Redis URL shared by a fleet '
+        "(`redis://host:port/db?prefix=NAME&refresh_ms=100`).",
+        examples=["redis://127.0.0.1:6379/0?prefix=myapp"],
+    )
+    ledger: str | list[str] | None = Field(
+        None,
+        description="Ledger URL(s) every call and attempt is written to: `sqlite:///path.db`, "
+        '`jsonl:///path.jsonl`, `postgresql://user@host/db`, or `"none"`. Relative paths are '
+        "next to this config; default `sqlite:///.portal/ledger.db` there.",
+        examples=[["sqlite:///.portal/ledger.db", "jsonl:///.portal/ledger.jsonl"]],
+    )
+    telemetry: bool = Field(
+        False,
+        description="OpenTelemetry GenAI spans and metrics on the global providers (needs the "
+        "`otel` extra).",
+        examples=[True],
+    )
+    key_salt: str = Field(
+        "portal",
+        description="Salt of the keyed hash that stands for a call's `key=` in the ledger; set "
+        "a private value so user ids cannot be guessed back.",
+        examples=["${PORTAL_KEY_SALT}"],
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = Field(
+        None,
+        description='Level of the `"portal"` logger, set when a client starts (unset: leave '
+        "the application's logging alone).",
+        examples=["warning"],
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
 
     @field_validator("state")
     @classmethod
@@ -274,10 +573,21 @@ class PortalSection(_Model):
 
 
 class PortalConfig(_Model):
-    portal: PortalSection = Field(default_factory=PortalSection)
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
-    features: dict[str, FeatureConfig] = Field(default_factory=dict)
-    gamedays: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """The whole file: ``portal.toml``, or ``[tool.portal]`` in ``pyproject.toml``."""
+
+    portal: PortalSection = Field(
+        default_factory=PortalSection, description="Process-wide settings."
+    )
+    providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict, description="Vendors and servers, by name."
+    )
+    features: dict[str, FeatureConfig] = Field(
+        default_factory=dict, description="Features, by the name calls pass as `feature=`."
+    )
+    gamedays: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Game day scenarios for `portal gameday --scenario NAME` or `--all`.",
+    )
     #: where the config came from; relative paths (contracts, ledgers) resolve against it
     source: str | None = Field(None, exclude=True)
     base_dir: str = Field(".", exclude=True)

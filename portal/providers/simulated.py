@@ -58,22 +58,67 @@ ERROR_KINDS = ("rate_limit", "server_error", "overloaded", "timeout", "stream_cu
 
 
 class SimOptions(BaseModel):
+    """Options of the ``sim`` kind: the vendor's latency, speed, errors and limits."""
+
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = 0
-    latency_p50_ms: float = Field(200.0, ge=0)
-    latency_p99_ms: float = Field(800.0, ge=0)
-    ttft_ms: float = Field(120.0, ge=0)
-    tokens_per_s: float = Field(120.0, gt=0)
-    output_tokens: int = Field(48, ge=1)
-    error_rates: dict[str, float] = Field(default_factory=dict)
-    retry_after_s: float = Field(1.0, ge=0)
-    time_scale: float = Field(1.0, ge=0)
-    tool_call_rate: float = Field(1.0, ge=0, le=1)
-    context_window: int = Field(128_000, ge=1)
-    chunk_tokens: int = Field(4, ge=1)
-    #: with stream_cut: drop the connection after this many text chunks (default: at random)
-    cut_after_chunks: int | None = Field(None, ge=0)
+    seed: int = Field(
+        0, description="Seed of every random draw (deterministic runs).", examples=[7]
+    )
+    latency_p50_ms: float = Field(
+        200.0, ge=0, description="Median latency of a reply, in ms.", examples=[300]
+    )
+    latency_p99_ms: float = Field(
+        800.0,
+        ge=0,
+        description="99th percentile latency, in ms (lognormal between the two).",
+        examples=[1500],
+    )
+    ttft_ms: float = Field(
+        120.0, ge=0, description="Time to the first streamed token, in ms.", examples=[150]
+    )
+    tokens_per_s: float = Field(
+        120.0, gt=0, description="Streaming speed after the first token.", examples=[80]
+    )
+    output_tokens: int = Field(
+        48, ge=1, description="Typical reply length in tokens (lognormal around it).", examples=[60]
+    )
+    error_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of requests failing per kind: `rate_limit` (429 with Retry-After), "
+        "`server_error` (500), `overloaded` (503), `timeout`, `stream_cut`.",
+        examples=[{"rate_limit": 0.05, "server_error": 0.01}],
+    )
+    retry_after_s: float = Field(
+        1.0, ge=0, description="Retry-After of the simulated 429s, in seconds.", examples=[1]
+    )
+    time_scale: float = Field(
+        1.0,
+        ge=0,
+        description="Multiplies every simulated wait; 0 answers at once (tests).",
+        examples=[1.0],
+    )
+    tool_call_rate: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description='Share of `tool_choice = "auto"` requests answered with a tool call.',
+        examples=[1.0],
+    )
+    context_window: int = Field(
+        128_000,
+        ge=1,
+        description="Prompts longer than this (tokens) get the vendor's context-length error.",
+        examples=[128000],
+    )
+    chunk_tokens: int = Field(4, ge=1, description="Tokens per streamed chunk.", examples=[4])
+    cut_after_chunks: int | None = Field(
+        None,
+        ge=0,
+        description="With `stream_cut`: drop the connection after this many text chunks "
+        "(default: at random).",
+        examples=[2],
+    )
 
 
 class SimulatedAdapter(OpenAIAdapter):

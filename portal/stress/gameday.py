@@ -83,14 +83,34 @@ FAULT_DEFAULTS: dict[str, dict[str, Any]] = {
 DEFAULT_MAX_ERROR_RATE = 0.01
 
 
+#: how the reference names a duration field (a string like "90s" or a number of seconds)
+_DURATION = "duration (`90s`, `2m`, `500ms`) or seconds"
+
+
 class FaultParams(BaseModel):
+    """What the fault injects; each scenario has defaults (`FAULT_DEFAULTS`)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    status: int | None = Field(None, ge=0, le=599)
-    latency_ms: float | None = Field(None, ge=0)
-    latency_p99_ms: float | None = Field(None, ge=0)
-    rate: float | None = Field(None, ge=0, le=1)
-    retry_after_s: float | None = Field(None, ge=0)
+    status: int | None = Field(
+        None,
+        ge=0,
+        le=599,
+        description="HTTP status of the failed requests; 0 refuses the connection instead.",
+        examples=[503],
+    )
+    latency_ms: float | None = Field(
+        None, ge=0, description="Added latency (median), in ms.", examples=[1500]
+    )
+    latency_p99_ms: float | None = Field(
+        None, ge=0, description="99th percentile of the added latency, in ms.", examples=[4000]
+    )
+    rate: float | None = Field(
+        None, ge=0, le=1, description="Share of requests that fail.", examples=[0.3]
+    )
+    retry_after_s: float | None = Field(
+        None, ge=0, description="Retry-After of throttled replies, in seconds.", examples=[1]
+    )
 
 
 class Expectations(BaseModel):
@@ -98,34 +118,125 @@ class Expectations(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_error_rate: float | None = Field(None, ge=0, le=1)
-    max_failover_s: float | None = Field(None, ge=0)
-    max_recovery_s: float | None = Field(None, ge=0)
+    max_error_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Highest share of calls users may see fail during the fault (default 0.01).",
+        examples=[0.01],
+    )
+    max_failover_s: float | None = Field(
+        None,
+        ge=0,
+        description="Longest time from the fault's start until traffic moved off the target.",
+        examples=[2],
+    )
+    max_recovery_s: float | None = Field(
+        None,
+        ge=0,
+        description="Longest time from the fault's end until traffic came back to the target.",
+        examples=[30],
+    )
 
 
 class GamedayScenario(BaseModel):
-    """One ``[gamedays.NAME]`` table (or the command line's equivalent)."""
+    """One ``[gamedays.NAME]`` table (or the command line's equivalent): load on a feature
+    while one provider breaks from ``at`` for ``for``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str = "adhoc"
-    feature: str
-    scenario: Kind
-    target: str
-    at: float = Field(20.0, ge=0)
-    for_: float = Field(30.0, gt=0, alias="for")
-    rps: float = Field(50.0, gt=0)
-    duration: float = Field(90.0, gt=0)
-    burst: str | None = None
-    prompts: str | None = None
-    output_tokens: str | None = None
-    stream: bool = False
-    seed: int | None = None
-    concurrency_limit: int | None = Field(None, ge=1)
-    users: int = Field(10_000, ge=1)
-    drain: float = Field(30.0, ge=0)
-    fault: FaultParams = Field(default_factory=FaultParams)
-    expect: Expectations = Field(default_factory=Expectations)
+    name: str = Field("adhoc", description="The table's name (set from `[gamedays.NAME]`).")
+    feature: str = Field(description="Feature under load.", examples=["support.answer"])
+    scenario: Kind = Field(
+        description="`outage`, `slow`, `throttle` (429), `flaky` (a share of 5xx) or "
+        "`brownout` (all slow, a share failing).",
+        examples=["outage"],
+    )
+    target: str = Field(
+        description="Provider to break (or a `provider:model`, whose provider is broken).",
+        examples=["together"],
+    )
+    at: float = Field(
+        20.0,
+        ge=0,
+        description="When the fault starts (`20s`, `1m`).",
+        json_schema_extra={"type_name": _DURATION},
+        examples=["20s"],
+    )
+    for_: float = Field(
+        30.0,
+        gt=0,
+        alias="for",
+        description="How long the fault lasts.",
+        json_schema_extra={"type_name": _DURATION},
+        examples=["30s"],
+    )
+    rps: float = Field(50.0, gt=0, description="Requests per second offered.", examples=[50])
+    duration: float = Field(
+        90.0,
+        gt=0,
+        description="Length of the load, fault included.",
+        json_schema_extra={"type_name": _DURATION},
+        examples=["90s"],
+    )
+    burst: str | None = Field(
+        None,
+        description="Bursts `FACTORx:LENGTH/EVERY`, e.g. five times the rate for 10 s a minute.",
+        examples=["5x:10s/60s"],
+    )
+    prompts: str | None = Field(
+        None,
+        description="Prompt lengths (tokens): `lognormal:mean=800,sigma=1.0`, `fixed:200`, "
+        "`uniform:min=50,max=400`, `pareto:min=100,alpha=1.5`.",
+        examples=["lognormal:mean=800,sigma=1.0"],
+    )
+    output_tokens: str | None = Field(
+        None,
+        description="Output lengths (`max_tokens`), same forms as `prompts`.",
+        examples=["fixed:200"],
+    )
+    stream: bool = Field(False, description="Stream every call.", examples=[True])
+    seed: int | None = Field(
+        None, description="Fixes arrivals, prompts and user keys.", examples=[7]
+    )
+    concurrency_limit: int | None = Field(
+        None, ge=1, description="Most calls in flight at once (default: no limit).", examples=[200]
+    )
+    users: int = Field(
+        10_000,
+        ge=1,
+        description="Distinct user keys the calls are spread over (canary stickiness).",
+        examples=[500],
+    )
+    drain: float = Field(
+        30.0,
+        ge=0,
+        description="How long calls still in flight may finish.",
+        json_schema_extra={"type_name": _DURATION},
+        examples=["30s"],
+    )
+    fault: FaultParams = Field(default_factory=FaultParams, description="What the fault injects.")
+    expect: Expectations = Field(default_factory=Expectations, description="Pass/fail terms.")
+
+    @field_validator("burst")
+    @classmethod
+    def _burst(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                Burst.parse(v)
+            except UsageError as exc:
+                raise ValueError(str(exc).replace("--burst ", "", 1)) from None
+        return v
+
+    @field_validator("prompts", "output_tokens")
+    @classmethod
+    def _lengths(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                LengthDist.parse(v, "")
+            except UsageError as exc:
+                raise ValueError(str(exc).strip()) from None
+        return v
 
     @field_validator("at", "for_", "duration", "drain", mode="before")
     @classmethod
