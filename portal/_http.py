@@ -16,6 +16,7 @@ from portal.errors import (
     ProviderTimeout,
 )
 from portal.providers.base import WireRequest
+from portal.secret import scrub
 
 __all__ = ["map_exception", "new_async_client", "new_sync_client", "to_httpx", "httpx2"]
 
@@ -100,12 +101,28 @@ def map_exception(exc: BaseException, provider: str) -> ProviderError:
     if isinstance(exc, httpx2.TimeoutException):
         cls = ProviderTimeout
         message = f"timed out ({type(exc).__name__})"
+    elif isinstance(exc, httpx2.DecodingError):
+        cls = InvalidResponse
+        message = (
+            "the reply body could not be decoded with its content-encoding "
+            f"({type(exc).__name__})"
+        )
     else:
         cls = ProviderConnectionError
         message = f"connection failed ({type(exc).__name__})"
     err = cls(message, provider=provider)
-    err.__cause__ = exc
+    # the cause is printed with the traceback: an "Illegal header value b'Bearer sk-...'"
+    # from the HTTP library must not show the key
+    err.__cause__ = scrub(exc)
     return err
+
+
+def _cut_body(exc: BaseException, provider: str, received: int) -> InvalidResponse:
+    return InvalidResponse(
+        f"the reply body ended before its declared end after {received} bytes "
+        f"({type(exc).__name__}); the vendor or a proxy cut it",
+        provider=provider,
+    )
 
 
 def _verify_warning(verify: Any) -> None:
@@ -195,10 +212,13 @@ def read_capped(resp: httpx2.Response, limit: int, provider: str) -> bytes:
         if _declared_too_large(resp, limit):
             raise reply_too_large(limit, provider)
         body = bytearray()
-        for chunk in resp.iter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise reply_too_large(limit, provider)
+        try:
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise reply_too_large(limit, provider)
+        except httpx2.RemoteProtocolError as exc:  # the status and headers came: a cut body
+            raise _cut_body(exc, provider, len(body)) from scrub(exc)
         return bytes(body)
     finally:
         resp.close()
@@ -210,10 +230,13 @@ async def aread_capped(resp: httpx2.Response, limit: int, provider: str) -> byte
         if _declared_too_large(resp, limit):
             raise reply_too_large(limit, provider)
         body = bytearray()
-        async for chunk in resp.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise reply_too_large(limit, provider)
+        try:
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise reply_too_large(limit, provider)
+        except httpx2.RemoteProtocolError as exc:  # the status and headers came: a cut body
+            raise _cut_body(exc, provider, len(body)) from scrub(exc)
         return bytes(body)
     finally:
         # a body read to the end has already closed the response (httpx2 does so as the

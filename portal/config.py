@@ -380,7 +380,19 @@ class ProviderConfig(_Model):
     @classmethod
     def _secret(cls, v: Any) -> Any:
         if isinstance(v, str):
+            problem = key_problem(v)
+            if problem:
+                raise ValueError(problem)
             return Secret(v)
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            problem = header_problem(name, value)
+            if problem:
+                raise ValueError(problem)
         return v
 
     @field_validator("options")
@@ -401,8 +413,15 @@ class ProviderConfig(_Model):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
+        if v is None:
+            return v
+        if not v.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {v!r}")
+        if any(c.isspace() or not c.isprintable() or not c.isascii() for c in v):
+            raise ValueError(
+                "must be a URL without spaces, line breaks, control or non-ASCII characters "
+                "(percent-encode them)"
+            )
         return v
 
 
@@ -653,6 +672,9 @@ class PortalConfig(_Model):
 
             env = adapter_class(kind).api_key_env
             if env and os.environ.get(env):
+                problem = key_problem(os.environ[env])
+                if problem:
+                    raise ConfigError(f"environment variable {env} (the {name!r} key): {problem}")
                 key = Secret(os.environ[env])
         return ProviderSettings(
             name=name,
@@ -665,6 +687,43 @@ class PortalConfig(_Model):
             tags=list(prov.tags),
             options=dict(prov.options),
         )
+
+
+#: headers httpx computes from the body and the URL; a configured one would contradict them
+_COMPUTED_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
+
+
+def key_problem(value: str) -> str | None:
+    """What is wrong with an API key, without showing it: keys are printable ASCII with no
+    whitespace (a key read from a file often keeps its trailing newline)."""
+    if not value:
+        return None
+    if any(c.isspace() for c in value):
+        return (
+            "contains whitespace or a line break (a key read from a file keeps its trailing "
+            "newline); strip it"
+        )
+    if not value.isascii() or not value.isprintable():
+        return "contains control or non-ASCII characters; an API key is printable ASCII"
+    return None
+
+
+def header_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a configured HTTP header (names the header, never its value)."""
+    if not isinstance(name, str) or not name or not all(
+        c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name
+    ):
+        return f"header name {name!r} is not a valid HTTP token (ASCII letters, digits, -)"
+    if name.lower() in _COMPUTED_HEADERS:
+        return f"header {name!r} is computed for every request; remove it"
+    if not isinstance(value, str):
+        return f"header {name!r}: expected a string value"
+    if any(c in "\r\n\0" for c in value) or not value.isascii() or not value.isprintable():
+        return (
+            f"header {name!r}: the value contains a line break, a control or a non-ASCII "
+            "character; HTTP header values are printable ASCII"
+        )
+    return None
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
@@ -724,27 +783,46 @@ def _validate(
     environ: Mapping[str, str] = os.environ,
 ) -> PortalConfig:
     errors: list[str] = []
-    data = _interpolate(data, (), errors, environ)
+    used: dict[str, str] = {}
+    data = _interpolate(data, (), errors, environ, used)
     if errors:
         lines = [f"{label}: {prefix}{e}" for e in errors]
         raise ConfigError("\n".join(lines), lines)
     try:
         cfg = PortalConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{label}: {prefix}{line}" for line in _format_errors(exc, data)]
+        lines = [
+            _hide_env(f"{label}: {prefix}{line}", used) for line in _format_errors(exc, data)
+        ]
         raise ConfigError("\n".join(lines), lines) from None
     cfg.base_dir = base_dir
     return cfg
 
 
+def _hide_env(line: str, used: Mapping[str, str]) -> str:
+    """An error line with every value read from the environment shown as its ``${VAR}``: a
+    key interpolated into the wrong field (``base_url = "${OPENAI_API_KEY}"``) must not be
+    printed by the error that refuses it."""
+    for var, value in sorted(used.items(), key=lambda kv: -len(kv[1])):
+        if len(value) >= 6 and value in line:
+            line = line.replace(value, f"${{{var}}}")
+    return line
+
+
 def _interpolate(
-    value: Any, path: tuple[Any, ...], errors: list[str], environ: Mapping[str, str]
+    value: Any,
+    path: tuple[Any, ...],
+    errors: list[str],
+    environ: Mapping[str, str],
+    used: dict[str, str],
 ) -> Any:
     if isinstance(value, str) and "${" in value:
 
         def sub(m: re.Match[str]) -> str:
             var, default = m.group(1), m.group(2)
             got = environ.get(var)
+            if got is not None:
+                used[var] = got
             if got is None:
                 if default is not None:
                     return default
@@ -757,9 +835,9 @@ def _interpolate(
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, k), errors, environ) for k, v in value.items()}
+        return {k: _interpolate(v, (*path, k), errors, environ, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*path, i), errors, environ) for i, v in enumerate(value)]
+        return [_interpolate(v, (*path, i), errors, environ, used) for i, v in enumerate(value)]
     return value
 
 

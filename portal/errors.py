@@ -31,13 +31,17 @@ sent with an HTTP status: by its own code / type, then by a status the error obj
 (Groq's ``status_code``, OpenRouter's numeric ``code``), then by the status its type stands for.
 ``status`` is only ever a status that was on the wire: an in-stream error that carries none has
 ``status=None`` (a retryable `ServerError` when nothing else classifies it).
-Messages never contain secrets: adapters build them from status and vendor error text only.
+Messages never contain secrets: every registered credential (see `portal.secret`) is redacted
+from an error's message, request id, headers, code and body as the error is built, whoever
+builds it (a built-in adapter, a third-party one, a stream parser, the router).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from portal.secret import redact
 
 __all__ = [
     "AllTargetsFailed",
@@ -64,7 +68,10 @@ __all__ = [
 
 
 class PortalError(Exception):
-    """Base of every error portal raises."""
+    """Base of every error portal raises. Registered secrets are redacted from its message."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*redact(args))
 
 
 class ConfigError(PortalError):
@@ -141,14 +148,15 @@ class ProviderError(PortalError):
         body: Any = None,
         code: str | None = None,
     ) -> None:
+        message, request_id, code = redact((message, request_id, code))
         self.provider = provider
         self.model = model
         self.status = status
-        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+        self.headers = redact({k.lower(): v for k, v in (headers or {}).items()})
         self.request_id = request_id
         self.retry_after = retry_after
         self.retryable = self.default_retryable if retryable is None else retryable
-        self.body = body
+        self.body = redact(body)
         self.code = code
         self.message = message
         super().__init__(message)

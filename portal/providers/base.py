@@ -45,6 +45,7 @@ from portal.errors import (
     StreamInterrupted,
 )
 from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from portal.secret import Secret, redact, register_secret, scrub
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
@@ -69,32 +70,6 @@ __all__ = [
 ]
 
 
-class Secret:
-    """A secret string that never shows itself in a repr, str, log line or error."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 @dataclass(slots=True)
 class ProviderSettings:
     """One configured provider: a name (the part before ``:`` in model ids), a wire kind, and
@@ -111,7 +86,20 @@ class ProviderSettings:
     tags: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # credentials given as options (AWS keys, a service token) or as headers are redacted
+        # from errors like the API key (`portal.secret`)
+        for name, value in self.options.items():
+            if isinstance(value, str) and any(w in name.lower() for w in _SECRET_WORDS):
+                register_secret(value)
+        for name, value in self.headers.items():
+            if name.lower() in _SECRET_HEADERS and isinstance(value, str):
+                register_secret(value)
+                register_secret(value.partition(" ")[2])  # "Bearer <token>"
 
+
+#: option names that hold credentials
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 _SECRET_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "x-amz-security-token"}
 )
@@ -146,7 +134,34 @@ class WireReply:
     body: bytes
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return loads(self.body)
+
+
+class JSONTooDeep(ValueError):
+    """A JSON document nested deeper than the reader's recursion bound."""
+
+
+def loads(data: str | bytes) -> Any:
+    """`json.loads`, with a document nested deeper than Python's recursion bound refused as a
+    `ValueError` (`JSONTooDeep`) like any other unreadable JSON, not a raw RecursionError."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise JSONTooDeep("JSON nested too deeply to read") from None
+
+
+def _nested_too_deep(body: bytes) -> bool:
+    """Whether ``body`` is JSON nested past the reader's bound (cheap unless it has many
+    brackets)."""
+    if body.count(b"[") + body.count(b"{") < 256:
+        return False
+    try:
+        loads(body)
+    except JSONTooDeep:
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return False
 
 
 @dataclass(slots=True, frozen=True)
@@ -551,6 +566,7 @@ def _shape_guard(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
             raise
         except _SHAPE_ERRORS as exc:
             provider, model = _who(self, args)
+            scrub(exc)  # chained below: its text is printed with the traceback
             detail = str(exc)
             detail = detail if len(detail) <= 160 else detail[:157] + "..."
             raise InvalidResponse(
@@ -567,6 +583,9 @@ def _shape_guard(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
                 provider=provider,
                 model=model,
             )
+        request_id = getattr(result, "request_id", None)
+        if request_id is not None:  # a header the vendor echoes the key in reaches the ledger
+            result.request_id = redact(request_id)
         return result
 
     guarded.__portal_guarded__ = True  # type: ignore[attr-defined]
@@ -581,8 +600,18 @@ def _error_guard(fn: Callable[..., ProviderError]) -> Callable[..., ProviderErro
 
     @functools.wraps(fn)
     def guarded(self: Adapter, reply: WireReply, model: str) -> ProviderError:
+        if _nested_too_deep(reply.body):
+            return self.reply_error(
+                InvalidResponse,
+                f"HTTP {reply.status}: the error body is JSON nested too deeply to read",
+                reply,
+                model,
+            )
         try:
             err = fn(self, reply, model)
+        except InvalidResponse as exc:  # a parser that refuses the body as unreadable
+            err = exc
+            err.status = reply.status if err.status is None else err.status
         except _SHAPE_ERRORS:
             err = self.reply_error(
                 error_class_for_status(reply.status, None, ""),
@@ -590,58 +619,15 @@ def _error_guard(fn: Callable[..., ProviderError]) -> Callable[..., ProviderErro
                 reply,
                 model,
             )
-        return _scrub(err, _secrets_of(self.settings))
+        return err
 
     guarded.__portal_guarded__ = True  # type: ignore[attr-defined]
     return guarded
 
 
-_SECRET_WORDS = ("key", "secret", "token", "password", "credential")
-
-
-def _secrets_of(settings: ProviderSettings) -> list[str]:
-    """The provider's credentials: API key, secret-looking options, credential headers."""
-    found: list[str] = []
-    if settings.api_key:
-        found.append(settings.api_key.get())
-    for name, value in settings.options.items():
-        if isinstance(value, Secret) and value:
-            found.append(value.get())
-        elif isinstance(value, str) and any(w in name.lower() for w in _SECRET_WORDS):
-            found.append(value)
-    for name, value in settings.headers.items():
-        if name.lower() in _SECRET_HEADERS:
-            found.append(value)
-    return [f for f in found if len(f) >= 8]  # short values would redact ordinary words
-
-
-def _redact(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, "<redacted>")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
-    return value
-
-
-def _scrub(err: ProviderError, secrets: list[str]) -> ProviderError:
-    """A vendor that echoes the credential in its error body ("Incorrect API key provided:
-    sk-...") must not put it into portal's exception, logs or ledger."""
-    if not secrets:
-        return err
-    message = _redact(err.message, secrets)
-    if message != err.message:
-        err.message = message
-        err.args = (message, *err.args[1:])
-    err.body = _redact(err.body, secrets)
-    err.headers = _redact(err.headers, secrets)
-    if err.code is not None:
-        err.code = _redact(err.code, secrets)
-    return err
+# the base class's own `parse_error` (inherited by adapters that only override
+# `error_details`) is guarded too; `__init_subclass__` guards the overrides
+Adapter.parse_error = _error_guard(Adapter.parse_error)  # type: ignore[method-assign]
 
 
 def _who(obj: Any, args: tuple[Any, ...]) -> tuple[str | None, str | None]:
@@ -831,7 +817,7 @@ def _generic_error_fields(data: Any) -> tuple[str, str | None]:
 def _safe_body(body: bytes) -> Any:
     """Error body kept on the exception for debugging, bounded in size."""
     try:
-        return json.loads(body[:65536])
+        return loads(body[:65536])
     except (ValueError, UnicodeDecodeError):
         return body[:2000].decode("utf-8", "replace")
 
