@@ -104,8 +104,7 @@ def map_exception(exc: BaseException, provider: str) -> ProviderError:
     elif isinstance(exc, httpx2.DecodingError):
         cls = InvalidResponse
         message = (
-            "the reply body could not be decoded with its content-encoding "
-            f"({type(exc).__name__})"
+            f"the reply body could not be decoded with its content-encoding ({type(exc).__name__})"
         )
     else:
         cls = ProviderConnectionError

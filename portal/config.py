@@ -710,8 +710,10 @@ def key_problem(value: str) -> str | None:
 
 def header_problem(name: str, value: Any) -> str | None:
     """What is wrong with a configured HTTP header (names the header, never its value)."""
-    if not isinstance(name, str) or not name or not all(
-        c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name
+    if (
+        not isinstance(name, str)
+        or not name
+        or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
     ):
         return f"header name {name!r} is not a valid HTTP token (ASCII letters, digits, -)"
     if name.lower() in _COMPUTED_HEADERS:
@@ -791,9 +793,7 @@ def _validate(
     try:
         cfg = PortalConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            _hide_env(f"{label}: {prefix}{line}", used) for line in _format_errors(exc, data)
-        ]
+        lines = [_hide_env(f"{label}: {prefix}{line}", used) for line in _format_errors(exc, data)]
         raise ConfigError("\n".join(lines), lines) from None
     cfg.base_dir = base_dir
     return cfg

@@ -49,7 +49,9 @@ def register_secret(value: str) -> None:
         for v in _values:
             stripped = v.strip()
             forms.update((v, stripped, quote(stripped, safe=""), quote(stripped)))
-        _forms = tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_LEN), key=len, reverse=True))
+        _forms = tuple(
+            sorted((f for f in forms if len(f) >= MIN_SECRET_LEN), key=len, reverse=True)
+        )
 
 
 def known_secrets() -> tuple[str, ...]:
@@ -112,7 +114,9 @@ def _redact(value: Any, forms: tuple[str, ...], depth: int) -> Any:
     if isinstance(value, (dict, list, tuple)) and depth >= _MAX_DEPTH:
         return f"<nested deeper than {_MAX_DEPTH} levels>"
     if isinstance(value, dict):
-        return {_redact(k, forms, depth + 1): _redact(v, forms, depth + 1) for k, v in value.items()}
+        return {
+            _redact(k, forms, depth + 1): _redact(v, forms, depth + 1) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_redact(v, forms, depth + 1) for v in value]
     if isinstance(value, tuple):

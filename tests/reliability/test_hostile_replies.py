@@ -204,7 +204,9 @@ def gzip_error(kind: str, stream: bool) -> httpx2.Response:
 
 
 #: mode -> (reply, the error class a non-streamed call must raise, same for a stream)
-MODES: dict[str, tuple[Callable[[str, bool], httpx2.Response], type[Exception], type[Exception]]] = {
+MODES: dict[
+    str, tuple[Callable[[str, bool], httpx2.Response], type[Exception], type[Exception]]
+] = {
     "echo-key-401": (echo_401, AuthenticationError, AuthenticationError),
     "echo-key-500": (echo_500, ServerError, ServerError),
     "echo-key-gzip-403": (gzip_error, AuthenticationError, AuthenticationError),
@@ -242,7 +244,7 @@ def _run_sync(kind: str, mode: str, stream: bool) -> BaseException | None:
                 pass
         else:
             client.chat(feature="f", messages=[portal.user("hi")])
-    except BaseException as exc:  # noqa: BLE001 - the test classifies it
+    except BaseException as exc:
         return exc
     finally:
         client.close()
@@ -258,7 +260,7 @@ def _run_async(kind: str, mode: str, stream: bool) -> BaseException | None:
                     pass
             else:
                 await client.chat(feature="f", messages=[portal.user("hi")])
-        except BaseException as exc:  # noqa: BLE001 - the test classifies it
+        except BaseException as exc:
             return exc
         finally:
             await client.aclose()

@@ -139,16 +139,6 @@ def test_a_key_with_whitespace_or_control_characters_is_refused_at_load(
     assert KEY not in text
 
 
-def test_a_key_from_the_vendor_variable_with_a_newline_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", f"{KEY}\n")
-    with pytest.raises(ConfigError) as info:
-        portal.Client({"portal": {"ledger": "none"}, "features": {"f": {"primary": "openai:m"}}})
-    assert "OPENAI_API_KEY" in str(info.value)
-    assert KEY not in str(info.value)
-
-
 def test_config_check_never_prints_a_swapped_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
