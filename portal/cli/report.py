@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 from portal.metering.report import (
     FORMATS,
     GROUPINGS,
-    _print_rich,
-    _shown,
     build_report,
     ledger_urls,
     load_records,
     parse_since,
+    print_rich,
     render_csv,
     render_html,
     render_text,
+    shown_url,
 )
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config,
         by=args.by,
         window=args.window,
-        meta={"ledgers": [_shown(u) for u in urls], "since": since, "feature": args.feature},
+        meta={"ledgers": [shown_url(u) for u in urls], "since": since, "feature": args.feature},
     )
     if args.format == "json":
         text = json.dumps(report, indent=2, default=str) + "\n"
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"portal report: wrote {out} ({len(records):,} records)")
         return 0
     else:
-        if args.out is None and _print_rich(report, sys.stdout):
+        if args.out is None and print_rich(report, sys.stdout):
             return 0
         text = render_text(report)
     if args.out:
