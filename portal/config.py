@@ -610,6 +610,8 @@ class PortalConfig(_Model):
     #: where the config came from; relative paths (contracts, ledgers) resolve against it
     source: str | None = Field(None, exclude=True)
     base_dir: str = Field(".", exclude=True)
+    #: credentials left unset because their variable is not set (``keys_required=False``)
+    unset_keys: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _check_references(self) -> PortalConfig:
@@ -746,14 +748,22 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
 
 
 def load_config(
-    source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapping[str, str] | None = None
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    keys_required: bool = True,
 ) -> PortalConfig:
     """Load and validate a config from a file path or a dict; raise `ConfigError` listing
     every problem, each naming the file, the table and the key. ``${VAR}`` is read from
-    ``env`` (default: the process environment)."""
+    ``env`` (default: the process environment).
+
+    ``keys_required=False`` is for commands that only read (reports, route explanations,
+    canary status): a credential whose variable is not set (a provider's ``api_key``, its
+    headers and secret options, ``[portal] key_salt``) is left unset instead of being an
+    error, and listed in `PortalConfig.unset_keys`; sending a call with it fails then."""
     environ = os.environ if env is None else env
     if isinstance(source, Mapping):
-        return _validate(dict(source), "config", ".", environ=environ)
+        return _validate(dict(source), "config", ".", environ=environ, keys_required=keys_required)
     path = Path(source)
     label = path.name
     try:
@@ -772,7 +782,7 @@ def load_config(
         if data is None:
             raise ConfigError(f"{label}: has no [tool.portal] table")
         prefix = "tool.portal."
-    cfg = _validate(data, label, str(path.parent.resolve()), prefix, environ)
+    cfg = _validate(data, label, str(path.parent.resolve()), prefix, environ, keys_required)
     cfg.source = str(path)
     return cfg
 
@@ -783,10 +793,12 @@ def _validate(
     base_dir: str,
     prefix: str = "",
     environ: Mapping[str, str] = os.environ,
+    keys_required: bool = True,
 ) -> PortalConfig:
     errors: list[str] = []
     used: dict[str, str] = {}
-    data = _interpolate(data, (), errors, environ, used)
+    unset: list[str] | None = None if keys_required else []
+    data = _interpolate(data, (), errors, environ, used, unset)
     if errors:
         lines = [f"{label}: {prefix}{e}" for e in errors]
         raise ConfigError("\n".join(lines), lines)
@@ -796,6 +808,7 @@ def _validate(
         lines = [_hide_env(f"{label}: {prefix}{line}", used) for line in _format_errors(exc, data)]
         raise ConfigError("\n".join(lines), lines) from None
     cfg.base_dir = base_dir
+    cfg.unset_keys = list(unset or [])
     return cfg
 
 
@@ -815,8 +828,13 @@ def _interpolate(
     errors: list[str],
     environ: Mapping[str, str],
     used: dict[str, str],
+    unset: list[str] | None = None,
 ) -> Any:
+    """``${VAR}`` replaced from ``environ``; a missing variable is an error, except at a
+    credential when ``unset`` collects them (read-only commands)."""
     if isinstance(value, str) and "${" in value:
+        lenient = unset is not None and _is_credential(path)
+        missing: list[str] = []
 
         def sub(m: re.Match[str]) -> str:
             var, default = m.group(1), m.group(2)
@@ -826,6 +844,9 @@ def _interpolate(
             if got is None:
                 if default is not None:
                     return default
+                if lenient:
+                    missing.append(var)
+                    return ""
                 errors.append(
                     f"{_loc(path)}: environment variable {var} is not set; "
                     f"export it, or write ${{{var}:-default}}"
@@ -833,12 +854,39 @@ def _interpolate(
                 return ""
             return got
 
-        return _ENV.sub(sub, value)
+        out = _ENV.sub(sub, value)
+        if missing and unset is not None:
+            unset.append(f"{_loc(path)} (${{{', '.join(missing)}}})")
+            if path[-1] == "api_key" and _ENV.fullmatch(value.strip()):
+                return None  # the whole value was the variable: the key is simply not set
+        return out
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, k), errors, environ, used) for k, v in value.items()}
+        return {
+            k: _interpolate(v, (*path, k), errors, environ, used, unset) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, (*path, i), errors, environ, used) for i, v in enumerate(value)]
+        return [
+            _interpolate(v, (*path, i), errors, environ, used, unset) for i, v in enumerate(value)
+        ]
     return value
+
+
+_SECRET_OPTION_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def _is_credential(path: tuple[Any, ...]) -> bool:
+    """Config locations that hold credentials: needed to send a call, not to read config."""
+    if path[:2] == ("portal", "key_salt"):
+        return True
+    if len(path) < 3 or path[0] != "providers":
+        return False
+    if path[2] in ("api_key", "headers"):
+        return True
+    return (
+        path[2] == "options"
+        and len(path) > 3
+        and any(w in str(path[3]).lower() for w in _SECRET_OPTION_WORDS)
+    )
 
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -122,7 +122,10 @@ def render() -> str:
         "known key suggested.",
         "",
         "Values may use environment variables: `${VAR}`, or `${VAR:-default}`. API keys are "
-        "only ever read this way.",
+        "only ever read this way. Commands that only read (`portal report`, `portal route "
+        "explain`, `portal canary`, `portal contracts check`) run without the keys: a "
+        "credential whose variable is not set (`api_key`, `headers`, secret `options`, "
+        "`key_salt`) is left unset, and only sending a call needs it.",
         "",
         "Tables:",
         "",

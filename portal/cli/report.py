@@ -34,13 +34,13 @@ def _find_config(path: str | None) -> PortalConfig | None:
     from portal.config import load_config
 
     if path is not None:
-        return load_config(path)
+        return load_config(path, keys_required=False)
     for candidate in ("portal.toml", "pyproject.toml"):
         p = Path(candidate)
         if p.exists():
             if candidate == "pyproject.toml" and "[tool.portal" not in p.read_text("utf-8"):
                 continue
-            return load_config(p)
+            return load_config(p, keys_required=False)
     return None
 
 

@@ -22,7 +22,8 @@ __all__ = ["canary_main", "route_main"]
 
 
 def _load(path: str) -> tuple[PortalConfig, State]:
-    cfg = load_config(path)
+    """The config without its API keys (route and canary commands never send a call)."""
+    cfg = load_config(path, keys_required=False)
     return cfg, open_state(cfg.portal.state)
 
 

@@ -137,3 +137,17 @@ def test_wheel_installs_offline_and_runs_demo_and_report(tmp_path: Path) -> None
     )
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
     assert "support.answer" in report.stdout
+
+    # a production config whose keys are not exported here: reading needs none of them
+    (work / "portal.toml").write_text(
+        '[portal]\nledger = "sqlite:///.portal/demo/ledger.db"\n'
+        '[providers.openai]\napi_key = "${OPENAI_API_KEY}"\n'
+        '[providers.anthropic]\napi_key = "${ANTHROPIC_API_KEY}"\n'
+        '[features."support.answer"]\nprimary = "openai:gpt-4.1-mini"\n'
+        'fallbacks = ["anthropic:claude-haiku-4-5"]\n',
+        encoding="utf-8",
+    )
+    for command in (["report", "--since", "all"], ["route", "explain", "support.answer"]):
+        done = _run([portal_cmd, *command], work, env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "support.answer" in done.stdout
