@@ -452,6 +452,88 @@ def _anthropic(env: Env) -> Any:
     return _AnthropicSDK(env)
 
 
+class _PydanticAIDirect:
+    """Pydantic AI's direct model requests (`pydantic_ai.direct`): its OpenAI chat model
+    over the openai SDK, without an agent, the thinnest way Pydantic AI calls a model."""
+
+    def __init__(self, env: Env) -> None:
+        from openai import AsyncOpenAI
+        from pydantic_ai.messages import ModelRequest
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        self.sdk = AsyncOpenAI(
+            base_url=env.base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=TIMEOUT_S
+        )
+        self.model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=self.sdk))
+        self.messages = [ModelRequest.user_text_prompt(MESSAGES[0]["content"])]
+        self.settings: Any = {"max_tokens": MAX_TOKENS}
+
+    async def call(self) -> str:
+        from pydantic_ai.direct import model_request
+
+        r = await model_request(self.model, self.messages, model_settings=self.settings)
+        return "".join(p.content for p in r.parts if p.part_kind == "text")
+
+    async def stream(self) -> AsyncIterator[str]:
+        from pydantic_ai.direct import model_request_stream
+        from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
+
+        async with model_request_stream(
+            self.model, self.messages, model_settings=self.settings
+        ) as s:
+            async for event in s:
+                if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+                    if event.part.content:
+                        yield event.part.content
+                elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+                    if event.delta.content_delta:
+                        yield event.delta.content_delta
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+
+@register(
+    "pydantic-ai",
+    "Pydantic AI direct model_request (OpenAIChatModel)",
+    requires=("pydantic_ai", "openai"),
+)
+def _pydantic_ai(env: Env) -> Any:
+    return _PydanticAIDirect(env)
+
+
+class _AnyLLM:
+    """mozilla-ai's any-llm: one ``acompletion`` for every provider (openai here)."""
+
+    def __init__(self, env: Env) -> None:
+        from any_llm import AnyLLM
+
+        self.llm = AnyLLM.create("openai", api_key=API_KEY, api_base=env.base_url + "/v1")
+
+    async def call(self) -> str:
+        r = await self.llm.acompletion(model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS)
+        return str(r.choices[0].message.content)  # type: ignore[union-attr]
+
+    async def stream(self) -> AsyncIterator[str]:
+        s = await self.llm.acompletion(
+            model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, stream=True
+        )
+        async for chunk in s:  # type: ignore[union-attr]
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+
+    async def close(self) -> None:
+        client = getattr(self.llm, "client", None)
+        if client is not None:
+            await client.close()
+
+
+@register("any-llm", "any-llm acompletion (openai provider)", requires=("any_llm",))
+def _any_llm(env: Env) -> Any:
+    return _AnyLLM(env)
+
+
 def _import_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
@@ -612,14 +694,20 @@ def _answer(r: Any) -> str:
 
 class _PortalAsync:
     def __init__(
-        self, env: Env, *, feature: str | None = "bench.answer", http_client: Any = None
+        self,
+        env: Env,
+        *,
+        feature: str | None = "bench.answer",
+        http_client: Any = None,
+        transport: str | None = None,
     ) -> None:
         import portal
 
         self.http_client = http_client  # passed in, so ours to close; portal leaves it open
-        self.client = portal.AsyncClient(
-            _portal_config(env), ledger=_portal_ledger(), http_client=http_client
-        )
+        config = _portal_config(env)
+        if transport is not None:
+            config["portal"] = {"transport": transport}
+        self.client = portal.AsyncClient(config, ledger=_portal_ledger(), http_client=http_client)
         self.target: dict[str, Any] = (
             {"feature": feature} if feature else {"model": f"bench:{MODEL}"}
         )
@@ -689,7 +777,7 @@ _CONTRACT_BASELINE = {
 
 @register(
     "portal-async",
-    "portal AsyncClient.chat (feature + contract, SQLite ledger)",
+    "portal AsyncClient.chat (feature + contract, SQLite ledger; default transport)",
     baseline=_CONTRACT_BASELINE,
     requires=("portal",),
     available=_portal_ready,
@@ -723,22 +811,15 @@ def _portal_sync(env: Env) -> Any:
 
 
 @register(
-    "portal-aiohttp",
-    "portal AsyncClient.chat + httpx-aiohttp transport (feature + contract)",
-    scenarios=("seq", "c200"),
+    "portal-httpx2",
+    'portal AsyncClient.chat on httpx2\'s own pools (transport = "httpx2"; feature + contract)',
+    scenarios=("seq", "c200", "stream"),
     baseline=_CONTRACT_BASELINE,
-    requires=("portal", "httpx_aiohttp.httpx2", "aiohttp"),
+    requires=("portal",),
     available=_portal_ready,
 )
-def _portal_aiohttp(env: Env) -> Any:
-    import httpx2
-    from httpx_aiohttp.httpx2 import AiohttpTransport
-
-    limits = httpx2.Limits(
-        max_connections=env.concurrency, max_keepalive_connections=env.concurrency
-    )
-    http = httpx2.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=TIMEOUT_S)
-    return _PortalAsync(env, http_client=http)
+def _portal_httpx2(env: Env) -> Any:
+    return _PortalAsync(env, transport="httpx2")
 
 
 @register(

@@ -10,6 +10,7 @@ import anyio
 import httpx2
 
 from portal.errors import (
+    ConfigError,
     InvalidResponse,
     ProviderConnectionError,
     ProviderError,
@@ -182,10 +183,40 @@ class ShardedTransport(httpx2.AsyncBaseTransport):
             await pool.aclose()
 
 
-def new_async_client(transport: Any = None, verify: bool = True) -> httpx2.AsyncClient:
+#: ``[portal] transport`` values: "auto" sends through aiohttp under asyncio when
+#: httpx-aiohttp is installed (the default install has it), "aiohttp" insists on it,
+#: "httpx2" keeps httpx2's own pools
+TRANSPORTS = ("auto", "aiohttp", "httpx2")
+
+
+def _httpx2_pools(verify: bool) -> httpx2.AsyncBaseTransport:
+    if ASYNC_POOL_SHARDS > 1:
+        return ShardedTransport(verify, DEFAULT_LIMITS, ASYNC_POOL_SHARDS)
+    return httpx2.AsyncHTTPTransport(verify=verify, limits=DEFAULT_LIMITS)
+
+
+def default_async_transport(verify: bool, kind: str = "auto") -> httpx2.AsyncBaseTransport:
+    """The transport of portal's own async pools (see `TRANSPORTS`)."""
+    if kind != "httpx2":
+        try:
+            from portal._aiohttp import FastAsyncTransport
+        except ImportError:
+            if kind == "aiohttp":
+                raise ConfigError(
+                    "[portal] transport = 'aiohttp' needs the httpx-aiohttp package: "
+                    "pip install httpx-aiohttp, or set transport = 'httpx2'"
+                ) from None
+        else:
+            return FastAsyncTransport(verify, DEFAULT_LIMITS, lambda: _httpx2_pools(verify))
+    return _httpx2_pools(verify)
+
+
+def new_async_client(
+    transport: Any = None, verify: bool = True, kind: str = "auto"
+) -> httpx2.AsyncClient:
     _verify_warning(verify)
-    if transport is None and ASYNC_POOL_SHARDS > 1:
-        transport = ShardedTransport(verify, DEFAULT_LIMITS, ASYNC_POOL_SHARDS)
+    if transport is None:
+        transport = default_async_transport(verify, kind)
     return httpx2.AsyncClient(
         transport=transport, limits=DEFAULT_LIMITS, verify=verify, follow_redirects=False
     )

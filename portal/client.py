@@ -884,7 +884,7 @@ class AsyncClient(_ClientBase["httpx2.AsyncClient"]):
     """The asynchronous client (anyio: asyncio or trio). Same methods as `Client`."""
 
     def _new_http(self, transport: Any, verify: bool) -> httpx2.AsyncClient:
-        return _http.new_async_client(transport, verify)
+        return _http.new_async_client(transport, verify, self._core.config.portal.transport)
 
     async def chat(
         self,

@@ -571,6 +571,15 @@ class PortalSection(_Model):
         "the application's logging alone).",
         examples=["warning"],
     )
+    transport: Literal["auto", "aiohttp", "httpx2"] = Field(
+        "auto",
+        description="HTTP transport of AsyncClient's own connection pools: `\"auto\"` sends "
+        "through aiohttp (httpx-aiohttp, in the default install) under asyncio and through "
+        "httpx2's pools elsewhere (trio, or a proxy set in the environment); `\"aiohttp\"` "
+        "insists on aiohttp; `\"httpx2\"` always uses httpx2's pools. Behaviour is the same "
+        "on both.",
+        examples=["httpx2"],
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -41,6 +41,33 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", sync)
     monkeypatch.setattr(httpx2.AsyncHTTPTransport, "handle_async_request", async_)
 
+    try:  # AsyncClient's default transport under asyncio sends through aiohttp
+        import aiohttp
+    except ImportError:
+        return
+    real_aiohttp = aiohttp.ClientSession._request
+
+    def aiohttp_request(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        guard(httpx2.Request(method, str(url)))
+        return real_aiohttp(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", aiohttp_request)
+
+
+@pytest.fixture(params=["aiohttp", "httpx2"])
+def both_transports(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once on each transport AsyncClient can send through (aiohttp, the default
+    under asyncio, and httpx2's own pools): what the test asserts must hold on both."""
+    from portal import _http
+
+    real = _http.default_async_transport
+
+    def forced(verify: bool, kind: str = "auto") -> httpx2.AsyncBaseTransport:
+        return real(verify, request.param)
+
+    monkeypatch.setattr(_http, "default_async_transport", forced)
+    return str(request.param)
+
 
 @pytest.fixture
 def anyio_backend() -> str:

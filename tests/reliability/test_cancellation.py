@@ -18,6 +18,9 @@ from portal.metering.ledger import read_records
 from tests.reliability._proc import established_to
 from tests.reliability._servers import BadServer, bad_server
 
+#: what these tests assert holds on every transport AsyncClient can send through
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 MSG = [portal.user("hi")]
 
 

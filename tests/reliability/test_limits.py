@@ -14,6 +14,9 @@ import portal
 from portal import errors
 from tests.reliability._servers import BadServer, bad_server
 
+#: what these tests assert holds on every transport AsyncClient can send through
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 
 def config(
     url: str, *, timeout_s: float = 0.5, feature_timeout: float | None = None, **options: Any

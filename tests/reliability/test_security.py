@@ -25,6 +25,9 @@ import portal
 from portal.metering.ledger import read_records
 from tests.reliability._servers import BadServer, bad_server
 
+#: what these tests assert holds on every transport AsyncClient can send through
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ("OPENAI", "ANTHROPIC", "GEMINI", "AZURE", "MISTRAL", "COHERE")
 

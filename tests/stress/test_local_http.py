@@ -8,12 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import pytest
 
 from portal.config import load_config
 from portal.stress.arrivals import LengthDist, PromptSource
 from portal.stress.engine import LoadSpec
 from portal.stress.gameday import GamedayScenario, run_gameday
 from portal.stress.loadtest import run_loadtest
+
+#: what these tests assert holds on every transport AsyncClient can send through
+pytestmark = pytest.mark.usefixtures("both_transports")
 
 TOML = """\
 [providers.alpha]
