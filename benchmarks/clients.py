@@ -483,12 +483,13 @@ class _PydanticAIDirect:
             self.model, self.messages, model_settings=self.settings
         ) as s:
             async for event in s:
+                text = ""
                 if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
-                    if event.part.content:
-                        yield event.part.content
+                    text = event.part.content
                 elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
-                    if event.delta.content_delta:
-                        yield event.delta.content_delta
+                    text = event.delta.content_delta
+                if text:
+                    yield text
 
     async def close(self) -> None:
         await self.sdk.close()
