@@ -297,9 +297,10 @@ class MockServer:
             self.proc.wait(timeout=5)
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(root: Path = ROOT) -> dict[str, str]:
+    """The workers' environment; ``root`` is the portal checkout they import."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
@@ -307,14 +308,16 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def run_worker(python: str, job: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_worker(
+    python: str, job: dict[str, Any], timeout: float, root: Path = ROOT
+) -> dict[str, Any]:
     try:
         proc = subprocess.run(
             [python, str(HERE / "run.py"), "--worker", json.dumps(job)],
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=_worker_env(),
+            env=_worker_env(root),
             cwd=str(ROOT),
         )
     except subprocess.TimeoutExpired:
@@ -498,6 +501,37 @@ def _f(x: float, digits: int = 2) -> str:
 
 def _x(x: float) -> str:
     return "n/a" if x != x else f"{x:.2f}x"
+
+
+#: the suffix of a row measured with ``--against``'s checkout
+AGAINST = "@against"
+
+_AGAINST_METRICS = {"seq": "cpu_ms", "c200": "cpu_ms", "stream": "cpu_chunk_us"}
+
+
+def render_against(res: Results, specs: dict[str, Any], other: str) -> str:
+    """Each portal row against the same row importing portal from ``other``: the median over
+    rounds of the paired ratio, so the machine's drift cancels out."""
+    lines = [
+        "",
+        f"## This checkout against {other}",
+        "",
+        "Same client, same rounds; CPU per call (per delta for streams), this / other.",
+        "",
+        "| client | scenario | this | other | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for (key, scen), _ in sorted(res.runs.items()):
+        if not key.endswith(AGAINST):
+            continue
+        mine = key.removesuffix(AGAINST)
+        metric = _AGAINST_METRICS[scen]
+        lines.append(
+            f"| {specs[mine].label} | {scen} | {_f(res.median(mine, scen, metric), 3)} | "
+            f"{_f(res.median(key, scen, metric), 3)} | "
+            f"{_x(res.ratio(mine, key, scen, metric))} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def render(res: Results, specs: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -825,6 +859,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunks", type=int, default=16, help="text deltas per completion")
     p.add_argument("--python", default=sys.executable, help="interpreter for the workers")
     p.add_argument("--out", default=str(HERE / "results" / "latest.md"))
+    p.add_argument(
+        "--against",
+        metavar="DIR",
+        help="another portal checkout (e.g. a git worktree of an older commit): every portal "
+        "row also runs importing portal from DIR, in the same interleaved rounds, and a table "
+        "compares the two (what a change costs per call)",
+    )
     p.add_argument("--no-server-check", action="store_true", help="skip the wrk check")
     p.add_argument(
         "--no-extras",
@@ -898,11 +939,13 @@ def main(argv: list[str] | None = None) -> int:
             for s in spec.scenarios
             if args.clients or not args.quick or (k, s) in QUICK_JOBS
         ]
+        if args.against:
+            jobs += [(k + AGAINST, s) for k, s in jobs if k.startswith("portal")]
         for r in range(args.rounds):
             shift = r % max(len(jobs), 1)
             for key, scen in jobs[shift:] + jobs[:shift]:
                 job = {
-                    "client": key,
+                    "client": key.removesuffix(AGAINST),
                     "scenario": scen,
                     "n": sizes[scen],
                     "warmup": args.warmup,
@@ -914,10 +957,11 @@ def main(argv: list[str] | None = None) -> int:
                     "expected": expected,
                 }
                 before = bad.stats()["requests"]
-                out = run_worker(args.python, job, timeout=600)
+                root = Path(args.against) if key.endswith(AGAINST) else ROOT
+                out = run_worker(args.python, job, timeout=600, root=root)
                 hits = bad.stats()["requests"] - before
                 res.runs.setdefault((key, scen), []).append(out)
-                if specs[key].group == "failover" and not out.get("errors"):
+                if key in specs and specs[key].group == "failover" and not out.get("errors"):
                     res.primary_hits.setdefault((key, scen), []).append(hits / out["calls_total"])
                 status = out.get("first_error") or f"{out['cpu_ms']:.3f} ms CPU/call"
                 print(
@@ -964,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         "import_runs": args.import_runs,
     }
     text = render(res, specs, meta)
+    if args.against:
+        text += render_against(res, specs, args.against)
     if extras:
         text += (
             "\n## Router decision, ledger throughput, memory over 100,000 calls\n\n"
@@ -975,7 +1021,11 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
-    failed = [f"{k} {s}: {res.error(k, s)}" for (k, s) in res.runs if not res.ok(k, s)]
+    failed = [
+        f"{k} {s}: {res.error(k, s)}"
+        for (k, s) in res.runs
+        if not res.ok(k, s) and not k.endswith(AGAINST)  # an older checkout may lack a row
+    ]
     if failed:
         print("measurements that failed:\n  " + "\n  ".join(failed), file=sys.stderr)
     if args.check:
