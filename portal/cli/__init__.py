@@ -8,6 +8,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from portal.cli._help import examples
+
 __all__ = ["main"]
 
 
@@ -74,22 +76,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
 
-    parser = argparse.ArgumentParser(prog="portal", description="portable, reliable LLM calls")
+    parser = argparse.ArgumentParser(
+        prog="portal",
+        description="Portable, reliable LLM calls. `portal COMMAND --help` shows each command "
+        "with examples.",
+        **examples(
+            "portal demo",
+            "portal config check --config portal.toml",
+            "portal report --since 24h",
+            "portal route explain support.answer --key user-42",
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"portal {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the offline demo on simulated vendors")
+    demo = sub.add_parser(
+        "demo",
+        help="run the offline demo on simulated vendors",
+        description="An offline support app on three simulated vendors (no API key needed), "
+        "then the report of its own ledger.",
+        **examples("portal demo", "portal demo --users 100 --out demo-run --no-html"),
+    )
     demo.add_argument("--out", default=".portal/demo", help="folder for config, ledger, report")
     demo.add_argument("--users", type=int, default=400, help="user actions to simulate")
-    demo.add_argument("--concurrency", type=int, default=48)
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--concurrency", type=int, default=48, help="user actions in flight")
+    demo.add_argument("--seed", type=int, default=7, help="fixes the simulated vendors' draws")
     demo.add_argument("--no-html", action="store_true", help="skip the HTML report")
     demo.set_defaults(func=_cmd_demo)
 
-    config = sub.add_parser("config", help="check a config file")
+    config = sub.add_parser(
+        "config",
+        help="check a config file",
+        **examples("portal config check --config portal.toml"),
+    )
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate portal.toml; exit 1 listing problems")
-    check.add_argument("--config", default="portal.toml")
+    check = config_sub.add_parser(
+        "check",
+        help="validate portal.toml; exit 1 listing problems",
+        description="Validate the config and build every provider adapter; every problem is "
+        "listed with the file, the table and the key (docs/config.md has every key).",
+        **examples("portal config check --config portal.toml"),
+    )
+    check.add_argument("--config", default="portal.toml", help="the file to check")
     check.set_defaults(func=_cmd_config_check)
 
     for name, (_, _, help_text) in _DELEGATED.items():

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from portal.cli._help import examples
 from portal.contracts.check import (
     EXIT_FAIL,
     EXIT_OK,
@@ -95,10 +96,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portal contracts",
         description="Check feature contracts in CI: schemas, examples, vendor capabilities, "
-        "data-path policy and breaking changes.",
+        "data-path policy and breaking changes (no API key needed).",
+        **examples(
+            "portal contracts check --config portal.toml",
+            "portal contracts check --against origin/main --format github",
+            "portal contracts diff old/support_answer.toml contracts/support_answer.toml",
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="check every contract named by the config")
+    check = sub.add_parser(
+        "check",
+        help="check every contract named by the config",
+        description="Contracts valid, examples valid, every routed target can serve them, "
+        "data-path policy, and breaking changes since a git ref. Exit 0 ok, 1 errors, 2 usage.",
+        **examples(
+            "portal contracts check --config portal.toml",
+            "portal contracts check --config portal.toml --against origin/main --format github",
+        ),
+    )
     check.add_argument(
         "--config",
         type=Path,
@@ -111,10 +126,21 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="compare each contract with its version at this git ref",
     )
-    check.add_argument("--format", choices=("text", "json", "github"), default="text")
-    diff = sub.add_parser("diff", help="compatibility analysis between two contract files")
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="github: workflow annotations on the changed lines",
+    )
+    diff = sub.add_parser(
+        "diff",
+        help="compatibility analysis between two contract files",
+        description="Every change between two versions of a contract, breaking or not. "
+        "Exit 0 compatible (or a major version bump), 1 breaking.",
+        **examples("portal contracts diff old/support_answer.toml contracts/support_answer.toml"),
+    )
+    diff.add_argument("old", type=Path, help="the contract as it was")
+    diff.add_argument("new", type=Path, help="the contract as it is now")
     diff.add_argument("--format", choices=("text", "json", "github"), default="text")
     return parser
 

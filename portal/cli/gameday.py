@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
+from portal.cli._help import examples
 from portal.cli.loadtest import EXIT_MISSED, EXIT_OK, EXIT_USAGE
 from portal.config import PortalConfig, load_config
 from portal.errors import ConfigError
@@ -23,6 +24,7 @@ from portal.stress.display import ProgressDisplay
 from portal.stress.engine import RunResult
 from portal.stress.gameday import (
     KINDS,
+    PROMPTS_FILE,
     SUITE_SCHEMA,
     GamedayScenario,
     check_scenario,
@@ -37,8 +39,19 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="portal gameday", description="load under an injected fault")
-    p.add_argument("--config", default="portal.toml")
+    p = argparse.ArgumentParser(
+        prog="portal gameday",
+        description="Load on a feature while one vendor breaks on schedule; checks failover, "
+        "recovery and the SLA. Exit 0 pass, 3 fail, 2 usage.",
+        **examples(
+            "portal gameday --feature support.answer --scenario outage --target openai "
+            "--at 20s --for 30s --rps 50 --duration 90s",
+            "portal gameday --feature support.answer --scenario slow --target openai "
+            "--latency-ms 1500 --users 500 --html gameday.html",
+            "portal gameday --all --duration 30s --out gamedays.json",
+        ),
+    )
+    p.add_argument("--config", default="portal.toml", help="the same portal.toml as production")
     p.add_argument("--all", action="store_true", help="run every [gamedays.NAME] scenario")
     p.add_argument(
         "--name",
@@ -46,19 +59,29 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="run this [gamedays.NAME] scenario (repeatable)",
     )
-    p.add_argument("--feature")
-    p.add_argument("--scenario", choices=KINDS)
+    p.add_argument("--feature", help="the feature to load")
+    p.add_argument("--scenario", choices=KINDS, help="what breaks")
     p.add_argument("--target", help="provider (or provider:model) to break")
     p.add_argument("--at", default=None, help="fault start, e.g. 20s (default 20s)")
     p.add_argument("--for", dest="for_", default=None, help="fault length, e.g. 30s (default 30s)")
     p.add_argument("--rps", type=float, default=None, help="arrival rate (default 50)")
     p.add_argument("--duration", default=None, help="run length (default 90s)")
-    p.add_argument("--burst", default=None)
-    p.add_argument("--prompts", default=None)
-    p.add_argument("--output-tokens", default=None)
-    p.add_argument("--stream", action="store_true")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--concurrency-limit", type=int, default=None)
+    p.add_argument("--burst", default=None, help="FACTORx:LENGTH/EVERY, e.g. 5x:10s/60s")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--prompts", default=None, help="prompt length distribution, e.g. fixed:200")
+    src.add_argument(
+        "--prompts-file",
+        default=None,
+        help='JSONL, one {"messages": [...]} or {"prompt": "..."} per line',
+    )
+    p.add_argument("--output-tokens", default=None, help="max_tokens distribution")
+    p.add_argument("--stream", action="store_true", help="stream replies; measures TTFT")
+    p.add_argument("--seed", type=int, default=None, help="fixes arrivals, prompts and keys")
+    p.add_argument("--concurrency-limit", type=int, default=None, help="cap on requests in flight")
+    p.add_argument(
+        "--users", type=int, default=None, help="distinct user keys (canary; default 10000)"
+    )
+    p.add_argument("--drain", default=None, help="how long stragglers may finish (default 30s)")
     p.add_argument(
         "--status", type=int, default=None, help="HTTP status of injected errors (0: refused)"
     )
@@ -68,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-p99-ms", type=float, default=None, help="added latency p99")
     p.add_argument("--error-rate", type=float, default=None, help="share failing (flaky, brownout)")
     p.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds (throttle)")
-    p.add_argument("--max-error-rate", type=float, default=None)
+    p.add_argument(
+        "--max-error-rate", type=float, default=None, help="fail above this error rate (0.01)"
+    )
     p.add_argument("--max-failover", default=None, help="fail if traffic takes longer to move")
     p.add_argument("--max-recovery", default=None, help="fail if recovery takes longer")
     p.add_argument("--ledger", default=None, help="record the calls to this ledger URL")
@@ -76,20 +101,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--html", default=None, help="HTML report (with --all: one per scenario, NAME inserted)"
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
     return p
 
 
-_LOAD_FLAGS = ("rps", "burst", "prompts", "output_tokens", "seed", "concurrency_limit")
+_LOAD_FLAGS = (
+    "rps",
+    "burst",
+    "prompts",
+    "output_tokens",
+    "seed",
+    "concurrency_limit",
+    "users",
+)
 
 
 def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScenario]:
     overrides: dict[str, Any] = {
         k: getattr(args, k) for k in _LOAD_FLAGS if getattr(args, k) is not None
     }
-    for flag, key in (("duration", "duration"), ("at", "at"), ("for_", "for")):
+    for flag, key in (("duration", "duration"), ("at", "at"), ("for_", "for"), ("drain", "drain")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
+    if args.prompts_file is not None:
+        overrides["prompts"] = PROMPTS_FILE + args.prompts_file
     if args.stream:
         overrides["stream"] = True
     fault = {

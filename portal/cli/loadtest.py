@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from portal.cli._help import examples
 from portal.config import PortalConfig, load_config
 from portal.errors import ConfigError
 from portal.stress.arrivals import Burst, LengthDist, PromptSource, UsageError, parse_duration
@@ -103,7 +104,14 @@ def spec_from_args(args: argparse.Namespace, cfg: PortalConfig) -> LoadSpec:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="portal loadtest", description="synthetic peak load against one feature"
+        prog="portal loadtest",
+        description="Open-loop synthetic load against one feature, with an SLA verdict. "
+        "Exit 0 met, 3 missed, 2 usage.",
+        **examples(
+            "portal loadtest --feature support.answer --rps 50 --duration 60s",
+            "portal loadtest --feature support.answer --rps 20 --duration 2m --burst 5x:10s/60s "
+            "--stream --html load.html --out load.json",
+        ),
     )
     add_load_arguments(parser, "60s")
     try:

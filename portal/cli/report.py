@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portal.cli._help import examples
 from portal.metering.report import (
     FORMATS,
     GROUPINGS,
@@ -49,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="portal report",
         description="Cost, latency and SLAs per feature, vendor, target, arm or day, "
-        "from the ledger(s).",
+        "from the ledger(s). Needs no API key.",
+        **examples(
+            "portal report",
+            "portal report --since 7d --by provider",
+            "portal report --since all --format html --out report.html",
+            "portal report --ledger sqlite:///.portal/ledger.db --format csv --out calls.csv",
+        ),
     )
     parser.add_argument(
         "--config", help="portal.toml (default: ./portal.toml or ./pyproject.toml [tool.portal])"
@@ -65,14 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--since", default="24h", help="period: 24h, 30m, 7d, an ISO date, or 'all' (default 24h)"
     )
     parser.add_argument("--feature", help="only this feature")
-    parser.add_argument("--by", choices=GROUPINGS, default="feature")
+    parser.add_argument("--by", choices=GROUPINGS, default="feature", help="rows per (feature)")
     parser.add_argument(
         "--window",
         choices=("hour", "day"),
         default="hour",
         help="SLA accounting window (default hour)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="(table)")
     parser.add_argument(
         "--out",
         help="write to this file instead of standard output (html defaults to portal-report.html)",

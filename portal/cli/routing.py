@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from portal.cli._help import examples
 from portal.config import PortalConfig, load_config
 from portal.errors import ConfigError, PortalError
 from portal.routing.canary import ArmStats, CanaryControl
@@ -68,7 +69,14 @@ def _print_status(st: dict[str, Any], out: TextIO) -> None:
 def canary_main(argv: list[str], out: TextIO | None = None) -> int:
     out = out or sys.stdout
     parser = argparse.ArgumentParser(
-        prog="portal canary", description="Move or inspect a feature's canary."
+        prog="portal canary",
+        description="Move or inspect a feature's canary (no API key needed).",
+        **examples(
+            "portal canary status",
+            "portal canary status support.answer --config portal.toml",
+            'portal canary promote support.answer --reason "guard healthy for a day"',
+            "portal canary rollback support.answer",
+        ),
     )
     parser.add_argument("action", choices=["promote", "rollback", "status"])
     parser.add_argument("feature", nargs="?", help="feature name (status: all when omitted)")
@@ -123,11 +131,19 @@ def canary_main(argv: list[str], out: TextIO | None = None) -> int:
 def route_main(argv: list[str], out: TextIO | None = None) -> int:
     out = out or sys.stdout
     parser = argparse.ArgumentParser(
-        prog="portal route", description="Show how a call would be routed, and why."
+        prog="portal route",
+        description="Show how a call would be routed, and why (no API key needed).",
+        **examples("portal route explain support.answer --key user-42"),
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="arm and ordered targets for one key")
-    ex.add_argument("feature")
+    ex = sub.add_parser(
+        "explain",
+        help="arm and ordered targets for one key",
+        description="The canary arm a key gets and the targets a call would try, in order, "
+        "with each breaker's state.",
+        **examples("portal route explain support.answer --key user-42 --config portal.toml"),
+    )
+    ex.add_argument("feature", help="the feature name")
     ex.add_argument("--key", default=None, help="the routing key (user id) of the call")
     ex.add_argument("--config", default="portal.toml", help="config file (portal.toml)")
     args = parser.parse_args(argv)

@@ -83,6 +83,9 @@ FAULT_DEFAULTS: dict[str, dict[str, Any]] = {
 DEFAULT_MAX_ERROR_RATE = 0.01
 
 
+#: ``prompts = "file:PATH"``: real prompts from a JSONL file instead of a length distribution
+PROMPTS_FILE = "file:"
+
 #: how the reference names a duration field (a string like "90s" or a number of seconds)
 _DURATION = "duration (`90s`, `2m`, `500ms`) or seconds"
 
@@ -187,7 +190,8 @@ class GamedayScenario(BaseModel):
     prompts: str | None = Field(
         None,
         description="Prompt lengths (tokens): `lognormal:mean=800,sigma=1.0`, `fixed:200`, "
-        "`uniform:min=50,max=400`, `pareto:min=100,alpha=1.5`.",
+        "`uniform:min=50,max=400`, `pareto:min=100,alpha=1.5`; or real prompts from a JSONL "
+        'file, `file:PATH` (one `{"messages": [...]}` or `{"prompt": "..."}` per line).',
         examples=["lognormal:mean=800,sigma=1.0"],
     )
     output_tokens: str | None = Field(
@@ -231,7 +235,7 @@ class GamedayScenario(BaseModel):
     @field_validator("prompts", "output_tokens")
     @classmethod
     def _lengths(cls, v: str | None) -> str | None:
-        if v is not None:
+        if v is not None and not v.startswith(PROMPTS_FILE):
             try:
                 LengthDist.parse(v, "")
             except UsageError as exc:
@@ -263,13 +267,18 @@ class GamedayScenario(BaseModel):
             return [Fault("brownout", **window, **params), Fault("slow", **window, **slow)]
         return [Fault(kind, **window, **params)]
 
+    def _prompts(self, out: LengthDist | None) -> PromptSource:
+        if self.prompts and self.prompts.startswith(PROMPTS_FILE):
+            return PromptSource.from_file(self.prompts.removeprefix(PROMPTS_FILE), out)
+        return PromptSource(LengthDist.parse(self.prompts or DEFAULT_PROMPTS), None, out)
+
     def load_spec(self) -> LoadSpec:
         out = LengthDist.parse(self.output_tokens, "output_tokens") if self.output_tokens else None
         return LoadSpec(
             feature=self.feature,
             rps=self.rps,
             duration_s=self.duration,
-            prompts=PromptSource(LengthDist.parse(self.prompts or DEFAULT_PROMPTS), None, out),
+            prompts=self._prompts(out),
             burst=Burst.parse(self.burst) if self.burst else None,
             concurrency_limit=self.concurrency_limit,
             stream=self.stream,
