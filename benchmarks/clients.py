@@ -834,3 +834,47 @@ def _portal_httpx2(env: Env) -> Any:
 )
 def _portal_failover(env: Env) -> Any:
     return _PortalAsync(env, feature="bench.failover")
+
+
+class _PortalOpenAI:
+    """portal's OpenAI-shaped client: the openai SDK's call and types over portal's router
+    (``model=`` a provider:model id, as the portal-model row; SQLite ledger)."""
+
+    def __init__(self, env: Env) -> None:
+        import portal.openai
+
+        self.client = portal.openai.AsyncOpenAI(_portal_config(env), ledger=_portal_ledger())
+
+    async def call(self) -> str:
+        r = await self.client.chat.completions.create(
+            model=f"bench:{MODEL}", messages=MESSAGES, max_tokens=MAX_TOKENS
+        )
+        return str(r.choices[0].message.content)
+
+    async def stream(self) -> AsyncIterator[str]:
+        s = await self.client.chat.completions.create(
+            model=f"bench:{MODEL}",
+            messages=MESSAGES,
+            max_tokens=MAX_TOKENS,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for chunk in s:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+
+    def settle(self) -> None:
+        _flush_ledger(self.client.portal)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+@register(
+    "portal-openai",
+    "portal.openai.AsyncOpenAI chat.completions.create (model=, SQLite ledger)",
+    requires=("portal", "openai"),
+    available=_portal_ready,
+)
+def _portal_openai(env: Env) -> Any:
+    return _PortalOpenAI(env)

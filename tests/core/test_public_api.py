@@ -85,7 +85,8 @@ def test_import_portal_loads_nothing_heavy() -> None:
 def test_client_import_does_not_load_optional_extras() -> None:
     code = (
         "import sys, portal; portal.Client; "
-        "print(','.join(m for m in ('botocore','redis','psycopg','opentelemetry','plotly','rich') "
+        "print(','.join(m for m in ('botocore','redis','psycopg','opentelemetry','plotly','rich',"
+        "'openai','mcp','pydantic_ai','langchain_core') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
