@@ -463,7 +463,12 @@ class AnthropicAdapter(Adapter):
     @staticmethod
     def parse_usage(raw: Any, into: Usage | None = None) -> Usage:
         """Anthropic's ``input_tokens`` excludes cache reads and writes; portal's includes
-        them. Fields missing from ``raw`` keep their value in ``into`` (stream updates)."""
+        them. Fields missing from ``raw`` keep their value in ``into`` (stream updates).
+
+        A reply that sampled more than once (server-side compaction, server tool loops)
+        lists every sampling in ``usage.iterations``, and its top-level counts leave the
+        compaction iterations out; Anthropic bills the sum over all iterations, so that sum
+        is the usage (`iteration_totals`), never less than the top-level counts."""
         usage = into or Usage()
         if not isinstance(raw, dict):
             return usage
@@ -472,13 +477,20 @@ class AnthropicAdapter(Adapter):
             fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
         reads = raw.get("cache_read_input_tokens")
         writes = raw.get("cache_creation_input_tokens")
+        output = raw.get("output_tokens")
+        summed = iteration_totals(raw.get("iterations"))
+        if summed is not None:
+            fresh = max(int(fresh), summed[0])
+            reads = max(int(reads or 0), summed[1])
+            writes = max(int(writes or 0), summed[2])
+            output = max(int(output or 0), summed[3])
         if reads is not None:
             usage.cached_input_tokens = int(reads)
         if writes is not None:
             usage.cache_write_tokens = int(writes)
         usage.input_tokens = int(fresh) + usage.cached_input_tokens + usage.cache_write_tokens
-        if raw.get("output_tokens") is not None:
-            usage.output_tokens = int(raw["output_tokens"])
+        if output is not None:
+            usage.output_tokens = int(output)
         return usage
 
     def _usage(self, raw: Any, model: str, into: Usage | None = None) -> Usage:
@@ -539,6 +551,27 @@ class AnthropicAdapter(Adapter):
             body=_safe_body(json.dumps(data).encode()),
             code=code,
         )
+
+
+def iteration_totals(iterations: Any) -> tuple[int, int, int, int] | None:
+    """(fresh input, cache reads, cache writes, output) summed over ``usage.iterations``
+    (``compaction``, ``message`` and any later iteration type alike); None without any."""
+    if not isinstance(iterations, list) or not iterations:
+        return None
+    totals = [0, 0, 0, 0]
+    for item in iterations:
+        if not isinstance(item, dict):
+            raise TypeError("usage.iterations[] entry is not an object")
+        for n, name in enumerate(
+            (
+                "input_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "output_tokens",
+            )
+        ):
+            totals[n] += int(item.get(name) or 0)
+    return totals[0], totals[1], totals[2], totals[3]
 
 
 def normalize_finish(raw: Any, has_content: bool, has_calls: bool) -> str:

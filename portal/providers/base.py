@@ -49,6 +49,7 @@ from portal.secret import Secret, redact, register_secret, scrub
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
+    "INCOMPLETE_TOOL_CALLS",
     "MAX_UNKNOWN_EVENTS",
     "Adapter",
     "Capabilities",
@@ -60,6 +61,7 @@ __all__ = [
     "WireRequest",
     "byte_limit",
     "error_class_for_status",
+    "incomplete_call",
     "ReasoningBlocks",
     "carried",
     "carry",
@@ -350,13 +352,28 @@ class ToolCallAssembler:
     def __bool__(self) -> bool:
         return bool(self._order)
 
-    def finish(self, provider: str | None = None, model: str | None = None) -> list[ToolCall]:
+    def finish(
+        self,
+        provider: str | None = None,
+        model: str | None = None,
+        truncated: list[dict[str, Any]] | None = None,
+    ) -> list[ToolCall]:
+        """The assembled calls. With ``truncated`` (a reply cut by the token limit), a call
+        whose arguments are not complete JSON is appended there (`incomplete_call`) instead
+        of raising `InvalidResponse`: it is not a call anyone may run."""
         calls = []
         for key in self._order:
             raw = "".join(self._args[key]).strip()
             try:
                 args = json.loads(raw) if raw else {}
             except json.JSONDecodeError as exc:
+                if truncated is not None:
+                    truncated.append(
+                        incomplete_call(
+                            self._ids.get(key, f"call_{key}"), self._names.get(key), raw
+                        )
+                    )
+                    continue
                 raise InvalidResponse(
                     f"tool call {self._names.get(key)!r}: streamed arguments are not valid JSON "
                     f"({exc.msg})",
@@ -373,6 +390,18 @@ class ToolCallAssembler:
                 ToolCall(self._ids.get(key, f"call_{key}"), self._names.get(key, ""), args)
             )
         return calls
+
+
+#: ``Response.provider_details`` key of the tool calls a token limit cut off (see
+#: `incomplete_call`); they are never in ``Response.tool_calls``
+INCOMPLETE_TOOL_CALLS = "incomplete_tool_calls"
+
+
+def incomplete_call(call_id: str, name: str | None, arguments: str) -> dict[str, Any]:
+    """A tool call the token limit cut off: its id, its name and the arguments text as far
+    as it came. Kept on ``provider_details["incomplete_tool_calls"]`` of a reply whose
+    ``finish_reason`` is "length", so nothing runs a call with half its arguments."""
+    return {"id": call_id, "name": name or "", "arguments": arguments}
 
 
 class Adapter:

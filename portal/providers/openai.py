@@ -50,6 +50,7 @@ from portal.errors import (
     RateLimited,
 )
 from portal.providers.base import (
+    INCOMPLETE_TOOL_CALLS,
     Adapter,
     Capabilities,
     ReasoningBlocks,
@@ -59,6 +60,7 @@ from portal.providers.base import (
     WireReply,
     WireRequest,
     error_class_for_status,
+    incomplete_call,
     join_reasoning,
     keep_unknown,
 )
@@ -232,6 +234,14 @@ def legacy_call_id(reply_id: Any) -> str:
     """The id given to a legacy ``function_call`` (it has none on the wire): derived from the
     reply's id, so calls of different replies in one conversation never share an id."""
     return f"call_{reply_id}" if isinstance(reply_id, str) and reply_id else "call_function_call"
+
+
+def _complete_json(text: str) -> bool:
+    try:
+        json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _filter_hits(choice: Mapping[str, Any]) -> list[str]:
@@ -413,7 +423,9 @@ class OpenAIAdapter(Adapter):
         field = reasoning_field(message)
         if field:
             thoughts.insert(0, field)
-        calls = [self.parse_tool_call(c, model) for c in message.get("tool_calls") or []]
+        raw_finish = choice.get("finish_reason")
+        cut: list[dict[str, Any]] = []
+        calls = self.parse_tool_calls(message.get("tool_calls") or [], model, raw_finish, cut)
         legacy = message.get("function_call")
         if not calls and isinstance(legacy, dict):  # the deprecated single function call
             calls.append(
@@ -421,9 +433,10 @@ class OpenAIAdapter(Adapter):
                     {"id": legacy_call_id(data.get("id")), "function": legacy}, model
                 )
             )
-        raw_finish = choice.get("finish_reason")
         finish = normalize_finish(raw_finish, bool(text), bool(calls), self.finish_reason_map())
         details: dict[str, Any] = self.reply_details(data, choice)
+        if cut:
+            details[INCOMPLETE_TOOL_CALLS] = cut
         for part in unknown:
             keep_unknown(details, part)
         if message.get("refusal"):
@@ -478,6 +491,23 @@ class OpenAIAdapter(Adapter):
         return ContentFiltered(
             message, provider=self.name, model=model, request_id=request_id, body=dict(details)
         )
+
+    def parse_tool_calls(
+        self, raws: list[Any], model: str, raw_finish: Any, cut: list[dict[str, Any]]
+    ) -> list[ToolCall]:
+        """A message's ``tool_calls``. In a reply the token limit stopped
+        (``finish_reason: "length"``), a call whose arguments are not complete JSON goes to
+        ``cut`` (`incomplete_call`), not into the reply's calls."""
+        calls = []
+        for raw in raws:
+            fn = raw.get("function") if isinstance(raw, dict) else None
+            if raw_finish == "length" and isinstance(fn, dict):
+                args = fn.get("arguments")
+                if isinstance(args, str) and not _complete_json(args):
+                    cut.append(incomplete_call(str(raw.get("id") or ""), fn.get("name"), args))
+                    continue
+            calls.append(self.parse_tool_call(raw, model))
+        return calls
 
     def parse_tool_call(self, raw: Any, model: str) -> ToolCall:
         if not isinstance(raw, dict) or not isinstance(raw.get("function"), dict):
@@ -740,8 +770,11 @@ class OpenAIChatStreamParser(SSEStreamParser):
                 text,
                 self.usage,
             )
-        calls = self.tools.finish(self.adapter.name, self.model)
         raw = self.finish_raw
+        cut: list[dict[str, Any]] | None = [] if raw == "length" else None
+        calls = self.tools.finish(self.adapter.name, self.model, cut)
+        if cut:
+            self.details[INCOMPLETE_TOOL_CALLS] = cut
         finish = normalize_finish(raw, bool(text), bool(calls), self.adapter.finish_reason_map())
         if self.details.get("refusal"):
             finish = "content_filter"

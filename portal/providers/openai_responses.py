@@ -17,7 +17,11 @@ Translation:
 - the API has no ``stop`` nor ``seed``: a request that sets them gets a `ContractError`
   rather than a silently different answer;
 - ``status: incomplete`` maps ``max_output_tokens`` → length and ``content_filter`` →
-  content_filter; ``status: failed`` and ``error`` stream events raise the classified error;
+  content_filter; a function call the limit cut off is kept out of ``tool_calls``, in
+  ``provider_details["incomplete_tool_calls"]``; ``status: failed`` and ``error`` stream events
+  raise the classified error; a ``queued`` / ``in_progress`` (background mode) or
+  ``cancelled`` response is no reply and raises a non-retryable `InvalidResponse`, and
+  ``background: true`` on a non-streamed call is refused before sending;
 - output: ``message`` items (their ``output_text`` and ``refusal`` parts) and ``function_call``
   items are mapped. ``reasoning`` items (``ReasoningItem``) are never in the answer: the text of
   their ``summary`` (``summary_text``) then ``content`` (``reasoning_text``) parts, one block
@@ -43,14 +47,16 @@ from typing import Any, ClassVar
 from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent, Usage
-from portal.errors import ContractError, ProviderError
+from portal.errors import ContractError, InvalidResponse, ProviderError
 from portal.providers.base import (
+    INCOMPLETE_TOOL_CALLS,
     Capabilities,
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
     WireReply,
     WireRequest,
+    incomplete_call,
     join_reasoning,
     keep_unknown,
 )
@@ -63,6 +69,8 @@ INCOMPLETE_REASON_MAP: dict[str, str] = {
     "max_output_tokens": "length",
     "content_filter": "content_filter",
 }
+#: statuses of a Response object that is not (or never will be) a finished reply
+UNFINISHED_STATUSES = frozenset({"queued", "in_progress", "cancelled"})
 _MAX_CALL_ID = 64
 #: output items known and not part of the answer (their visible text is ``Response.reasoning``)
 OMITTED_ITEMS: tuple[str, ...] = ("reasoning",)
@@ -151,6 +159,24 @@ def reasoning_texts(item: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _cut_call(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``function_call`` item of an incomplete response as `incomplete_call`, when the
+    token limit cut it (the item's own status says so, or its arguments are not complete
+    JSON); None for a call that came whole."""
+    raw = item.get("arguments")
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    whole = item.get("status") != "incomplete"
+    if whole and isinstance(raw, str):
+        try:
+            whole = isinstance(json.loads(raw or "{}"), dict)
+        except json.JSONDecodeError:
+            whole = False
+    if whole:
+        return None
+    call_id = str(item.get("call_id") or item.get("id") or "")
+    return incomplete_call(call_id, str(item.get("name") or ""), text or "")
+
+
 def responses_call_id(call_id: str) -> str:
     """Call ids are at most 64 characters in ``function_call_output``; hash longer ones."""
     if len(call_id) <= _MAX_CALL_ID:
@@ -202,7 +228,15 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
             body["top_p"] = req.top_p
         if req.stream:
             body["stream"] = True
-        body.update(req.options_for(self.kind))
+        extra = req.options_for(self.kind)
+        if extra.get("background") and not req.stream:
+            raise ContractError(
+                "openai-responses: background=true returns a queued response before the reply "
+                "exists, and portal does not poll for it; remove background from "
+                "provider_options, or stream the call (stream=True follows a background "
+                "response to its end)"
+            )
+        body.update(extra)
         return body
 
     def map_input(self, messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -298,6 +332,8 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
         status = data.get("status")
         if status == "failed":
             raise self.failed(data, model)
+        if status in UNFINISHED_STATUSES:
+            raise self.unfinished(data, model, request_id)
         output = data.get("output")
         if not isinstance(output, list):
             raise self.invalid("reply has no output list", model)
@@ -320,7 +356,10 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
                     else:
                         keep_unknown(details, part)
             elif kind == "function_call":
-                calls.append(self.parse_function_call(item, model))
+                if status == "incomplete" and (cut := _cut_call(item)) is not None:
+                    details.setdefault(INCOMPLETE_TOOL_CALLS, []).append(cut)
+                else:
+                    calls.append(self.parse_function_call(item, model))
             elif kind == "reasoning":
                 thoughts.extend(reasoning_texts(item))
             elif kind not in OMITTED_ITEMS:
@@ -375,6 +414,25 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
             cached_input_tokens=int(ind.get("cached_tokens") or 0),
             cache_write_tokens=int(ind.get("cache_write_tokens") or 0),
             reasoning_tokens=int(outd.get("reasoning_tokens") or 0),
+        )
+
+    def unfinished(
+        self, data: Mapping[str, Any], model: str, request_id: str | None = None
+    ) -> InvalidResponse:
+        """A ``queued`` / ``in_progress`` snapshot (background mode) or a ``cancelled``
+        response is no reply: refused, not retried (a retry would start another background
+        job), naming background mode and the response id to fetch or cancel."""
+        status = data.get("status")
+        rid = data.get("id")
+        return InvalidResponse(
+            f"the Responses API returned a response with status {status!r} (id {rid!r}): "
+            "a background-mode response that has not finished, which portal does not poll; "
+            "remove background from provider_options or stream the call",
+            provider=self.name,
+            model=model,
+            request_id=request_id or (rid if isinstance(rid, str) else None),
+            retryable=False,
+            body={"id": rid, "status": status, "background": data.get("background")},
         )
 
     def failed(self, data: Mapping[str, Any], model: str) -> ProviderError:
@@ -474,8 +532,15 @@ class OpenAIResponsesStreamParser(SSEStreamParser):
             response.text = text
         if self.thoughts:  # what the caller saw as reasoning events
             response.reasoning = join_reasoning("".join(b) for b in self.thoughts.values())
-        if not response.tool_calls and self.tools:
-            response.tool_calls = self.tools.finish(self.adapter.name, self.model)
-            response.finish_reason = "tool_calls"
+        cut = response.provider_details.get(INCOMPLETE_TOOL_CALLS)
+        if not response.tool_calls and not cut and self.tools:
+            truncated: list[dict[str, Any]] | None = (
+                [] if response.finish_reason == "length" else None
+            )
+            response.tool_calls = self.tools.finish(self.adapter.name, self.model, truncated)
+            if truncated:
+                response.provider_details[INCOMPLETE_TOOL_CALLS] = truncated
+            if response.tool_calls:
+                response.finish_reason = "tool_calls"
         self.unknown_details(response.provider_details)
         return self.adapter.finalize(self.req, response)

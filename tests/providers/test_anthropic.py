@@ -533,3 +533,21 @@ def test_round_trip_through_httpx_mock_transport() -> None:
     assert seen["body"]["system"] == "Be brief."
     assert seen["body"]["tools"][0]["name"] == "lookup_order"
     assert [c.name for c in resp.tool_calls] == ["lookup_order", "get_weather"]
+
+
+def test_compaction_iterations_are_all_metered() -> None:
+    """Server-side compaction samples twice in one reply; the top-level usage leaves the
+    compaction iteration out, and Anthropic bills the sum over ``usage.iterations``."""
+    resp = adapter().parse_chat(reply("reply_compaction.json"), MODEL)
+    assert resp.text == "Your order 123 ships on Tuesday."
+    assert resp.usage.input_tokens == 180000 + 23000
+    assert resp.usage.output_tokens == 3500 + 1000
+    assert resp.usage.cached_input_tokens == 0
+
+
+def test_compaction_iterations_in_a_stream_are_all_metered() -> None:
+    parser, _ = stream("stream_compaction.sse")
+    resp = parser.finish()
+    assert resp.usage.input_tokens == 180000 + 23000 + 2000  # fresh + cache reads
+    assert resp.usage.cached_input_tokens == 2000
+    assert resp.usage.output_tokens == 3500 + 1000

@@ -449,3 +449,50 @@ def test_legacy_function_call_streamed_is_a_tool_call(adapter: OpenAIAdapter) ->
         ("lookup_order", {"order_id": "123"})
     ]
     assert resp.tool_calls[0].id == "call_chatcmpl-C1fLh2kPq8rS5tU7vW9xY1zA3bC4d"
+
+
+def test_tool_call_cut_by_the_token_limit_is_length_with_the_partial_call_kept(
+    adapter: OpenAIAdapter,
+) -> None:
+    data = json.loads(fixture(KIND, "reply_length_tool_call.json"))
+    assert spec_errors(data, "CreateChatCompletionResponse") == []
+    resp = adapter.parse_chat(reply(KIND, "reply_length_tool_call.json"), "m")
+    assert resp.finish_reason == "length"
+    assert [c.name for c in resp.tool_calls] == ["lookup_order"]  # the whole one
+    cut = resp.provider_details["incomplete_tool_calls"]
+    assert [(c["name"], c["arguments"]) for c in cut] == [("get_weather", '{"city": "Par')]
+    assert resp.usage.output_tokens == data["usage"]["completion_tokens"]
+
+
+def test_streamed_tool_call_cut_by_the_token_limit_is_length(adapter: OpenAIAdapter) -> None:
+    chunks = [
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": '{"ci'},
+                            }
+                        ]
+                    },
+                    "finish_reason": None,
+                }
+            ]
+        },
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 8, "total_tokens": 48}},
+    ]
+    raw = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    feed_all(parser, raw.encode())
+    resp = parser.finish()
+    assert resp.finish_reason == "length" and resp.tool_calls == []
+    assert resp.provider_details["incomplete_tool_calls"] == [
+        {"id": "call_1", "name": "get_weather", "arguments": '{"ci'}
+    ]
+    assert resp.usage.output_tokens == 8

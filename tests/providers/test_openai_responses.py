@@ -15,7 +15,13 @@ import pytest
 
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest
-from portal.errors import ContractError, RateLimited, ServerError, StreamInterrupted
+from portal.errors import (
+    ContractError,
+    InvalidResponse,
+    RateLimited,
+    ServerError,
+    StreamInterrupted,
+)
 from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.openai_responses import OpenAIResponsesAdapter
 from tests.providers._cases import (
@@ -183,3 +189,71 @@ def test_wire_round_trip(adapter: OpenAIResponsesAdapter) -> None:
             adapter.parse_chat(WireReply(r.status_code, dict(r.headers), r.content), "m").text
             == TEXT
         )
+
+
+def test_tool_call_cut_by_max_output_tokens_is_length_with_the_partial_call_kept(
+    adapter: OpenAIResponsesAdapter,
+) -> None:
+    """The token limit cut a function call: the reply is ``finish_reason="length"`` with its
+    usage; the half call is not in ``tool_calls`` (nothing may run it) but kept, flagged, in
+    ``provider_details["incomplete_tool_calls"]``."""
+    data = json.loads(fixture(KIND, "reply_incomplete_tool_call.json"))
+    assert spec_errors(data, "Response") == []
+    resp = adapter.parse_chat(reply(KIND, "reply_incomplete_tool_call.json"), "m")
+    assert (resp.finish_reason, resp.raw_finish_reason) == (
+        "length",
+        "incomplete:max_output_tokens",
+    )
+    assert resp.tool_calls == []
+    assert resp.provider_details["incomplete_tool_calls"] == [
+        {
+            "id": "call_Qm3xT8vB2nL5kP9rW4yZ7cD1",
+            "name": "lookup_order",
+            "arguments": '{"order_id": "12',
+        }
+    ]
+    assert (resp.usage.input_tokens, resp.usage.output_tokens) == (82, 16)
+
+
+def test_streamed_tool_call_cut_by_max_output_tokens_is_length(
+    adapter: OpenAIResponsesAdapter,
+) -> None:
+    raw = fixture(KIND, "stream_incomplete_tool_call.sse")
+    for line in raw.decode().splitlines():
+        if line.startswith("data: "):
+            assert spec_errors(json.loads(line[6:]), "ResponseStreamEvent") == [], line
+    parser = adapter.stream_parser(ChatRequest([Message("user", "q")], stream=True), "m")
+    feed_all(parser, raw)
+    resp = parser.finish()
+    assert resp.finish_reason == "length" and resp.tool_calls == []
+    assert resp.provider_details["incomplete_tool_calls"][0]["name"] == "lookup_order"
+    assert resp.usage.output_tokens == 16
+
+
+@pytest.mark.parametrize(
+    "name", ["reply_background_queued.json", "reply_background_in_progress.json"]
+)
+def test_background_snapshot_is_not_a_finished_reply(
+    adapter: OpenAIResponsesAdapter, name: str
+) -> None:
+    assert spec_errors(json.loads(fixture(KIND, name)), "Response") == []
+    with pytest.raises(InvalidResponse, match="background") as info:
+        adapter.parse_chat(reply(KIND, name), "m")
+    assert not info.value.retryable
+    assert info.value.request_id == json.loads(fixture(KIND, name))["id"]
+
+
+def test_background_without_streaming_is_refused_before_sending(
+    adapter: OpenAIResponsesAdapter,
+) -> None:
+    req = ChatRequest(
+        [Message("user", "q")], provider_options={"openai-responses": {"background": True}}
+    )
+    with pytest.raises(ContractError, match="background"):
+        adapter.build_chat(req, "gpt-4.1")
+    streamed = ChatRequest(
+        [Message("user", "q")],
+        stream=True,
+        provider_options={"openai-responses": {"background": True}},
+    )
+    assert adapter.build_chat(streamed, "gpt-4.1").json()["background"] is True
