@@ -407,19 +407,17 @@ def openai_strict_issues(schema: dict[str, Any], target: str, base: str) -> list
     try:
         result = to_openai_strict(schema, where=base.lstrip("/"))
     except ContractError as exc:
-        detail = exc.details[0] if exc.details else {}
-        pointer = str(detail.get("pointer", "/"))
-        keyword = str(detail.get("keyword", "schema"))
-        why = str(detail.get("message", exc))
         return [
             CapabilityIssue(
                 "error",
                 target,
-                keyword,
-                _join(base, pointer),
-                f"OpenAI strict mode cannot express {keyword!r} ({why}); remove it, or route this "
-                "feature to a target without strict mode",
+                str(detail.get("keyword", "schema")),
+                _join(base, str(detail.get("pointer", "/"))),
+                f"OpenAI strict mode cannot express {detail.get('keyword', 'schema')!r} "
+                f"({detail.get('message', exc)}); remove it, or route this feature to a target "
+                "without strict mode",
             )
+            for detail in (exc.details or [{}])
         ]
     issues: list[CapabilityIssue] = []
     issues.extend(_openai_size_issues(result.schema, target, base))

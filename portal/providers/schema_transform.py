@@ -26,8 +26,10 @@ What portal does with each keyword (portal always validates the reply against th
   ``allOf`` is inlined; a ``$ref`` with siblings is wrapped in ``anyOf``;
 - *structural* keywords that change which shapes are valid (``not``, ``if``, ``allOf`` with
   several branches, ``patternProperties``, schema-valued ``additionalProperties``...) cannot
-  be expressed, so `to_openai_strict` raises `ContractError` naming the keyword and the JSON
-  pointer. Use a non-strict target or change the schema.
+  be expressed, and neither can an object below the root declared with no properties (any
+  object: strict mode would close it to ``{}``), so `to_openai_strict` raises `ContractError`
+  naming the keyword and the JSON pointer of every such problem of the schema, in one error.
+  Use a non-strict target or change the schema.
 
 `drop_added_nulls` undoes the optional→nullable rewrite on a reply, so the caller's schema
 (where the property was optional, not nullable) accepts it.
@@ -79,6 +81,13 @@ _STRUCTURAL = (
     "contains",
     "unevaluatedItems",
 )
+#: keywords that make an object a map (already refused on their own)
+_MAP_KEYWORDS = (
+    "patternProperties",
+    "additionalProperties",
+    "propertyNames",
+    "unevaluatedProperties",
+)
 MAX_PROPERTIES = 5000
 MAX_NESTING = 10
 MAX_ENUM_VALUES = 1000
@@ -109,18 +118,35 @@ def _cached(key: str, where: str) -> StrictSchema:
 
 
 class _Strict:
+    """One walk over a schema: the strict rewrite, and every problem found on the way (all
+    of them are reported together, in one `ContractError`, not only the first)."""
+
     def __init__(self, where: str, original: dict[str, Any]) -> None:
         self.where = where
         self.original = original
         self.dropped: list[tuple[str, str]] = []
+        self.problems: list[dict[str, str]] = []
         self.properties = 0
         self.enum_values = 0
 
-    def fail(self, pointer: str, keyword: str, why: str) -> ContractError:
+    def fail(self, pointer: str, keyword: str, why: str) -> None:
+        self.problems.append({"pointer": pointer or "/", "keyword": keyword, "message": why})
+
+    def refusal(self) -> ContractError:
+        found = self.problems
+        fix = "route this feature to a target without strict mode"
+        if len(found) == 1:
+            p = found[0]
+            return ContractError(
+                f"{self.where}: OpenAI strict mode cannot express {p['keyword']!r} at "
+                f"{p['pointer']} ({p['message']}); remove it, or {fix}",
+                found,
+            )
+        listed = "; ".join(f"{p['keyword']!r} at {p['pointer']} ({p['message']})" for p in found)
         return ContractError(
-            f"{self.where}: OpenAI strict mode cannot express {keyword!r} at {pointer or '/'} "
-            f"({why}); remove it, or route this feature to a target without strict mode",
-            [{"pointer": pointer or "/", "keyword": keyword, "message": why}],
+            f"{self.where}: OpenAI strict mode cannot express {len(found)} parts of this "
+            f"schema: {listed}; change them, or {fix}",
+            found,
         )
 
     def root(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -135,27 +161,31 @@ class _Strict:
                 out = {**copy.deepcopy(target), "$defs": defs}
                 out = json.loads(json.dumps(out).replace(json.dumps(ref), json.dumps("#")))
         if out.get("type") != "object":
-            raise self.fail(
-                "", "type", "the root of a strict schema must be an object (type: object)"
-            )
+            self.fail("", "type", "the root of a strict schema must be an object (type: object)")
         result = self.node(out, "", 0)
         if self.properties > MAX_PROPERTIES:
-            raise self.fail("", "properties", f"more than {MAX_PROPERTIES} properties in total")
+            self.fail("", "properties", f"more than {MAX_PROPERTIES} properties in total")
         if self.enum_values > MAX_ENUM_VALUES:
-            raise self.fail("", "enum", f"more than {MAX_ENUM_VALUES} enum values in total")
+            self.fail("", "enum", f"more than {MAX_ENUM_VALUES} enum values in total")
+        if self.problems:
+            raise self.refusal()
         return result
 
     def node(self, s: Any, ptr: str, depth: int) -> Any:
         if isinstance(s, bool):
-            raise self.fail(ptr, str(s).lower(), "boolean schemas are not supported")
+            self.fail(ptr, str(s).lower(), "boolean schemas are not supported")
+            return s
         if not isinstance(s, dict):
             return s
         if depth > MAX_NESTING:
-            raise self.fail(ptr, "properties", f"nesting deeper than {MAX_NESTING} levels")
+            self.fail(ptr, "properties", f"nesting deeper than {MAX_NESTING} levels")
+            return s
         s = dict(s)
+        map_like = any(k in s for k in _MAP_KEYWORDS)
         for kw in _STRUCTURAL:
             if kw in s:
-                raise self.fail(f"{ptr}/{kw}", kw, "the keyword changes which shapes are valid")
+                self.fail(f"{ptr}/{kw}", kw, "the keyword changes which shapes are valid")
+                s.pop(kw)
         for kw in _ANNOTATIONS_REFUSED:
             s.pop(kw, None)
         for kw in _VALIDATION_ONLY:
@@ -168,10 +198,9 @@ class _Strict:
             self.dropped.append((f"{ptr}/format", "format"))
         if "allOf" in s:
             branches = s.pop("allOf")
-            if not isinstance(branches, list) or len(branches) != 1:
-                raise self.fail(f"{ptr}/allOf", "allOf", "only a one-element allOf can be inlined")
-            s = {**branches[0], **s}
-            return self.node(s, ptr, depth)
+            if isinstance(branches, list) and len(branches) == 1:
+                return self.node({**branches[0], **s}, ptr, depth)
+            self.fail(f"{ptr}/allOf", "allOf", "only a one-element allOf can be inlined")
         if "oneOf" in s:
             s["anyOf"] = s.pop("oneOf")
         if "enum" in s and isinstance(s["enum"], list):
@@ -179,9 +208,8 @@ class _Strict:
         if "$ref" in s and len(s) > 1:
             ref = s.pop("$ref")
             description = s.pop("description", None)
-            if s:
-                extra = next(iter(s))
-                raise self.fail(f"{ptr}/{extra}", extra, "a $ref cannot carry sibling keywords")
+            for extra in s:
+                self.fail(f"{ptr}/{extra}", extra, "a $ref cannot carry sibling keywords")
             s = {"anyOf": [{"$ref": ref}]}
             if description:
                 s["description"] = description
@@ -196,29 +224,38 @@ class _Strict:
         types = s.get("type")
         type_list = types if isinstance(types, list) else [types]
         if "object" in type_list:
-            s = self.object(s, ptr, depth)
+            s = self.object(s, ptr, depth, map_like)
         if "array" in type_list:
             if "prefixItems" in s:
-                raise self.fail(f"{ptr}/prefixItems", "prefixItems", "tuples are not supported")
+                self.fail(f"{ptr}/prefixItems", "prefixItems", "tuples are not supported")
             if "items" not in s or s["items"] in ({}, True):
-                raise self.fail(f"{ptr}/items", "items", "a strict array must type its items")
-            s["items"] = self.node(s["items"], f"{ptr}/items", depth + 1)
+                self.fail(f"{ptr}/items", "items", "a strict array must type its items")
+            else:
+                s["items"] = self.node(s["items"], f"{ptr}/items", depth + 1)
         return s
 
-    def object(self, s: dict[str, Any], ptr: str, depth: int) -> dict[str, Any]:
+    def object(self, s: dict[str, Any], ptr: str, depth: int, map_like: bool) -> dict[str, Any]:
         extra = s.get("additionalProperties")
         if extra not in (None, False):
-            raise self.fail(
+            self.fail(
                 f"{ptr}/additionalProperties",
                 "additionalProperties",
                 "free-form maps are not supported; every object must list its properties",
             )
         props: dict[str, Any] = s.get("properties") or {}
-        required = set(s.get("required") or [])
-        unknown = required - set(props)
-        if unknown:
-            name = min(unknown)
-            raise self.fail(f"{ptr}/required", "required", f"{name!r} is required but not defined")
+        if not props and extra is None and depth > 0 and not map_like:
+            # any object: closing it (additionalProperties: false) would let the model send
+            # only {}, a silent change of the contract
+            self.fail(
+                ptr,
+                "type",
+                "an object with no properties accepts any object, but strict mode would close "
+                "it so the model could only send {}; list its properties, or set "
+                "additionalProperties: false if an empty object is meant",
+            )
+        required = s.get("required") or []
+        for name in sorted({r for r in required if r not in props}, key=str):
+            self.fail(f"{ptr}/required", "required", f"{name!r} is required but not defined")
         self.properties += len(props)
         new_props: dict[str, Any] = {}
         for name, sub in props.items():

@@ -249,3 +249,21 @@ def test_provider_that_cannot_be_set_up_falls_back_to_the_kind_with_a_note() -> 
         contract(MAP_OUTPUT), "mystery:m", "openai-compatible", provider=_compatible("mystery")
     )
     assert [(i.severity, i.keyword) for i in issues] == [("warning", "kind")]
+
+
+def test_openai_strict_reports_an_any_object_tool_parameter() -> None:
+    tools = [
+        {
+            "name": "search",
+            "strict": True,
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string"}, "filters": {"type": "object"}},
+                "required": ["q"],
+            },
+        }
+    ]
+    issues = check_target(contract(tools=tools), "openai:gpt-4.1-mini", "openai", OPENAI)
+    assert errors(issues) == [("type", "/tools/0/parameters/properties/filters")]
+    err = next(i for i in issues if i.severity == "error")
+    assert "only send {}" in err.message

@@ -308,3 +308,30 @@ def test_config_in_pyproject_tool_portal(tmp_path: Path, monkeypatch: pytest.Mon
     code, out, err = run("check")
     assert code == 0, err
     assert "support.answer: contracts/answer.toml v1.0.0" in out
+
+
+def test_strict_tool_with_an_any_object_parameter_fails_the_check(tmp_path: Path) -> None:
+    with_tool = (
+        CONTRACT.format(version="1.0.0")
+        + """
+[[tools]]
+name = "search_orders"
+description = "Search orders."
+strict = true
+[tools.parameters]
+type = "object"
+required = ["query"]
+[tools.parameters.properties.query]
+type = "string"
+[tools.parameters.properties.filters]
+type = "object"
+"""
+    )
+    cfg = write(tmp_path, with_tool)
+    code, out, _ = run("check", "--config", str(cfg), "--format", "json")
+    assert code == 1
+    errors = [f for f in json.loads(out)["findings"] if f["severity"] == "error"]
+    assert [(e["target"], e["keyword"], e["pointer"]) for e in errors] == [
+        ("openai:gpt-4.1-mini", "type", "/tools/0/parameters/properties/filters")
+    ]
+    assert "only send {}" in errors[0]["message"]

@@ -496,3 +496,56 @@ def test_streamed_tool_call_cut_by_the_token_limit_is_length(adapter: OpenAIAdap
         {"id": "call_1", "name": "get_weather", "arguments": '{"ci'}
     ]
     assert resp.usage.output_tokens == 8
+
+
+def test_strict_refuses_an_any_object_parameter_naming_pointer_and_fix() -> None:
+    """``{"type": "object"}`` with no properties accepts any object; strict mode would close
+    it (``additionalProperties: false``) so the model could only ever send ``{}``."""
+    from portal.errors import ContractError
+    from portal.providers.schema_transform import to_openai_strict
+
+    params = {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "filters": {"type": "object"}},
+        "required": ["query"],
+    }
+    with pytest.raises(ContractError, match="/properties/filters") as info:
+        to_openai_strict(params, "tool 'search': parameters")
+    assert "only send {}" in str(info.value) and "list its properties" in str(info.value)
+    assert info.value.details == [
+        {
+            "pointer": "/properties/filters",
+            "keyword": "type",
+            "message": info.value.details[0]["message"],
+        }
+    ]
+    # an empty object meant as such, and a tool without parameters, stay expressible
+    closed = {"type": "object", "properties": {}, "additionalProperties": False}
+    fine = {"type": "object", "properties": {"opts": closed}, "required": ["opts"]}
+    assert to_openai_strict(fine).schema["properties"]["opts"]["additionalProperties"] is False
+    assert to_openai_strict({"type": "object", "properties": {}}).schema["required"] == []
+
+
+def test_strict_reports_every_problem_of_a_schema_in_one_error() -> None:
+    from portal.errors import ContractError
+    from portal.providers.schema_transform import to_openai_strict
+
+    params = {
+        "type": "object",
+        "properties": {
+            "a": {"not": {"type": "null"}},
+            "b": {"type": "object"},
+            "c": {"type": "array"},
+        },
+        "required": ["a", "zz"],
+    }
+    with pytest.raises(ContractError) as info:
+        to_openai_strict(params, "tool 't': parameters")
+    found = sorted((d["pointer"], d["keyword"]) for d in info.value.details)
+    assert found == [
+        ("/properties/a/not", "not"),
+        ("/properties/b", "type"),
+        ("/properties/c/items", "items"),
+        ("/required", "required"),
+    ]
+    assert "cannot express 4 parts of this schema" in str(info.value)
