@@ -30,7 +30,9 @@ The rules, in four groups:
   ``propertyNames``, ``dependentSchemas``/``dependentRequired``/``dependencies``,
   ``unevaluatedProperties``/``unevaluatedItems``, ``prefixItems``, array-form ``items``,
   ``additionalItems``, ``contains``, ``allOf`` with several members, non-string ``enum``/``const``,
-  a schema with no type (``{}``, "any"), ``$dynamicRef``.
+  an ``enum`` / ``const`` on a schema whose type is not string, a ``required`` entry naming a
+  property that is not defined, a schema with no type (``{}``, "any"), ``$dynamicRef``. Every
+  such problem of a schema is listed in one error.
 """
 
 from __future__ import annotations
@@ -234,6 +236,14 @@ class _Translator:
             strings = [v for v in values if v is not None]
             if None in values:
                 nullable = True
+            if out.get("type", "STRING") != "STRING":
+                keyword = "const" if "const" in schema else "enum"
+                self.refuse(
+                    path,
+                    keyword,
+                    f"Gemini takes an enum on a string schema only, this one is "
+                    f"{schema.get('type')!r}; make the type string or drop the {keyword}",
+                )
             out["enum"] = strings
             out.setdefault("type", "STRING")
         fmt = schema.get("format")
@@ -250,6 +260,16 @@ class _Translator:
         if isinstance(schema.get("required"), list):
             out["required"] = list(schema["required"])
             out.setdefault("type", "OBJECT")
+            defined = schema.get("properties")
+            defined = defined if isinstance(defined, Mapping) else {}
+            for name in out["required"]:
+                if name not in defined:
+                    self.refuse(
+                        path,
+                        "required",
+                        f"{name!r} is required but not defined in properties; Gemini refuses "
+                        "it: define the property or remove it from required",
+                    )
         if isinstance(schema.get("items"), Mapping):
             out["items"] = self.node(schema["items"], [*path, "items"], refs)
             out.setdefault("type", "ARRAY")
@@ -328,13 +348,12 @@ def to_gemini_schema(schema: Mapping[str, Any], where: str) -> dict[str, Any]:
     translator = _Translator(schema)
     out = translator.node(schema, [], ("#",))
     if translator.findings:
-        first = translator.findings[0]
-        more = len(translator.findings) - 1
-        tail = f" (and {more} more)" if more else ""
+        found = translator.findings
+        listed = "; ".join(f"{f['keyword']!r} at {f['pointer']}: {f['message']}" for f in found)
+        what = f"{len(found)} parts of this schema: " if len(found) > 1 else ""
         raise ContractError(
-            f"{where}: Gemini's schema subset cannot express {first['keyword']!r} at "
-            f"{first['pointer']}: {first['message']}{tail}; simplify the schema, or set "
-            "options.json_schema = true on the provider to send full JSON Schema",
-            translator.findings,
+            f"{where}: Gemini's schema subset cannot express {what}{listed}; simplify the "
+            "schema, or set options.json_schema = true on the provider to send full JSON Schema",
+            found,
         )
     return out

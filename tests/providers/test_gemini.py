@@ -900,3 +900,51 @@ def test_refusal_surfaces_when_building_a_request() -> None:
     assert (
         body.json()["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"] == bad.parameters
     )
+
+
+def test_string_enum_on_a_non_string_type_is_refused_with_its_pointer() -> None:
+    """Gemini answers 400 to an enum on an INTEGER/NUMBER schema, even with string values."""
+    params = {
+        "type": "object",
+        "properties": {"level": {"type": "integer", "enum": ["1", "2", "3"]}},
+        "required": ["level"],
+    }
+    with pytest.raises(ContractError, match="/properties/level/enum") as info:
+        to_gemini_schema(params, "tool 'set_level': parameters")
+    assert [(d["pointer"], d["keyword"]) for d in info.value.details] == [
+        ("/properties/level/enum", "enum")
+    ]
+    tool = ToolSpec("set_level", "Set it.", params)
+    with pytest.raises(ContractError, match="enum on a string schema only"):
+        gemini().build_chat(ChatRequest([Message("user", "x")], tools=[tool]), "gemini-2.5-flash")
+    # a string enum stays as it is
+    ok = to_gemini_schema({"type": "string", "enum": ["a", "b"]}, "output")
+    assert ok == {"type": "STRING", "enum": ["a", "b"]}
+
+
+def test_required_naming_an_undefined_property_is_refused() -> None:
+    params = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city", "country"],
+    }
+    with pytest.raises(ContractError, match="'country' is required but not defined") as info:
+        to_gemini_schema(params, "tool 'weather': parameters")
+    assert [(d["pointer"], d["keyword"]) for d in info.value.details] == [("/required", "required")]
+
+
+def test_every_gemini_problem_of_a_schema_is_listed_in_one_error() -> None:
+    params = {
+        "type": "object",
+        "properties": {
+            "a": {"not": {"type": "string"}},
+            "b": {"type": "number", "enum": ["1"]},
+        },
+        "required": ["a", "zz"],
+    }
+    with pytest.raises(ContractError) as info:
+        to_gemini_schema(params, "tool 't': parameters")
+    message = str(info.value)
+    assert "3 parts of this schema" in message
+    for pointer in ("/properties/a/not", "/properties/b/enum", "/required"):
+        assert pointer in message
