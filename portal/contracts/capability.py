@@ -153,8 +153,16 @@ _FALLBACK: dict[str, dict[str, Any]] = {
         "schema_dialect": "openai-strict",
         "max_tools": 128,
     },
-    "gemini": {"structured_output": "response_schema", "schema_dialect": "openapi-3.0-subset"},
-    "vertex": {"structured_output": "response_schema", "schema_dialect": "openapi-3.0-subset"},
+    "gemini": {
+        "structured_output": "response_schema",
+        "schema_dialect": "openapi-3.0-subset",
+        "strict_tools": False,
+    },
+    "vertex": {
+        "structured_output": "response_schema",
+        "schema_dialect": "openapi-3.0-subset",
+        "strict_tools": False,
+    },
     "anthropic": {"structured_output": "tool", "schema_dialect": "json-schema"},
     "bedrock": {"structured_output": "tool", "schema_dialect": "json-schema"},
     "cohere": {"structured_output": "json_object", "schema_dialect": "cohere"},
@@ -263,6 +271,7 @@ def check_target(
             )
         else:
             out.extend(_tool_issues(contract, target, kind, dialect))
+            out.extend(_strict_tool_issues(contract, target, kind, caps))
 
     if contract.output_schema is not None:
         out.extend(_output_issues(contract.output_schema, target, kind, caps, dialect))
@@ -395,6 +404,41 @@ def _tool_issues(
         elif dialect == "cohere":
             out.extend(cohere_issues(tool.parameters, target, base, need_required=False))
     return out
+
+
+def _strict_tool_issues(
+    contract: FeatureContract, target: str, kind: str, caps: Capabilities
+) -> list[CapabilityIssue]:
+    """A strict tool on a target that cannot enforce it is an error, never a silent drop;
+    Cohere's single ``strict_tools`` switch cannot serve strict and loose tools together."""
+    strict = [i for i, t in enumerate(contract.tools) if t.strict]
+    if not strict:
+        return []
+    if not getattr(caps, "strict_tools", True):
+        return [
+            CapabilityIssue(
+                "error",
+                target,
+                "strict",
+                f"/tools/{i}/strict",
+                f"provider kind {kind!r} cannot enforce strict tools (no strict flag on its "
+                "tool definitions); drop strict, or route this feature to a target that "
+                "enforces it",
+            )
+            for i in strict
+        ]
+    if kind == "cohere" and len(strict) != len(contract.tools):
+        return [
+            CapabilityIssue(
+                "error",
+                target,
+                "strict",
+                "/tools",
+                "Cohere's strict_tools applies to every tool of a request; mark all tools "
+                "strict or none",
+            )
+        ]
+    return []
 
 
 # --------------------------------------------------------------------------- OpenAI strict

@@ -369,9 +369,13 @@ class AnthropicAdapter(Adapter):
         }
 
     def map_tool(self, tool: Any) -> dict[str, Any]:
+        """A tool definition; ``strict: true`` is sent as Anthropic documents it on the tool
+        (structured outputs: tool names and inputs validated against the schema)."""
         out: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
         if tool.description:
             out["description"] = tool.description
+        if tool.strict:
+            out["strict"] = True
         return out
 
     def map_output(self, req: ChatRequest) -> dict[str, Any]:

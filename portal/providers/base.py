@@ -185,6 +185,9 @@ class Capabilities:
     schema_dialect: str = "json-schema"
     embed: bool = False
     max_tools: int | None = None
+    #: whether a tool's ``strict: true`` is sent (the vendor enforces the schema); where it
+    #: is False a strict tool is refused, never sent as if it were strict
+    strict_tools: bool = True
     notes: tuple[str, ...] = ()
 
 

@@ -388,9 +388,13 @@ class BedrockAdapter(Adapter):
         }
 
     def map_tool(self, tool: Any) -> dict[str, Any]:
+        """A ``toolSpec``; a strict tool sets ``ToolSpecification.strict`` (structured-output
+        enforcement of the tool's input, on the models Bedrock supports it for)."""
         spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": tool.parameters}}
         if tool.description:
             spec["description"] = tool.description
+        if tool.strict:
+            spec["strict"] = True
         return {"toolSpec": spec}
 
     def map_tool_config(

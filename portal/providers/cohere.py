@@ -135,6 +135,8 @@ class CohereAdapter(Adapter):
         body: dict[str, Any] = {"model": model, "messages": self.map_messages(req.messages)}
         if req.tools:
             body["tools"] = [self.map_tool(t) for t in req.tools]
+            if self.strict_tools(req.tools):
+                body["strict_tools"] = True
         choice = self.map_tool_choice(req.tool_choice)
         if choice is not None:
             body["tool_choice"] = choice
@@ -216,6 +218,22 @@ class CohereAdapter(Adapter):
         if tool.description:
             fn["description"] = tool.description
         return {"type": "function", "function": fn}
+
+    @staticmethod
+    def strict_tools(tools: list[ToolSpec]) -> bool:
+        """Cohere's ``strict_tools`` is one switch for every tool of a request: on when all
+        tools are strict; a request that mixes strict and non-strict tools is refused rather
+        than making the non-strict ones strict or the strict ones loose."""
+        strict = [t.name for t in tools if t.strict]
+        if strict and len(strict) != len(tools):
+            loose = [t.name for t in tools if not t.strict]
+            raise ContractError(
+                f"tools: Cohere's strict_tools applies to every tool of a request, but "
+                f"{', '.join(strict)} {'is' if len(strict) == 1 else 'are'} strict and "
+                f"{', '.join(loose)} {'is' if len(loose) == 1 else 'are'} not; mark all tools "
+                "strict or none for this target"
+            )
+        return bool(strict)
 
     def map_tool_choice(self, choice: str | None) -> str | None:
         if choice is None or choice == "auto":

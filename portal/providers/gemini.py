@@ -147,6 +147,7 @@ class GeminiAdapter(Adapter):
     #: whether tool call ids are replayed (the Gemini API has them; Vertex does not)
     replay_call_ids: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
+        strict_tools=False,
         structured_output="response_schema",
         schema_dialect="openapi-3.0-subset",
         embed=True,
@@ -302,6 +303,14 @@ class GeminiAdapter(Adapter):
         return out
 
     def map_tool(self, tool: ToolSpec) -> dict[str, Any]:
+        if tool.strict:
+            raise ContractError(
+                f"tool {tool.name!r}: strict=True cannot be honoured by provider kind "
+                f"{self.kind!r}: Gemini's function declarations have no strict flag, so "
+                "portal will not send the tool as if it were strict; drop strict for this "
+                "target, or route the feature to a provider that enforces strict tools "
+                "(openai, openai-responses, azure-openai, anthropic, bedrock, cohere)"
+            )
         decl: dict[str, Any] = {"name": tool.name}
         if tool.description:
             decl["description"] = tool.description
@@ -594,6 +603,7 @@ class VertexAdapter(GeminiAdapter):
     api_version: ClassVar[str] = "v1"
     replay_call_ids: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities(
+        strict_tools=False,
         structured_output="response_schema",
         schema_dialect="openapi-3.0-subset",
         embed=True,

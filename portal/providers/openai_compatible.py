@@ -159,6 +159,7 @@ def caps_for(preset: str, quirks: Quirks, base: Capabilities) -> Capabilities:
         structured_output=mode,
         schema_dialect="openai-strict" if strict else "json-schema",
         embed=quirks.embed,
+        strict_tools=quirks.strict,
         notes=(*base.notes, f"preset {preset!r}"),
     )
 
@@ -226,7 +227,15 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
         fn: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
         if tool.description:
             fn["description"] = tool.description
-        if tool.strict and self.quirks.strict:
+        if tool.strict:
+            if not self.quirks.strict:
+                raise ContractError(
+                    f"tool {tool.name!r}: strict=True cannot be honoured by provider "
+                    f"{self.name!r} (openai-compatible, preset {self.preset!r}): the server is "
+                    "not known to enforce strict tools, and portal will not send the tool as "
+                    "if it were strict; set options.strict = true if the server supports "
+                    "OpenAI strict mode, or drop strict for this target"
+                )
             fn["parameters"] = to_openai_strict(tool.parameters, f"tool {tool.name!r}").schema
             fn["strict"] = True
         return {"type": "function", "function": fn}
