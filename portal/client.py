@@ -39,6 +39,7 @@ from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamE
 from portal.contracts.tools import ToolChoice, coerce_tools
 from portal.errors import ConfigError, ContractError, InvalidResponse, PolicyViolation
 from portal.metering.budgets import Budgets
+from portal.metering.events import LedgerJournal
 from portal.metering.meter import Meter
 from portal.providers.base import WireReply
 from portal.routing.control import Routing
@@ -115,6 +116,8 @@ class _Core:
             prices=_price_table(cfg),
             telemetry=cfg.portal.telemetry,
         )
+        self.journal = LedgerJournal(self.meter.ledger)
+        self.router.canary.journal = self.journal
         self.budgets = Budgets(cfg, self.state, self.meter.price)
         self.routing = Routing(cfg, self.router, self.cost)
         self._contracts: dict[str, Any] = {}
@@ -165,6 +168,7 @@ class _Core:
         self.state.close()
         self.state = state
         self.router = Router(self.config, self.adapters, state)
+        self.router.canary.journal = self.journal
         self.routing = Routing(self.config, self.router, self.cost)
 
     # -- hooks used by the flows (routing decisions live in portal.routing.control) ----------

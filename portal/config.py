@@ -34,6 +34,8 @@ __all__ = [
     "BudgetConfig",
     "CanaryConfig",
     "FeatureConfig",
+    "FeedbackGuardConfig",
+    "GuardConfig",
     "PortalConfig",
     "ProviderConfig",
     "load_config",
@@ -189,9 +191,51 @@ class AllowedConfig(_Model):
     )
 
 
-class GuardConfig(_Model):
-    """When the canary is rolled back automatically, comparing it with the baseline arm."""
+#: what ``[features.X.canary.guard] metrics`` may list (feedback metrics go in ``feedback``)
+GUARD_METRICS = ("errors", "p95", "p99", "cost")
+_FEEDBACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
+
+class FeedbackGuardConfig(_Model):
+    """A quality score the guard compares (`client.feedback(call_id, metric, value)`)."""
+
+    min_delta: float = Field(
+        0.05,
+        ge=0,
+        allow_inf_nan=False,
+        description="Minimum practical difference: the smallest drop of the canary's mean "
+        "score (in the score's own units) that matters.",
+        examples=[0.05],
+    )
+    higher_is_better: bool = Field(
+        True, description="false for scores where lower is better.", examples=[True]
+    )
+
+
+class GuardConfig(_Model):
+    """The canary guard: a sequential test per metric compares the canary arm with the
+    baseline and says promote, hold or roll back (docs/routing.md, "Guard")."""
+
+    enabled: bool = Field(
+        True,
+        description="false: the guard still counts and shows its verdict but never rolls back.",
+        examples=[True],
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["errors", "p95", "cost"],
+        description="Metrics judged: `errors`, `p95`, `p99`, `cost` (feedback metrics go in "
+        "`feedback`). A p95/p99 is also held to the feature's `sla`.",
+        examples=[["errors", "p95", "p99", "cost"]],
+    )
+    false_alarm_rate: float = Field(
+        0.01,
+        gt=0,
+        le=0.2,
+        allow_inf_nan=False,
+        description="Chance that a canary as good as its baseline is ever rolled back, "
+        "however long it runs (split over the metrics).",
+        examples=[0.01],
+    )
     min_calls: int = Field(
         50,
         ge=1,
@@ -199,18 +243,65 @@ class GuardConfig(_Model):
         examples=[50],
     )
     max_error_rate_delta: float = Field(
-        0.02,
+        0.01,
         ge=0,
         le=1,
-        description="Roll back when the canary's error rate exceeds the baseline's by more.",
-        examples=[0.02],
+        allow_inf_nan=False,
+        description="Minimum practical difference of the error rate (absolute): a canary "
+        "worse by less is never rolled back for errors.",
+        examples=[0.01],
     )
     max_p95_ratio: float = Field(
-        1.25,
-        gt=0,
-        description="Roll back when the canary's p95 latency exceeds this times the baseline's.",
-        examples=[1.25],
+        1.1,
+        ge=1,
+        allow_inf_nan=False,
+        description="Minimum practical difference of p95 latency, as a ratio to the baseline's.",
+        examples=[1.1],
     )
+    max_p99_ratio: float = Field(
+        1.2,
+        ge=1,
+        allow_inf_nan=False,
+        description="Minimum practical difference of p99 latency, as a ratio to the baseline's.",
+        examples=[1.2],
+    )
+    max_cost_ratio: float = Field(
+        1.1,
+        ge=1,
+        allow_inf_nan=False,
+        description="Minimum practical difference of cost per call, as a ratio.",
+        examples=[1.1],
+    )
+    feedback: dict[str, FeedbackGuardConfig] = Field(
+        default_factory=dict,
+        description="Feedback metrics (`client.feedback`) judged, by name.",
+        examples=[{"thumbs": {"min_delta": 0.05}}],
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in GUARD_METRICS:
+                close = difflib.get_close_matches(name, GUARD_METRICS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"unknown metric {name!r}{hint} (known: {', '.join(GUARD_METRICS)}; "
+                    "feedback metrics go in guard.feedback)"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError(f"a metric is listed twice: {v}")
+        return v
+
+    @field_validator("feedback")
+    @classmethod
+    def _feedback(cls, v: dict[str, FeedbackGuardConfig]) -> dict[str, FeedbackGuardConfig]:
+        for name in v:
+            if not _FEEDBACK_NAME.match(name):
+                raise ValueError(
+                    f"feedback metric {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
+                )
+        return v
 
 
 class CanaryConfig(_Model):
@@ -222,6 +313,12 @@ class CanaryConfig(_Model):
         examples=["anthropic:claude-sonnet-4-5"],
     )
     percent: float = Field(5.0, description="Starting share of traffic, 0 to 100.", examples=[5])
+    shadow: float = Field(
+        0.0,
+        description="Shadow mode: this percent of calls is also sent to `target`, metered and "
+        "judged, its answer never served (with `percent = 0`: no live traffic).",
+        examples=[5],
+    )
     ramp: list[float] = Field(
         default_factory=list,
         description="Increasing steps (percent) for `portal canary promote` and `ramp_every`.",
@@ -230,12 +327,14 @@ class CanaryConfig(_Model):
     ramp_every: str | None = Field(
         None,
         description="Promote automatically after this long on a step (`30m`, `1h`, `1d`) "
-        "while the guard is healthy.",
+        "while the guard says promote.",
         examples=["1h"],
     )
-    guard: GuardConfig = Field(default_factory=GuardConfig, description="Automatic rollback terms.")
+    guard: GuardConfig = Field(
+        default_factory=GuardConfig, description="The guard: metrics, differences, rollback."
+    )
 
-    @field_validator("percent")
+    @field_validator("percent", "shadow")
     @classmethod
     def _percent(cls, v: float) -> float:
         if not 0 <= v <= 100:

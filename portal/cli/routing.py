@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from portal.cli._help import examples
 from portal.config import PortalConfig, load_config
 from portal.errors import ConfigError, PortalError
-from portal.routing.canary import ArmStats, CanaryControl
+from portal.metering.events import LedgerJournal
+from portal.metering.ledger import Ledger, LedgerRecord
+from portal.metering.report import ledger_urls
+from portal.routing.canary import CanaryControl
+from portal.routing.guard import ArmSample, Moments, Verdict, judge, latency_bin
 from portal.routing.state import State, open_state
 
 __all__ = ["canary_main", "route_main"]
@@ -32,20 +37,26 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f} ms"
 
 
-def _arm_line(name: str, a: ArmStats) -> str:
+def _arm_line(name: str, a: ArmSample) -> str:
     cost = "-" if a.cost_per_call is None else f"${a.cost_per_call:.6f}"
-    return (
-        f"  {name:<9} calls {a.calls:>7}  errors {a.error_rate:6.2%}  p50 {_ms(a.p50_ms):>8}  "
-        f"p95 {_ms(a.p95_ms):>8}  p99 {_ms(a.p99_ms):>8}  cost/call {cost}"
+    errors = "-" if a.error_rate is None else f"{a.error_rate:.2%}"
+    line = (
+        f"  {name:<9} calls {a.calls:>7}  errors {errors:>6} of {a.attempts} attempts  "
+        f"p50 {_ms(a.quantile(0.5)):>8}  p95 {_ms(a.quantile(0.95)):>8}  "
+        f"p99 {_ms(a.quantile(0.99)):>8}  cost/call {cost}"
     )
+    for metric, m in sorted(a.feedback.items()):
+        line += f"  {metric} {m.mean:.3f} (n={m.n:.0f})" if m.mean is not None else ""
+    return line
 
 
 def _print_status(st: dict[str, Any], out: TextIO) -> None:
     share = "-" if st["served_share"] is None else f"{st['served_share']:.2%}"
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["since"])) if st["since"] else "-"
     nxt = "-" if st["next_step"] is None else f"{st['next_step']:g}%"
+    shadow = f", shadow {st['shadow']:g}%" if st.get("shadow") else ""
     print(
-        f"{st['feature']}: canary {st['target']} at {st['percent']:g}% "
+        f"{st['feature']}: canary {st['target']} at {st['percent']:g}%{shadow} "
         f"(ramp {st['ramp'] or '-'}, next {nxt})",
         file=out,
     )
@@ -53,17 +64,111 @@ def _print_status(st: dict[str, Any], out: TextIO) -> None:
     print(_arm_line("baseline", st["baseline"]), file=out)
     print(_arm_line("canary", st["canary"]), file=out)
     g = st["guard"]
+    v: Verdict = st["verdict"]
+    state = "on" if g["enabled"] else "off (counts only, never rolls back)"
     print(
-        f"  guard: min_calls {g['min_calls']}, max_error_rate_delta "
-        f"{g['max_error_rate_delta']:g}, max_p95_ratio {g['max_p95_ratio']:g}",
+        f"  guard {state}: {', '.join(g['metrics'])}; false alarms <= "
+        f"{g['false_alarm_rate']:g}; allowed: errors +{g['max_error_rate_delta']:g}, "
+        f"p95 {g['max_p95_ratio']:g}x, p99 {g['max_p99_ratio']:g}x, "
+        f"cost {g['max_cost_ratio']:g}x",
         file=out,
     )
+    print(f"  verdict: {v.verdict} ({v.reason})", file=out)
+    for m in v.metrics:
+        print(f"    {m.metric:<12} {m.verdict:<8} {m.detail}", file=out)
     for ev in st["events"][:5]:
         at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ev.get("at") or 0)))
+        what = ev.get("event")
+        if what == "verdict":
+            what = f"verdict {ev.get('verdict')}"
         print(
-            f"  {at} {ev.get('event')}: {ev.get('from')}% -> {ev.get('to')}% ({ev.get('reason')})",
+            f"  {at} {what} by {ev.get('by') or '-'}: {ev.get('from')}% -> {ev.get('to')}% "
+            f"({ev.get('reason')})",
             file=out,
         )
+
+
+def arm_samples(
+    records: Iterable[LedgerRecord], since: float | None = None
+) -> tuple[ArmSample, ArmSample]:
+    """(baseline, canary) counts from ledger rows, the way the guard counts them live: an
+    arm's own attempts are those on its call's first target; shadow copies are the canary's."""
+    rows = [r for r in records if since is None or r.ts >= since]
+    first: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        if r.kind == "attempt" and r.call_id:
+            cur = first.get(r.call_id)
+            if cur is None or r.attempt < cur[0]:
+                first[r.call_id] = (r.attempt, r.target)
+    acc = {arm: _Counts() for arm in ("baseline", "canary")}
+    for r in rows:
+        c = acc["baseline" if r.arm == "baseline" else "canary"]
+        if r.kind == "call":
+            c.calls += 1
+            if r.cost_usd is not None:
+                c.cost = [c.cost[0] + 1, c.cost[1] + r.cost_usd, c.cost[2] + r.cost_usd**2]
+        elif r.kind == "attempt":
+            own = first.get(r.call_id)
+            if own is None or own[1] != r.target or r.outcome in ("cancelled", "hedge_lost"):
+                continue
+            c.attempts += 1
+            if r.outcome == "error":
+                c.errors += 1
+            else:
+                b = latency_bin(r.latency_ms)
+                c.hist[b] = c.hist.get(b, 0.0) + 1
+        elif r.kind == "feedback":
+            metric, value = r.tags.get("metric"), r.tags.get("value")
+            try:
+                x = float(value) if value is not None else None
+            except ValueError:
+                x = None
+            if metric and x is not None:
+                m = c.feedback.setdefault(metric, [0.0, 0.0, 0.0])
+                m[0], m[1], m[2] = m[0] + 1, m[1] + x, m[2] + x * x
+    return acc["baseline"].sample(), acc["canary"].sample()
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.calls = self.attempts = self.errors = 0
+        self.hist: dict[int, float] = {}
+        self.cost = [0.0, 0.0, 0.0]
+        self.feedback: dict[str, list[float]] = {}
+
+    def sample(self) -> ArmSample:
+        return ArmSample(
+            self.calls,
+            self.attempts,
+            self.errors,
+            self.hist,
+            Moments(*self.cost),
+            {k: Moments(*v) for k, v in self.feedback.items()},
+        )
+
+
+def _status_from_ledger(
+    control: CanaryControl, journal: LedgerJournal, name: str
+) -> dict[str, Any]:
+    """``portal canary status`` without shared state: the step, the counts and the verdict
+    as the ledger has them (what every process wrote)."""
+    st = control.status(name)
+    live = control.live(name)  # the ledger's last step for this target (journal), or config
+    since = live.get("at")
+    base, can = arm_samples(journal.rows(name, since=since), since)
+    total = base.calls + can.calls
+    st.update(
+        percent=live["percent"],
+        reason=live.get("reason"),
+        since=since,
+        next_step=control.next_step(name),
+        baseline=base,
+        canary=can,
+        served_share=(can.calls / total) if total else None,
+        verdict=judge(control.settings(name), base, can),
+        events=journal.events(name, 10),
+    )
+    return st
 
 
 def canary_main(argv: list[str], out: TextIO | None = None) -> int:
@@ -85,8 +190,10 @@ def canary_main(argv: list[str], out: TextIO | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg, state = _load(args.config)
+        urls = ledger_urls(cfg)
         try:
-            control = CanaryControl(cfg, state)
+            reader = LedgerJournal(None, urls)
+            control = CanaryControl(cfg, state, journal=reader)
             if args.action == "status":
                 names = (
                     [args.feature]
@@ -96,11 +203,14 @@ def canary_main(argv: list[str], out: TextIO | None = None) -> int:
                 if not names:
                     print("no feature has a canary", file=out)
                 for name in names:
-                    _print_status(control.status(name), out)
-                if not state.shared:
+                    if state.shared:
+                        _print_status(control.status(name), out)
+                    else:
+                        _print_status(_status_from_ledger(control, reader, name), out)
+                if names and not state.shared:
                     print(
-                        "note: [portal] state is 'memory': counts and steps of running "
-                        'processes are not visible here; use state = "redis://..."',
+                        "note: [portal] state is 'memory': the step, counts and verdict "
+                        "above are read from the ledger (what the app processes recorded)",
                         file=out,
                     )
                 return 0
@@ -115,10 +225,19 @@ def canary_main(argv: list[str], out: TextIO | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            if args.action == "promote":
-                rec = control.promote(args.feature, args.reason or "promoted by portal canary")
-            else:
-                rec = control.rollback(args.feature, args.reason or "rolled back by portal canary")
+            # the decision also goes to the ledger, the durable record of every step
+            ledger = Ledger(urls) if urls else None
+            control.journal = LedgerJournal(ledger, urls)
+            try:
+                if args.action == "promote":
+                    reason = args.reason or "promoted by portal canary"
+                    rec = control.promote(args.feature, reason, by="portal canary")
+                else:
+                    reason = args.reason or "rolled back by portal canary"
+                    rec = control.rollback(args.feature, reason, by="portal canary")
+            finally:
+                if ledger is not None:
+                    ledger.close()
             print(f"{args.feature}: canary now at {rec['percent']:g}%", file=out)
             return 0
         finally:

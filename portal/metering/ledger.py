@@ -61,9 +61,9 @@ logger = logging.getLogger("portal.metering")
 DEFAULT_LEDGER_URL = "sqlite:///.portal/ledger.db"
 SUPPORTED_SCHEMES = ("sqlite", "jsonl", "postgresql")
 
-RecordKind = Literal["call", "attempt"]
+RecordKind = Literal["call", "attempt", "feedback", "canary"]
 Operation = Literal["chat", "stream", "embed"]
-Arm = Literal["baseline", "canary"]
+Arm = Literal["baseline", "canary", "shadow"]
 Outcome = Literal["ok", "error", "cancelled", "hedge_lost", "invalid_output"]
 
 
@@ -80,7 +80,11 @@ def hash_key(key: str, salt: str) -> str:
 @dataclass(slots=True)
 class LedgerRecord:
     """One ledger row. ``kind="call"`` rows sum what the caller saw (``attempt`` = number of
-    attempts); ``kind="attempt"`` rows describe one try (``attempt`` = its number, from 1)."""
+    attempts); ``kind="attempt"`` rows describe one try (``attempt`` = its number, from 1).
+    ``kind="feedback"`` rows are a score given to a call later (``call_id``, ``arm`` and
+    ``target`` are the call's; ``tags`` hold ``metric`` and ``value``); ``kind="canary"`` rows
+    are the canary's decisions (``tags`` hold the event, its step and the guard's figures).
+    ``arm="shadow"`` marks the copy of a call sent to a canary in shadow mode."""
 
     ts: float = field(default_factory=time.time)  # epoch seconds, when the call/attempt began
     kind: RecordKind = "call"
@@ -204,7 +208,11 @@ class Sink(Protocol):
     def write(self, records: Sequence[LedgerRecord]) -> None: ...
 
     def read(
-        self, since: float | None = None, feature: str | None = None
+        self,
+        since: float | None = None,
+        feature: str | None = None,
+        kind: str | None = None,
+        call_id: str | None = None,
     ) -> list[LedgerRecord]: ...
 
     def close(self) -> None: ...
@@ -258,6 +266,12 @@ class SqliteSink:
                     # your own for SQL by feature or target.
                     conn.execute(f"CREATE TABLE IF NOT EXISTS ledger ({_ddl_columns(0)})")
                     conn.execute("CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)")
+                    # canary decisions are read back at start: a partial index finds them
+                    # without a scan and costs nothing on the call and attempt rows
+                    conn.execute(
+                        "CREATE INDEX IF NOT EXISTS ledger_canary ON ledger (feature, ts) "
+                        "WHERE kind = 'canary'"
+                    )
             except BaseException:
                 conn.close()
                 raise
@@ -295,12 +309,18 @@ class SqliteSink:
             self.close()  # reopen next time: the file may have been replaced or unlocked
             raise
 
-    def read(self, since: float | None = None, feature: str | None = None) -> list[LedgerRecord]:
+    def read(
+        self,
+        since: float | None = None,
+        feature: str | None = None,
+        kind: str | None = None,
+        call_id: str | None = None,
+    ) -> list[LedgerRecord]:
         if not os.path.exists(self.path):
             return []
         conn = sqlite3.connect(self.path, timeout=30.0)
         try:
-            where, params = _where(since, feature, "?")
+            where, params = _where(since, feature, "?", kind, call_id)
             try:
                 rows = conn.execute(
                     f"SELECT {', '.join(COLUMNS)} FROM ledger{where} ORDER BY ts", params
@@ -364,7 +384,13 @@ class JsonlSink:
             self.close()
             raise
 
-    def read(self, since: float | None = None, feature: str | None = None) -> list[LedgerRecord]:
+    def read(
+        self,
+        since: float | None = None,
+        feature: str | None = None,
+        kind: str | None = None,
+        call_id: str | None = None,
+    ) -> list[LedgerRecord]:
         out: list[LedgerRecord] = []
         try:
             f = open(self.path, "rb")  # noqa: SIM115 - closed below
@@ -381,6 +407,10 @@ class JsonlSink:
                 if since is not None and rec.ts < since:
                     continue
                 if feature is not None and rec.feature != feature:
+                    continue
+                if kind is not None and rec.kind != kind:
+                    continue
+                if call_id is not None and rec.call_id != call_id:
                     continue
                 out.append(rec)
         out.sort(key=lambda r: r.ts)
@@ -450,6 +480,12 @@ class PostgresSink:
                                 sql.Identifier(f"{name}_{col}"), self._table_sql(), cols
                             )
                         )
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE INDEX IF NOT EXISTS {} ON {} (feature, ts) "
+                            "WHERE kind = 'canary'"
+                        ).format(sql.Identifier(f"{name}_canary"), self._table_sql())
+                    )
             except BaseException:
                 conn.close()
                 raise
@@ -474,11 +510,17 @@ class PostgresSink:
             self.close()
             raise
 
-    def read(self, since: float | None = None, feature: str | None = None) -> list[LedgerRecord]:
+    def read(
+        self,
+        since: float | None = None,
+        feature: str | None = None,
+        kind: str | None = None,
+        call_id: str | None = None,
+    ) -> list[LedgerRecord]:
         import psycopg
         from psycopg import sql
 
-        where, params = _where(since, feature, "%s")
+        where, params = _where(since, feature, "%s", kind, call_id)
         with psycopg.connect(self._dsn, connect_timeout=10) as conn:
             try:
                 rows = conn.execute(
@@ -500,7 +542,13 @@ class PostgresSink:
                 conn.close()
 
 
-def _where(since: float | None, feature: str | None, ph: str) -> tuple[str, list[Any]]:
+def _where(
+    since: float | None,
+    feature: str | None,
+    ph: str,
+    kind: str | None = None,
+    call_id: str | None = None,
+) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -509,6 +557,14 @@ def _where(since: float | None, feature: str | None, ph: str) -> tuple[str, list
     if feature is not None:
         clauses.append(f"feature = {ph}")
         params.append(feature)
+    if kind == "canary":
+        clauses.append("kind = 'canary'")  # written out: the partial index needs the literal
+    elif kind is not None:
+        clauses.append(f"kind = {ph}")
+        params.append(kind)
+    if call_id is not None:
+        clauses.append(f"call_id = {ph}")
+        params.append(call_id)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -531,12 +587,18 @@ def open_sink(url: str) -> Sink:
 
 
 def read_records(
-    url: str, since: float | None = None, feature: str | None = None
+    url: str,
+    since: float | None = None,
+    feature: str | None = None,
+    kind: str | None = None,
+    call_id: str | None = None,
 ) -> list[LedgerRecord]:
     """Every record in the ledger at ``url``, oldest first, optionally filtered."""
     sink = open_sink(url)
     try:
-        return sink.read(since=since, feature=feature)
+        if kind is None and call_id is None:
+            return sink.read(since=since, feature=feature)
+        return sink.read(since=since, feature=feature, kind=kind, call_id=call_id)
     finally:
         sink.close()
 

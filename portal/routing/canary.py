@@ -7,28 +7,40 @@ and every process and replica agrees without talking.
 
 The live percentage is shared through `State` (so `portal canary promote|rollback` and every
 process see the same step): it starts at the config's ``percent``, moves along ``ramp`` by
-`promote` (or automatically every ``ramp_every`` while the guard is healthy) and drops to 0
-on `rollback`. The guard counts calls, errors, cost and a latency histogram per arm and per
-step; with ``min_calls`` on each arm, a canary whose error rate exceeds the baseline's by
-more than ``max_error_rate_delta``, or whose p95 exceeds ``max_p95_ratio`` times the
-baseline's, is rolled back, logged and recorded as an event.
+`promote` (or automatically every ``ramp_every`` while the guard says ``promote``) and drops
+to 0 on `rollback`. Every step and every change of the guard's verdict is an event in the
+state and, through a `Journal`, in the ledger: the ledger is the durable record, so a step
+survives a state store that restarts empty (each process re-seeds it from the last step it
+saw) and a process restart (the last step is read back from the ledger).
+
+The guard counts, per arm and per step, the arm's own attempts and their errors, a latency
+histogram, cost per call and feedback scores, and `portal.routing.guard.judge` turns them into
+``promote``, ``hold`` or ``rollback`` with a calibrated false-alarm rate.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import re
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from portal.config import CanaryConfig, PortalConfig
 from portal.errors import ConfigError
+from portal.routing.guard import ArmSample, GuardSettings, Verdict, judge, latency_bin
 from portal.routing.state import State
 
-__all__ = ["BUCKETS", "ArmStats", "CanaryControl", "bucket", "in_canary", "parse_duration"]
+__all__ = [
+    "BUCKETS",
+    "CanaryControl",
+    "Journal",
+    "bucket",
+    "in_canary",
+    "parse_duration",
+]
 
 BUCKETS = 10_000
 log = logging.getLogger("portal.routing")
@@ -68,79 +80,73 @@ def parse_duration(text: str, where: str = "ramp_every") -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-# ----------------------------------------------------------------------------- guard stats
-
-_HIST_BASE = math.log(1.1)  # ~10% wide latency bins
-
-
-def _bin(ms: float) -> int:
-    return int(math.log1p(max(ms, 0.0)) / _HIST_BASE)
-
-
-def _bin_value(i: int) -> float:
-    return math.expm1((i + 0.5) * _HIST_BASE)
-
-
-@dataclass(slots=True)
-class ArmStats:
-    calls: int
-    errors: int
-    cost_usd: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.calls if self.calls else 0.0
-
-    @property
-    def cost_per_call(self) -> float | None:
-        return self.cost_usd / self.calls if self.calls else None
-
-    @classmethod
-    def of(cls, counters: dict[str, float]) -> ArmStats:
-        hist = sorted((int(k[1:]), v) for k, v in counters.items() if k.startswith("h"))
-        total = sum(v for _, v in hist)
-
-        def q(p: float) -> float | None:
-            if not total:
-                return None
-            acc = 0.0
-            for i, v in hist:
-                acc += v
-                if acc >= p * total:
-                    return _bin_value(i)
-            return _bin_value(hist[-1][0])
-
-        return cls(
-            int(counters.get("calls", 0)),
-            int(counters.get("errors", 0)),
-            counters.get("cost", 0.0),
-            q(0.5),
-            q(0.95),
-            q(0.99),
-        )
-
-
 # ----------------------------------------------------------------------------- control
+
+#: calls remembered for `CanaryControl.feedback` (call id -> feature, arm, step)
+RECENT_CALLS = 100_000
+#: a verdict change is recorded once per step across the fleet (a claim in the state)
+_CLAIM_TTL_S = 30 * 86400.0
+
+
+class Journal(Protocol):
+    """Where canary events are kept durably (the ledger; `portal.metering.events`)."""
+
+    def record(self, feature: str, event: Mapping[str, Any]) -> None: ...
+
+    def last_step(self, feature: str) -> dict[str, Any] | None: ...
 
 
 class CanaryControl:
     """The live canary step per feature, its ramp, and its guard."""
 
-    def __init__(self, config: PortalConfig, state: State, check_every: int = 10) -> None:
+    def __init__(
+        self,
+        config: PortalConfig,
+        state: State,
+        check_every: int = 10,
+        journal: Journal | None = None,
+    ) -> None:
         self.config = config
         self.state = state
+        #: the guard looks after this many of the canary arm's calls (any look is valid)
         self.check_every = check_every
+        self.journal = journal
         self._seen: dict[str, int] = {}
         self._gens: dict[str, int] = {}  # the step (gen) last counted per feature
         self._every: dict[str, float | None] = {}
+        #: the last step seen per feature: what a state store that lost it is re-seeded with
+        self._known: dict[str, dict[str, Any]] = {}
+        self._journal_read: set[str] = set()
+        self._settings: dict[str, GuardSettings] = {}
+        self._targets: dict[str, str] = {}
+        self._recent: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
+        self.last_verdict: dict[str, Verdict] = {}
         for name, feat in config.features.items():
-            if feat.canary is not None and feat.canary.ramp_every:
+            if feat.canary is None:
+                continue
+            if feat.canary.ramp_every:
                 self._every[name] = parse_duration(
                     feat.canary.ramp_every, f"features.{name}.canary.ramp_every"
                 )
+            g = feat.canary.guard
+            sla = feat.sla
+            self._settings[name] = GuardSettings(
+                metrics=tuple(g.metrics),
+                false_alarm_rate=g.false_alarm_rate,
+                min_calls=g.min_calls,
+                max_error_rate_delta=g.max_error_rate_delta,
+                max_p95_ratio=g.max_p95_ratio,
+                max_p99_ratio=g.max_p99_ratio,
+                max_cost_ratio=g.max_cost_ratio,
+                feedback={m: (f.min_delta, f.higher_is_better) for m, f in g.feedback.items()},
+                sla_p95_ms=sla.p95_ms if sla is not None else None,
+                sla_p99_ms=sla.p99_ms if sla is not None else None,
+            )
+            try:
+                provider, model = config.resolve_target(feat.canary.target)
+                self._targets[name] = f"{provider}:{model}"
+            except ConfigError:
+                self._targets[name] = feat.canary.target
 
     def canary(self, feature: str) -> CanaryConfig:
         feat = self.config.features.get(feature)
@@ -152,20 +158,83 @@ class CanaryControl:
             )
         return feat.canary
 
+    def settings(self, feature: str) -> GuardSettings:
+        """The guard's settings for ``feature`` (its config and SLA)."""
+        self.canary(feature)
+        return self._settings[feature]
+
+    def target(self, feature: str) -> str:
+        """The canary's target id (``provider:model``)."""
+        self.canary(feature)
+        return self._targets[feature]
+
+    # -- the live step ---------------------------------------------------------------------------
     def live(self, feature: str) -> dict[str, Any]:
-        """{percent, step, gen, at, reason}: the state's record, or the config's start."""
+        """{percent, gen, at, reason}: the state's record, else the last step this process saw
+        or the ledger holds, else the config's start."""
         got = self.state.get(f"canary:{feature}")
         if got is not None:
+            self._known[feature] = got
             return dict(got)
+        rec = self._recall(feature)
+        if rec is not None:
+            return dict(rec)
         return {"percent": self.canary(feature).percent, "gen": 0, "at": None, "reason": "config"}
 
     def percent(self, feature: str, default: float) -> float:
-        """Hot path: one local lookup."""
+        """Hot path: one local lookup (plus one dict store)."""
         got = self.state.get(f"canary:{feature}")
-        return default if got is None else float(got["percent"])
+        if got is None:
+            got = self._recall(feature)
+            if got is None:
+                return default
+        else:
+            self._known[feature] = got
+        return float(got["percent"])
+
+    def _recall(self, feature: str) -> dict[str, Any] | None:
+        """The state has no step for ``feature`` (a fresh store, or one that restarted empty):
+        the last one this process saw, else the ledger's last step for this canary target;
+        written back so the other processes find it too."""
+        rec = self._known.get(feature)
+        if rec is None and self.journal is not None and feature not in self._journal_read:
+            self._journal_read.add(feature)
+            ev = None
+            try:
+                ev = self.journal.last_step(feature)
+            except Exception as exc:  # the ledger is a fallback: never fail a call on it
+                log.warning("portal: could not read canary events of %s: %s", feature, exc)
+            if ev is not None and ev.get("target") == self._targets.get(feature):
+                rec = {
+                    "percent": float(ev.get("to") or 0.0),
+                    "gen": int(ev.get("gen") or 0),
+                    "at": ev.get("at"),
+                    "reason": f"restored from the ledger: {ev.get('reason', '')}",
+                }
+                if ev.get("shadow") == "stopped":
+                    rec["shadow_stopped"] = True
+                log.info(
+                    "portal: canary of %s resumes at %g%% from the ledger (%s)",
+                    feature,
+                    rec["percent"],
+                    ev.get("reason", ""),
+                )
+        if rec is None:
+            return None
+        self._known[feature] = rec
+        self.state.set(f"canary:{feature}", rec)
+        return rec
 
     # -- moving the step -----------------------------------------------------------------------
-    def set_percent(self, feature: str, percent: float, reason: str, event: str) -> dict[str, Any]:
+    def set_percent(
+        self,
+        feature: str,
+        percent: float,
+        reason: str,
+        event: str,
+        by: str = "hand",
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         cur = self.live(feature)
         rec = {
             "percent": float(percent),
@@ -174,18 +243,33 @@ class CanaryControl:
             "at": self.state.clock(),
             "reason": reason,
         }
+        if extra and extra.get("shadow") == "stopped":
+            rec["shadow_stopped"] = True
         self.state.set(f"canary:{feature}", rec)
-        self.state.push_event(
-            f"canary:{feature}:events",
+        self._known[feature] = rec
+        self._event(
+            feature,
             {
                 "event": event,
                 "from": cur["percent"],
                 "to": float(percent),
+                "gen": rec["gen"],
                 "reason": reason,
+                "by": by,
                 "at": rec["at"],
+                **(extra or {}),
             },
         )
         return rec
+
+    def _event(self, feature: str, event: dict[str, Any]) -> None:
+        event = {"target": self._targets.get(feature), **event}
+        self.state.push_event(f"canary:{feature}:events", event)
+        if self.journal is not None:
+            try:
+                self.journal.record(feature, event)
+            except Exception as exc:
+                log.warning("portal: could not record a canary event of %s: %s", feature, exc)
 
     def next_step(self, feature: str) -> float | None:
         c = self.canary(feature)
@@ -193,7 +277,9 @@ class CanaryControl:
         steps = c.ramp or [c.percent]
         return next((s for s in steps if s > cur), None)
 
-    def promote(self, feature: str, reason: str = "promoted by hand") -> dict[str, Any]:
+    def promote(
+        self, feature: str, reason: str = "promoted by hand", by: str = "hand"
+    ) -> dict[str, Any]:
         nxt = self.next_step(feature)
         if nxt is None:
             cur = self.live(feature)["percent"]
@@ -201,99 +287,200 @@ class CanaryControl:
                 f"feature {feature!r}: the canary is already at {cur:g}%, the last ramp step; "
                 "make it the primary in the config to finish the rollout"
             )
-        rec = self.set_percent(feature, nxt, reason, "promote")
+        rec = self.set_percent(feature, nxt, reason, "promote", by)
         log.info("portal: canary of %s promoted to %g%% (%s)", feature, nxt, reason)
         return rec
 
-    def rollback(self, feature: str, reason: str = "rolled back by hand") -> dict[str, Any]:
-        rec = self.set_percent(feature, 0.0, reason, "rollback")
+    def rollback(
+        self,
+        feature: str,
+        reason: str = "rolled back by hand",
+        by: str = "hand",
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        rec = self.set_percent(feature, 0.0, reason, "rollback", by, extra)
         log.warning("portal: canary of %s rolled back to 0%% (%s)", feature, reason)
         return rec
 
-    # -- guard ---------------------------------------------------------------------------------
+    # -- counting ------------------------------------------------------------------------------
     def _arm_key(self, feature: str, gen: int, arm: str) -> str:
         return f"guard:{feature}:{gen}:{arm}"
 
-    def observe(
-        self, feature: str, arm: str, ok: bool, latency_ms: float, cost: float | None
-    ) -> None:
-        """Count one finished call, then (every ``check_every`` calls) run the guard and the
-        automatic ramp."""
-        rec = self.state.get(f"canary:{feature}")
+    def _gen(self, feature: str) -> int:
+        rec = self.state.get(f"canary:{feature}") or self._known.get(feature)
         gen = 0 if rec is None else int(rec.get("gen", 0))
-        key = self._arm_key(feature, gen, arm)
-        st = self.state
         last = self._gens.get(feature)
         if last != gen:  # a new step: the guard judges it afresh, the old counters are done
             self._gens[feature] = gen
             if last is not None and last < gen:
                 for old_arm in ("baseline", "canary"):
-                    st.forget(self._arm_key(feature, last, old_arm))
-        st.incr(key, "calls")
-        if ok:
-            st.incr(key, f"h{_bin(latency_ms)}")
-        else:
-            st.incr(key, "errors")
-        if cost:
-            st.incr(key, "cost", cost)
-        n = self._seen.get(feature, 0) + 1
-        self._seen[feature] = n
-        if n % self.check_every == 0:
-            self.check(feature)
+                    self.state.forget(self._arm_key(feature, last, old_arm))
+        return gen
 
-    def arms(self, feature: str) -> tuple[ArmStats, ArmStats]:
+    def observe_attempt(self, feature: str, arm: str, ok: bool, latency_ms: float) -> None:
+        """One attempt on the arm's own (first) target, before retries or a failover."""
+        key = self._arm_key(feature, self._gen(feature), arm)
+        self.state.incr(key, "attempts")
+        if ok:
+            self.state.incr(key, f"h{latency_bin(latency_ms)}")
+        else:
+            self.state.incr(key, "errors")
+
+    def observe_call(
+        self, feature: str, arm: str, cost: float | None, call_id: str | None = None
+    ) -> None:
+        """One finished call; every ``check_every`` canary calls the guard looks."""
+        gen = self._gen(feature)
+        key = self._arm_key(feature, gen, arm)
+        st = self.state
+        st.incr(key, "calls")
+        if cost is not None:
+            st.incr(key, "cost_n")
+            st.incr(key, "cost", cost)
+            st.incr(key, "cost2", cost * cost)
+        if call_id:
+            recent = self._recent
+            recent[call_id] = (feature, arm, gen)
+            if len(recent) > RECENT_CALLS:
+                recent.popitem(last=False)
+        if arm != "baseline":
+            n = self._seen.get(feature, 0) + 1
+            self._seen[feature] = n
+            if n % self.check_every == 0:
+                self.check(feature)
+
+    def observe(
+        self, feature: str, arm: str, ok: bool, latency_ms: float, cost: float | None
+    ) -> None:
+        """A call served by one attempt on the arm's own target: both counts at once."""
+        self.observe_attempt(feature, arm, ok, latency_ms)
+        self.observe_call(feature, arm, cost)
+
+    def call_of(self, call_id: str) -> tuple[str, str, int] | None:
+        """(feature, arm, step) of a recent call of a canaried feature, from this process."""
+        return self._recent.get(call_id)
+
+    def observe_feedback(
+        self, feature: str, arm: str, gen: int | None, metric: str, value: float
+    ) -> bool:
+        """Count a score for a call of ``feature`` on ``arm`` in step ``gen`` (None: the
+        current step). False when the call's step is over (the score is not judged)."""
+        if feature not in self._settings:
+            return False
+        cur = self._gen(feature)
+        if gen is not None and gen != cur:
+            return False
+        key = self._arm_key(feature, cur, arm)
+        self.state.incr(key, f"fb:{metric}:n")
+        self.state.incr(key, f"fb:{metric}:s", value)
+        self.state.incr(key, f"fb:{metric}:s2", value * value)
+        return True
+
+    # -- guard ---------------------------------------------------------------------------------
+    def arms(self, feature: str) -> tuple[ArmSample, ArmSample]:
         gen = int(self.live(feature).get("gen", 0))
-        base = ArmStats.of(self.state.counters(self._arm_key(feature, gen, "baseline")))
-        can = ArmStats.of(self.state.counters(self._arm_key(feature, gen, "canary")))
+        base = ArmSample.from_counters(self.state.counters(self._arm_key(feature, gen, "baseline")))
+        # a shadow copy is the canary's observation: the same counters
+        can = ArmSample.from_counters(self.state.counters(self._arm_key(feature, gen, "canary")))
         return base, can
 
-    def verdict(self, feature: str) -> str | None:
-        """Why the guard would roll back now, or None (healthy or not enough calls yet)."""
-        g = self.canary(feature).guard
+    def judge(self, feature: str) -> Verdict:
+        """The guard's verdict on the current step (pure: records nothing)."""
+        self.canary(feature)
         base, can = self.arms(feature)
-        if base.calls < g.min_calls or can.calls < g.min_calls:
-            return None
-        if can.error_rate - base.error_rate > g.max_error_rate_delta:
-            return (
-                f"canary error rate {can.error_rate:.1%} exceeds baseline {base.error_rate:.1%} "
-                f"by more than {g.max_error_rate_delta:.1%}"
-            )
-        if (
-            can.p95_ms is not None
-            and base.p95_ms is not None
-            and can.p95_ms > g.max_p95_ratio * base.p95_ms
-        ):
-            return (
-                f"canary p95 {can.p95_ms:.0f} ms exceeds {g.max_p95_ratio:g} x baseline p95 "
-                f"{base.p95_ms:.0f} ms"
-            )
-        return None
+        return judge(self._settings[feature], base, can)
+
+    def verdict(self, feature: str) -> str | None:
+        """Why the guard would roll back now, or None."""
+        v = self.judge(feature)
+        return v.reason if v.verdict == "rollback" else None
 
     def check(self, feature: str) -> str | None:
-        """Run the guard (roll back on a breach) and the automatic ramp; return the event."""
+        """Run the guard (roll back on a breach, record a change of verdict) and the
+        automatic ramp; return the step event, if any."""
+        c = self.canary(feature)
         live = self.live(feature)
-        if live["percent"] <= 0:
+        if not c.guard.enabled or (live["percent"] <= 0 and self.shadow_percent(feature) <= 0):
             return None
-        why = self.verdict(feature)
-        if why is not None:
-            self.rollback(feature, f"guard: {why}")
+        v = self.judge(feature)
+        previous = self.last_verdict.get(feature)
+        self.last_verdict[feature] = v
+        gen = int(live.get("gen", 0))
+        if v.verdict == "rollback":
+            if live["percent"] <= 0 and c.shadow > 0:
+                return self._shadow_rollback(feature, v, gen)
+            bad = v.deciding()
+            if not self.state.claim(f"canary:{feature}:rolled:{gen}", _CLAIM_TTL_S):
+                return None  # another process rolled this step back already
+            self.rollback(
+                feature,
+                f"guard: {v.reason}",
+                by="guard",
+                extra={"metric": bad.metric if bad else None, "stats": v.to_dict()},
+            )
             return "rollback"
+        if previous is None or previous.verdict != v.verdict:
+            self._verdict_changed(feature, v, gen)
         every = self._every.get(feature)
-        if every is not None and self.next_step(feature) is not None:
-            g = self.canary(feature).guard
-            base, can = self.arms(feature)
+        if every is not None and v.verdict == "promote" and live["percent"] > 0:
+            if self.next_step(feature) is None:
+                return None
             since = live.get("at")
             if since is None:  # the config's first step: count from the first check
-                self.set_percent(feature, live["percent"], "ramp clock started", "start")
+                self.set_percent(feature, live["percent"], "ramp clock started", "start", "guard")
                 return None
-            if (
-                self.state.clock() - since >= every
-                and base.calls >= g.min_calls
-                and can.calls >= g.min_calls
-            ):
-                self.promote(feature, f"automatic ramp every {self.canary(feature).ramp_every}")
+            if self.state.clock() - since >= every:
+                self.promote(
+                    feature, f"automatic ramp every {c.ramp_every}: {v.reason}", by="guard"
+                )
                 return "promote"
+        elif every is not None and live.get("at") is None and live["percent"] > 0:
+            self.set_percent(feature, live["percent"], "ramp clock started", "start", "guard")
         return None
+
+    def _verdict_changed(self, feature: str, v: Verdict, gen: int) -> None:
+        if v.verdict == "hold" and not v.metrics:
+            return  # still collecting: not a verdict yet
+        if not self.state.claim(f"canary:{feature}:verdict:{gen}:{v.verdict}", _CLAIM_TTL_S):
+            return
+        live = self.live(feature)
+        self._event(
+            feature,
+            {
+                "event": "verdict",
+                "verdict": v.verdict,
+                "from": live["percent"],
+                "to": live["percent"],
+                "gen": gen,
+                "reason": v.reason,
+                "by": "guard",
+                "at": self.state.clock(),
+                "stats": v.to_dict(),
+            },
+        )
+
+    def _shadow_rollback(self, feature: str, v: Verdict, gen: int) -> str | None:
+        """Shadow mode: nothing is served by the canary, so a breach stops the copies."""
+        if not self.state.claim(f"canary:{feature}:rolled:{gen}", _CLAIM_TTL_S):
+            return None
+        bad = v.deciding()
+        self.set_percent(
+            feature,
+            0.0,
+            f"guard: {v.reason}",
+            "rollback",
+            "guard",
+            {"metric": bad.metric if bad else None, "stats": v.to_dict(), "shadow": "stopped"},
+        )
+        log.warning("portal: shadow canary of %s stopped (guard: %s)", feature, v.reason)
+        return "rollback"
+
+    def shadow_percent(self, feature: str) -> float:
+        """The share of calls copied to the canary in shadow mode (0 once stopped)."""
+        c = self.canary(feature)
+        if c.shadow <= 0 or self.live(feature).get("shadow_stopped"):
+            return 0.0
+        return c.shadow
 
     def status(self, feature: str) -> dict[str, Any]:
         c = self.canary(feature)
@@ -304,6 +491,7 @@ class CanaryControl:
             "feature": feature,
             "target": c.target,
             "percent": live["percent"],
+            "shadow": c.shadow,
             "ramp": list(c.ramp),
             "next_step": self.next_step(feature),
             "reason": live.get("reason"),
@@ -311,6 +499,7 @@ class CanaryControl:
             "served_share": (can.calls / total) if total else None,
             "baseline": base,
             "canary": can,
+            "verdict": self.judge(feature),
             "guard": c.guard.model_dump(),
             "events": self.state.events(f"canary:{feature}:events", 10),
         }

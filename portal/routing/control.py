@@ -218,6 +218,17 @@ class Routing:
             if isinstance(call.request, ChatRequest) and est:
                 est += call.request.max_tokens or 0
             self.commitments.correct(target.provider, est, actual)
+        route = call.route
+        if (
+            route.canary_threshold is not None
+            and route.feature is not None
+            and attempt.outcome not in ("cancelled", "hedge_lost")
+            and call.attempts
+            and call.attempts[0].target == target.id
+        ):
+            # the guard judges an arm by its own first target's attempts, before a retry or
+            # a failover absorbs the error (or it would never see a broken canary)
+            self.canary.observe_attempt(route.feature, route.arm, error is None, attempt.latency_ms)
         if error is None:
             self.breakers.success(target.id)
             self.stats.observe(target.id, attempt.latency_ms)
@@ -235,11 +246,7 @@ class Routing:
         route = call.route
         if route.feature is None or route.canary_threshold is None:
             return
-        # an arm is judged by its own first target: a canary call rescued by a baseline
-        # fallback is a canary error, or the guard would never see a broken canary
-        ok = error is None and response is not None and response.target == route.targets[0].id
-        latency = response.latency_ms if response is not None else 0.0
-        self.canary.observe(route.feature, route.arm, ok, latency, call.cost_usd)
+        self.canary.observe_call(route.feature, route.arm, call.cost_usd, call.call_id)
 
     # -- explain ---------------------------------------------------------------------------
     def explain(self, feature: str, key: str | None) -> str:

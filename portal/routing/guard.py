@@ -1,0 +1,565 @@
+"""The canary guard's statistics: always-valid comparisons of a canary arm with its baseline.
+
+The guard looks after every few calls for as long as a canary runs. A fixed-sample test
+looked at that often rolls back healthy canaries (with two identical arms, one in eight was
+rolled back within a hundred calls). Every comparison here is instead built on a
+*time-uniform* bound: a confidence sequence or an e-process whose false-alarm probability
+holds over all looks at once (Ville's inequality), so looking after every call costs nothing.
+
+Per metric (``metrics`` in ``[features.X.canary.guard]``):
+
+* ``errors``: the arm's own attempts that failed. Worse: if both arms fail at the same rate,
+  each failed attempt is the canary's with probability equal to the canary's share of
+  attempts, whatever that rate is; a mixture of likelihood ratios over how much likelier
+  (Robbins' method of mixtures, as in a mixture sequential probability ratio test) measures
+  the evidence against it, and the canary's observed excess must also pass
+  ``max_error_rate_delta``. No normal approximation and no baseline rate to estimate, which
+  is what makes it right for rare errors. Acceptable: a two-sample likelihood ratio with
+  Jeffreys-mixture numerators against "worse by at least the allowed difference" (the
+  universal-inference construction of Wasserman, Ramdas and Balakrishnan).
+* ``p95`` / ``p99``: the latency quantiles of successful attempts, each arm bounded by the
+  beta-binomial confidence sequence for quantiles (Howard and Ramdas, "Sequential estimation
+  of quantiles with applications to A/B-testing", Bernoulli 2022). Compared with the baseline
+  (ratio ``max_p95_ratio`` / ``max_p99_ratio``) and with the feature's SLA (``sla.p95_ms``).
+* ``cost``: cost per call, and each ``feedback`` metric: means bounded by the asymptotic
+  confidence sequence of Waudby-Smith et al. ("Time-uniform central limit theory and
+  asymptotic confidence sequences", Annals of Statistics 2024).
+
+Each metric gets ``false_alarm_rate / number of metrics``; a metric judged from one bound per
+arm splits its share between the two. A metric says ``rollback`` when the canary is worse
+than the baseline by more than its minimum practical difference, ``promote`` when it is
+shown to be worse by less than that, ``hold`` otherwise. The guard's verdict is ``rollback``
+if any metric says so, ``promote`` if every metric does, else ``hold``.
+
+Everything here is pure and works on counts (the `ArmSample` of each arm), so the counters
+can live in a shared `State` and every process reaches the same verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "BIN_RATIO",
+    "ArmSample",
+    "GuardSettings",
+    "MetricResult",
+    "Moments",
+    "Verdict",
+    "VerdictName",
+    "bernoulli_bounds",
+    "error_rate_log_e",
+    "error_share_log_e",
+    "judge",
+    "latency_bin",
+    "mean_bounds",
+    "quantile_bounds",
+]
+
+VerdictName = Literal["promote", "hold", "rollback"]
+
+#: latency histogram bins are 2% wide (a bin's upper edge is 1.02 x its lower edge)
+BIN_RATIO = 1.02
+_LOG_BIN = math.log(BIN_RATIO)
+#: the asymptotic confidence sequence for means is tightest around this many samples
+_MEAN_TUNED_FOR = 500
+#: means need this many samples before their normal approximation is trusted at all
+_MIN_MEAN_SAMPLES = 30
+
+
+# ============================================================================ counts
+
+
+def latency_bin(ms: float) -> int:
+    """The histogram bin of a latency: bin i holds [expm1(i*w), expm1((i+1)*w))."""
+    return int(math.log1p(max(ms, 0.0)) / _LOG_BIN)
+
+
+def _bin_low(i: int) -> float:
+    return math.expm1(i * _LOG_BIN)
+
+
+def _bin_high(i: int) -> float:
+    return math.expm1((i + 1) * _LOG_BIN)
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """Count, sum and sum of squares of a metric's values."""
+
+    n: float = 0.0
+    total: float = 0.0
+    squares: float = 0.0
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSample:
+    """What the guard knows of one arm in the current step: counts only.
+
+    ``attempts``/``errors`` are the arm's own first-target attempts (before a retry or a
+    failover absorbs an error); ``latency`` is the histogram of successful attempts
+    (`latency_bin` -> count); ``cost`` is per finished call with a known price."""
+
+    calls: int = 0
+    attempts: int = 0
+    errors: int = 0
+    latency: Mapping[int, float] = field(default_factory=dict)
+    cost: Moments = Moments()
+    feedback: Mapping[str, Moments] = field(default_factory=dict)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.attempts if self.attempts else None
+
+    @property
+    def cost_per_call(self) -> float | None:
+        return self.cost.mean
+
+    def quantile(self, q: float) -> float | None:
+        """The empirical q-quantile of latency (the middle of its bin), ms."""
+        total = sum(self.latency.values())
+        if not total:
+            return None
+        acc = 0.0
+        for i in sorted(self.latency):
+            acc += self.latency[i]
+            if acc >= q * total:
+                return math.expm1((i + 0.5) * _LOG_BIN)
+        return math.expm1((max(self.latency) + 0.5) * _LOG_BIN)
+
+    @classmethod
+    def from_counters(cls, counters: Mapping[str, float]) -> ArmSample:
+        """Read the fields `CanaryControl` counts: ``calls``, ``attempts``, ``errors``,
+        ``h<bin>``, ``cost_n``/``cost``/``cost2``, ``fb:<metric>:n|s|s2``."""
+        hist: dict[int, float] = {}
+        fb: dict[str, dict[str, float]] = {}
+        for name, value in counters.items():
+            if name[:1] == "h" and name[1:].isdigit():
+                hist[int(name[1:])] = value
+            elif name.startswith("fb:"):
+                metric, _, part = name[3:].rpartition(":")
+                fb.setdefault(metric, {})[part] = value
+        return cls(
+            calls=int(counters.get("calls", 0)),
+            attempts=int(counters.get("attempts", 0)),
+            errors=int(counters.get("errors", 0)),
+            latency=hist,
+            cost=Moments(
+                counters.get("cost_n", 0.0), counters.get("cost", 0.0), counters.get("cost2", 0.0)
+            ),
+            feedback={
+                m: Moments(v.get("n", 0.0), v.get("s", 0.0), v.get("s2", 0.0))
+                for m, v in fb.items()
+            },
+        )
+
+
+# ======================================================================= statistics
+
+
+def _loglik(k: float, n: float, p: float) -> float:
+    """Log-likelihood of k successes in n Bernoulli(p) trials (one fixed order)."""
+    out = 0.0
+    if k > 0:
+        if p <= 0.0:
+            return -math.inf
+        out += k * math.log(p)
+    if n - k > 0:
+        if p >= 1.0:
+            return -math.inf
+        out += (n - k) * math.log1p(-p)
+    return out
+
+
+def _log_mixture(k: float, n: float) -> float:
+    """Log marginal likelihood of k successes in n trials under a Jeffreys Beta(1/2, 1/2)
+    prior: the numerator of the method of mixtures."""
+    return (
+        math.lgamma(k + 0.5)
+        + math.lgamma(n - k + 0.5)
+        - math.lgamma(n + 1.0)
+        - 2 * math.lgamma(0.5)
+        + math.lgamma(1.0)
+    )
+
+
+def _bernoulli_log_e(k: float, n: float, p: float) -> float:
+    """Log of the mixture e-process against "the success rate is p"."""
+    return _log_mixture(k, n) - _loglik(k, n, p)
+
+
+def bernoulli_bounds(k: float, n: float, alpha: float) -> tuple[float, float]:
+    """A (1 - alpha) confidence sequence for a Bernoulli rate after k successes in n trials:
+    every p whose mixture e-process is below 1/alpha. Valid at every n at once."""
+    if n <= 0:
+        return 0.0, 1.0
+    limit = math.log(1.0 / alpha)
+    mix = _log_mixture(k, n)
+    hat = k / n
+
+    def inside(p: float) -> bool:
+        return mix - _loglik(k, n, p) < limit
+
+    def edge(lo: float, hi: float, out_low: bool) -> float:
+        # bisection between a point outside (out_low side) and one inside
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            if inside(mid) == out_low:
+                hi = mid
+            else:
+                lo = mid
+        return hi if out_low else lo
+
+    low = 0.0 if inside(0.0) else edge(0.0, hat, True)
+    high = 1.0 if inside(1.0) else edge(hat, 1.0, False)
+    return low, high
+
+
+#: how much likelier (odds ratio) a failed attempt is the canary's: the mixture's grid
+_ODDS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def error_share_log_e(kc: float, nc: float, kb: float, nb: float) -> float:
+    """Log of an e-value against "the canary fails no more often than the baseline".
+
+    Under it, each failed attempt is the canary's with probability pi, the canary's share of
+    attempts, whatever the common error rate: so the test needs no estimate of that rate.
+    The alternative is a uniform mixture over odds ratios `_ODDS`; each component is a
+    likelihood ratio with mean 1 under the null, so the mixture is a test martingale."""
+    if kc <= 0 or nc <= 0 or nb <= 0:
+        return 0.0
+    pi = nc / (nc + nb)
+    terms = []
+    for odds in _ODDS:
+        theta = pi * odds / (pi * odds + 1 - pi)
+        terms.append(kc * math.log(theta / pi) + kb * math.log((1 - theta) / (1 - pi)))
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+
+
+def error_rate_log_e(
+    kc: float, nc: float, kb: float, nb: float, delta: float, harm: bool = True
+) -> float:
+    """Log of an e-value against H0: p_canary <= p_baseline + delta (``harm``) or against
+    H0: p_canary >= p_baseline + delta (not ``harm``: the canary is shown acceptable).
+
+    Numerator: Jeffreys mixtures of both arms; denominator: the likelihood maximized over H0.
+    For any rates in H0 the ratio is at most a test martingale, so by Ville's inequality it
+    exceeds 1/alpha with probability at most alpha, however often it is looked at."""
+    if nc <= 0 or nb <= 0:
+        return 0.0
+    gap = kc / nc - kb / nb - delta
+    if (gap <= 0) if harm else (gap >= 0):
+        return 0.0  # the estimates already satisfy H0: no evidence against it
+    # the maximum over H0 lies on the line p_c = p_b + delta, p_b in [max(0,-delta), 1-max(0,delta)]
+    lo = max(0.0, -delta)
+    hi = 1.0 - max(0.0, delta)
+
+    def slope(p: float) -> float:
+        pc = p + delta
+        d = 0.0
+        if kc:
+            d += kc / pc if pc > 0 else math.inf
+        if nc - kc:
+            d -= (nc - kc) / (1 - pc) if pc < 1 else math.inf
+        if kb:
+            d += kb / p if p > 0 else math.inf
+        if nb - kb:
+            d -= (nb - kb) / (1 - p) if p < 1 else math.inf
+        return d
+
+    a, b = lo, hi
+    for _ in range(60):  # the log-likelihood is concave along the line: bisect its slope
+        mid = (a + b) / 2
+        if slope(mid) > 0:
+            a = mid
+        else:
+            b = mid
+    p = (a + b) / 2
+    best = max(
+        _loglik(kc, nc, p + delta) + _loglik(kb, nb, p),
+        _loglik(kc, nc, lo + delta) + _loglik(kb, nb, lo),
+        _loglik(kc, nc, hi + delta) + _loglik(kb, nb, hi),
+    )
+    return _log_mixture(kc, nc) + _log_mixture(kb, nb) - best
+
+
+def quantile_bounds(
+    hist: Mapping[int, float], q: float, alpha: float
+) -> tuple[float | None, float | None]:
+    """A (1 - alpha) confidence sequence for the q-quantile of a latency histogram, in ms:
+    (lower, upper), None where the data cannot bound it yet. Bin edges are used outward, so
+    the 2% bins only ever widen the bounds."""
+    n = sum(hist.values())
+    if n <= 0:
+        return None, None
+    limit = math.log(1.0 / alpha)
+    bins = sorted(hist)
+    below = [0.0]  # below[j]: observations in bins before bins[j]
+    for i in bins:
+        below.append(below[-1] + hist[i])
+    # the empirical quantile's position, then walk outward to the first certain edge
+    start = next(j for j in range(len(bins)) if below[j + 1] >= q * n)
+    upper = None
+    for j in range(start, len(bins)):
+        k = below[j + 1]  # observations <= the upper edge of bins[j]
+        if k / n > q and _bernoulli_log_e(k, n, q) >= limit:
+            upper = _bin_high(bins[j])
+            break
+    lower = None
+    for j in range(start, -1, -1):
+        k = below[j]  # observations below the lower edge of bins[j]
+        if k / n < q and _bernoulli_log_e(k, n, q) >= limit:
+            lower = _bin_low(bins[j])
+            break
+    return lower, upper
+
+
+def mean_bounds(m: Moments, alpha: float) -> tuple[float, float] | None:
+    """A (1 - alpha) asymptotic confidence sequence for a mean (Waudby-Smith et al. 2024,
+    the Robbins normal-mixture boundary with the running variance), or None below
+    ``_MIN_MEAN_SAMPLES`` values."""
+    n = m.n
+    if n < _MIN_MEAN_SAMPLES:
+        return None
+    mean = m.total / n
+    var = max(m.squares / n - mean * mean, 0.0)
+    two_log = -2 * math.log(alpha)
+    rho2 = (two_log + math.log(two_log + 1)) / _MEAN_TUNED_FOR
+    width = math.sqrt(var) * math.sqrt(
+        2 * (n * rho2 + 1) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha)
+    )
+    return mean - width, mean + width
+
+
+# ========================================================================= verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """What `judge` needs from the config (``[features.X.canary.guard]`` and ``sla``)."""
+
+    metrics: tuple[str, ...] = ("errors", "p95", "cost")
+    false_alarm_rate: float = 0.01
+    min_calls: int = 50
+    max_error_rate_delta: float = 0.01
+    max_p95_ratio: float = 1.1
+    max_p99_ratio: float = 1.2
+    max_cost_ratio: float = 1.1
+    #: feedback metric -> (minimum practical drop, higher is better)
+    feedback: Mapping[str, tuple[float, bool]] = field(default_factory=dict)
+    sla_p95_ms: float | None = None
+    sla_p99_ms: float | None = None
+
+    def judged(self) -> list[str]:
+        """Every comparison the guard makes, in order (the false-alarm rate is split over
+        them): built-in metrics, the SLA checks, then feedback metrics."""
+        out = list(self.metrics)
+        if "p95" in self.metrics and self.sla_p95_ms:
+            out.append("p95_sla")
+        if "p99" in self.metrics and self.sla_p99_ms:
+            out.append("p99_sla")
+        out += [f"feedback:{m}" for m in self.feedback]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    metric: str
+    verdict: VerdictName
+    canary: float | None
+    baseline: float | None
+    #: the figures the verdict rests on (bounds, e-value, threshold), for logs and status
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "verdict": self.verdict,
+            "canary": self.canary,
+            "baseline": self.baseline,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: VerdictName
+    metrics: tuple[MetricResult, ...]
+    reason: str
+
+    def deciding(self) -> MetricResult | None:
+        """The metric that made a rollback (the first one that says so)."""
+        return next((m for m in self.metrics if m.verdict == "rollback"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "metrics": [m.to_dict() for m in self.metrics],
+        }
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f} ms"
+
+
+def _judge_errors(s: GuardSettings, base: ArmSample, can: ArmSample, alpha: float) -> MetricResult:
+    delta = s.max_error_rate_delta
+    limit = math.log(1 / alpha)
+    args = (can.errors, can.attempts, base.errors, base.attempts)
+    excess = (can.error_rate or 0.0) - (base.error_rate or 0.0)
+    harm = error_share_log_e(*args) if excess > delta else 0.0
+    safe = error_rate_log_e(*args, delta, harm=False)
+    verdict: VerdictName = "rollback" if harm >= limit else "promote" if safe >= limit else "hold"
+    detail = (
+        f"canary {_pct(can.error_rate)} of {can.attempts} attempts vs baseline "
+        f"{_pct(base.error_rate)} of {base.attempts} (allowed +{delta:.2%}); "
+        f"evidence worse {math.exp(min(harm, 700)):.3g}, within {math.exp(min(safe, 700)):.3g}, "
+        f"needed {1 / alpha:.3g}"
+    )
+    return MetricResult("errors", verdict, can.error_rate, base.error_rate, detail)
+
+
+def _judge_quantile(
+    name: str, q: float, ratio: float, base: ArmSample, can: ArmSample, alpha: float
+) -> MetricResult:
+    half = alpha / 2
+    c_lo, c_hi = quantile_bounds(can.latency, q, half)
+    b_lo, b_hi = quantile_bounds(base.latency, q, half)
+    verdict: VerdictName = "hold"
+    if c_lo is not None and b_hi is not None and c_lo > ratio * b_hi:
+        verdict = "rollback"
+    elif c_hi is not None and b_lo is not None and c_hi <= ratio * b_lo:
+        verdict = "promote"
+    detail = (
+        f"canary {name} {_ms(can.quantile(q))} (at least {_ms(c_lo)}, at most {_ms(c_hi)}) vs "
+        f"baseline {_ms(base.quantile(q))} (at least {_ms(b_lo)}, at most {_ms(b_hi)}); "
+        f"allowed {ratio:g}x"
+    )
+    return MetricResult(name, verdict, can.quantile(q), base.quantile(q), detail)
+
+
+def _judge_sla(
+    name: str, q: float, sla_ms: float, base: ArmSample, can: ArmSample, alpha: float
+) -> MetricResult:
+    half = alpha / 2
+    c_lo, c_hi = quantile_bounds(can.latency, q, half)
+    b_lo, _ = quantile_bounds(base.latency, q, half)
+    verdict: VerdictName = "hold"
+    # the canary certainly misses the SLA while the baseline is not known to miss it too
+    if c_lo is not None and c_lo > sla_ms and not (b_lo is not None and b_lo > sla_ms):
+        verdict = "rollback"
+    elif c_hi is not None and c_hi <= sla_ms:
+        verdict = "promote"
+    metric = name.removesuffix("_sla")
+    detail = (
+        f"canary {metric} {_ms(can.quantile(q))} (at least {_ms(c_lo)}, at most {_ms(c_hi)}) "
+        f"vs SLA {sla_ms:g} ms"
+    )
+    return MetricResult(name, verdict, can.quantile(q), sla_ms, detail)
+
+
+def _judge_mean(
+    name: str,
+    c: Moments,
+    b: Moments,
+    alpha: float,
+    *,
+    ratio: float | None = None,
+    drop: float = 0.0,
+    higher_is_better: bool = False,
+) -> MetricResult:
+    """Cost (worse when higher, by a ratio) or feedback (worse when lower, by ``drop``)."""
+    half = alpha / 2
+    cb, bb = mean_bounds(c, half), mean_bounds(b, half)
+    verdict: VerdictName = "hold"
+    if cb is not None and bb is not None:
+        if higher_is_better:
+            if cb[1] < bb[0] - drop:
+                verdict = "rollback"
+            elif cb[0] >= bb[1] - drop:
+                verdict = "promote"
+        elif ratio is not None:
+            if cb[0] > ratio * bb[1]:
+                verdict = "rollback"
+            elif cb[1] <= ratio * bb[0]:
+                verdict = "promote"
+        elif cb[0] > bb[1] + drop:
+            verdict = "rollback"
+        elif cb[1] <= bb[0] + drop:
+            verdict = "promote"
+
+    def show(x: float | None) -> str:
+        return "-" if x is None else f"{x:.6g}"
+
+    sign = "-" if higher_is_better else "+"
+    allowed = f"allowed {ratio:g}x" if ratio is not None else f"allowed {sign}{drop:g}"
+    detail = (
+        f"canary {show(c.mean)} (n={c.n:.0f}, "
+        f"{'-' if cb is None else f'{cb[0]:.6g}..{cb[1]:.6g}'}) vs baseline {show(b.mean)} "
+        f"(n={b.n:.0f}, {'-' if bb is None else f'{bb[0]:.6g}..{bb[1]:.6g}'}); {allowed}"
+    )
+    return MetricResult(name, verdict, c.mean, b.mean, detail)
+
+
+def judge(s: GuardSettings, base: ArmSample, can: ArmSample) -> Verdict:
+    """The guard's verdict on the current step. ``hold`` until each arm has ``min_calls``."""
+    judged = s.judged()
+    if not judged:
+        return Verdict("hold", (), "no metrics to judge")
+    if base.calls < s.min_calls or can.calls < s.min_calls:
+        return Verdict(
+            "hold",
+            (),
+            f"collecting: {can.calls} canary and {base.calls} baseline calls of {s.min_calls} each",
+        )
+    alpha = s.false_alarm_rate / len(judged)
+    results: list[MetricResult] = []
+    for metric in judged:
+        if metric == "errors":
+            results.append(_judge_errors(s, base, can, alpha))
+        elif metric == "p95":
+            results.append(_judge_quantile("p95", 0.95, s.max_p95_ratio, base, can, alpha))
+        elif metric == "p99":
+            results.append(_judge_quantile("p99", 0.99, s.max_p99_ratio, base, can, alpha))
+        elif metric == "p95_sla" and s.sla_p95_ms:
+            results.append(_judge_sla(metric, 0.95, s.sla_p95_ms, base, can, alpha))
+        elif metric == "p99_sla" and s.sla_p99_ms:
+            results.append(_judge_sla(metric, 0.99, s.sla_p99_ms, base, can, alpha))
+        elif metric == "cost":
+            if not (can.cost.n or base.cost.n):
+                continue  # no priced call on either arm: nothing to judge
+            results.append(_judge_mean("cost", can.cost, base.cost, alpha, ratio=s.max_cost_ratio))
+        elif metric.startswith("feedback:"):
+            name = metric.removeprefix("feedback:")
+            drop, higher = s.feedback[name]
+            empty = Moments()
+            results.append(
+                _judge_mean(
+                    metric,
+                    can.feedback.get(name, empty),
+                    base.feedback.get(name, empty),
+                    alpha,
+                    drop=drop,
+                    higher_is_better=higher,
+                )
+            )
+    bad = next((r for r in results if r.verdict == "rollback"), None)
+    if bad is not None:
+        return Verdict("rollback", tuple(results), f"{bad.metric}: {bad.detail}")
+    if all(r.verdict == "promote" for r in results):
+        return Verdict("promote", tuple(results), "every metric is within its allowed difference")
+    waiting = ", ".join(r.metric for r in results if r.verdict == "hold")
+    return Verdict("hold", tuple(results), f"inconclusive so far: {waiting}")
