@@ -51,6 +51,7 @@ def event_record(feature: str, event: Mapping[str, Any]) -> LedgerRecord:
         provider=provider,
         model=model,
         arm="canary",
+        tags=tags,
     )
 
 

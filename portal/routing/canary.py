@@ -111,7 +111,8 @@ class CanaryControl:
         #: the guard looks after this many of the canary arm's calls (any look is valid)
         self.check_every = check_every
         self.journal = journal
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, int] = {}  # canary calls counted in this step
+        self._next_look: dict[str, int] = {}
         self._gens: dict[str, int] = {}  # the step (gen) last counted per feature
         self._every: dict[str, float | None] = {}
         #: the last step seen per feature: what a state store that lost it is re-seeded with
@@ -312,6 +313,8 @@ class CanaryControl:
         last = self._gens.get(feature)
         if last != gen:  # a new step: the guard judges it afresh, the old counters are done
             self._gens[feature] = gen
+            self._seen.pop(feature, None)
+            self._next_look.pop(feature, None)
             if last is not None and last < gen:
                 for old_arm in ("baseline", "canary"):
                     self.state.forget(self._arm_key(feature, last, old_arm))
@@ -344,9 +347,12 @@ class CanaryControl:
             if len(recent) > RECENT_CALLS:
                 recent.popitem(last=False)
         if arm != "baseline":
+            # looks thin out as the step's calls grow (at most ~5% more calls to a verdict);
+            # any schedule of looks is valid for the guard's tests
             n = self._seen.get(feature, 0) + 1
             self._seen[feature] = n
-            if n % self.check_every == 0:
+            if n >= self._next_look.get(feature, self.check_every):
+                self._next_look[feature] = n + max(self.check_every, n // 20)
                 self.check(feature)
 
     def observe(

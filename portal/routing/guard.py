@@ -37,15 +37,19 @@ can live in a shared `State` and every process reaches the same verdict.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 __all__ = [
     "BIN_RATIO",
     "ArmSample",
     "GuardSettings",
+    "LatencyCdf",
     "MetricResult",
     "Moments",
     "Verdict",
@@ -99,7 +103,7 @@ class Moments:
         return self.total / self.n if self.n else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ArmSample:
     """What the guard knows of one arm in the current step: counts only.
 
@@ -122,17 +126,13 @@ class ArmSample:
     def cost_per_call(self) -> float | None:
         return self.cost.mean
 
+    @cached_property
+    def cdf(self) -> LatencyCdf:
+        return LatencyCdf(self.latency)
+
     def quantile(self, q: float) -> float | None:
         """The empirical q-quantile of latency (the middle of its bin), ms."""
-        total = sum(self.latency.values())
-        if not total:
-            return None
-        acc = 0.0
-        for i in sorted(self.latency):
-            acc += self.latency[i]
-            if acc >= q * total:
-                return math.expm1((i + 0.5) * _LOG_BIN)
-        return math.expm1((max(self.latency) + 0.5) * _LOG_BIN)
+        return self.cdf.quantile(q)
 
     @classmethod
     def from_counters(cls, counters: Mapping[str, float]) -> ArmSample:
@@ -276,7 +276,7 @@ def error_rate_log_e(
         return d
 
     a, b = lo, hi
-    for _ in range(60):  # the log-likelihood is concave along the line: bisect its slope
+    for _ in range(30):  # the log-likelihood is concave along the line: bisect its slope
         mid = (a + b) / 2
         if slope(mid) > 0:
             a = mid
@@ -291,35 +291,94 @@ def error_rate_log_e(
     return _log_mixture(kc, nc) + _log_mixture(kb, nb) - best
 
 
+class LatencyCdf:
+    """A latency histogram sorted once: its bins and the count below each."""
+
+    __slots__ = ("below", "bins", "n")
+
+    def __init__(self, hist: Mapping[int, float]) -> None:
+        self.bins = sorted(hist)
+        self.below = [0.0]  # below[j]: observations in bins before bins[j]
+        for i in self.bins:
+            self.below.append(self.below[-1] + hist[i])
+        self.n = self.below[-1]
+
+    def _position(self, q: float) -> int:
+        """Index of the bin holding the empirical q-quantile."""
+        j = bisect.bisect_left(self.below, q * self.n, 1) - 1
+        return min(max(j, 0), len(self.bins) - 1)
+
+    def quantile(self, q: float) -> float | None:
+        if self.n <= 0:
+            return None
+        return math.expm1((self.bins[self._position(q)] + 0.5) * _LOG_BIN)
+
+    def bounds(self, q: float, alpha: float) -> tuple[float | None, float | None]:
+        n = self.n
+        if n <= 0:
+            return None, None
+        k_lo, k_hi = _count_limits(n, q, alpha)
+        bins, below = self.bins, self.below
+        upper = lower = None
+        if k_hi <= n:
+            # the first bin whose upper edge has at least k_hi observations at or below it
+            j = bisect.bisect_left(below, k_hi, 1) - 1
+            upper = _bin_high(bins[min(j, len(bins) - 1)])
+        if k_lo >= 0:
+            # the last bin whose lower edge has at most k_lo observations below it
+            j = bisect.bisect_right(below, k_lo) - 1
+            lower = _bin_low(bins[min(j, len(bins) - 1)])
+        return lower, upper
+
+
+@functools.lru_cache(maxsize=8192)
+def _count_limits(n: float, q: float, alpha: float) -> tuple[float, float]:
+    """(k_lo, k_hi): of n observations, at most k_lo below a latency make it certainly under
+    the q-quantile, at least k_hi at or below it make it certainly over (the mixture e-value
+    against "the rate is q" reaches 1/alpha). -1 / n+1 when no count is enough yet."""
+    limit = math.log(1.0 / alpha)
+    center = q * n
+    # the e-value grows as k moves away from q*n: bisect each side for the first count
+    hi_k = math.floor(center) + 1.0
+    if _bernoulli_log_e(n, n, q) < limit:
+        k_hi = n + 1.0
+    else:
+        a, b = hi_k, n  # e(a) may be short, e(b) is enough
+        if _bernoulli_log_e(a, n, q) >= limit:
+            b = a
+        while b - a > 1:
+            mid = math.floor((a + b) / 2)
+            if _bernoulli_log_e(mid, n, q) >= limit:
+                b = mid
+            else:
+                a = mid
+        k_hi = b
+    lo_k = math.ceil(center) - 1.0
+    if lo_k < 0 or _bernoulli_log_e(0.0, n, q) < limit:
+        k_lo = -1.0
+    else:
+        a, b = 0.0, lo_k  # e(a) is enough, e(b) may be short
+        if _bernoulli_log_e(b, n, q) >= limit:
+            a = b
+        while b - a > 1:
+            mid = math.floor((a + b) / 2)
+            if _bernoulli_log_e(mid, n, q) >= limit:
+                a = mid
+            else:
+                b = mid
+        k_lo = a
+    return k_lo, k_hi
+
+
 def quantile_bounds(
-    hist: Mapping[int, float], q: float, alpha: float
+    hist: Mapping[int, float] | LatencyCdf, q: float, alpha: float
 ) -> tuple[float | None, float | None]:
     """A (1 - alpha) confidence sequence for the q-quantile of a latency histogram, in ms:
-    (lower, upper), None where the data cannot bound it yet. Bin edges are used outward, so
-    the 2% bins only ever widen the bounds."""
-    n = sum(hist.values())
-    if n <= 0:
-        return None, None
-    limit = math.log(1.0 / alpha)
-    bins = sorted(hist)
-    below = [0.0]  # below[j]: observations in bins before bins[j]
-    for i in bins:
-        below.append(below[-1] + hist[i])
-    # the empirical quantile's position, then walk outward to the first certain edge
-    start = next(j for j in range(len(bins)) if below[j + 1] >= q * n)
-    upper = None
-    for j in range(start, len(bins)):
-        k = below[j + 1]  # observations <= the upper edge of bins[j]
-        if k / n > q and _bernoulli_log_e(k, n, q) >= limit:
-            upper = _bin_high(bins[j])
-            break
-    lower = None
-    for j in range(start, -1, -1):
-        k = below[j]  # observations below the lower edge of bins[j]
-        if k / n < q and _bernoulli_log_e(k, n, q) >= limit:
-            lower = _bin_low(bins[j])
-            break
-    return lower, upper
+    (lower, upper), None where the data cannot bound it yet (Howard and Ramdas 2022: the
+    beta-binomial boundary at the quantile's level holds for every latency at once). Bin
+    edges are used outward, so the 2% bins only ever widen the bounds."""
+    cdf = hist if isinstance(hist, LatencyCdf) else LatencyCdf(hist)
+    return cdf.bounds(q, alpha)
 
 
 def mean_bounds(m: Moments, alpha: float) -> tuple[float, float] | None:
@@ -421,7 +480,7 @@ def _judge_errors(s: GuardSettings, base: ArmSample, can: ArmSample, alpha: floa
     args = (can.errors, can.attempts, base.errors, base.attempts)
     excess = (can.error_rate or 0.0) - (base.error_rate or 0.0)
     harm = error_share_log_e(*args) if excess > delta else 0.0
-    safe = error_rate_log_e(*args, delta, harm=False)
+    safe = error_rate_log_e(*args, delta, harm=False) if harm < limit else 0.0
     verdict: VerdictName = "rollback" if harm >= limit else "promote" if safe >= limit else "hold"
     detail = (
         f"canary {_pct(can.error_rate)} of {can.attempts} attempts vs baseline "
@@ -436,8 +495,8 @@ def _judge_quantile(
     name: str, q: float, ratio: float, base: ArmSample, can: ArmSample, alpha: float
 ) -> MetricResult:
     half = alpha / 2
-    c_lo, c_hi = quantile_bounds(can.latency, q, half)
-    b_lo, b_hi = quantile_bounds(base.latency, q, half)
+    c_lo, c_hi = can.cdf.bounds(q, half)
+    b_lo, b_hi = base.cdf.bounds(q, half)
     verdict: VerdictName = "hold"
     if c_lo is not None and b_hi is not None and c_lo > ratio * b_hi:
         verdict = "rollback"
@@ -455,8 +514,8 @@ def _judge_sla(
     name: str, q: float, sla_ms: float, base: ArmSample, can: ArmSample, alpha: float
 ) -> MetricResult:
     half = alpha / 2
-    c_lo, c_hi = quantile_bounds(can.latency, q, half)
-    b_lo, _ = quantile_bounds(base.latency, q, half)
+    c_lo, c_hi = can.cdf.bounds(q, half)
+    b_lo, _ = base.cdf.bounds(q, half)
     verdict: VerdictName = "hold"
     # the canary certainly misses the SLA while the baseline is not known to miss it too
     if c_lo is not None and c_lo > sla_ms and not (b_lo is not None and b_lo > sla_ms):

@@ -155,7 +155,7 @@ def test_ramp_every_promotes_while_the_guard_is_healthy(clock: FakeClock) -> Non
     traffic()
     assert control.live("f")["percent"] == 5  # healthy, but not an hour on this step yet
     clock.advance(3601)
-    control.observe("f", "canary", True, 100.0, None)
+    traffic()
     assert control.live("f")["percent"] == 25
 
 

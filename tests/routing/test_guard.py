@@ -1,0 +1,261 @@
+"""The canary guard's statistics: time-uniform bounds, the per-metric tests and the verdicts.
+
+Random data comes from fixed seeds, so every run sees the same numbers."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+
+from portal.config import load_config
+from portal.routing.canary import CanaryControl
+from portal.routing.guard import (
+    ArmSample,
+    GuardSettings,
+    Moments,
+    bernoulli_bounds,
+    error_rate_log_e,
+    error_share_log_e,
+    judge,
+    latency_bin,
+    mean_bounds,
+    quantile_bounds,
+)
+from portal.routing.state import MemoryState
+
+from .conftest import FakeClock, config, sim_provider
+
+
+def _lognormal(rng: random.Random, p50: float, p99: float) -> float:
+    sigma = (math.log(p99) - math.log(p50)) / 2.326
+    return rng.lognormvariate(math.log(p50), sigma)
+
+
+def _arm(
+    rng: random.Random,
+    n: int,
+    error_rate: float = 0.01,
+    p50: float = 200.0,
+    p99: float = 800.0,
+    cost: float = 0.001,
+    feedback: dict[str, float] | None = None,
+) -> ArmSample:
+    errors = 0
+    hist: dict[int, float] = {}
+    c = [0.0, 0.0, 0.0]
+    fb: dict[str, list[float]] = {}
+    for _ in range(n):
+        if rng.random() < error_rate:
+            errors += 1
+        else:
+            b = latency_bin(_lognormal(rng, p50, p99))
+            hist[b] = hist.get(b, 0) + 1
+        x = cost * rng.lognormvariate(0, 0.3)
+        c = [c[0] + 1, c[1] + x, c[2] + x * x]
+        for name, mean in (feedback or {}).items():
+            v = 1.0 if rng.random() < mean else 0.0
+            m = fb.setdefault(name, [0.0, 0.0, 0.0])
+            m[0], m[1], m[2] = m[0] + 1, m[1] + v, m[2] + v * v
+    return ArmSample(n, n, errors, hist, Moments(*c), {k: Moments(*v) for k, v in fb.items()})
+
+
+# ------------------------------------------------------------------------- bounds
+
+
+def test_bernoulli_bounds_hold_at_every_look_for_most_runs() -> None:
+    """A confidence sequence covers the true rate at all n at once, not only at the end."""
+    rng = random.Random(11)
+    p, alpha, misses = 0.03, 0.05, 0
+    for _ in range(40):
+        k = 0
+        for n in range(1, 301):
+            k += rng.random() < p
+            lo, hi = bernoulli_bounds(k, n, alpha)
+            if not lo <= p <= hi:
+                misses += 1
+                break
+    assert misses <= 2  # <= alpha of the runs ever miss, however often they were looked at
+
+
+def test_bernoulli_bounds_shape() -> None:
+    assert bernoulli_bounds(0, 0, 0.01) == (0.0, 1.0)
+    lo, hi = bernoulli_bounds(0, 1000, 0.01)
+    assert lo == 0.0 and 0.0 < hi < 0.02
+    lo, hi = bernoulli_bounds(500, 1000, 0.01)
+    assert lo < 0.5 < hi and hi - lo < 0.15
+    # more data, narrower
+    assert bernoulli_bounds(50, 1000, 0.01)[1] < bernoulli_bounds(5, 100, 0.01)[1]
+
+
+def test_error_share_evidence_needs_the_canary_to_fail_more() -> None:
+    assert error_share_log_e(0, 100, 10, 1900) == 0.0
+    same = error_share_log_e(5, 1000, 95, 19000)  # the canary's share of errors = its share
+    worse = error_share_log_e(30, 1000, 38, 19000)
+    assert same < math.log(10) < math.log(1000) < worse
+
+
+def test_error_rate_evidence_of_an_acceptable_canary_grows_with_clean_calls() -> None:
+    few = error_rate_log_e(0, 200, 0, 4000, 0.01, harm=False)
+    many = error_rate_log_e(0, 3000, 0, 60000, 0.01, harm=False)
+    assert few < math.log(100) < many
+    # a canary already worse by more than the allowed difference is never shown acceptable
+    assert error_rate_log_e(40, 1000, 10, 1000, 0.01, harm=False) == 0.0
+
+
+def test_quantile_bounds_bracket_the_p95() -> None:
+    rng = random.Random(5)
+    hist: dict[int, float] = {}
+    values = sorted(_lognormal(rng, 200, 800) for _ in range(5000))
+    for v in values:
+        b = latency_bin(v)
+        hist[b] = hist.get(b, 0) + 1
+    lo, hi = quantile_bounds(hist, 0.95, 0.01)
+    assert lo is not None and hi is not None
+    true_p95 = 200 * math.exp(1.645 * (math.log(800) - math.log(200)) / 2.326)
+    assert lo < true_p95 < hi and hi / lo < 1.3
+    # 60 calls cannot bound a p95 from above (the top 5% is 3 calls)
+    small = {latency_bin(100.0): 60.0}
+    assert quantile_bounds(small, 0.95, 0.005)[1] is None
+
+
+def test_mean_bounds_wait_for_thirty_values() -> None:
+    assert mean_bounds(Moments(29, 29.0, 29.0), 0.01) is None
+    lo, hi = mean_bounds(Moments(1000, 1000.0, 1100.0), 0.01) or (0, 0)
+    assert lo < 1.0 < hi
+
+
+# ------------------------------------------------------------------------- verdicts
+
+SETTINGS = GuardSettings(metrics=("errors", "p95", "p99", "cost"), min_calls=50)
+
+
+def test_min_calls_holds_every_verdict() -> None:
+    rng = random.Random(1)
+    v = judge(SETTINGS, _arm(rng, 2000), _arm(rng, 49, error_rate=0.5))
+    assert v.verdict == "hold" and v.metrics == () and "collecting" in v.reason
+
+
+@pytest.mark.parametrize(
+    ("metric", "canary"),
+    [
+        ("errors", {"error_rate": 0.03}),
+        ("p95", {"p50": 260.0, "p99": 1040.0}),
+        ("cost", {"cost": 0.0012}),
+    ],
+)
+def test_a_worse_canary_is_rolled_back_for_that_metric(metric: str, canary: dict[str, Any]) -> None:
+    rng = random.Random(3)
+    base = _arm(rng, 19_000, error_rate=0.002)
+    can = _arm(rng, 1000, **({"error_rate": 0.002} | canary))
+    v = judge(SETTINGS, base, can)
+    assert v.verdict == "rollback"
+    bad = v.deciding()
+    assert bad is not None and bad.metric == metric
+    assert metric in v.reason  # the figures travel with the verdict
+
+
+def test_feedback_drop_is_rolled_back_and_a_missing_metric_holds() -> None:
+    s = GuardSettings(metrics=(), min_calls=50, feedback={"thumbs": (0.05, True)})
+    rng = random.Random(9)
+    base = _arm(rng, 4000, feedback={"thumbs": 0.8})
+    worse = _arm(rng, 1000, feedback={"thumbs": 0.65})
+    assert judge(s, base, worse).verdict == "rollback"
+    silent = _arm(rng, 1000)  # no scores for the canary yet
+    assert judge(s, base, silent).verdict == "hold"
+
+
+def test_sla_miss_rolls_back_only_when_the_baseline_meets_it() -> None:
+    s = GuardSettings(metrics=("p95",), min_calls=50, max_p95_ratio=2.0, sla_p95_ms=500.0)
+    rng = random.Random(4)
+    base = _arm(rng, 5000, p50=150, p99=500)
+    slow = _arm(rng, 1000, p50=250, p99=1000)  # under 2x the baseline, over the SLA
+    v = judge(s, base, slow)
+    assert v.verdict == "rollback" and v.deciding().metric == "p95_sla"  # type: ignore[union-attr]
+    slow_base = _arm(rng, 5000, p50=250, p99=1000)
+    assert judge(s, slow_base, slow).verdict != "rollback"
+
+
+def test_identical_arms_with_enough_data_are_promoted() -> None:
+    s = GuardSettings(metrics=("errors", "p95", "cost"), min_calls=50, max_p95_ratio=1.25)
+    rng = random.Random(8)
+    v = judge(s, _arm(rng, 40_000, error_rate=0.0), _arm(rng, 4000, error_rate=0.0))
+    assert v.verdict == "promote", v.reason
+    assert {m.metric for m in v.metrics} == {"errors", "p95", "cost"}
+
+
+def test_unpriced_calls_leave_cost_out() -> None:
+    rng = random.Random(2)
+    base, can = _arm(rng, 500), _arm(rng, 500)
+    base = ArmSample(base.calls, base.attempts, base.errors, base.latency)
+    can = ArmSample(can.calls, can.attempts, can.errors, can.latency)
+    assert "cost" not in {m.metric for m in judge(SETTINGS, base, can).metrics}
+
+
+# ---------------------------------------------------------- A/A through the live guard
+
+
+def _aa_canary(seed: int, calls_per_arm: int, guard: dict[str, Any]) -> bool:
+    """One A/A canary through CanaryControl.observe, looked at after every call: True if
+    it was rolled back."""
+    cfg = load_config(
+        config(
+            {"a": sim_provider(), "c": sim_provider()},
+            {"f": {"primary": "a:m", "canary": {"target": "c:new", "percent": 50, "guard": guard}}},
+        )
+    )
+    control = CanaryControl(cfg, MemoryState(FakeClock()), check_every=1)
+    rng = random.Random(seed)
+    for _ in range(calls_per_arm):
+        for arm in ("baseline", "canary"):
+            ok = rng.random() >= 0.02
+            control.observe("f", arm, ok, _lognormal(rng, 200, 800), 0.001)
+            if control.live("f")["percent"] == 0:
+                return True
+    return False
+
+
+def test_identical_arms_are_almost_never_rolled_back() -> None:
+    """Two arms that behave alike (2% errors, the same latency), looked at after every call
+    for 300 calls each: the old threshold guard rolled back 10-15% of such canaries."""
+    rolled = sum(_aa_canary(seed, 300, {"min_calls": 50}) for seed in range(40))
+    assert rolled == 0
+
+
+def test_instant_vendors_are_not_rolled_back() -> None:
+    """0 ms against 0 ms is no difference (the old guard rolled back at "0 ms vs 0 ms")."""
+    cfg = load_config(
+        config(
+            {"a": sim_provider(), "c": sim_provider()},
+            {"f": {"primary": "a:m", "canary": {"target": "c:new", "percent": 50}}},
+        )
+    )
+    control = CanaryControl(cfg, MemoryState(FakeClock()), check_every=1)
+    for _ in range(500):
+        control.observe("f", "baseline", True, 0.0, 0.0)
+        control.observe("f", "canary", True, 0.0, 0.0)
+    assert control.live("f")["percent"] == 50
+    assert control.judge("f").verdict != "rollback"
+
+
+def test_a_disabled_guard_counts_but_never_rolls_back() -> None:
+    cfg = load_config(
+        config(
+            {"a": sim_provider(), "c": sim_provider()},
+            {
+                "f": {
+                    "primary": "a:m",
+                    "canary": {"target": "c:new", "percent": 50, "guard": {"enabled": False}},
+                }
+            },
+        )
+    )
+    control = CanaryControl(cfg, MemoryState(FakeClock()), check_every=1)
+    for i in range(400):
+        control.observe("f", "baseline", True, 100.0, None)
+        control.observe("f", "canary", i % 2 == 0, 100.0, None)  # half the canary fails
+    assert control.live("f")["percent"] == 50
+    assert control.judge("f").verdict == "rollback"  # what it would say, shown in status
+    assert control.arms("f")[1].errors == 200
