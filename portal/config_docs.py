@@ -73,7 +73,8 @@ def _walk(
     for name, info in _documented(model):
         sub = _inner_model(info.annotation)
         if sub is not None and name not in hidden:
-            yield from _walk(f"{path}.{_toml_name(name, info)}", sub)
+            named = ".NAME" if _is_dict(info.annotation) else ""
+            yield from _walk(f"{path}.{_toml_name(name, info)}{named}", sub)
 
 
 def _documented(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo]]:
@@ -160,7 +161,8 @@ def _table_section(table: Table) -> list[str]:
         sub = _inner_model(info.annotation)
         meaning = _md(info.description)
         if sub is not None:
-            meaning += f" See [`[{table.path}.{key}]`](#{_anchor(f'{table.path}.{key}')})."
+            where = f"{table.path}.{key}" + (".NAME" if _is_dict(info.annotation) else "")
+            meaning += f" See [`[{where}]`](#{_anchor(where)})."
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         type_name = str(extra.get("type_name") or _type_name(info.annotation))
         lines.append(
@@ -242,11 +244,19 @@ def _concrete(path: str) -> str:
     """The header path with example names in place of NAME."""
     if ".NAME" not in path:
         return path
-    names = {"providers": "together", "features": '"support.answer"', "gamedays": "primary-down"}
+    names = {
+        "providers": "together",
+        "features": '"support.answer"',
+        "gamedays": "primary-down",
+        "feedback": "thumbs",
+    }
     if path.startswith("providers.NAME.options"):
         names["providers"] = "acme"
-    head, _, rest = path.partition(".NAME")
-    return f"{head}.{names.get(head, 'NAME')}{rest}"
+    parts = path.split(".")
+    return ".".join(
+        names.get(parts[i - 1], "NAME") if part == "NAME" and i else part
+        for i, part in enumerate(parts)
+    )
 
 
 def _example_values(table: Table) -> dict[str, Any]:
