@@ -5,6 +5,7 @@ hangs, or serves a schema a target cannot take gives a portal error naming it.""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -309,3 +310,75 @@ def test_http_server_not_listening() -> None:
     ):
         pass
     assert "MCP server 'docs'" in str(info.value) and "pw" not in str(info.value)
+
+
+def _anthropic_reply(n: int) -> dict[str, Any]:
+    """Anthropic Messages replies as documented: a tool_use turn, then the answer."""
+    usage = {"input_tokens": 50, "output_tokens": 10}
+    if n == 0:
+        content = [{"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 2, "b": 3}}]
+        stop = "tool_use"
+    else:
+        content, stop = [{"type": "text", "text": "2 + 3 = 5"}], "end_turn"
+    return {
+        "id": f"msg_{n}",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _gemini_reply(n: int) -> dict[str, Any]:
+    """Gemini generateContent replies as documented: a functionCall, then the answer."""
+    part: dict[str, Any] = (
+        {"functionCall": {"name": "add", "args": {"a": 2, "b": 3}}} if n == 0 else {"text": "5"}
+    )
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {"promptTokenCount": 40, "candidatesTokenCount": 5, "totalTokenCount": 45},
+        "modelVersion": "gemini-2.5-flash",
+    }
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini"])
+def test_mcp_tools_reach_other_vendors_in_their_wire_format(
+    calc: portal.mcp.MCPTools, kind: str
+) -> None:
+    import httpx2
+
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        bodies.append(json.loads(request.content))
+        reply = _anthropic_reply if kind == "anthropic" else _gemini_reply
+        return httpx2.Response(200, json=reply(len(bodies) - 1))
+
+    model = "claude-haiku-4-5" if kind == "anthropic" else "gemini-2.5-flash"
+    cfg = {
+        "portal": {"ledger": "none"},
+        "providers": {kind: {"api_key": "test-key"}},
+        "features": {"calc": {"primary": f"{kind}:{model}"}},
+    }
+    transports = {kind: httpx2.MockTransport(handler)}
+    with portal.Client(cfg, ledger=None, transports=transports) as client:
+        tools = calc.tools(["add"], client=client, feature="calc")
+        resp = client.chat(feature="calc", messages=[portal.user("2+3?")], tools=tools)
+    assert _tool_results(resp)[0].text == "5"  # the MCP server computed it
+    first, second = bodies
+    if kind == "anthropic":
+        sent = first["tools"][0]
+        assert sent["name"] == "add" and sent["input_schema"]["required"] == ["a", "b"]
+        result = second["messages"][-1]["content"][0]
+        assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_1"
+        assert "5" in json.dumps(result["content"])
+    else:
+        decl = first["tools"][0]["functionDeclarations"][0]
+        assert decl["name"] == "add" and set(decl["parameters"]["properties"]) == {"a", "b"}
+        response = second["contents"][-1]["parts"][0]["functionResponse"]
+        assert response["name"] == "add" and "5" in json.dumps(response["response"])
