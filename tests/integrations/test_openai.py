@@ -348,3 +348,17 @@ def test_stream_error_before_first_token_raises_from_create() -> None:
     cfg["features"]["f"]["fallbacks"] = []
     with po.OpenAI(cfg, ledger=None) as client, pytest.raises(portal.PortalError):
         client.chat.completions.create(model="f", messages=HI, stream=True)
+
+
+def test_transport_refuses_a_body_that_is_not_json_and_fails_streams_before_the_first_token() -> None:
+    cfg = sim_config(f={"primary": "a:m1", "retry": {"attempts": 1}})
+    cfg["providers"]["a"]["options"]["error_rates"] = {"server_error": 1.0}
+    transport = po.PortalTransport(cfg, ledger=None)
+    http = httpx2.Client(transport=transport, base_url="http://portal.invalid/v1")
+    bad = http.post("/chat/completions", content=b"{not json")
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+    client = openai.OpenAI(api_key="x", max_retries=2, http_client=http)
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model="f", messages=HI, stream=True)
+    assert info.value.status_code == 502 and info.value.code in ("ServerError", "AllTargetsFailed")
+    transport.close()
