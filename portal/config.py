@@ -672,10 +672,10 @@ class PortalSection(_Model):
     )
     transport: Literal["auto", "aiohttp", "httpx2"] = Field(
         "auto",
-        description="HTTP transport of AsyncClient's own connection pools: `\"auto\"` sends "
+        description='HTTP transport of AsyncClient\'s own connection pools: `"auto"` sends '
         "through aiohttp (httpx-aiohttp, in the default install) under asyncio and through "
-        "httpx2's pools elsewhere (trio, or a proxy set in the environment); `\"aiohttp\"` "
-        "insists on aiohttp; `\"httpx2\"` always uses httpx2's pools. Behaviour is the same "
+        'httpx2\'s pools elsewhere (trio, or a proxy set in the environment); `"aiohttp"` '
+        'insists on aiohttp; `"httpx2"` always uses httpx2\'s pools. Behaviour is the same '
         "on both.",
         examples=["httpx2"],
     )

@@ -33,6 +33,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, Runn
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from portal._call_summary import call_summary
 from portal.client import AsyncClient, Client
 from portal.contracts.messages import Message, ToolCall
 from portal.contracts.responses import Response, StreamEvent, Usage
@@ -372,14 +373,7 @@ def _metadata(resp: Response) -> dict[str, Any]:
     return {
         "model_name": resp.model,
         "finish_reason": resp.finish_reason,
-        "portal": {
-            "target": resp.target,
-            "arm": resp.arm,
-            "feature": resp.feature,
-            "cost_usd": resp.cost_usd,
-            "attempts": len(resp.attempts),
-            "request_id": resp.request_id,
-        },
+        "portal": call_summary(resp),
     }
 
 

@@ -50,6 +50,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import RequestUsage
 
+from portal._call_summary import call_summary
 from portal.client import AsyncClient
 from portal.contracts.messages import Message, ToolCall, image_from_url
 from portal.contracts.output import OutputSpec
@@ -304,14 +305,7 @@ def _usage(usage: Usage) -> RequestUsage:
 
 def _details(resp: Response) -> dict[str, Any]:
     """What portal knows about the call, for whoever reads the message history."""
-    return {
-        "target": resp.target,
-        "arm": resp.arm,
-        "feature": resp.feature,
-        "cost_usd": resp.cost_usd,
-        "attempts": len(resp.attempts),
-        "finish_reason": resp.raw_finish_reason or resp.finish_reason,
-    }
+    return {**call_summary(resp), "finish_reason": resp.raw_finish_reason or resp.finish_reason}
 
 
 def _parts(resp: Response) -> list[ModelResponsePart]:

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from portal._call_summary import call_summary
 from portal.contracts.messages import ToolCall
 from portal.contracts.responses import EmbedResponse, Response, StreamEvent, Usage
 
@@ -47,17 +48,6 @@ def _tool_call(call: ToolCall) -> dict[str, Any]:
         "id": call.id,
         "type": "function",
         "function": {"name": call.name, "arguments": call.arguments_json()},
-    }
-
-
-def _portal(resp: Response | EmbedResponse) -> dict[str, Any]:
-    return {
-        "target": resp.target,
-        "arm": getattr(resp, "arm", "baseline"),
-        "feature": resp.feature,
-        "cost_usd": resp.cost_usd,
-        "latency_ms": resp.latency_ms,
-        "attempts": len(resp.attempts),
     }
 
 
@@ -96,7 +86,7 @@ def completion(resp: Response, asked: str) -> dict[str, Any]:
             }
         ],
         "usage": _usage(resp.usage),
-        "portal": _portal(resp),
+        "portal": call_summary(resp),
     }
 
 
@@ -147,7 +137,7 @@ class ChunkWriter:
             if resp.model:
                 self.model = resp.model
             last = self._delta({}, _finish(resp.finish_reason))
-            last["portal"] = _portal(resp)
+            last["portal"] = call_summary(resp)
             out.append(last)
             if self.include_usage:
                 tail = self._chunk([])
@@ -172,5 +162,5 @@ def embeddings(resp: EmbedResponse, asked: str, as_base64: bool) -> dict[str, An
             "prompt_tokens": resp.usage.input_tokens,
             "total_tokens": resp.usage.input_tokens,
         },
-        "portal": _portal(resp),
+        "portal": call_summary(resp),
     }
