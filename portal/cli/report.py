@@ -14,6 +14,7 @@ from portal.cli._help import examples
 from portal.metering.report import (
     FORMATS,
     GROUPINGS,
+    TRAFFIC,
     build_report,
     ledger_urls,
     load_records,
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **examples(
             "portal report",
             "portal report --since 7d --by provider",
+            "portal report --traffic synthetic --since 1h",
             "portal report --since all --format html --out report.html",
             "portal report --ledger sqlite:///.portal/ledger.db --format csv --out calls.csv",
         ),
@@ -72,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--since", default="24h", help="period: 24h, 30m, 7d, an ISO date, or 'all' (default 24h)"
     )
     parser.add_argument("--feature", help="only this feature")
+    parser.add_argument(
+        "--traffic",
+        choices=TRAFFIC,
+        default="production",
+        help="production (default: load-test and game-day calls left out), synthetic "
+        "(only those), or all",
+    )
     parser.add_argument("--by", choices=GROUPINGS, default="feature", help="rows per (feature)")
     parser.add_argument(
         "--window",
@@ -117,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config,
         by=args.by,
         window=args.window,
+        traffic=args.traffic,
         meta={"ledgers": [shown_url(u) for u in urls], "since": since, "feature": args.feature},
     )
     if args.format == "json":

@@ -50,8 +50,11 @@ __all__ = [
     "LedgerRecord",
     "PostgresSink",
     "Sink",
+    "SOURCE_TAG",
+    "SYNTHETIC_SOURCES",
     "SqliteSink",
     "hash_key",
+    "is_synthetic",
     "open_sink",
     "read_records",
 ]
@@ -65,6 +68,16 @@ RecordKind = Literal["call", "attempt", "feedback", "canary"]
 Operation = Literal["chat", "stream", "embed"]
 Arm = Literal["baseline", "canary", "shadow"]
 Outcome = Literal["ok", "error", "cancelled", "hedge_lost", "invalid_output"]
+
+#: the tag naming where a call came from: load tests and game days set it, so reports can keep
+#: synthetic traffic out of production numbers (``portal report --traffic``)
+SOURCE_TAG = "source"
+SYNTHETIC_SOURCES = frozenset({"loadtest", "gameday"})
+
+
+def is_synthetic(record: LedgerRecord) -> bool:
+    """Whether a row is load-test or game-day traffic (tagged by `portal.stress`)."""
+    return record.tags.get(SOURCE_TAG) in SYNTHETIC_SOURCES
 
 
 def hash_key(key: str, salt: str) -> str:

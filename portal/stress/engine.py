@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from portal.errors import AllTargetsFailed
+from portal.metering.ledger import SOURCE_TAG
 from portal.metering.stats import percentile
 from portal.stress.arrivals import Burst, PromptSource, arrival_times
 
@@ -144,7 +145,7 @@ async def run_load(
     plans = [(spec.prompts.draw(rng), f"user-{rng.randrange(spec.users)}") for _ in times]
     samples = [Sample(t) for t in times]
     limiter = anyio.CapacityLimiter(spec.concurrency_limit) if spec.concurrency_limit else None
-    call_tags = dict(tags or {"source": "loadtest"})
+    call_tags = {SOURCE_TAG: "loadtest", **(tags or {})}  # reports can leave it out
     clock = time.perf_counter
     state = {"sent": 0, "done": 0, "ok": 0}
     recent: deque[tuple[float, float]] = deque()  # (end_s, latency_ms) for the live p95

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from portal.config import PortalConfig, load_config
 from portal.errors import ConfigError
+from portal.metering.ledger import SOURCE_TAG
 from portal.metering.stats import percentile
 from portal.stress.arrivals import (
     Burst,
@@ -594,7 +595,7 @@ async def run_gameday(
             on_progress=display.update if display is not None else None,
             on_start=lambda: faults.restart(),
             on_tick=observer.tick,
-            tags={"source": "gameday", "gameday": sc.name},
+            tags={SOURCE_TAG: "gameday", "gameday": sc.name},
         )
     finally:
         await client.aclose()

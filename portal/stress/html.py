@@ -51,19 +51,36 @@ def figures(
             line={"width": 2},
         )
     )
+    for check in (doc.get("sla") or {}).get("checks", []):
+        if not check["metric"].endswith("_ms"):
+            continue
+        verdict = "met" if check["ok"] else "MISSED"
+        measured = check["measured"]
+        lat.add_hline(
+            y=check["limit"],
+            line={"dash": "dash", "color": "#2e7d32" if check["ok"] else "#c62828", "width": 2},
+            annotation_text=f"SLA {check['metric'].removesuffix('_ms')} {check['limit']:,.0f} ms: "
+            f"{verdict}" + (f" ({measured:,.0f} ms)" if measured is not None else ""),
+            annotation_position="top left",
+        )
     lat.update_layout(
         title="Latency from intended start (no coordinated omission)",
         xaxis_title="intended start (s)",
-        yaxis_title="latency (ms)",
+        yaxis={"title": "latency (ms)", "rangemode": "tozero"},
     )
     figs.append(lat)
     # 2. sent / ok / errors per second
     thr = go.Figure()
-    for key in ("sent", "ok", "errors"):
+    errors = any(r["errors"] for r in tl)
+    for key in ("sent", "ok", "errors") if errors else ("sent", "ok"):
         thr.add_trace(
             go.Scatter(x=[r["t_s"] for r in tl], y=[r[key] for r in tl], name=key, mode="lines")
         )
-    thr.update_layout(title="Requests per second", xaxis_title="s", yaxis_title="requests")
+    thr.update_layout(
+        title="Requests per second" + ("" if errors else " (no errors)"),
+        xaxis_title="s",
+        yaxis={"title": "requests", "rangemode": "tozero"},
+    )
     figs.append(thr)
     # 3. share served per target over time
     targets = sorted({t for r in tl for t in r["targets"]})
@@ -104,6 +121,17 @@ def figures(
     return figs
 
 
+def _verdict(doc: dict[str, Any]) -> str:
+    """The SLA verdict in one line: met, missed (which terms), or no SLA configured."""
+    sla = doc.get("sla") or {}
+    if sla.get("met") is None:
+        return "SLA: none configured for this feature"
+    if sla["met"]:
+        return "SLA met"
+    missed = [c["metric"].removesuffix("_ms") for c in sla.get("checks", []) if not c["ok"]]
+    return "SLA MISSED: " + ", ".join(missed)
+
+
 def write_html(
     doc: dict[str, Any],
     result: RunResult,
@@ -120,6 +148,7 @@ def write_html(
         "<style>body{font-family:system-ui,sans-serif;margin:2em}"
         "pre{background:#f6f6f6;padding:1em}</style></head><body>",
         f"<h1>{_html.escape(title)}</h1>",
+        f"<p><b>{_html.escape(_verdict(doc))}</b></p>",
         "<pre>" + _html.escape("\n".join(summary_lines or render_table(doc))) + "</pre>",
     ]
     for i, fig in enumerate(figs):

@@ -1,5 +1,6 @@
-"""The HTML report in a real browser: headless Chromium (Debian's ``chromium``) renders all
-four plots offline without console errors; the screenshot is kept under artifacts/."""
+"""The HTML report in a real browser: headless Chromium (Debian's ``chromium``) renders the
+headline and all four plots offline without console errors, lines stop at gaps in the data,
+money is in dollars; the screenshot is kept under artifacts/ (look at it)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def _chromium() -> str:
 
 
 def _records() -> list[LedgerRecord]:
-    """Three hours of two providers, a canary arm, and an SLA miss in the second hour."""
+    """Three hours of two providers (40 minutes of traffic each, then nothing), a canary arm,
+    an SLA miss in the second hour, and a load test's calls that the report leaves out."""
     out: list[LedgerRecord] = []
     for h in range(3):
         for i in range(40):
@@ -68,7 +70,23 @@ def _records() -> list[LedgerRecord]:
                     **common,
                 )
             )
-    return out
+    for i in range(30):  # a load test at the end of the second hour: not production traffic
+        out.append(
+            LedgerRecord(
+                ts=H0 + 3600 + 2700 + i,
+                kind="call",
+                call_id=f"lt-{i}",
+                feature="support",
+                target="acme:sim-small",
+                provider="acme",
+                model="sim-small",
+                attempt=1,  # type: ignore[arg-type]
+                latency_ms=9000.0,
+                cost_usd=0.5,
+                tags={"source": "loadtest"},
+            )
+        )
+    return sorted(out, key=lambda r: r.ts)
 
 
 CONFIG = load_config(
@@ -84,7 +102,7 @@ CONFIG = load_config(
                 "sla": {"p95_ms": 1500},
                 "canary": {"target": "cirrus:sim-small", "percent": 25},
             },
-            "summarize": {"primary": "acme:sim-small"},
+            "summarize": {"primary": "acme:sim-small", "sla": {"p95_ms": 5000}},
         },
     }
 )
@@ -92,8 +110,9 @@ CONFIG = load_config(
 
 def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     chromium = _chromium()
-    report = build_report(_records(), CONFIG, by="feature")
+    report = build_report(_records(), CONFIG, by="feature", traffic="production")
     assert report["sla"]["breaches"] and report["canary"]  # all four plots have data
+    assert report["traffic"]["left_out_calls"] == {"loadtest": 30}
     page = tmp_path / "report.html"
     page.write_text(render_html(report), encoding="utf-8")
     text = page.read_text()
@@ -132,9 +151,25 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.stdout.count('class="plot-container plotly"') == 4
     assert dom.stdout.count("main-svg") >= 8
     assert "SLA breaches" in dom.stdout and "acme" in dom.stdout
+    # the headline a manager reads first
+    for text in ("Cost per user action", "SLA per feature", "Vendors", "left out: 30 loadtest"):
+        assert text in dom.stdout, text
+    assert 'class="badge missed"' in dom.stdout and 'class="badge met"' in dom.stdout
+    # money in dollars, never SI prefixes such as "200µ"
+    drawn = re.findall(r"<text[^>]*>([^<]*)</text>", dom.stdout)  # every label plotly drew
+    assert drawn and not [x for x in drawn if "µ" in x]
+    cost_div = dom.stdout.split('<div id="cost"', 1)[1].split('<div id="canary"', 1)[0]
+    ticks = re.findall(r'class="ytick"><text[^>]*>([^<]*)</text>', cost_div)
+    assert ticks and all(t.startswith("$") for t in ticks), ticks
+    # lines stop at gaps (40 minutes of traffic, 20 without, each hour): plotly draws each
+    # trace of the latency plot as one piece per stretch of data, three here, not one line
+    latency_div = dom.stdout.split('<div id="latency"', 1)[1].split('<div id="cost"', 1)[0]
+    traces = latency_div.split('class="trace scatter')[1:]
+    pieces = [len(re.findall(r'class="js-line" d="M', tr)) for tr in traces]
+    assert pieces and min(pieces) >= 3, pieces  # never one line across the empty stretches
 
     done = subprocess.run(
-        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+        [*flags, f"--screenshot={shot}", "--window-size=1280,3600", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,

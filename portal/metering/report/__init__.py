@@ -27,7 +27,8 @@ writes one self-contained file (plotly with its JavaScript inlined, opens offlin
 plots and the same tables.
 
 Modules, by job: `model` (what a report holds), `ledgers` (reading records), `analysis`
-(the numbers), `cells` (text cells shared by the renderers), `plain`, `console` and `html`
+(the numbers), `overview` (headline, vendors, time series), `cells` (text cells shared by
+the renderers), `plain`, `console` and `html`
 (renderers), `demo` (what `portal demo` prints).
 """
 
@@ -37,7 +38,14 @@ from portal.metering.report.analysis import build_report
 from portal.metering.report.console import print_rich
 from portal.metering.report.demo import demo_report
 from portal.metering.report.html import render_html
-from portal.metering.report.ledgers import ledger_urls, load_records, parse_since, shown_url
+from portal.metering.report.ledgers import (
+    TRAFFIC,
+    ledger_urls,
+    load_records,
+    parse_since,
+    shown_url,
+    split_traffic,
+)
 from portal.metering.report.model import COLUMNS, FORMATS, GROUPINGS, Report
 from portal.metering.report.plain import render_csv, render_text
 
@@ -46,6 +54,7 @@ __all__ = [
     "FORMATS",
     "GROUPINGS",
     "Report",
+    "TRAFFIC",
     "build_report",
     "demo_report",
     "ledger_urls",
@@ -56,4 +65,5 @@ __all__ = [
     "render_html",
     "render_text",
     "shown_url",
+    "split_traffic",
 ]

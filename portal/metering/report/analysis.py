@@ -9,7 +9,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from portal.metering.report.ledgers import split_traffic
 from portal.metering.report.model import GROUPINGS
+from portal.metering.report.overview import (
+    cost_series,
+    headline,
+    latency_series,
+    time_grid,
+    vendors,
+)
 from portal.metering.stats import percentile
 
 if TYPE_CHECKING:
@@ -115,10 +123,14 @@ def build_report(
     by: str = "feature",
     window: str = "hour",
     meta: dict[str, Any] | None = None,
+    traffic: str = "all",
 ) -> dict[str, Any]:
-    """Everything the renderers show, as plain data (what ``--format json`` prints)."""
+    """Everything the renderers show, as plain data (what ``--format json`` prints).
+    ``traffic``: ``"production"`` leaves load-test and game-day calls out, ``"synthetic"``
+    keeps only them, ``"all"`` counts everything."""
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
+    records, left_out = split_traffic(records, traffic)
     calls = [r for r in records if r.kind == "call"]
     attempts = [r for r in records if r.kind == "attempt"]
     first = _first_targets(attempts)
@@ -190,8 +202,15 @@ def build_report(
     else:
         report["sla"] = None
     report["errors"] = _errors(calls, attempts, by)
-    report["latency_series"] = _latency_series(attempts)
+    grid = time_grid(records)
+    report["latency_series"] = latency_series(attempts, grid)
+    report["cost_series"] = cost_series(calls, grid)
     report["features_cost"] = table(lambda r: r.feature or "(no feature)", calls)
+    report["vendors"] = vendors(calls, attempts, report["sla"])
+    report["traffic"] = {"counted": traffic, "left_out_calls": left_out}
+    report["headline"] = headline(
+        report["total"], report["features_cost"], calls, report["sla"], config, window
+    )
     return report
 
 
@@ -217,29 +236,3 @@ def _sub(a: float | None, b: float | None) -> float | None:
 
 def _div(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
-
-
-_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
-
-
-def _latency_series(attempts: Sequence[LedgerRecord]) -> dict[str, Any]:
-    """p50/p95/p99 of successful attempts per provider per time bucket (≤ ~60 buckets)."""
-    ok = [r for r in attempts if r.outcome == "ok"]
-    if not ok:
-        return {"bucket_s": None, "providers": {}}
-    span = max(r.ts for r in ok) - min(r.ts for r in ok)
-    size = next((b for b in _BUCKETS if span / b <= 60), 7 * 86400)
-    data: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in ok:
-        data[r.provider or "(none)"][(r.ts // size) * size].append(r.latency_ms)
-    series: dict[str, Any] = {}
-    for provider, buckets in sorted(data.items()):
-        xs = sorted(buckets)
-        series[provider] = {
-            "t": xs,
-            "n": [len(buckets[x]) for x in xs],
-            "p50": [percentile(buckets[x], 50) for x in xs],
-            "p95": [percentile(buckets[x], 95) for x in xs],
-            "p99": [percentile(buckets[x], 99) for x in xs],
-        }
-    return {"bucket_s": size, "providers": series}

@@ -4,6 +4,7 @@ plain, console and HTML renderers."""
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,10 +15,17 @@ __all__ = [
     "DEMO_COLUMNS",
     "HEADERS",
     "Section",
+    "VENDOR_COLUMNS",
+    "canary_section",
     "fmt_cell",
+    "fmt_usd",
+    "headline_lines",
     "metric_text",
     "report_sections",
     "report_title",
+    "sla_verdict",
+    "traffic_notes",
+    "vendor_section",
     "when",
 ]
 
@@ -88,10 +96,11 @@ Section = tuple[str, list[str], list[list[str]]]
 
 def report_sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[Section]:
     """(title, headers, rows) of every table in the report, as text cells."""
-    out: list[Section] = []
     rows = [[fmt_cell(c, r.get(c)) for c in columns] for r in [*report["rows"], report["total"]]]
     heads = [HEADERS[c] or f"by {report['by']}" for c in columns]
-    out.append((f"calls by {report['by']}", heads, rows))
+    out: list[Section] = [(f"calls by {report['by']}", heads, rows)]
+    if report.get("vendors"):
+        out.append(vendor_section(report))
     if report.get("errors"):
         heads = [f"by {report['by']}", "error", "calls failed", "attempts failed"]
         rows = [
@@ -100,85 +109,122 @@ def report_sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) ->
         ]
         out.append((f"errors by {report['by']}", heads, rows))
     if report["canary"]:
-        heads = [
-            "feature",
-            "arm",
-            "calls",
-            "err%",
-            "p95 ms",
-            "$/call",
-            "err delta",
-            "p95 ratio",
-            "$ ratio",
+        out.append(canary_section(report))
+    out.extend(_sla_sections(report.get("sla")))
+    return out
+
+
+#: the per-vendor table: (key, header)
+VENDOR_COLUMNS = (
+    ("vendor", "vendor"),
+    ("calls_served", "calls served"),
+    ("served_share", "share"),
+    ("attempts", "attempts"),
+    ("failure_rate", "failed%"),
+    ("p50_ms", "p50 ms"),
+    ("p95_ms", "p95 ms"),
+    ("p99_ms", "p99 ms"),
+    ("ttft_p50_ms", "ttft p50"),
+    ("cost_usd", "cost"),
+    ("cost_share", "of spend"),
+    ("sla_breaches", "SLA misses"),
+)
+
+
+def vendor_section(report: dict[str, Any]) -> Section:
+    """What each vendor did over every attempt (retries and failovers included)."""
+    heads = [h for _, h in VENDOR_COLUMNS]
+    rows = []
+    for v in report["vendors"]:
+        cells = []
+        for key, _ in VENDOR_COLUMNS:
+            value = v.get(key)
+            if key in ("served_share", "failure_rate", "cost_share"):
+                cells.append("-" if value is None else f"{100 * value:.1f}%")
+            elif key == "cost_usd":
+                cells.append(fmt_usd(value) + ("*" if v.get("unknown_cost_attempts") else ""))
+            else:
+                cells.append(fmt_cell(key, value))
+        rows.append(cells)
+    return ("vendors (every attempt)", heads, rows)
+
+
+def canary_section(report: dict[str, Any]) -> Section:
+    """Canary and baseline side by side, per feature: one metric per row."""
+    heads = ["feature", "metric", "baseline", "canary", "change"]
+    rows = []
+    for c in report["canary"]:
+        b, k = c["baseline"], c["canary"]
+        lines = (
+            ("calls", fmt_cell("calls", b["calls"]), fmt_cell("calls", k["calls"]), ""),
+            (
+                "error rate",
+                fmt_cell("error_rate", b["error_rate"]),
+                fmt_cell("error_rate", k["error_rate"]),
+                _pct_pts(c["error_rate_delta"]),
+            ),
+            (
+                "p95 ms",
+                fmt_cell("p95_ms", b["p95_ms"]),
+                fmt_cell("p95_ms", k["p95_ms"]),
+                _ratio(c["p95_ratio"]),
+            ),
+            (
+                "cost per action",
+                fmt_usd(b["cost_per_call_usd"]),
+                fmt_usd(k["cost_per_call_usd"]),
+                _ratio(c["cost_per_call_ratio"]),
+            ),
+        )
+        for i, (metric, base, canary, change) in enumerate(lines):
+            rows.append([c["feature"] if i == 0 else "", metric, base, canary, change])
+    return ("canary vs baseline", heads, rows)
+
+
+def _sla_sections(sla: dict[str, Any] | None) -> list[Section]:
+    if sla is None:
+        return []
+    heads = [
+        "window (UTC)",
+        "scope",
+        "name",
+        "metric",
+        "target",
+        "actual",
+        "over by",
+        "calls",
+        "affected",
+    ]
+    rows = [
+        [
+            when(b["window_start"]),
+            b["scope"],
+            b["name"],
+            b["metric"],
+            metric_text(b["metric"], b["target"]),
+            metric_text(b["metric"], b["actual"]),
+            metric_text(b["metric"], b["over_by"]),
+            f"{b['calls']:,}",
+            f"{b['affected']:,}",
         ]
-        rows = []
-        for c in report["canary"]:
-            for arm in ("baseline", "canary"):
-                s = c[arm]
-                extra = (
-                    [
-                        _pct_pts(c["error_rate_delta"]),
-                        _ratio(c["p95_ratio"]),
-                        _ratio(c["cost_per_call_ratio"]),
-                    ]
-                    if arm == "canary"
-                    else ["", "", ""]
-                )
-                rows.append(
-                    [
-                        c["feature"] if arm == "baseline" else "",
-                        arm,
-                        fmt_cell("calls", s["calls"]),
-                        fmt_cell("error_rate", s["error_rate"]),
-                        fmt_cell("p95_ms", s["p95_ms"]),
-                        fmt_cell("cost_per_call_usd", s["cost_per_call_usd"]),
-                        *extra,
-                    ]
-                )
-        out.append(("canary vs baseline", heads, rows))
-    sla = report.get("sla")
-    if sla is not None:
-        heads = [
-            "window (UTC)",
-            "scope",
-            "name",
-            "metric",
-            "target",
-            "actual",
-            "over by",
-            "calls",
-            "affected",
-        ]
+        for b in sla["breaches"]
+    ]
+    out: list[Section] = [(f"SLA breaches (per {sla['window']})", heads, rows)]
+    if sla["credits"]:
+        heads = ["window (UTC)", "provider", "missed", "credit %", "spend", "credit"]
         rows = [
             [
-                when(b["window_start"]),
-                b["scope"],
-                b["name"],
-                b["metric"],
-                metric_text(b["metric"], b["target"]),
-                metric_text(b["metric"], b["actual"]),
-                metric_text(b["metric"], b["over_by"]),
-                f"{b['calls']:,}",
-                f"{b['affected']:,}",
+                when(c["window_start"]),
+                c["provider"],
+                ", ".join(c["metrics"]),
+                f"{c['credit_percent']:g}",
+                fmt_usd(c["spend_usd"]),
+                fmt_usd(c["credit_usd"]),
             ]
-            for b in sla["breaches"]
+            for c in sla["credits"]
         ]
-        out.append((f"SLA breaches (per {sla['window']})", heads, rows))
-        if sla["credits"]:
-            heads = ["window (UTC)", "provider", "missed", "credit %", "spend $", "credit $"]
-            rows = [
-                [
-                    when(c["window_start"]),
-                    c["provider"],
-                    ", ".join(c["metrics"]),
-                    f"{c['credit_percent']:g}",
-                    f"{c['spend_usd']:.4f}",
-                    f"{c['credit_usd']:.4f}",
-                ]
-                for c in sla["credits"]
-            ]
-            rows.append(["total", "", "", "", "", f"{sla['credit_usd']:.4f}"])
-            out.append(("SLA credits", heads, rows))
+        rows.append(["total", "", "", "", "", fmt_usd(sla["credit_usd"])])
+        out.append(("SLA credits", heads, rows))
     return out
 
 
@@ -194,9 +240,75 @@ def metric_text(metric: str, v: float) -> str:
     return f"{100 * v:.2f}%" if metric == "availability" else f"{v:,.0f} ms"
 
 
+def fmt_usd(v: float | None) -> str:
+    """Dollars with three significant digits below $1 (``$0.000200``, ``$0.0123``), cents
+    above (``$1,234.50``); ``unpriced`` when the price is unknown, never $0."""
+    if v is None:
+        return "unpriced"
+    if v == 0:
+        return "$0"
+    if abs(v) >= 1:
+        return f"${v:,.2f}"
+    decimals = max(2, 2 - math.floor(math.log10(abs(v))))
+    return f"${v:,.{decimals}f}"
+
+
 def report_title(report: dict[str, Any]) -> str:
     m = report["meta"]
     span = ""
     if m.get("first_ts") is not None:
         span = f", {when(m['first_ts'])} to {when(m['last_ts'])} UTC"
     return f"portal report: {m.get('calls', 0):,} calls{span}"
+
+
+def sla_verdict(row: dict[str, Any], window: str = "hour") -> str:
+    """One feature's SLA in words: met, missed (how often and the worst miss), or not set."""
+    terms = row.get("sla_terms") or {}
+    if not terms:
+        return "no SLA set"
+    promised = ", ".join(_term(k, v) for k, v in terms.items())
+    if row["sla_met"]:
+        return f"SLA met ({promised})"
+    worst = row["worst_breach"]
+    return (
+        f"SLA MISSED in {row['missed_windows']} of {row['windows']} {window}s ({promised}; worst "
+        f"{worst['metric'].removesuffix('_ms')} {metric_text(worst['metric'], worst['actual'])})"
+    )
+
+
+def _term(metric: str, value: float) -> str:
+    if metric == "availability":
+        return f"availability >= {100 * value:g}%"
+    return f"{metric.removesuffix('_ms')} <= {value:,.0f} ms"
+
+
+def headline_lines(report: dict[str, Any]) -> list[str]:
+    """The headline as a few lines of text: what a manager reads first."""
+    h = report.get("headline")
+    if not h:
+        return []
+    cost = fmt_usd(h["cost_usd"])
+    if h["unknown_cost_calls"]:
+        cost += f" (+{h['unknown_cost_calls']:,} unpriced calls)"
+    lines = [
+        f"  cost {cost}; {fmt_usd(h['cost_per_action_usd'])} per user action "
+        f"({fmt_usd(h['cost_per_1k_calls_usd'])} per 1,000)",
+        f"  errors {fmt_cell('error_rate', h['error_rate'])} of calls; p95 "
+        f"{fmt_cell('p95_ms', h['p95_ms'])} ms; served by a fallback "
+        f"{fmt_cell('fallback_share', h['fallback_share'])}",
+    ]
+    for row in h["features"]:
+        lines.append(f"  {row['feature']}: {sla_verdict(row, h['window'])}")
+    lines.extend(f"  {note}" for note in traffic_notes(report))
+    return lines
+
+
+def traffic_notes(report: dict[str, Any]) -> list[str]:
+    """What the report left out (load tests, game days) and how to include it."""
+    traffic = report.get("traffic") or {}
+    left = traffic.get("left_out_calls") or {}
+    if not left:
+        return []
+    parts = ", ".join(f"{n:,} {source}" for source, n in left.items())
+    counted = traffic.get("counted")
+    return [f"left out: {parts} call(s) (showing {counted} traffic; --traffic all counts them)"]

@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from portal.metering.report.analysis import build_report
-from portal.metering.report.cells import DEMO_COLUMNS, metric_text, report_sections
+from portal.metering.report.cells import (
+    DEMO_COLUMNS,
+    headline_lines,
+    metric_text,
+    report_sections,
+)
 from portal.metering.report.html import render_html
 from portal.metering.report.ledgers import ledger_urls, load_records, shown_url
 from portal.metering.report.plain import plain_table
@@ -29,6 +34,8 @@ def demo_report(
     printer(f"report from the ledger (portal report --config {config_path} --since all):")
     report = build_report(records, config, by="feature", meta=meta)
     by_target = build_report(records, config, by="target", meta=meta)
+    for line in headline_lines(report):
+        printer(line)
     sections = report_sections(report, DEMO_COLUMNS)
     shown = [sections[0], report_sections(by_target, DEMO_COLUMNS)[0]]
     shown += [s for s in sections if s[0] in ("errors by feature", "canary vs baseline")]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from portal.config import PortalConfig
     from portal.metering.ledger import LedgerRecord
 
-__all__ = ["ledger_urls", "load_records", "parse_since", "shown_url"]
+__all__ = ["TRAFFIC", "ledger_urls", "load_records", "parse_since", "shown_url", "split_traffic"]
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -92,3 +92,30 @@ def load_records(
             out.append(r)
     out.sort(key=lambda r: r.ts)
     return out
+
+
+#: which calls a report counts: production (load tests and game days left out), only the
+#: synthetic ones, or all
+TRAFFIC = ("production", "synthetic", "all")
+
+
+def split_traffic(
+    records: Sequence[LedgerRecord], traffic: str
+) -> tuple[list[LedgerRecord], dict[str, int]]:
+    """The records of ``traffic``, and how many call rows were left out, per source."""
+    from portal.metering.ledger import SOURCE_TAG, is_synthetic
+
+    if traffic not in TRAFFIC:
+        raise ValueError(f"--traffic must be one of {', '.join(TRAFFIC)}, got {traffic!r}")
+    if traffic == "all":
+        return list(records), {}
+    keep_synthetic = traffic == "synthetic"
+    kept: list[LedgerRecord] = []
+    left_out: dict[str, int] = {}
+    for r in records:
+        if is_synthetic(r) == keep_synthetic:
+            kept.append(r)
+        elif r.kind == "call":
+            source = r.tags.get(SOURCE_TAG) or "production"
+            left_out[source] = left_out.get(source, 0) + 1
+    return kept, dict(sorted(left_out.items()))

@@ -8,7 +8,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from portal.metering.report.cells import report_sections, report_title
+from portal.metering.report.cells import headline_lines, report_sections, report_title
 from portal.metering.report.model import COLUMNS
 
 __all__ = ["plain_table", "render_csv", "render_text"]
@@ -29,7 +29,7 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
 
 def render_text(report: dict[str, Any], columns: Sequence[str] = COLUMNS) -> str:
     """The report as plain-text tables."""
-    lines = [report_title(report)]
+    lines = [report_title(report), *headline_lines(report)]
     for title, heads, rows in report_sections(report, columns):
         lines += ["", f"{title}:"]
         lines += plain_table(heads, rows) if rows else ["  none"]
