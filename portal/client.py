@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
+    Callable,
     Generator,
     Iterable,
     Iterator,
@@ -24,6 +25,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar, Unpack
 
@@ -37,7 +39,13 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest, SamplingParams
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
 from portal.contracts.tools import ToolChoice, coerce_tools
-from portal.errors import ConfigError, ContractError, InvalidResponse, PolicyViolation
+from portal.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ContractError,
+    InvalidResponse,
+    PolicyViolation,
+)
 from portal.metering.budgets import Budgets
 from portal.metering.events import LedgerJournal
 from portal.metering.meter import Meter
@@ -118,7 +126,9 @@ class _Core:
         )
         self.journal = LedgerJournal(self.meter.ledger)
         self.router.canary.journal = self.journal
-        self.budgets = Budgets(cfg, self.state, self.meter.price)
+        self.budgets = Budgets(
+            cfg, self.state, self.meter.price, warn_unknown=self.meter.warn_unknown
+        )
         self.routing = Routing(cfg, self.router, self.cost)
         self._contracts: dict[str, Any] = {}
         self._reply_limits: dict[str, tuple[Any, int]] = {}
@@ -222,7 +232,13 @@ class _Core:
         self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
     ) -> None:
         self.routing.call_done(call, response, error)
-        self.budgets.settle(call.route.feature, call.tenant, call.cost_usd)
+        self.budgets.settle(
+            call.route.feature,
+            call.tenant,
+            call.cost_usd,
+            call.budget_hold,
+            final=call.operation == "embed",  # a chat's flow releases its hold when it ends
+        )
         latency_ms = (time.perf_counter() - call.started) * 1000.0
         self.meter.call(
             call_id=call.call_id,
@@ -360,7 +376,6 @@ class _Core:
             **{k: v for k, v in params.items() if v is not None},
         )
         request.check_tool_choice()
-        route = self.budgets.check(feature, route, request, tenant) or route
         timeout = timeout_s if timeout_s is not None else route.timeout_s
         call = Call(
             operation,
@@ -387,8 +402,62 @@ class _Core:
         """The flow of a prepared ``chat`` or ``stream``: one routed call, or the tool loop
         (streamed for a stream) when its tools have functions; inside the call's safety and
         RAG layers if it has any."""
+        looping = bool(functions) and run_tools is not False
+        if self.budgets.active:
+            self.budget(first, steps=max_steps if looping else 1)
+        flow = self._flow(first, out, functions, layers, looping, max_steps, tool_timeout_s)
+        if first.budget_hold is None:
+            return flow
+        return _released(flow, lambda: self.budgets.settle(None, None, 0.0, first.budget_hold))
+
+    def budget(self, call: Call, steps: int = 1) -> None:
+        """Apply the feature budget's decision to ``call`` before anything is sent: refuse it
+        (`BudgetExceeded`, recorded as a refused call), leave unpriced targets out, put the
+        cheapest first, and keep the reservation the call settles against."""
+        route = call.route
+        deadline = call.time_left(time.perf_counter())
+        try:
+            decision = self.budgets.decide(
+                route.feature,
+                route.targets,
+                call.request,
+                call.tenant,
+                steps=steps,
+                deadline_s=deadline,
+            )
+        except BudgetExceeded as exc:
+            self.refused(
+                call.operation, route, call.key, call.tenant, call.tags, call.contract_version, exc
+            )
+            raise
+        if decision is None:
+            return
+        targets = decision.targets(
+            route.targets,
+            lambda t: (
+                None
+                if self.meter.price(t.provider, t.model) is None
+                else self.budgets.estimate(t, call.request)
+            ),
+        )
+        if targets != route.targets or decision.reasons:
+            call.route = replace(
+                route, targets=targets, reasons=[*route.reasons, *decision.reasons]
+            )
+        call.budget_hold = decision.reservation
+
+    def _flow(
+        self,
+        first: Call,
+        out: OutputSpec | None,
+        functions: dict[str, Any],
+        layers: Any,
+        looping: bool,
+        max_steps: int,
+        tool_timeout_s: float | None,
+    ) -> Any:
         stream = first.operation == "stream"
-        if functions and run_tools is not False:
+        if looping:
 
             def run(req: ChatRequest) -> Any:
                 loop = (_loop_caller(first), req, self, out, functions, max_steps, tool_timeout_s)
@@ -487,15 +556,17 @@ class _Core:
             raise ContractError("embed: inputs must be a non-empty list of strings")
         route = self.router.route(feature, key, model)
         request = EmbedRequest(inputs, dimensions, input_type)
-        route = self.budgets.check(feature, route, request, None) or route
         timeout = timeout_s if timeout_s is not None else route.timeout_s
-        return Call(
+        call = Call(
             "embed",
             route,
             request,
             key=key,
             deadline=None if timeout is None else time.perf_counter() + timeout,
         )
+        if self.budgets.active:
+            self.budget(call)
+        return call
 
     def transport_for(self, provider: str) -> Any:
         if provider in self.transports:
@@ -570,12 +641,13 @@ def _open_ledger(cfg: PortalConfig, ledger: Any) -> Any:
 
 
 def _price_table(cfg: PortalConfig) -> Any:
-    overrides = {n: p.prices for n, p in cfg.providers.items() if p.prices}
-    if not overrides:
-        return None  # the meter loads the shipped table on first use
+    """Config prices and base URLs over the shipped sources (genai-prices loads its data on
+    the first lookup, not here)."""
+    if not any(p.prices or p.base_url for p in cfg.providers.values()):
+        return None  # the meter loads the shipped sources on first use
     from portal.metering.prices import PriceTable
 
-    return PriceTable.load().with_overrides(overrides)
+    return PriceTable.for_config(cfg)
 
 
 # =============================================================================== sync
@@ -855,9 +927,18 @@ def _loop_caller(base: Call) -> Any:
             tags=base.tags,
             contract_version=base.contract_version,
             deadline=base.deadline,
+            budget_hold=base.budget_hold,
         )
 
     return make_call
+
+
+def _released(flow: Generator[Any, Any, Any], release: Callable[[], None]) -> Any:
+    """``flow``, then ``release`` however it ends (done, failed, or closed mid-stream)."""
+    try:
+        return (yield from flow)
+    finally:
+        release()
 
 
 def _exhaust(gen: Iterator[Any]) -> Any:

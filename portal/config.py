@@ -125,23 +125,78 @@ class ProviderSLAConfig(SLAConfig):
 
 
 class BudgetConfig(_Model):
-    """Daily spend limit of a feature (UTC day), checked before each call with its estimated
-    cost and shared across replicas through the routing state."""
+    """A feature's spending limit over a UTC window (day, ISO week or month), shared across
+    replicas through the routing state; a blocking budget reserves each call's worst case
+    before sending. ``usd_per_day`` is short for ``usd = ..., window = "day"``."""
 
-    usd_per_day: float = Field(
-        gt=0, description="Spend allowed per UTC day, in USD.", examples=[50.0]
+    usd: float | None = Field(
+        None,
+        gt=0,
+        description="Spend allowed per window, in USD (or give `usd_per_day`).",
+        examples=[1500.0],
+    )
+    window: Literal["day", "week", "month"] = Field(
+        "day",
+        description="The UTC window `usd` applies to: a day from 00:00, an ISO week from "
+        "Monday 00:00, a month from the 1st.",
+        examples=["month"],
+    )
+    usd_per_day: float | None = Field(
+        None,
+        gt=0,
+        description='Short for `usd = ..., window = "day"`.',
+        examples=[50.0],
     )
     on_exceed: Literal["block", "fallback-cheapest", "warn"] = Field(
         "block",
-        description="Over the limit: `block` raises `BudgetExceeded` before sending; "
-        "`fallback-cheapest` sends to the cheapest target first; `warn` logs once a day.",
+        description="Over the limit: `block` reserves each call's worst case and raises "
+        "`BudgetExceeded` before sending when it does not fit; `fallback-cheapest` sends to "
+        "the cheapest target first; `warn` logs once per window.",
         examples=["fallback-cheapest"],
+    )
+    on_unknown_price: Literal["block", "warn", "allow"] = Field(
+        "block",
+        description="Under a `block` budget, a target without a price: `block` leaves it out "
+        "(and refuses the call when no priced target is left); `warn` and `allow` send to "
+        "it (with or without a warning), its cost recorded as unknown.",
+        examples=["warn"],
     )
     per_tenant: bool = Field(
         False,
-        description="Give each `tenant=` of a call its own `usd_per_day`.",
+        description="Give each `tenant=` of a call its own limit.",
         examples=[True],
     )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> BudgetConfig:
+        if self.usd_per_day is not None:
+            if self.usd is not None:
+                raise ValueError(
+                    "give either usd (with window) or usd_per_day, not both, e.g. "
+                    'budget = { usd = 50, window = "day" }'
+                )
+            if "window" in self.model_fields_set and self.window != "day":
+                raise ValueError(
+                    f'usd_per_day is a daily limit but window = "{self.window}"; write '
+                    f'usd = {self.usd_per_day:g}, window = "{self.window}"'
+                )
+            self.usd = self.usd_per_day
+        if self.usd is None:
+            raise ValueError(
+                'needs a limit: usd = 50 with window = "day", "week" or "month" '
+                "(or usd_per_day = 50)"
+            )
+        return self
+
+    @property
+    def limit_usd(self) -> float:
+        assert self.usd is not None  # set by the validator
+        return self.usd
+
+    @property
+    def limit_key(self) -> str:
+        """The key that sets the limit, as the user wrote it (for error messages)."""
+        return "usd_per_day" if self.usd_per_day is not None else "usd"
 
 
 class HedgeConfig(_Model):
@@ -451,11 +506,18 @@ class ProviderConfig(_Model):
         description="Kind-specific settings (tables below).",
         examples=[{"context_window": 131072}],
     )
-    prices: dict[str, dict[str, float]] = Field(
+    prices: dict[str, Any] = Field(
         default_factory=dict,
-        description="Negotiated prices per model, USD per 1M tokens: `input`, `output`, "
-        "`cached_input`, `cache_write` (below).",
-        examples=[{"meta-llama/Llama-3.3-70B-Instruct-Turbo": {"input": 0.88, "output": 0.88}}],
+        description="Negotiated prices per model, USD per 1M tokens, over the price source "
+        "(genai-prices): `input`, `output`, `cached_input`, `cache_write` (5-minute), "
+        "`cache_write_1h`, and tier tables `priority`, `flex`, `batch` with the same fields. "
+        "A partial table keeps the source's other prices.",
+        examples=[
+            {
+                "meta-llama/Llama-3.3-70B-Instruct-Turbo": {"input": 0.88, "output": 0.88},
+                "gpt-5": {"input": 1.0, "output": 8.0, "priority": {"input": 2.0, "output": 16.0}},
+            }
+        ],
     )
     sla: ProviderSLAConfig | None = Field(None, description="Contracted terms of this vendor.")
     throughput: ThroughputConfig | None = Field(
@@ -727,7 +789,10 @@ class PortalConfig(_Model):
 
         kinds = known_kinds()
         problems: list[str] = []
+        from portal.metering.prices import check_price_overrides
+
         for name, prov in self.providers.items():
+            problems += check_price_overrides(prov.prices, f"providers.{_key(name)}.prices")
             kind = prov.kind or name
             if kind not in kinds:
                 close = difflib.get_close_matches(kind, kinds, n=1)

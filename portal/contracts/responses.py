@@ -30,8 +30,11 @@ FINISH_REASONS: tuple[str, ...] = ("stop", "length", "tool_calls", "content_filt
 @dataclass(slots=True)
 class Usage:
     """Tokens of one reply. ``input_tokens`` includes cached ones; the cached share is
-    ``cached_input_tokens`` (cache reads) and ``cache_write_tokens`` (cache writes), so cost
-    code never counts a token twice. ``estimated`` is True when portal counted them itself."""
+    ``cached_input_tokens`` (cache reads) and ``cache_write_tokens`` (cache writes, of which
+    ``cache_write_1h_tokens`` went to a 1-hour cache), so cost code never counts a token
+    twice. ``estimated`` is True when portal counted them itself. ``service_tier`` is the tier
+    the vendor says served the reply ("priority", "flex", "batch"; None = standard), and
+    ``reported_cost_usd`` a cost the vendor or gateway returned with it."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -39,12 +42,20 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    cache_write_1h_tokens: int = 0
+    service_tier: str | None = None
+    reported_cost_usd: float | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
+        reported = (
+            None
+            if self.reported_cost_usd is None or other.reported_cost_usd is None
+            else self.reported_cost_usd + other.reported_cost_usd
+        )
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
@@ -52,6 +63,9 @@ class Usage:
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
             self.estimated or other.estimated,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.service_tier if self.service_tier == other.service_tier else None,
+            reported,
         )
 
 

@@ -125,6 +125,12 @@ class LedgerRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     estimated: bool = False
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for 1 hour
+    service_tier: str | None = None  # the tier the vendor says served it; None = standard
+    #: where cost_usd came from: "vendor" (the reply said), "computed" (from a price),
+    #: "mixed" (a call whose attempts differ), None when the cost is unknown
+    cost_source: str | None = None
+    price_source: str | None = None  # "genai-prices 0.2.5", "config", "prices.json", ...
 
     def to_row(self) -> tuple[Any, ...]:
         """Values in `COLUMNS` order; ``tags`` as JSON text, ``estimated`` as 0/1."""
@@ -155,6 +161,10 @@ class LedgerRecord:
             self.latency_ms,
             self.ttft_ms,
             1 if self.estimated else 0,
+            self.cache_write_1h_tokens,
+            self.service_tier,
+            self.cost_source,
+            self.price_source,
         )
 
     @classmethod
@@ -203,11 +213,24 @@ _SQL_TYPES = {
     "latency_ms": ("REAL NOT NULL", "DOUBLE PRECISION NOT NULL"),
     "ttft_ms": ("REAL", "DOUBLE PRECISION"),
     "estimated": ("INTEGER NOT NULL", "BOOLEAN NOT NULL"),
+    "cache_write_1h_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
 }
 
 
+def _col_type(column: str, dialect: int) -> str:
+    return _SQL_TYPES.get(column, ("TEXT", "TEXT"))[dialect]
+
+
 def _ddl_columns(dialect: int) -> str:
-    return ", ".join(f"{c} {_SQL_TYPES.get(c, ('TEXT', 'TEXT'))[dialect]}" for c in COLUMNS)
+    return ", ".join(f"{c} {_col_type(c, dialect)}" for c in COLUMNS)
+
+
+#: columns added after the first release: an existing table gets them on open
+_ADDED_COLUMNS = ("cache_write_1h_tokens", "service_tier", "cost_source", "price_source")
+
+
+def _added_columns(have: set[str]) -> list[str]:
+    return [c for c in _ADDED_COLUMNS if c not in have]
 
 
 # ============================================================================ sinks
@@ -279,6 +302,9 @@ class SqliteSink:
                     # your own for SQL by feature or target.
                     conn.execute(f"CREATE TABLE IF NOT EXISTS ledger ({_ddl_columns(0)})")
                     conn.execute("CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)")
+                    have = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+                    for col in _added_columns(have):  # a ledger written by an older portal
+                        conn.execute(f"ALTER TABLE ledger ADD COLUMN {col} {_col_type(col, 0)}")
                     # canary decisions are read back at start: a partial index finds them
                     # without a scan and costs nothing on the call and attempt rows
                     conn.execute(
@@ -486,6 +512,12 @@ class PostgresSink:
                             self._table_sql(), sql.SQL(_ddl_columns(1))
                         )
                     )
+                    for col in _ADDED_COLUMNS:  # a ledger written by an older portal
+                        conn.execute(
+                            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                                self._table_sql(), sql.Identifier(col), sql.SQL(_col_type(col, 1))
+                            )
+                        )
                     for col in ("ts", "feature", "target"):
                         cols = sql.SQL("ts") if col == "ts" else sql.SQL(f"{col}, ts")
                         conn.execute(

@@ -100,7 +100,8 @@ class Meter:
         return self._prices
 
     def price(self, provider: str, model: str) -> Price | None:
-        """The price of ``provider:model`` (config overrides applied), None if unknown."""
+        """The price of ``provider:model`` (config overrides applied), None if unknown.
+        Resolved once per target and kept: the price sources are not read per call."""
         key = f"{provider}:{model}"
         try:
             return self._price_cache[key]  # type: ignore[no-any-return]
@@ -111,8 +112,32 @@ class Meter:
             return price
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
+        """USD for one reply: the vendor's own figure when it sent one, else computed from
+        the price; None (and the documented warning, once per model) when unpriced."""
+        if usage.reported_cost_usd is not None:
+            return usage.reported_cost_usd
         price = self.price(provider, model)
-        return None if price is None else price.cost(usage)
+        if price is None:
+            self.warn_unknown(provider, model)
+            return None
+        return price.cost(usage)
+
+    def warn_unknown(self, provider: str, model: str) -> None:
+        """Log that ``provider:model`` has no price and how to set one, once per model."""
+        self.prices.warn_unknown(provider, model)
+
+    def provenance(
+        self, provider: str, model: str, usage: Usage | None, cost: float | None
+    ) -> tuple[str | None, str | None]:
+        """(cost_source, price_source) of one attempt's cost: "vendor" when the reply said
+        what it cost, "computed" from a price (and which source it came from), or
+        (None, None) for an unknown cost."""
+        if cost is None:
+            return None, None
+        if usage is not None and usage.reported_cost_usd is not None:
+            return "vendor", None
+        price = self.price(provider, model)
+        return "computed", (price.source if price is not None else None)
 
     def tool_span(self, name: str, latency_ms: float, outcome: str = "ok") -> None:
         """Record one tool execution of the tool loop (an ``execute_tool`` span); a no-op
@@ -171,6 +196,9 @@ class Meter:
             return
         LedgerRecord = _record_class()
         u = attempt.usage or Usage()
+        cost_source, price_source = self.provenance(
+            provider, model, attempt.usage, attempt.cost_usd
+        )
         self.ledger.record(
             LedgerRecord(
                 ts=started_at,
@@ -199,6 +227,10 @@ class Meter:
                 latency_ms=attempt.latency_ms,
                 ttft_ms=attempt.ttft_ms,
                 estimated=u.estimated,
+                cache_write_1h_tokens=u.cache_write_1h_tokens,
+                service_tier=u.service_tier,
+                cost_source=cost_source,
+                price_source=price_source,
             )
         )
 
@@ -275,6 +307,7 @@ class Meter:
         if self.ledger is None:
             return
         LedgerRecord = _record_class()
+        cost_source, price_source = self._call_provenance(attempts, cost_usd)
         self.ledger.record(
             LedgerRecord(
                 ts=started_at,
@@ -303,8 +336,34 @@ class Meter:
                 latency_ms=latency_ms,
                 ttft_ms=ttft,
                 estimated=usage.estimated,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
+                service_tier=usage.service_tier,
+                cost_source=cost_source,
+                price_source=price_source,
             )
         )
+
+    def _call_provenance(
+        self, attempts: list[Attempt], cost: float | None
+    ) -> tuple[str | None, str | None]:
+        """A call's cost is "vendor" or "computed" when all its attempts' are, "mixed" when
+        they differ; its price source lists the sources used."""
+        if cost is None:
+            return None, None
+        kinds: set[str] = set()
+        sources: list[str] = []
+        for a in attempts:
+            if a.cost_usd is None or (a.usage is None and not a.cost_usd):
+                continue  # failed before a reply: nothing was priced
+            provider, _, model = a.target.partition(":")
+            kind, source = self.provenance(provider, model, a.usage, a.cost_usd)
+            if kind is not None:
+                kinds.add(kind)
+            if source is not None and source not in sources:
+                sources.append(source)
+        if not kinds:
+            return "computed", None
+        return (kinds.pop() if len(kinds) == 1 else "mixed"), (", ".join(sources) or None)
 
     def close(self) -> None:
         if self.ledger is not None:

@@ -1,29 +1,44 @@
-"""What a call cost, from normalized `Usage` and a price table.
+"""What a call cost, from normalized `Usage` and prices in USD per 1M tokens.
 
-The shipped table (``prices.json`` beside this module) lists vendors' standard list prices in
-USD per 1M tokens, each with the date it was checked. Negotiated prices come from config
-(``[providers.X.prices."model"] input = ..., output = ...``) through `PriceTable.with_overrides`.
+Where a price comes from, first match wins, and every `Price` says which (``Price.source``):
+
+1. config: ``[providers.X.prices."model"] input = ..., output = ...`` (negotiated prices; a
+   partial table keeps the source's other prices; ``priority``/``flex``/``batch`` sub-tables
+   set the service-tier rates);
+2. `genai-prices` (the default source, see `portal.metering.price_source`): maintained list
+   prices for the vendors' models, with cache, long-context, service-tier and batch rates;
+3. ``prices.json`` beside this module: only what genai-prices lacks, today the made-up prices
+   of portal's simulated provider (``sim``).
 
 Cost never counts a token twice. `Usage.input_tokens` includes cached tokens, so::
 
-    fresh input  = input_tokens - cached_input_tokens - cache_write_tokens   at input
-    cache reads  = cached_input_tokens                                         at cached_input
-    cache writes = cache_write_tokens                                          at cache_write
-    output       = output_tokens (reasoning tokens are already inside it)     at output
+    fresh input      = input_tokens - cached_input_tokens - cache_write_tokens   at input
+    cache reads      = cached_input_tokens                                         at cached_input
+    1-hour writes    = cache_write_1h_tokens (part of cache_write_tokens)          at cache_write_1h
+    5-minute writes  = the rest of cache_write_tokens                              at cache_write
+    output           = output_tokens (reasoning tokens are already inside it)     at output
 
-A missing cache price bills at the input price (never cheaper than the vendor could charge).
-An unknown model has no price: its cost is ``None`` (never 0) and a warning is logged once
-per (provider, model).
+A missing cache-read or 5-minute-write price bills at the input price; a missing 1-hour-write
+price at twice the input price (Anthropic's documented multiplier): never cheaper than the
+vendor could charge. The reply's service tier (``Usage.service_tier``: priority, flex, batch)
+selects that tier's rates; a tier without a known price bills at the standard rates and logs
+one warning naming the config key that sets it. A vendor-reported cost
+(``Usage.reported_cost_usd``, e.g. from a gateway) wins over any computed one.
+
+An unknown model has no price: its cost is ``None`` (never 0) and one warning is logged per
+model, naming the config key that sets its price.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import math
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +46,28 @@ from portal.errors import ConfigError
 
 if TYPE_CHECKING:
     from portal.contracts.responses import Usage
+    from portal.metering.price_source import GenaiPrices
 
-__all__ = ["DEFAULT_PRICES_PATH", "LongContextPrice", "Price", "PriceTable"]
+__all__ = [
+    "DEFAULT_PRICES_PATH",
+    "TIER_NAMES",
+    "LongContextPrice",
+    "Price",
+    "PriceTable",
+    "check_price_overrides",
+]
 
 logger = logging.getLogger("portal.metering")
 
 DEFAULT_PRICES_PATH = Path(__file__).with_name("prices.json")
 _PER_TOKEN = 1e-6  # prices are per 1M tokens
-_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+_RATE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+#: service tiers a price can name (config sub-tables) and a reply can report
+TIER_NAMES = ("priority", "flex", "batch")
+#: what vendors' replies call the standard tier
+_STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand", "on-demand"})
+#: Anthropic documents 1-hour cache writes at 2x the base input price
+_CACHE_1H_FALLBACK = 2.0
 
 # What may follow a known model id and still be the same model: dated snapshots
 # (-2025-04-14, -20251001), Bedrock versions (-v1:0), Vertex snapshots (@20251001), -latest,
@@ -61,62 +90,121 @@ class LongContextPrice:
     output: float | None = None
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per 1M tokens for one model."""
+    """USD per 1M tokens for one model, where it came from, and its tier variants."""
 
     input: float
     output: float
     cached_input: float | None = None
-    cache_write: float | None = None
-    checked: str | None = None  # ISO date the price was read, or "config"
+    cache_write: float | None = None  # 5-minute (the default TTL) cache writes
+    cache_write_1h: float | None = None
+    checked: str | None = None  # ISO date a hand-kept price was read
     simulated: bool = False
-    long_context: LongContextPrice | None = None
+    long_context: tuple[LongContextPrice, ...] = ()
+    #: "priority", "flex", "batch" -> that tier's full price
+    tiers: Mapping[str, Price] = field(default_factory=dict)
+    #: "config", "genai-prices 0.2.5", "config + genai-prices 0.2.5", "prices.json"
+    source: str = "prices.json"
+    #: the entry it was found under ("anthropic/claude-sonnet-4-5"), for humans
+    model_id: str | None = None
+
+    def for_tier(self, tier: str | None) -> Price:
+        """The price for a reply served at ``tier`` (standard names and None: this one)."""
+        if tier is None or tier in _STANDARD_TIERS:
+            return self
+        found = self.tiers.get(tier)
+        if found is not None:
+            return found
+        _warn_tier(self.model_id or "?", tier)
+        return self
 
     def cost(self, usage: Usage) -> float:
         """USD for one reply's usage (see the module docstring for the formula)."""
+        price = self.for_tier(usage.service_tier) if usage.service_tier else self
         cached = max(usage.cached_input_tokens, 0)
         writes = max(usage.cache_write_tokens, 0)
+        writes_1h = min(max(usage.cache_write_1h_tokens, 0), writes)
         fresh = max(usage.input_tokens - cached - writes, 0)
-        inp, out, read, write = self.input, self.output, self.cached_input, self.cache_write
-        lc = self.long_context
-        if lc is not None and usage.input_tokens > lc.above_input_tokens:
-            inp = lc.input if lc.input is not None else inp
-            out = lc.output if lc.output is not None else out
-            read = lc.cached_input if lc.cached_input is not None else read
-            write = lc.cache_write if lc.cache_write is not None else write
+        inp, out = price.input, price.output
+        read, write, write_1h = price.cached_input, price.cache_write, price.cache_write_1h
+        for lc in price.long_context:
+            if usage.input_tokens > lc.above_input_tokens:
+                inp = lc.input if lc.input is not None else inp
+                out = lc.output if lc.output is not None else out
+                read = lc.cached_input if lc.cached_input is not None else read
+                write = lc.cache_write if lc.cache_write is not None else write
+                write_1h = lc.cache_write_1h if lc.cache_write_1h is not None else write_1h
         total = (
             fresh * inp
             + cached * (read if read is not None else inp)
-            + writes * (write if write is not None else inp)
+            + (writes - writes_1h) * (write if write is not None else inp)
+            + writes_1h * (write_1h if write_1h is not None else _CACHE_1H_FALLBACK * inp)
             + max(usage.output_tokens, 0) * out
         )
         return total * _PER_TOKEN
 
+    def worst_case(self, input_tokens: int, output_tokens: int) -> float:
+        """The most ``input_tokens`` in and ``output_tokens`` out can cost at this price:
+        the dearest tier, the long-context rates, and every input token a 1-hour cache
+        write (the dearest input a vendor bills). Used to reserve budget before sending."""
+        most = 0.0
+        for price in (self, *self.tiers.values()):
+            inp, out = price.input, price.output
+            write, write_1h = price.cache_write, price.cache_write_1h
+            for lc in price.long_context:
+                if input_tokens > lc.above_input_tokens:
+                    inp = lc.input if lc.input is not None else inp
+                    out = lc.output if lc.output is not None else out
+                    write = lc.cache_write if lc.cache_write is not None else write
+                    write_1h = lc.cache_write_1h if lc.cache_write_1h is not None else write_1h
+            dearest_in = max(inp, write or 0.0, write_1h or 0.0)
+            most = max(most, input_tokens * dearest_in + output_tokens * out)
+        return most * _PER_TOKEN
+
+    def rates(self) -> dict[str, float | None]:
+        """The per-1M rates by name (``portal prices show``)."""
+        return {f: getattr(self, f) for f in _RATE_FIELDS}
+
 
 class PriceTable:
-    """Prices by provider (config key or kind) and model id. Immutable; overrides make a copy."""
+    """Prices by provider (config key or kind) and model id: config overrides over
+    genai-prices over ``prices.json``. Immutable; `with_overrides` makes a copy."""
 
-    def __init__(self, providers: Mapping[str, Mapping[str, Price]]) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, Mapping[str, Price]],
+        *,
+        overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        base_urls: Mapping[str, str] | None = None,
+        genai: GenaiPrices | bool | None = True,
+    ) -> None:
+        """``providers``: the hand-kept table (``prices.json``'s shape, parsed);
+        ``overrides``: config price tables by provider name; ``base_urls``: provider name ->
+        its base URL (finds OpenAI-compatible gateways in genai-prices); ``genai``: True for
+        the shared genai-prices source (if installed), False for none."""
         self._models: dict[str, dict[str, Price]] = {
             p.lower(): {m.lower(): price for m, price in models.items()}
             for p, models in providers.items()
         }
-        # longest first, so "gpt-4.1-mini" wins over "gpt-4.1"
-        self._by_length: dict[str, list[str]] = {
-            p: sorted((m for m in models if m != "*"), key=len, reverse=True)
-            for p, models in self._models.items()
+        self._overrides: dict[str, dict[str, dict[str, Any]]] = {
+            p.lower(): {m.lower(): dict(f) for m, f in models.items()}
+            for p, models in (overrides or {}).items()
         }
-        self._memo: dict[tuple[str, str], Price | None] = {}
+        self._base_urls = {k.lower(): v for k, v in (base_urls or {}).items()}
+        self._genai_arg = genai
+        self._memo: dict[tuple[str, str, str], Price | None] = {}
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def load(cls, path: str | Path | None = None) -> PriceTable:
-        """The table in ``path`` (default: the shipped one), parsed once per path."""
+        """The hand-kept table in ``path`` (default: the shipped one) over genai-prices,
+        parsed once per path."""
         key = str(Path(path) if path is not None else DEFAULT_PRICES_PATH)
         with _load_lock:
             table = _loaded.get(key)
@@ -126,118 +214,157 @@ class PriceTable:
         return table
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "prices") -> PriceTable:
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str = "prices", genai: bool = True
+    ) -> PriceTable:
         """Build from the ``prices.json`` shape; errors name the entry and the field."""
         providers = data.get("providers")
         if not isinstance(providers, Mapping):
             raise ConfigError(f"{source}: missing 'providers' table")
         out: dict[str, dict[str, Price]] = {}
+        label = Path(source).name if source.endswith(".json") else source
         for pname, pdata in providers.items():
             models = pdata.get("models") if isinstance(pdata, Mapping) else None
             if not isinstance(models, Mapping):
                 raise ConfigError(f"{source}: providers.{pname}: missing 'models' table")
             out[pname] = {
-                m: _price_from(entry, f"{source}: providers.{pname}.models.{m!r}")
+                m: replace(
+                    _price_from(entry, f"{source}: providers.{pname}.models.{m!r}"),
+                    source=label,
+                    model_id=f"{pname}/{m}",
+                )
                 for m, entry in models.items()
             }
-        return cls(out)
+        return cls(out, genai=genai)
+
+    @classmethod
+    def for_config(cls, config: Any) -> PriceTable:
+        """The table a client uses: the shipped sources plus the config's ``prices`` tables
+        and its providers' base URLs."""
+        overrides = {n: p.prices for n, p in config.providers.items() if p.prices}
+        urls = {n: p.base_url for n, p in config.providers.items() if p.base_url}
+        return cls.load().with_overrides(overrides, base_urls=urls)
 
     def with_overrides(
-        self, overrides: Mapping[str, Mapping[str, Mapping[str, Any]]]
+        self,
+        overrides: Mapping[str, Mapping[str, Mapping[str, Any]]],
+        base_urls: Mapping[str, str] | None = None,
     ) -> PriceTable:
-        """A copy with negotiated prices: ``{provider: {model: {"input": .., "output": ..}}}``,
-        as in ``[providers.X.prices."model"]``. A partial override of a known model keeps its
-        other prices; a new model needs both ``input`` and ``output``."""
-        merged: dict[str, dict[str, Price]] = {p: dict(m) for p, m in self._models.items()}
+        """A copy with negotiated prices: ``{provider: {model: {"input": .., "output": ..,
+        "priority": {...}}}}``, as in ``[providers.X.prices."model"]``. A partial table of a
+        model a source knows keeps that source's other prices."""
+        problems: list[str] = []
         for provider, models in overrides.items():
-            if not isinstance(models, Mapping):
-                raise ConfigError(
-                    f"providers.{provider}.prices: expected a table of models, "
-                    f"got {type(models).__name__}"
-                )
+            problems += check_price_overrides(models, f"providers.{provider}.prices")
+        if problems:
+            raise ConfigError("\n".join(problems), problems)
+        merged = {p: {m: dict(f) for m, f in ms.items()} for p, ms in self._overrides.items()}
+        for provider, models in overrides.items():
             target = merged.setdefault(provider.lower(), {})
             for model, fields in models.items():
-                where = f"providers.{provider}.prices.{model!r}"
-                if not isinstance(fields, Mapping):
-                    raise ConfigError(
-                        f"{where}: expected a table like {{ input = 0.4, output = 1.6 }} "
-                        f"(USD per 1M tokens), got {type(fields).__name__}"
-                    )
-                unknown = set(fields) - set(_PRICE_FIELDS)
-                if unknown:
-                    raise ConfigError(
-                        f"{where}: unknown field(s) {sorted(unknown)}; "
-                        f"allowed: {', '.join(_PRICE_FIELDS)}"
-                    )
-                base = target.get(model.lower()) or self.lookup(provider, model)
-                if base is None:
-                    missing = [f for f in ("input", "output") if f not in fields]
-                    if missing:
-                        raise ConfigError(
-                            f"{where}: {' and '.join(missing)} required for a model the "
-                            "shipped price table does not know"
-                        )
-                    target[model.lower()] = _price_from({**fields, "checked": "config"}, where)
-                else:
-                    values: dict[str, Any] = {f: _number(fields[f], f"{where}.{f}") for f in fields}
-                    values.update(checked="config", long_context=None)
-                    target[model.lower()] = replace(base, **values)
-        return PriceTable(merged)
+                target[model.lower()] = dict(fields)
+        return PriceTable(
+            self._models,
+            overrides=merged,
+            base_urls={**self._base_urls, **(base_urls or {})},
+            genai=self._genai_arg,
+        )
 
     # ------------------------------------------------------------------ lookup
+    @property
+    def genai(self) -> GenaiPrices | None:
+        if self._genai_arg is True:
+            from portal.metering.price_source import genai_prices
+
+            return genai_prices()
+        if self._genai_arg is False or self._genai_arg is None:
+            return None
+        return self._genai_arg
+
     def lookup(self, provider: str, model: str, kind: str | None = None) -> Price | None:
         """The price of ``model`` at ``provider`` (a config key such as "together"), falling
-        back to its ``kind`` (e.g. "azure-openai"). Exact id first, then the longest known id
-        that the model extends by a snapshot suffix (``gpt-4.1-mini-2025-04-14``,
-        ``claude-haiku-4-5-20251001``, ``us.anthropic.claude-...-v1:0``)."""
-        key = (f"{provider}|{kind or ''}", model)
+        back to its ``kind`` (e.g. "azure-openai"): config, then genai-prices, then the
+        hand-kept table. Snapshot suffixes (``gpt-4.1-mini-2025-04-14``,
+        ``claude-haiku-4-5-20251001``) resolve to their model; Bedrock ARNs and Gemini's
+        ``models/`` prefix are stripped. Memoized: call it once per target, not per call."""
+        key = (provider, kind or "", model)
         try:
             return self._memo[key]
         except KeyError:
             pass
-        found = self._find(provider.lower(), model)
-        if found is None and kind and kind.lower() != provider.lower():
-            found = self._find(kind.lower(), model)
+        found = self._resolve(provider.lower(), (kind or provider).lower(), model)
         with self._lock:
             if len(self._memo) > 4096:
                 self._memo.clear()
             self._memo[key] = found
         return found
 
+    def _resolve(self, provider: str, kind: str, model: str) -> Price | None:
+        names = (provider,) if kind == provider else (provider, kind)
+        source = self._source_price(names, model)
+        for name in names:
+            entry = _match(self._overrides.get(name, {}), _candidates(name, model))
+            if entry is not None:
+                label, fields = entry
+                return _apply_override(fields, source, f"{name}/{label}")
+        return source
+
+    def _source_price(self, names: tuple[str, ...], model: str) -> Price | None:
+        genai = self.genai
+        if genai is not None:
+            pid = genai.provider_id(names, self._base_urls.get(names[0]))
+            if pid is not None:
+                for candidate in _candidates(names[-1], model):
+                    found = genai.lookup(pid, candidate)
+                    if found is not None:
+                        return found  # type: ignore[no-any-return]
+        for name in names:
+            models = self._models.get(name)
+            if not models:
+                continue
+            entry = _match(models, _candidates(name, model))
+            if entry is not None:
+                return entry[1]
+            if "*" in models:
+                return models["*"]
+        return None
+
     def cost(
         self, provider: str, model: str, usage: Usage, kind: str | None = None
     ) -> float | None:
-        """USD for ``usage``, or ``None`` (with a warning, once) when the model has no price."""
+        """USD for ``usage``, or ``None`` (with a warning, once) when the model has no price.
+        A cost the vendor reported wins over the computed one."""
+        if usage.reported_cost_usd is not None:
+            return usage.reported_cost_usd
         price = self.lookup(provider, model, kind)
         if price is None:
-            self._warn_unknown(provider, model)
+            self.warn_unknown(provider, model)
             return None
         return price.cost(usage)
+
+    def close_matches(self, provider: str, model: str, kind: str | None = None) -> list[str]:
+        """Known model ids near ``model`` for ``provider`` ("did you mean")."""
+        names = [provider.lower()] + ([kind.lower()] if kind else [])
+        known: set[str] = set()
+        for name in names:
+            known.update(self._overrides.get(name, {}))
+            known.update(m for m in self._models.get(name, {}) if m != "*")
+        genai = self.genai
+        if genai is not None:
+            pid = genai.provider_id(tuple(names), self._base_urls.get(names[0]))
+            if pid is not None:
+                known.update(genai.models(pid))
+        return difflib.get_close_matches(model.lower(), sorted(known), n=5, cutoff=0.5)
 
     def providers(self) -> list[str]:
         return sorted(self._models)
 
     def models(self, provider: str) -> dict[str, Price]:
+        """The hand-kept entries of ``provider``."""
         return dict(self._models.get(provider.lower(), {}))
 
-    def _find(self, provider: str, model: str) -> Price | None:
-        models = self._models.get(provider)
-        if not models:
-            return None
-        for candidate in _candidates(provider, model):
-            price = models.get(candidate)
-            if price is not None:
-                return price
-            for known in self._by_length[provider]:
-                if (
-                    len(candidate) > len(known)
-                    and candidate.startswith(known)
-                    and _SNAPSHOT_SUFFIX.fullmatch(candidate, len(known)) is not None
-                ):
-                    return models[known]
-        return models.get("*")
-
-    def _warn_unknown(self, provider: str, model: str) -> None:
+    def warn_unknown(self, provider: str, model: str) -> None:
+        """Log the documented unknown-price warning, once per (provider, model) per table."""
         key = (provider, model)
         if key in self._warned:
             return
@@ -245,14 +372,46 @@ class PriceTable:
             if key in self._warned:
                 return
             self._warned.add(key)
+        partial = _match(self._overrides.get(provider.lower(), {}), [model.lower()])
+        hint = (
+            " (its config table sets only some prices and no source knows the rest: add "
+            "both input and output)"
+            if partial is not None
+            else ""
+        )
         logger.warning(
-            "portal: no price for %s:%s; its cost is recorded as unknown (None). "
+            "portal: no price for %s:%s; its cost is recorded as unknown (None)%s. "
             'Fix: add [providers.%s.prices."%s"] input = ..., output = ... (USD per 1M tokens)',
             provider,
             model,
+            hint,
             provider,
             model,
         )
+
+
+def unknown_price_fix(provider: str, model: str) -> str:
+    """The config key that sets a price, as error messages name it."""
+    return f'[providers.{provider}.prices."{model}"] input = ..., output = ... (USD per 1M tokens)'
+
+
+def _match(table: Mapping[str, Any], candidates: list[str]) -> tuple[str, Any] | None:
+    """``table``'s entry for the first candidate: exact id, else the longest id the
+    candidate extends by a snapshot suffix."""
+    if not table:
+        return None
+    for candidate in candidates:
+        if candidate in table:
+            return candidate, table[candidate]
+        for known in sorted(table, key=len, reverse=True):
+            if (
+                known != "*"
+                and len(candidate) > len(known)
+                and candidate.startswith(known)
+                and _SNAPSHOT_SUFFIX.fullmatch(candidate, len(known)) is not None
+            ):
+                return known, table[known]
+    return None
 
 
 def _candidates(provider: str, model: str) -> list[str]:
@@ -268,11 +427,90 @@ def _candidates(provider: str, model: str) -> list[str]:
     return out
 
 
-def _number(value: Any, where: str) -> float:
+def _apply_override(fields: Mapping[str, Any], base: Price | None, label: str) -> Price | None:
+    """A config table over the source's price (None if neither gives input and output)."""
+    rates: dict[str, Any] = {f: float(fields[f]) for f in _RATE_FIELDS if f in fields}
+    tier_fields = {t: fields[t] for t in TIER_NAMES if t in fields}
+    if base is None:
+        if "input" not in rates or "output" not in rates:
+            return None
+        price = Price(**rates, source="config", model_id=label)
+        base_tiers: Mapping[str, Price] = {}
+    else:
+        source = "config" if {"input", "output"} <= set(rates) else f"config + {base.source}"
+        base_tiers = base.tiers
+        price = replace(base, **rates, source=source, model_id=label)
+        if rates:
+            price = replace(price, long_context=())  # a negotiated rate replaces the tiers
+    tiers = dict(base_tiers)
+    for tier, values in tier_fields.items():
+        over: dict[str, Any] = {f: float(values[f]) for f in _RATE_FIELDS if f in values}
+        start = base_tiers.get(tier) or replace(price, tiers={})
+        tiers[tier] = replace(start, **over, source="config", long_context=())
+    return replace(price, tiers=tiers)
+
+
+def check_price_overrides(models: Any, where: str) -> list[str]:
+    """Problems with one provider's ``prices`` table, each naming the key and the fix
+    (used by config validation, so ``Client()`` and ``portal config check`` agree)."""
+    if not isinstance(models, Mapping):
+        return [f"{where}: expected a table of models, got {type(models).__name__}"]
+    problems: list[str] = []
+    for model, fields in models.items():
+        at = f'{where}."{model}"'
+        if not isinstance(fields, Mapping):
+            problems.append(
+                f"{at}: expected a table like {{ input = 0.4, output = 1.6 }} "
+                f"(USD per 1M tokens), got {type(fields).__name__}"
+            )
+            continue
+        for name, value in fields.items():
+            if name in TIER_NAMES:
+                if not isinstance(value, Mapping):
+                    problems.append(
+                        f"{at}.{name}: expected a table like {{ input = 0.8, output = 3.2 }}, "
+                        f"got {type(value).__name__}"
+                    )
+                    continue
+                for sub, v in value.items():
+                    if sub not in _RATE_FIELDS:
+                        problems.append(_unknown_field(f"{at}.{name}", sub, tier=True))
+                    elif (bad := _bad_number(v)) is not None:
+                        problems.append(f"{at}.{name}.{sub}: {bad}")
+            elif name not in _RATE_FIELDS:
+                problems.append(_unknown_field(at, name, tier=False))
+            elif (bad := _bad_number(value)) is not None:
+                problems.append(f"{at}.{name}: {bad}")
+    return problems
+
+
+def _unknown_field(at: str, name: str, tier: bool) -> str:
+    """``tier``: the key is inside a tier table (only rates allowed there)."""
+    allowed = _RATE_FIELDS if tier else (*_RATE_FIELDS, *TIER_NAMES)
+    close = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    what = "price field" if tier else "price field or service tier"
+    tiers = "" if tier else f"; service tiers: {', '.join(TIER_NAMES)}"
+    return (
+        f"{at}: unknown {what} {name!r}{hint} "
+        f"(prices: {', '.join(_RATE_FIELDS)}, in USD per 1M tokens{tiers})"
+    )
+
+
+def _bad_number(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: expected a number of USD per 1M tokens, got {value!r}")
+        return f"expected a number of USD per 1M tokens, got {value!r}"
+    if not math.isfinite(value):
+        return f"expected a finite number of USD per 1M tokens, got {value!r}"
     if value < 0:
-        raise ConfigError(f"{where}: prices cannot be negative, got {value!r}")
+        return f"prices cannot be negative, got {value!r}"
+    return None
+
+
+def _number(value: Any, where: str) -> float:
+    bad = _bad_number(value)
+    if bad is not None:
+        raise ConfigError(f"{where}: {bad}")
     return float(value)
 
 
@@ -283,31 +521,29 @@ def _price_from(entry: Any, where: str) -> Price:
         if required not in entry:
             raise ConfigError(f"{where}: missing '{required}' (USD per 1M tokens)")
     lc_data = entry.get("long_context")
-    long_context = None
+    long_context: tuple[LongContextPrice, ...] = ()
     if lc_data is not None:
         if not isinstance(lc_data, Mapping) or "above_input_tokens" not in lc_data:
             raise ConfigError(f"{where}.long_context: needs 'above_input_tokens'")
-        long_context = LongContextPrice(
-            int(lc_data["above_input_tokens"]),
-            **{
-                f: _number(lc_data[f], f"{where}.long_context.{f}")
-                for f in _PRICE_FIELDS
-                if f in lc_data
-            },
+        long_context = (
+            LongContextPrice(
+                int(lc_data["above_input_tokens"]),
+                **{
+                    f: _number(lc_data[f], f"{where}.long_context.{f}")
+                    for f in _RATE_FIELDS
+                    if f in lc_data
+                },
+            ),
         )
+    optional: dict[str, Any] = {
+        f: _number(entry[f], f"{where}.{f}")
+        for f in ("cached_input", "cache_write", "cache_write_1h")
+        if entry.get(f) is not None
+    }
     return Price(
         input=_number(entry["input"], f"{where}.input"),
         output=_number(entry["output"], f"{where}.output"),
-        cached_input=(
-            _number(entry["cached_input"], f"{where}.cached_input")
-            if entry.get("cached_input") is not None
-            else None
-        ),
-        cache_write=(
-            _number(entry["cache_write"], f"{where}.cache_write")
-            if entry.get("cache_write") is not None
-            else None
-        ),
+        **optional,
         checked=entry.get("checked"),
         simulated=bool(entry.get("simulated", False)),
         long_context=long_context,
@@ -327,6 +563,26 @@ def _read_json(path: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"price table {path}: expected a JSON object at the top")
     return data
+
+
+_warned_tiers: set[tuple[str, str]] = set()
+
+
+def _warn_tier(model_id: str, tier: str) -> None:
+    key = (model_id, tier)
+    if key in _warned_tiers:
+        return
+    _warned_tiers.add(key)
+    provider, _, model = model_id.partition("/")
+    logger.warning(
+        "portal: %s replied at service tier %r, which has no known price; billed at the "
+        'standard rates. Fix: add [providers.%s.prices."%s".%s] input = ..., output = ...',
+        model_id,
+        tier,
+        provider,
+        model,
+        tier if tier in TIER_NAMES else "priority",
+    )
 
 
 _loaded: dict[str, PriceTable] = {}

@@ -467,7 +467,9 @@ class AnthropicAdapter(Adapter):
     @staticmethod
     def parse_usage(raw: Any, into: Usage | None = None) -> Usage:
         """Anthropic's ``input_tokens`` excludes cache reads and writes; portal's includes
-        them. Fields missing from ``raw`` keep their value in ``into`` (stream updates).
+        them. ``cache_creation`` says how many writes went to the 1-hour cache, and
+        ``service_tier`` which tier served the reply. Fields missing from ``raw`` keep their
+        value in ``into`` (stream updates).
 
         A reply that sampled more than once (server-side compaction, server tool loops)
         lists every sampling in ``usage.iterations``, and its top-level counts leave the
@@ -495,6 +497,15 @@ class AnthropicAdapter(Adapter):
         usage.input_tokens = int(fresh) + usage.cached_input_tokens + usage.cache_write_tokens
         if output is not None:
             usage.output_tokens = int(output)
+        # cache_creation splits the writes by TTL: 1-hour writes cost 2x input, 5-minute 1.25x
+        by_ttl = raw.get("cache_creation")
+        if isinstance(by_ttl, dict) and by_ttl.get("ephemeral_1h_input_tokens") is not None:
+            usage.cache_write_1h_tokens = min(
+                int(by_ttl["ephemeral_1h_input_tokens"]), usage.cache_write_tokens
+            )
+        tier = raw.get("service_tier")  # "standard", "priority" or "batch"
+        if isinstance(tier, str) and tier:
+            usage.service_tier = None if tier == "standard" else tier
         return usage
 
     def _usage(self, raw: Any, model: str, into: Usage | None = None) -> Usage:

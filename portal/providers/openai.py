@@ -451,7 +451,7 @@ class OpenAIAdapter(Adapter):
             finish_reason=finish,  # type: ignore[arg-type]
             reasoning=join_reasoning(thoughts),
             raw_finish_reason=raw_finish,
-            usage=self.parse_usage(data.get("usage")),
+            usage=with_tier(self.parse_usage(data.get("usage")), data.get("service_tier")),
             model=data.get("model"),
             request_id=request_id,
             provider_details=details,
@@ -526,7 +526,8 @@ class OpenAIAdapter(Adapter):
 
     @staticmethod
     def parse_usage(raw: Any) -> Usage:
-        """``prompt_tokens`` already includes ``cached_tokens``; reasoning is inside completion."""
+        """``prompt_tokens`` already includes ``cached_tokens``; reasoning is inside completion.
+        Gateways such as OpenRouter add the call's cost in USD as ``usage.cost``."""
         if not isinstance(raw, dict):
             return Usage()
         prompt_details = raw.get("prompt_tokens_details") or {}
@@ -536,6 +537,7 @@ class OpenAIAdapter(Adapter):
             output_tokens=int(raw.get("completion_tokens") or 0),
             cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            reported_cost_usd=reported_cost(raw),
         )
 
     def usage_from_chunk(self, chunk: Mapping[str, Any]) -> Usage | None:
@@ -694,6 +696,7 @@ class OpenAIChatStreamParser(SSEStreamParser):
         self.response_id = obj.get("id") or self.response_id
         usage = self.adapter.usage_from_chunk(obj)
         if usage is not None:
+            usage = with_tier(usage, obj.get("service_tier"))
             self.usage = usage
             events.append(StreamEvent("usage", usage=usage))
         choices = obj.get("choices") or []
@@ -792,3 +795,20 @@ class OpenAIChatStreamParser(SSEStreamParser):
             provider_details=self.unknown_details(self.details),
         )
         return self.adapter.finalize(self.req, response) if self.req is not None else response
+
+
+def reported_cost(raw: Mapping[str, Any]) -> float | None:
+    """A cost in USD the server put in ``usage.cost`` (OpenRouter and some gateways do), or
+    None; anything but a finite number >= 0 is ignored (the cost is then computed)."""
+    cost = raw.get("cost")
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+        return None
+    return float(cost) if 0 <= cost < float("inf") else None
+
+
+def with_tier(usage: Usage, tier: Any) -> Usage:
+    """``usage`` with the reply's ``service_tier`` ("priority", "flex"; "default" and the
+    like are the standard tier, kept as None): it selects the rates the call is billed at."""
+    if isinstance(tier, str) and tier and tier not in ("default", "auto", "standard"):
+        usage.service_tier = tier
+    return usage

@@ -60,7 +60,7 @@ from portal.providers.base import (
     join_reasoning,
     keep_unknown,
 )
-from portal.providers.openai import OpenAIAdapter
+from portal.providers.openai import OpenAIAdapter, with_tier
 from portal.providers.schema_transform import to_openai_strict
 
 __all__ = ["OpenAIResponsesAdapter", "OpenAIResponsesStreamParser"]
@@ -382,7 +382,9 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
             finish_reason=finish,  # type: ignore[arg-type]
             reasoning=join_reasoning(thoughts),
             raw_finish_reason=raw,
-            usage=self.parse_responses_usage(data.get("usage")),
+            usage=with_tier(
+                self.parse_responses_usage(data.get("usage")), data.get("service_tier")
+            ),
             model=data.get("model"),
             request_id=rid,
             provider_details=details,

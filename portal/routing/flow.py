@@ -113,6 +113,8 @@ class Call:
     estimated_tokens: int | None = None
     #: providers whose bucket this call took from and has not settled yet
     reserved: dict[str, int] = field(default_factory=dict)
+    #: the budget reservation this call settles against (portal.metering.budgets), if any
+    budget_hold: Any = None
 
     def time_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now

@@ -16,7 +16,10 @@ claims, events); breakers, budgets and canaries are written once on top of them.
   - ``take`` (committed-throughput buckets) is one atomic Lua call per attempt, and only for
     targets that have a commitment: a shared commitment cannot be honoured from a cache.
     The sync client uses redis-py's sync client, the async client redis-py's asyncio one;
-  - ``claim`` (the half-open probe, at most once per cooldown per target) is one ``SET NX``.
+  - ``claim`` (the half-open probe, at most once per cooldown per target) is one ``SET NX``;
+  - ``reserve`` and ``settle`` (budget reservations) are one atomic Lua call each, and
+    ``spend`` reads Redis directly: a shared budget cannot be kept from a cache either.
+    Reservations expire (``ttl_s``): a process that dies mid-call releases what it held.
 
   If Redis is unreachable, everything falls back to the local copy (routing keeps working,
   per process) and the log says so once; the thread keeps trying to reconnect.
@@ -33,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["BucketDim", "MemoryState", "RedisState", "State", "open_state"]
+__all__ = ["BucketDim", "MemoryState", "RedisState", "State", "StateUnavailable", "open_state"]
 
 log = logging.getLogger("portal.routing")
 
@@ -42,6 +45,14 @@ BucketDim = tuple[str, float, float, float]
 
 #: windowed counters keep one-second slots for at most this long
 MAX_WINDOW_S = 3600.0
+
+
+class StateUnavailable(Exception):
+    """The shared state could not be reached for an operation that must be atomic there."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = url
+        super().__init__(f"shared routing state at {url} is unreachable ({type(cause).__name__})")
 
 
 @runtime_checkable
@@ -83,6 +94,14 @@ class State(Protocol):
 
     def events(self, key: str, n: int = 20) -> list[dict[str, Any]]: ...
 
+    def reserve(
+        self, key: str, field: str, amount: float, limit: float, ttl_s: float, rid: str
+    ) -> tuple[bool, float, float]: ...
+
+    def settle(self, key: str, field: str, rid: str, cost: float, final: bool = True) -> None: ...
+
+    def spend(self, key: str, field: str) -> tuple[float, float]: ...
+
     def close(self) -> None: ...
 
 
@@ -103,6 +122,8 @@ class MemoryState:
         self._spans: dict[str, float] = {}
         self._buckets: dict[str, dict[str, float]] = {}
         self._events: dict[str, list[dict[str, Any]]] = {}
+        #: budget holds per key: "field|reservation id" -> (amount, expires at)
+        self._holds: dict[str, dict[str, tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
     # -- values -----------------------------------------------------------------------------
@@ -144,6 +165,7 @@ class MemoryState:
     def forget(self, key: str) -> None:
         """This process no longer needs ``key``'s counters (a day that ended): drop them."""
         self._counters.pop(key, None)
+        self._holds.pop(key, None)
 
     def hit(self, key: str, fields: Mapping[str, float]) -> None:
         slot = int(self.clock())
@@ -227,6 +249,61 @@ class MemoryState:
     def events(self, key: str, n: int = 20) -> list[dict[str, Any]]:
         return list(self._events.get(key, [])[:n])
 
+    # -- budget reservations ------------------------------------------------------------------
+    def reserve(
+        self, key: str, field: str, amount: float, limit: float, ttl_s: float, rid: str
+    ) -> tuple[bool, float, float]:
+        """Hold ``amount`` against ``limit`` if what was spent plus what is held plus it fits;
+        returns (held it, spent, held). Expired holds (their process died) are released
+        first. Spent is ``key``'s counter ``spent|field``, held ``held|field``."""
+        with self._lock:
+            now = self.clock()
+            self._expire_holds(key, now)
+            c = self._counters.setdefault(key, {})
+            spent, held = c.get("spent|" + field, 0.0), c.get("held|" + field, 0.0)
+            if spent + held + amount > limit:
+                return False, spent, held
+            c["held|" + field] = held + amount
+            self._holds.setdefault(key, {})[f"{field}|{rid}"] = (amount, now + ttl_s)
+            return True, spent, held + amount
+
+    def settle(self, key: str, field: str, rid: str, cost: float, final: bool = True) -> None:
+        """Add ``cost`` to what was spent and release as much of the hold; ``final`` releases
+        the rest of it (a tool loop settles each step, then the end)."""
+        with self._lock:
+            c = self._counters.setdefault(key, {})
+            c["spent|" + field] = c.get("spent|" + field, 0.0) + cost
+            holds = self._holds.get(key, {})
+            member = f"{field}|{rid}"
+            hold = holds.get(member)
+            if hold is None:
+                return
+            amount, expires = hold
+            release = amount if final else min(amount, max(cost, 0.0))
+            c["held|" + field] = max(0.0, c.get("held|" + field, 0.0) - release)
+            if final or release >= amount:
+                holds.pop(member, None)
+            else:
+                holds[member] = (amount - release, expires)
+
+    def spend(self, key: str, field: str) -> tuple[float, float]:
+        """(spent, held) of ``field`` in ``key``."""
+        with self._lock:
+            self._expire_holds(key, self.clock())
+            c = self._counters.get(key) or {}
+            return c.get("spent|" + field, 0.0), c.get("held|" + field, 0.0)
+
+    def _expire_holds(self, key: str, now: float) -> None:
+        holds = self._holds.get(key)
+        if not holds:
+            return
+        c = self._counters.setdefault(key, {})
+        for member, (amount, expires) in list(holds.items()):
+            if expires <= now:
+                field = member.rpartition("|")[0]
+                c["held|" + field] = max(0.0, c.get("held|" + field, 0.0) - amount)
+                del holds[member]
+
     def close(self) -> None:
         return None
 
@@ -272,6 +349,84 @@ return ok
 """
 
 
+# KEYS: spend hash, holds zset (member -> expiry), hold amounts hash (member -> amount)
+# Expired holds are released first: a process that died mid-call gives back what it held.
+_EXPIRE = """
+local function expire(now)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  for _, member in ipairs(gone) do
+    local amount = tonumber(redis.call('HGET', KEYS[3], member) or '0')
+    local field = string.match(member, '^(.*)|[^|]*$')
+    redis.call('HINCRBYFLOAT', KEYS[1], 'held|' .. field, -amount)
+    redis.call('HDEL', KEYS[3], member)
+    redis.call('ZREM', KEYS[2], member)
+  end
+end
+"""
+
+# ARGV: now, field, amount, limit, ttl_s, rid, key_ttl_s -> {ok, spent, held}
+_RESERVE = (
+    _EXPIRE
+    + """
+local now = tonumber(ARGV[1])
+expire(now)
+local field = ARGV[2]
+local amount = tonumber(ARGV[3])
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent|' .. field) or '0')
+local held = math.max(0, tonumber(redis.call('HGET', KEYS[1], 'held|' .. field) or '0'))
+if spent + held + amount > tonumber(ARGV[4]) then
+  return {0, tostring(spent), tostring(held)}
+end
+local member = field .. '|' .. ARGV[6]
+redis.call('HINCRBYFLOAT', KEYS[1], 'held|' .. field, amount)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), member)
+redis.call('HSET', KEYS[3], member, tostring(amount))
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[7])) end
+return {1, tostring(spent), tostring(held + amount)}
+"""
+)
+
+# ARGV: now, field, rid, cost, final (1/0), key_ttl_s
+_SETTLE = (
+    _EXPIRE
+    + """
+expire(tonumber(ARGV[1]))
+local field = ARGV[2]
+local member = field .. '|' .. ARGV[3]
+local cost = tonumber(ARGV[4])
+redis.call('HINCRBYFLOAT', KEYS[1], 'spent|' .. field, cost)
+local amount = tonumber(redis.call('HGET', KEYS[3], member) or '-1')
+if amount >= 0 then
+  local release = amount
+  if ARGV[5] ~= '1' then release = math.min(amount, math.max(cost, 0)) end
+  redis.call('HINCRBYFLOAT', KEYS[1], 'held|' .. field, -release)
+  if ARGV[5] == '1' or release >= amount then
+    redis.call('HDEL', KEYS[3], member)
+    redis.call('ZREM', KEYS[2], member)
+  else
+    redis.call('HSET', KEYS[3], member, tostring(amount - release))
+  end
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[6])) end
+return 1
+"""
+)
+
+# ARGV: now, field -> {spent, held}
+_SPEND = (
+    _EXPIRE
+    + """
+expire(tonumber(ARGV[1]))
+local spent = redis.call('HGET', KEYS[1], 'spent|' .. ARGV[2]) or '0'
+local held = redis.call('HGET', KEYS[1], 'held|' .. ARGV[2]) or '0'
+return {spent, held}
+"""
+)
+
+#: budget keys outlive the longest window (a month) by a week
+_BUDGET_KEY_TTL_S = str(38 * 86400)
+
+
 def _bucket_args(now: float, dims: Sequence[BucketDim], mode: str) -> list[Any]:
     # a bucket idles back to full after capacity / rate seconds; keep it at least that long
     ttl = max((cap / rate if rate > 0 else 60.0) for _, _, rate, cap in dims) + 60
@@ -311,6 +466,9 @@ class RedisState:
             decode_responses=True,
         )
         self._take_script = self._redis.register_script(_TAKE)
+        self._reserve_script = self._redis.register_script(_RESERVE)
+        self._settle_script = self._redis.register_script(_SETTLE)
+        self._spend_script = self._redis.register_script(_SPEND)
         self._aredis: Any = None
         self._aloop: Any = None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -514,6 +672,45 @@ class RedisState:
             return self.local.events(key, n)
         return [json.loads(r) for r in raw]
 
+    # -- budget reservations (atomic in Redis; fail closed) ---------------------------------
+    def _budget_keys(self, key: str) -> list[str]:
+        return [self._k(key), self._k(key + ":holds"), self._k(key + ":amounts")]
+
+    def reserve(
+        self, key: str, field: str, amount: float, limit: float, ttl_s: float, rid: str
+    ) -> tuple[bool, float, float]:
+        """`MemoryState.reserve` across every process sharing this Redis. If Redis cannot
+        be reached the hold is refused (raises `StateUnavailable`): a shared budget that
+        cannot be checked is not spent."""
+        args = [repr(self.clock()), field, repr(float(amount)), repr(float(limit))]
+        args += [repr(float(ttl_s)), rid, _BUDGET_KEY_TTL_S]
+        try:
+            ok, spent, held = self._reserve_script(keys=self._budget_keys(key), args=args)
+        except Exception as exc:
+            self._failed(exc)
+            raise StateUnavailable(self.url, exc) from None
+        return bool(int(ok)), float(spent), float(held)
+
+    def settle(self, key: str, field: str, rid: str, cost: float, final: bool = True) -> None:
+        args = [repr(self.clock()), field, rid, repr(float(cost)), "1" if final else "0"]
+        args.append(_BUDGET_KEY_TTL_S)
+        try:
+            self._settle_script(keys=self._budget_keys(key), args=args)
+        except Exception as exc:
+            # the hold expires by its TTL; the spend is retried with the next sync cycle
+            self._failed(exc)
+            self._queue("settle", key, field, rid, float(cost), final)
+
+    def spend(self, key: str, field: str) -> tuple[float, float]:
+        try:
+            spent, held = self._spend_script(
+                keys=self._budget_keys(key), args=[repr(self.clock()), field]
+            )
+        except Exception as exc:
+            self._failed(exc)
+            raise StateUnavailable(self.url, exc) from None
+        return float(spent), max(0.0, float(held))
+
     # -- sync loop --------------------------------------------------------------------------
     def _queue(self, op: str, *args: Any) -> None:
         with self._lock:
@@ -579,6 +776,14 @@ class RedisState:
             key, dims, now = args
             self._take_script(
                 keys=[self._k(key)], args=_bucket_args(now, dims, "give"), client=pipe
+            )
+        elif op == "settle":
+            key, field, rid, cost, final = args
+            settle_args = [repr(self.clock()), field, rid, repr(cost), "1" if final else "0"]
+            self._settle_script(
+                keys=self._budget_keys(key),
+                args=[*settle_args, _BUDGET_KEY_TTL_S],
+                client=pipe,
             )
 
     def _apply(

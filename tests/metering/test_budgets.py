@@ -70,6 +70,10 @@ def _calls(client: portal.Client) -> int:
     return sum(s.calls for s in client.meter.summary.values())
 
 
+def _attempts(client: portal.Client) -> int:
+    return sum(s.attempts for s in client.meter.summary.values())
+
+
 def test_block_raises_before_spending_and_resets_at_utc_midnight() -> None:
     client, clock = _client(_config({"usd_per_day": 0.0006, "on_exceed": "block"}))
     budgets = client._core.budgets
@@ -86,10 +90,11 @@ def test_block_raises_before_spending_and_resets_at_utc_midnight() -> None:
     assert err.limit_usd == 0.0006
     assert err.resets_at == "2025-03-11T00:00:00Z"
     assert "resets at 2025-03-11T00:00:00Z" in str(err) and "usd_per_day" in str(err)
-    made = _calls(client)
+    made, tried = _calls(client), _attempts(client)
     with pytest.raises(BudgetExceeded):
         _ask(client)
-    assert _calls(client) == made  # blocked before any attempt: nothing was sent or metered
+    assert _attempts(client) == tried  # blocked before any attempt: nothing was sent
+    assert _calls(client) == made + 1  # but the refused user action is metered
 
     clock.now = MIDNIGHT + 1  # a new UTC day: a new budget
     resp = _ask(client)
@@ -203,7 +208,8 @@ def test_no_budget_configured_changes_nothing() -> None:
     budgets: Budgets = client._core.budgets
     assert not budgets.active
     route = client._core.router.route("f", None, None)
-    assert budgets.check("f", route, ChatRequest(messages=[portal.user("x")]), None) is None
+    request = ChatRequest(messages=[portal.user("x")])
+    assert budgets.decide("f", route.targets, request, None) is None
     client.close()
 
 
@@ -238,20 +244,16 @@ def test_warnings_of_past_days_are_not_kept(caplog: pytest.LogCaptureFixture) ->
     client.close()
 
 
-def test_redis_keeps_past_days_but_stops_refreshing_them(redis_url: str) -> None:
+def test_redis_keeps_past_days_in_redis(redis_url: str) -> None:
     client, clock = _client(_config({"usd_per_day": 10.0}, state=redis_url))
     state = client._core.state
     try:
         _ask(client)
-        client._core.budgets.spent("f")  # read: the day's counter is watched
-        state.sync()  # type: ignore[attr-defined]
-        assert "budget:f:2025-03-10" in state._watch_counters  # type: ignore[attr-defined]
         clock.now = MIDNIGHT + 1
         _ask(client)
-        state.sync()  # type: ignore[attr-defined]
-        watched = state._watch_counters  # type: ignore[attr-defined]
-        assert "budget:f:2025-03-10" not in watched and "budget:f:2025-03-11" in watched
         shared = state._redis.hgetall(state._k("budget:f:2025-03-10"))  # type: ignore[attr-defined]
-        assert float(shared["_"]) > 0  # still in Redis, for other replicas and its expiry
+        assert float(shared["spent|_"]) > 0  # still in Redis, for other replicas and its expiry
+        assert float(shared["held|_"]) == pytest.approx(0.0, abs=1e-12)  # nothing left held
+        assert state._redis.ttl(state._k("budget:f:2025-03-10")) > 31 * 86400  # type: ignore[attr-defined]
     finally:
         client.close()
