@@ -1,5 +1,5 @@
 """The `portal` command: one module per area (`config`, `contracts`, `routing`, `report`,
-`loadtest`, `gameday`). Each subcommand imports what it needs when it runs, so
+`prices`, `loadtest`, `gameday`). Each subcommand imports what it needs when it runs, so
 `portal --version` and `portal config check` start fast."""
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ _DELEGATED: dict[str, tuple[str, str, str]] = {
     "canary": ("portal.cli.routing", "canary_main", "promote, roll back, show canaries"),
     "route": ("portal.cli.routing", "route_main", "explain where a call would go"),
     "report": ("portal.cli.report", "main", "report cost, latency and SLAs from ledgers"),
+    "prices": ("portal.cli.prices", "main", "show the prices portal bills a model at"),
     "loadtest": ("portal.cli.loadtest", "main", "synthetic peak load against a feature"),
     "gameday": ("portal.cli.gameday", "main", "load under an injected vendor fault"),
 }

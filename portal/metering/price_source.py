@@ -56,6 +56,7 @@ class GenaiPrices:
 
     def __init__(self) -> None:
         self._snapshot: Any = None
+        self._ids: frozenset[str] | None = None
         self.version = _version()
         self.source = f"genai-prices {self.version}"
         self._lock = threading.Lock()
@@ -73,12 +74,15 @@ class GenaiPrices:
         """The genai-prices provider for a portal provider: its kind's mapping, its own name
         (``together``, ``groq``), or its base URL; None if genai-prices knows none of them."""
         snap = self._data()
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = frozenset(p.id for p in snap.providers)
         for name in names:
+            # exact ids only: genai-prices' fuzzy provider match would take "openai-compatible"
+            # or "my-openai-proxy" for OpenAI and bill a self-hosted model at OpenAI's rates
             pid = GENAI_PROVIDER_IDS.get(name, name)
-            try:
-                return str(snap.find_provider(None, pid, None).id)
-            except LookupError:
-                continue
+            if pid in ids:
+                return pid
         if base_url:
             try:
                 return str(snap.find_provider(None, None, base_url).id)

@@ -261,7 +261,7 @@ class MemoryState:
             self._expire_holds(key, now)
             c = self._counters.setdefault(key, {})
             spent, held = c.get("spent|" + field, 0.0), c.get("held|" + field, 0.0)
-            if spent + held + amount > limit:
+            if spent + held + amount > limit + _USD_EPSILON:
                 return False, spent, held
             c["held|" + field] = held + amount
             self._holds.setdefault(key, {})[f"{field}|{rid}"] = (amount, now + ttl_s)
@@ -374,7 +374,7 @@ local field = ARGV[2]
 local amount = tonumber(ARGV[3])
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent|' .. field) or '0')
 local held = math.max(0, tonumber(redis.call('HGET', KEYS[1], 'held|' .. field) or '0'))
-if spent + held + amount > tonumber(ARGV[4]) then
+if spent + held + amount > tonumber(ARGV[4]) + 1e-9 then
   return {0, tostring(spent), tostring(held)}
 end
 local member = field .. '|' .. ARGV[6]
@@ -422,6 +422,9 @@ local held = redis.call('HGET', KEYS[1], 'held|' .. ARGV[2]) or '0'
 return {spent, held}
 """
 )
+
+#: sums of float dollars drift by ~1e-16 per add: a hold that fits to a billionth of a cent fits
+_USD_EPSILON = 1e-9
 
 #: budget keys outlive the longest window (a month) by a week
 _BUDGET_KEY_TTL_S = str(38 * 86400)

@@ -62,7 +62,7 @@ class Sample:
     failover: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: the target has no price (never shown as $0)
     attempt_targets: tuple[str, ...] = ()
 
     @property
@@ -200,7 +200,7 @@ async def run_load(
             s.failover = any(a.target != resp.target for a in resp.attempts)
             s.input_tokens = resp.usage.input_tokens
             s.output_tokens = resp.usage.output_tokens
-            s.cost_usd = resp.cost_usd or 0.0
+            s.cost_usd = resp.cost_usd
             state["ok"] += 1
         except Exception as exc:  # every failure is what a user would have seen: count it
             s.error = error_class(exc)

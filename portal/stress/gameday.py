@@ -64,7 +64,15 @@ from portal.stress.loadtest import (
 from portal.stress.loadtest import (
     isolated as _isolated,
 )
-from portal.stress.results import distribution, fmt_ms, fmt_usd, render_rows, sla_verdict, summarize
+from portal.stress.results import (
+    distribution,
+    fmt_ms,
+    fmt_usd,
+    priced_cost,
+    render_rows,
+    sla_verdict,
+    summarize,
+)
 
 __all__ = ["GamedayScenario", "run_gameday"]
 
@@ -402,7 +410,7 @@ def _phase(samples: Sequence[Sample], faulted: set[str]) -> dict[str, Any]:
     n = len(samples)
     ok = [s for s in samples if s.ok]
     lat = distribution(s.latency_ms for s in samples)
-    cost = sum(s.cost_usd for s in ok)
+    cost, _ = priced_cost(ok)
     return {
         "requests": n,
         "ok": len(ok),
@@ -413,7 +421,7 @@ def _phase(samples: Sequence[Sample], faulted: set[str]) -> dict[str, Any]:
         "served_by_faulted_share": (sum(1 for s in ok if s.target in faulted) / len(ok))
         if ok
         else None,
-        "cost_per_request_usd": cost / len(ok) if ok else None,
+        "cost_per_request_usd": cost / len(ok) if ok and cost is not None else None,
         "attempts_to_faulted": sum(1 for s in samples for t in s.attempt_targets if t in faulted),
     }
 
@@ -489,7 +497,8 @@ def analyze(
     ]
     breaker_opened_s = opened[0]["t_s"] - start if opened else None
     no_fault = [s for s in before + after if s.ok]
-    base = (sum(s.cost_usd for s in no_fault) / len(no_fault)) if no_fault else None
+    known, _ = priced_cost(no_fault)
+    base = known / len(no_fault) if no_fault and known is not None else None
     fault_cost = phases["during"]["cost_per_request_usd"]
     cost = {
         "no_fault_per_request_usd": base,

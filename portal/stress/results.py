@@ -133,7 +133,7 @@ def summarize(result: RunResult, sla: SLAConfig | None, params: dict[str, Any]) 
     n = len(samples)
     error_rate = (n - len(ok)) / n if n else 0.0
     latency = distribution(s.latency_ms for s in samples)
-    cost = sum(s.cost_usd for s in ok)
+    cost, unpriced = priced_cost(ok)
     in_tok = sum(s.input_tokens for s in ok)
     out_tok = sum(s.output_tokens for s in ok)
     lags = [s.lag_ms for s in samples if s.dispatched_s or s.end_s is not None]
@@ -173,8 +173,9 @@ def summarize(result: RunResult, sla: SLAConfig | None, params: dict[str, Any]) 
         },
         "cost": {
             "usd": cost,
-            "per_request_usd": cost / len(ok) if ok else None,
-            "projected_usd_per_day": cost / duration * 86_400.0,
+            "per_request_usd": cost / len(ok) if ok and cost is not None else None,
+            "projected_usd_per_day": None if cost is None else cost / duration * 86_400.0,
+            "unpriced_requests": unpriced,
         },
         "generator": {
             "dispatch_lag_ms": distribution(lags),
@@ -199,6 +200,14 @@ def _behind(lags: Sequence[float]) -> bool:
 
 def fmt_ms(v: Any) -> str:
     return "-" if v is None else f"{v:,.0f} ms" if v >= 10 else f"{v:.1f} ms"
+
+
+def priced_cost(samples: Sequence[Any]) -> tuple[float | None, int]:
+    """(USD of the priced samples, how many had no price); USD is None when none was
+    priced: an unpriced run is unpriced, never $0."""
+    known = [s.cost_usd for s in samples if s.cost_usd is not None]
+    unpriced = len(samples) - len(known)
+    return (sum(known) if known or not samples else None), unpriced
 
 
 def fmt_usd(v: Any) -> str:
@@ -245,10 +254,19 @@ def render_table(doc: dict[str, Any]) -> list[str]:
         f"{tok['output_per_s']:,.0f} output tokens/s"
     )
     cost = doc["cost"]
-    lines.append(
-        f"cost: {fmt_usd(cost['usd'])} this run, {fmt_usd(cost['per_request_usd'])} per request, "
-        f"{fmt_usd(cost['projected_usd_per_day'])} per day at {doc['offered_rps']:.1f} rps"
-    )
+    if cost["usd"] is None:
+        lines.append(
+            f"cost: unpriced ({cost['unpriced_requests']} requests to targets without a price; "
+            "set [providers.X.prices] to see money)"
+        )
+    else:
+        unpriced = cost.get("unpriced_requests") or 0
+        lines.append(
+            f"cost: {fmt_usd(cost['usd'])} this run, {fmt_usd(cost['per_request_usd'])} per "
+            f"request, {fmt_usd(cost['projected_usd_per_day'])} per day at "
+            f"{doc['offered_rps']:.1f} rps"
+            + (f" (+{unpriced} unpriced requests)" if unpriced else "")
+        )
     lag = doc["generator"]["dispatch_lag_ms"]
     lines.append(f"generator: dispatch lag p99 {fmt_ms(lag['p99'])}, max {fmt_ms(lag['max'])}")
     if doc["generator"]["behind"]:
