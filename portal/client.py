@@ -129,6 +129,7 @@ class _Core:
         self.budgets = Budgets(
             cfg, self.state, self.meter.price, warn_unknown=self.meter.warn_unknown
         )
+        self.meter.warm(_route_targets(cfg))
         self.routing = Routing(cfg, self.router, self.cost)
         self._contracts: dict[str, Any] = {}
         self._reply_limits: dict[str, tuple[Any, int]] = {}
@@ -638,6 +639,18 @@ def _open_ledger(cfg: PortalConfig, ledger: Any) -> Any:
             url = f"{scheme}:///{Path(cfg.base_dir) / rest}"
         resolved.append(url)
     return Ledger(resolved)
+
+
+def _route_targets(cfg: PortalConfig) -> list[tuple[str, str]]:
+    """(provider, model) of every target the config routes to."""
+    out: list[tuple[str, str]] = []
+    for feat in cfg.features.values():
+        ids = [feat.primary, *feat.fallbacks, *([feat.canary.target] if feat.canary else [])]
+        for target in ids:
+            pair = cfg.resolve_target(target)
+            if pair not in out:
+                out.append(pair)
+    return out
 
 
 def _price_table(cfg: PortalConfig) -> Any:

@@ -111,6 +111,21 @@ class Meter:
             )
             return price
 
+    def warm(self, targets: list[tuple[str, str]]) -> None:
+        """Resolve these targets' prices on a background thread, so the first call to each
+        does not wait for the price source to load (genai-prices' data takes ~0.5 s)."""
+        if not targets:
+            return
+
+        def resolve() -> None:
+            for provider, model in targets:
+                try:
+                    self.price(provider, model)
+                except Exception:  # a broken price source shows on the call; not here
+                    return
+
+        threading.Thread(target=resolve, name="portal-prices", daemon=True).start()
+
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
         """USD for one reply: the vendor's own figure when it sent one, else computed from
         the price; None (and the documented warning, once per model) when unpriced."""

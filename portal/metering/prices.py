@@ -5,10 +5,12 @@ Where a price comes from, first match wins, and every `Price` says which (``Pric
 1. config: ``[providers.X.prices."model"] input = ..., output = ...`` (negotiated prices; a
    partial table keeps the source's other prices; ``priority``/``flex``/``batch`` sub-tables
    set the service-tier rates);
-2. `genai-prices` (the default source, see `portal.metering.price_source`): maintained list
-   prices for the vendors' models, with cache, long-context, service-tier and batch rates;
-3. ``prices.json`` beside this module: only what genai-prices lacks, today the made-up prices
-   of portal's simulated provider (``sim``).
+2. ``prices.json`` beside this module: only what genai-prices lacks, today the made-up
+   prices of portal's simulated provider (``sim``);
+3. `genai-prices` (the default source, see `portal.metering.price_source`): maintained list
+   prices for the vendors' models, with cache, long-context, service-tier and batch rates.
+   A provider whose ``base_url`` is on this machine or a private network is self-hosted:
+   no vendor's list price applies to it.
 
 Cost never counts a token twice. `Usage.input_tokens` includes cached tokens, so::
 
@@ -172,7 +174,7 @@ class Price:
 
 class PriceTable:
     """Prices by provider (config key or kind) and model id: config overrides over
-    genai-prices over ``prices.json``. Immutable; `with_overrides` makes a copy."""
+    ``prices.json`` and genai-prices. Immutable; `with_overrides` makes a copy."""
 
     def __init__(
         self,
@@ -283,8 +285,8 @@ class PriceTable:
 
     def lookup(self, provider: str, model: str, kind: str | None = None) -> Price | None:
         """The price of ``model`` at ``provider`` (a config key such as "together"), falling
-        back to its ``kind`` (e.g. "azure-openai"): config, then genai-prices, then the
-        hand-kept table. Snapshot suffixes (``gpt-4.1-mini-2025-04-14``,
+        back to its ``kind`` (e.g. "azure-openai"): config, then the hand-kept table, then
+        genai-prices. Snapshot suffixes (``gpt-4.1-mini-2025-04-14``,
         ``claude-haiku-4-5-20251001``) resolve to their model; Bedrock ARNs and Gemini's
         ``models/`` prefix are stripped. Memoized: call it once per target, not per call."""
         key = (provider, kind or "", model)
@@ -310,14 +312,8 @@ class PriceTable:
         return source
 
     def _source_price(self, names: tuple[str, ...], model: str) -> Price | None:
-        genai = self.genai
-        if genai is not None:
-            pid = genai.provider_id(names, self._base_urls.get(names[0]))
-            if pid is not None:
-                for candidate in _candidates(names[-1], model):
-                    found = genai.lookup(pid, candidate)
-                    if found is not None:
-                        return found  # type: ignore[no-any-return]
+        # the hand-kept table holds only what genai-prices lacks (the two never overlap), so
+        # it goes first: a simulated or self-hosted target never loads genai-prices' data
         for name in names:
             models = self._models.get(name)
             if not models:
@@ -327,6 +323,17 @@ class PriceTable:
                 return entry[1]
             if "*" in models:
                 return models["*"]
+        base_url = self._base_urls.get(names[0])
+        if base_url is not None and _self_hosted(base_url):
+            return None
+        genai = self.genai
+        if genai is not None:
+            pid = genai.provider_id(names, base_url)
+            if pid is not None:
+                for candidate in _candidates(names[-1], model):
+                    found = genai.lookup(pid, candidate)
+                    if found is not None:
+                        return found  # type: ignore[no-any-return]
         return None
 
     def cost(
@@ -412,6 +419,21 @@ def _match(table: Mapping[str, Any], candidates: list[str]) -> tuple[str, Any] |
             ):
                 return known, table[known]
     return None
+
+
+def _self_hosted(base_url: str) -> bool:
+    """A server on this machine or a private network: no vendor's list price applies."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith((".local", ".internal", ".localhost")):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_private or ip.is_loopback or ip.is_link_local
 
 
 def _candidates(provider: str, model: str) -> list[str]:
