@@ -133,13 +133,13 @@ class BudgetConfig(_Model):
         None,
         gt=0,
         description="Spend allowed per window, in USD (or give `usd_per_day`).",
-        examples=[1500.0],
+        examples=[50.0],
     )
     window: Literal["day", "week", "month"] = Field(
         "day",
         description="The UTC window `usd` applies to: a day from 00:00, an ISO week from "
         "Monday 00:00, a month from the 1st.",
-        examples=["month"],
+        examples=["day"],
     )
     usd_per_day: float | None = Field(
         None,
@@ -170,7 +170,7 @@ class BudgetConfig(_Model):
     @model_validator(mode="after")
     def _one_limit(self) -> BudgetConfig:
         if self.usd_per_day is not None:
-            if self.usd is not None:
+            if self.usd is not None and self.usd != self.usd_per_day:
                 raise ValueError(
                     "give either usd (with window) or usd_per_day, not both, e.g. "
                     'budget = { usd = 50, window = "day" }'
@@ -609,7 +609,9 @@ class FeatureConfig(_Model):
     )
     canary: CanaryConfig | None = Field(None, description="A canary target on a share of traffic.")
     sla: SLAConfig | None = Field(None, description="Latency and availability promised.")
-    budget: BudgetConfig | None = Field(None, description="Daily spend limit.")
+    budget: BudgetConfig | None = Field(
+        None, description="Spending limit over a day, a week or a month."
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries per target.")
     hedge: HedgeConfig | None = Field(None, description="Hedged requests for tail latency.")
     allowed: AllowedConfig | None = Field(None, description="Data-path policy.")

@@ -315,7 +315,7 @@ def test_on_unknown_price_allow_and_warn_let_the_call_through(
             r"features\.f\.budget\.window: must be one of 'day', 'week' or 'month', got 'year'",
         ),
         ({"usd": -5}, r"features\.f\.budget\.usd: must be > 0"),
-        ({"usd_per_day": 5, "usd": 5}, r"features\.f\.budget: give either usd"),
+        ({"usd_per_day": 5, "usd": 6}, r"features\.f\.budget: give either usd"),
         ({"window": "week"}, r"features\.f\.budget: needs a limit"),
         (
             {"usd": 5, "on_unknown_price": "ignore"},
