@@ -18,6 +18,7 @@ from portal.metering.report import (
     build_report,
     ledger_urls,
     load_records,
+    missing_ledgers,
     parse_since,
     print_rich,
     render_csv,
@@ -81,7 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="production (default: load-test and game-day calls left out), synthetic "
         "(only those), or all",
     )
-    parser.add_argument("--by", choices=GROUPINGS, default="feature", help="rows per (feature)")
+    parser.add_argument(
+        "--by",
+        choices=(*GROUPINGS, "vendor"),
+        default="feature",
+        help="rows per (feature); vendor is provider",
+    )
     parser.add_argument(
         "--window",
         choices=("hour", "day"),
@@ -114,6 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    for url in missing_ledgers(urls):
+        if args.ledger:  # named on the command line: most likely a typo
+            print(
+                f"portal report: --ledger {shown_url(url)}: no such file; give the path of an "
+                "existing ledger (sqlite:///relative.db, sqlite:////absolute/path.db)",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"portal report: note: {shown_url(url)} does not exist yet (nothing recorded there)",
+            file=sys.stderr,
+        )
     try:
         records = load_records(urls, since=since, feature=args.feature)
     except Exception as exc:  # a ledger that cannot be read: say which, never its password
@@ -124,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = build_report(
         records,
         config,
-        by=args.by,
+        by="provider" if args.by == "vendor" else args.by,
         window=args.window,
         traffic=args.traffic,
         meta={"ledgers": [shown_url(u) for u in urls], "since": since, "feature": args.feature},

@@ -80,8 +80,9 @@ def load_records(
 
     seen: set[tuple[Any, ...]] = set()
     out: list[LedgerRecord] = []
+    absent = set(missing_ledgers(urls))
     for url in urls:
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        if url in absent:
             continue  # nothing recorded yet; never create an empty database by reading
         for r in read_records(url, since=since, feature=feature):
             key = (r.kind, r.call_id, r.attempt, r.target, round(r.ts, 6)) if r.call_id else None
@@ -91,6 +92,16 @@ def load_records(
                 seen.add(key)
             out.append(r)
     out.sort(key=lambda r: r.ts)
+    return out
+
+
+def missing_ledgers(urls: Sequence[str]) -> list[str]:
+    """The file ledgers (SQLite, JSONL) in ``urls`` whose file does not exist."""
+    out = []
+    for url in urls:
+        for scheme in ("sqlite:///", "jsonl:///"):
+            if url.startswith(scheme) and not Path(url.removeprefix(scheme)).exists():
+                out.append(url)
     return out
 
 
