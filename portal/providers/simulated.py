@@ -202,6 +202,13 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             self._counter += 1
             seed = self._rng.getrandbits(64)
         rng = random.Random(seed)
+        latency_s, error, n = self.draw(rng)
+        return _Plan(latency_s * self.options.time_scale, error, n, rng)
+
+    def draw(self, rng: random.Random) -> tuple[float, str | None, int]:
+        """One reply's latency (seconds, before ``time_scale``), error kind (or None) and
+        output tokens, from ``rng``: the vendor's statistics without a request, for
+        calibration runs that need millions of calls."""
         latency = rng.lognormvariate(self._mu, self._sigma) if self._sigma else math.exp(self._mu)
         error = None
         roll = rng.random()
@@ -212,7 +219,7 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
                 error = kind
                 break
         n = max(1, int(rng.lognormvariate(math.log(self.options.output_tokens), 0.35)))
-        return _Plan(latency * self.options.time_scale, error, n, rng)
+        return latency, error, n
 
     # -- sync -------------------------------------------------------------------------------
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:

@@ -30,7 +30,16 @@ from typing import Any, Protocol
 
 from portal.config import CanaryConfig, PortalConfig
 from portal.errors import ConfigError
-from portal.routing.guard import ArmSample, GuardSettings, Verdict, judge, latency_bin
+from portal.routing.guard import (
+    ArmSample,
+    GuardSettings,
+    LookSchedule,
+    Verdict,
+    attempt_fields,
+    call_fields,
+    feedback_fields,
+    judge,
+)
 from portal.routing.state import State
 
 __all__ = [
@@ -111,8 +120,9 @@ class CanaryControl:
         #: the guard looks after this many of the canary arm's calls (any look is valid)
         self.check_every = check_every
         self.journal = journal
-        self._seen: dict[str, int] = {}  # canary calls counted in this step
-        self._next_look: dict[str, int] = {}
+        self._looks: dict[str, LookSchedule] = {}  # per feature, for the current step
+        #: per feature: the latency thresholds attempts are judged against (set at looks)
+        self._thresholds: dict[str, dict[str, float]] = {}
         self._gens: dict[str, int] = {}  # the step (gen) last counted per feature
         self._every: dict[str, float | None] = {}
         #: the last step seen per feature: what a state store that lost it is re-seeded with
@@ -313,8 +323,8 @@ class CanaryControl:
         last = self._gens.get(feature)
         if last != gen:  # a new step: the guard judges it afresh, the old counters are done
             self._gens[feature] = gen
-            self._seen.pop(feature, None)
-            self._next_look.pop(feature, None)
+            self._looks.pop(feature, None)
+            self._thresholds.pop(feature, None)
             if last is not None and last < gen:
                 for old_arm in ("baseline", "canary"):
                     self.state.forget(self._arm_key(feature, last, old_arm))
@@ -323,11 +333,8 @@ class CanaryControl:
     def observe_attempt(self, feature: str, arm: str, ok: bool, latency_ms: float) -> None:
         """One attempt on the arm's own (first) target, before retries or a failover."""
         key = self._arm_key(feature, self._gen(feature), arm)
-        self.state.incr(key, "attempts")
-        if ok:
-            self.state.incr(key, f"h{latency_bin(latency_ms)}")
-        else:
-            self.state.incr(key, "errors")
+        for name, amount in attempt_fields(ok, latency_ms, self._thresholds.get(feature, {})):
+            self.state.incr(key, name, amount)
 
     def observe_call(
         self, feature: str, arm: str, cost: float | None, call_id: str | None = None
@@ -335,24 +342,18 @@ class CanaryControl:
         """One finished call; every ``check_every`` canary calls the guard looks."""
         gen = self._gen(feature)
         key = self._arm_key(feature, gen, arm)
-        st = self.state
-        st.incr(key, "calls")
-        if cost is not None:
-            st.incr(key, "cost_n")
-            st.incr(key, "cost", cost)
-            st.incr(key, "cost2", cost * cost)
+        for name, amount in call_fields(cost):
+            self.state.incr(key, name, amount)
         if call_id:
             recent = self._recent
             recent[call_id] = (feature, arm, gen)
             if len(recent) > RECENT_CALLS:
                 recent.popitem(last=False)
         if arm != "baseline":
-            # looks thin out as the step's calls grow (at most ~5% more calls to a verdict);
-            # any schedule of looks is valid for the guard's tests
-            n = self._seen.get(feature, 0) + 1
-            self._seen[feature] = n
-            if n >= self._next_look.get(feature, self.check_every):
-                self._next_look[feature] = n + max(self.check_every, n // 20)
+            looks = self._looks.get(feature)
+            if looks is None:
+                looks = self._looks[feature] = LookSchedule(self.check_every)
+            if looks.due():
                 self.check(feature)
 
     def observe(
@@ -377,9 +378,8 @@ class CanaryControl:
         if gen is not None and gen != cur:
             return False
         key = self._arm_key(feature, cur, arm)
-        self.state.incr(key, f"fb:{metric}:n")
-        self.state.incr(key, f"fb:{metric}:s", value)
-        self.state.incr(key, f"fb:{metric}:s2", value * value)
+        for name, amount in feedback_fields(metric, value):
+            self.state.incr(key, name, amount)
         return True
 
     # -- guard ---------------------------------------------------------------------------------
@@ -391,10 +391,13 @@ class CanaryControl:
         return base, can
 
     def judge(self, feature: str) -> Verdict:
-        """The guard's verdict on the current step (pure: records nothing)."""
+        """The guard's verdict on the current step (records nothing; moves the latency
+        thresholds the next attempts are judged against)."""
         self.canary(feature)
         base, can = self.arms(feature)
-        return judge(self._settings[feature], base, can)
+        settings = self._settings[feature]
+        self._thresholds[feature] = settings.thresholds(base)
+        return judge(settings, base, can)
 
     def verdict(self, feature: str) -> str | None:
         """Why the guard would roll back now, or None."""

@@ -47,6 +47,10 @@ from typing import Any, Literal
 
 __all__ = [
     "BIN_RATIO",
+    "LookSchedule",
+    "attempt_fields",
+    "call_fields",
+    "feedback_fields",
     "ArmSample",
     "GuardSettings",
     "LatencyCdf",
@@ -56,7 +60,9 @@ __all__ = [
     "VerdictName",
     "bernoulli_bounds",
     "error_rate_log_e",
-    "error_share_log_e",
+    "excess_share_log_e",
+    "exceedance_threshold",
+    "difference_bounds",
     "judge",
     "latency_bin",
     "mean_bounds",
@@ -117,6 +123,9 @@ class ArmSample:
     latency: Mapping[int, float] = field(default_factory=dict)
     cost: Moments = Moments()
     feedback: Mapping[str, Moments] = field(default_factory=dict)
+    #: per quantile level ("95", "99"): (attempts judged against the live threshold, of
+    #: which slower); see `exceedance_threshold`
+    exceed: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float | None:
@@ -137,7 +146,8 @@ class ArmSample:
     @classmethod
     def from_counters(cls, counters: Mapping[str, float]) -> ArmSample:
         """Read the fields `CanaryControl` counts: ``calls``, ``attempts``, ``errors``,
-        ``h<bin>``, ``cost_n``/``cost``/``cost2``, ``fb:<metric>:n|s|s2``."""
+        ``h<bin>``, ``cost_n``/``cost``/``cost2``, ``fb:<metric>:n|s|s2``, ``t95``/``x95``
+        and ``t99``/``x99``."""
         hist: dict[int, float] = {}
         fb: dict[str, dict[str, float]] = {}
         for name, value in counters.items():
@@ -158,7 +168,58 @@ class ArmSample:
                 m: Moments(v.get("n", 0.0), v.get("s", 0.0), v.get("s2", 0.0))
                 for m, v in fb.items()
             },
+            exceed={
+                level: (counters.get(f"t{level}", 0.0), counters.get(f"x{level}", 0.0))
+                for level in ("95", "99")
+                if counters.get(f"t{level}")
+            },
         )
+
+
+def attempt_fields(
+    ok: bool, latency_ms: float, thresholds: Mapping[str, float]
+) -> list[tuple[str, float]]:
+    """The counters one attempt on an arm's own target adds (`ArmSample.from_counters`)."""
+    if not ok:
+        return [("attempts", 1.0), ("errors", 1.0)]
+    out = [("attempts", 1.0), (f"h{latency_bin(latency_ms)}", 1.0)]
+    for level, limit in thresholds.items():
+        out.append((f"t{level}", 1.0))
+        if latency_ms > limit:
+            out.append((f"x{level}", 1.0))
+    return out
+
+
+def call_fields(cost: float | None) -> list[tuple[str, float]]:
+    """The counters one finished call adds (cost only when its price is known)."""
+    if cost is None:
+        return [("calls", 1.0)]
+    return [("calls", 1.0), ("cost_n", 1.0), ("cost", cost), ("cost2", cost * cost)]
+
+
+def feedback_fields(metric: str, value: float) -> list[tuple[str, float]]:
+    """The counters one feedback score adds."""
+    return [(f"fb:{metric}:n", 1.0), (f"fb:{metric}:s", value), (f"fb:{metric}:s2", value * value)]
+
+
+class LookSchedule:
+    """When the guard looks: every ``every`` canary calls, thinning to every 5% of the
+    step's calls (at most ~5% more calls to a verdict). Any schedule keeps the tests valid."""
+
+    __slots__ = ("every", "next", "seen")
+
+    def __init__(self, every: int = 10) -> None:
+        self.every = every
+        self.seen = 0
+        self.next = every
+
+    def due(self) -> bool:
+        """Count one canary call; True when the guard should look now."""
+        self.seen += 1
+        if self.seen < self.next:
+            return False
+        self.next = self.seen + max(self.every, self.seen // 20)
+        return True
 
 
 # ======================================================================= statistics
@@ -226,13 +287,15 @@ def bernoulli_bounds(k: float, n: float, alpha: float) -> tuple[float, float]:
 _ODDS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 50.0, 100.0)
 
 
-def error_share_log_e(kc: float, nc: float, kb: float, nb: float) -> float:
-    """Log of an e-value against "the canary fails no more often than the baseline".
+def excess_share_log_e(kc: float, nc: float, kb: float, nb: float) -> float:
+    """Log of an e-value against "an event (an error, a slow reply) is no likelier on the
+    canary than on the baseline", from kc events in nc canary trials and kb in nb.
 
-    Under it, each failed attempt is the canary's with probability pi, the canary's share of
-    attempts, whatever the common error rate: so the test needs no estimate of that rate.
-    The alternative is a uniform mixture over odds ratios `_ODDS`; each component is a
-    likelihood ratio with mean 1 under the null, so the mixture is a test martingale."""
+    Under it, each event is the canary's with probability pi, the canary's share of trials,
+    whatever the common rate: so the test needs no estimate of that rate. The alternative is
+    a uniform mixture over odds ratios `_ODDS`; each component is a likelihood ratio with
+    mean 1 under the null, so the mixture is a test martingale (Robbins' method of mixtures,
+    as in a mixture sequential probability ratio test)."""
     if kc <= 0 or nc <= 0 or nb <= 0:
         return 0.0
     pi = nc / (nc + nb)
@@ -381,7 +444,9 @@ def quantile_bounds(
     return cdf.bounds(q, alpha)
 
 
-def mean_bounds(m: Moments, alpha: float) -> tuple[float, float] | None:
+def mean_bounds(
+    m: Moments, alpha: float, tuned_for: float = _MEAN_TUNED_FOR
+) -> tuple[float, float] | None:
     """A (1 - alpha) asymptotic confidence sequence for a mean (Waudby-Smith et al. 2024,
     the Robbins normal-mixture boundary with the running variance), or None below
     ``_MIN_MEAN_SAMPLES`` values."""
@@ -391,11 +456,50 @@ def mean_bounds(m: Moments, alpha: float) -> tuple[float, float] | None:
     mean = m.total / n
     var = max(m.squares / n - mean * mean, 0.0)
     two_log = -2 * math.log(alpha)
-    rho2 = (two_log + math.log(two_log + 1)) / _MEAN_TUNED_FOR
+    rho2 = (two_log + math.log(two_log + 1)) / tuned_for
     width = math.sqrt(var) * math.sqrt(
         2 * (n * rho2 + 1) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha)
     )
     return mean - width, mean + width
+
+
+def difference_bounds(c: Moments, b: Moments, alpha: float) -> tuple[float, float] | None:
+    """A (1 - alpha) asymptotic confidence sequence for mean(canary) - mean(baseline).
+
+    Each value is turned into one term of a single stream, y/pi on the canary and
+    -y/(1 - pi) on the baseline (pi: the canary's share of values), whose mean is the
+    difference; the stream's confidence sequence (`mean_bounds`) bounds it. One sequence
+    for the difference is much tighter than one per arm compared with each other."""
+    if c.n < _MIN_MEAN_SAMPLES or b.n < _MIN_MEAN_SAMPLES:
+        return None
+    n = c.n + b.n
+    pi = c.n / n
+    # values centred on the pooled mean first (the difference is unchanged by a shift,
+    # and uncentred values would carry their mean's square into the variance)
+    m = (c.total + b.total) / n
+    c_sq = c.squares - 2 * m * c.total + c.n * m * m
+    b_sq = b.squares - 2 * m * b.total + b.n * m * m
+    total = (c.total - c.n * m) / pi - (b.total - b.n * m) / (1 - pi)
+    squares = c_sq / (pi * pi) + b_sq / ((1 - pi) * (1 - pi))
+    return mean_bounds(Moments(n, total, squares), alpha, tuned_for=_MEAN_TUNED_FOR / pi)
+
+
+#: a quantile's live threshold waits for this many baseline replies per reply above it
+_THRESHOLD_TAIL = 20
+
+
+def exceedance_threshold(base: ArmSample, q: float, ratio: float) -> float | None:
+    """The latency (ms) that attempts are judged against for the q-quantile: ``ratio`` x the
+    baseline's current q-quantile, once the baseline has ``20 / (1 - q)`` replies.
+
+    The guard fixes it before the attempts it judges (at each look), so under "the arms
+    are alike" a reply above it is the canary's with probability equal to its share of
+    attempts, which `excess_share_log_e` tests."""
+    n = base.cdf.n
+    if n < _THRESHOLD_TAIL / (1 - q):
+        return None
+    p = base.quantile(q)
+    return None if p is None else ratio * p
 
 
 # ========================================================================= verdicts
@@ -416,6 +520,17 @@ class GuardSettings:
     feedback: Mapping[str, tuple[float, bool]] = field(default_factory=dict)
     sla_p95_ms: float | None = None
     sla_p99_ms: float | None = None
+
+    def thresholds(self, base: ArmSample) -> dict[str, float]:
+        """The live latency thresholds (ms) per quantile level the guard judges, from the
+        baseline as it is now (`exceedance_threshold`)."""
+        out: dict[str, float] = {}
+        for level, q, ratio in (("95", 0.95, self.max_p95_ratio), ("99", 0.99, self.max_p99_ratio)):
+            if f"p{level}" in self.metrics:
+                limit = exceedance_threshold(base, q, ratio)
+                if limit is not None:
+                    out[level] = limit
+        return out
 
     def judged(self) -> list[str]:
         """Every comparison the guard makes, in order (the false-alarm rate is split over
@@ -479,7 +594,7 @@ def _judge_errors(s: GuardSettings, base: ArmSample, can: ArmSample, alpha: floa
     limit = math.log(1 / alpha)
     args = (can.errors, can.attempts, base.errors, base.attempts)
     excess = (can.error_rate or 0.0) - (base.error_rate or 0.0)
-    harm = error_share_log_e(*args) if excess > delta else 0.0
+    harm = excess_share_log_e(*args) if excess > delta else 0.0
     safe = error_rate_log_e(*args, delta, harm=False) if harm < limit else 0.0
     verdict: VerdictName = "rollback" if harm >= limit else "promote" if safe >= limit else "hold"
     detail = (
@@ -494,20 +609,33 @@ def _judge_errors(s: GuardSettings, base: ArmSample, can: ArmSample, alpha: floa
 def _judge_quantile(
     name: str, q: float, ratio: float, base: ArmSample, can: ArmSample, alpha: float
 ) -> MetricResult:
-    half = alpha / 2
-    c_lo, c_hi = can.cdf.bounds(q, half)
-    b_lo, b_hi = base.cdf.bounds(q, half)
+    """Worse: replies slower than ``ratio`` x the baseline's quantile are the canary's more
+    often than its share (`excess_share_log_e`), and its quantile is over that ratio.
+    Acceptable: the canary's upper bound is within ``ratio`` of the baseline's lower one."""
+    level = name.removeprefix("p")
+    judged_c, slow_c = can.exceed.get(level, (0.0, 0.0))
+    judged_b, slow_b = base.exceed.get(level, (0.0, 0.0))
+    c_q, b_q = can.quantile(q), base.quantile(q)
+    over = c_q is not None and b_q is not None and c_q > ratio * b_q
+    harm = excess_share_log_e(slow_c, judged_c, slow_b, judged_b) if over else 0.0
+    limit = math.log(1 / alpha)
     verdict: VerdictName = "hold"
-    if c_lo is not None and b_hi is not None and c_lo > ratio * b_hi:
+    c_hi = b_lo = None
+    if harm >= limit:
         verdict = "rollback"
-    elif c_hi is not None and b_lo is not None and c_hi <= ratio * b_lo:
-        verdict = "promote"
+    else:
+        c_hi = can.cdf.bounds(q, alpha / 2)[1]
+        b_lo = base.cdf.bounds(q, alpha / 2)[0]
+        if c_hi is not None and b_lo is not None and c_hi <= ratio * b_lo:
+            verdict = "promote"
     detail = (
-        f"canary {name} {_ms(can.quantile(q))} (at least {_ms(c_lo)}, at most {_ms(c_hi)}) vs "
-        f"baseline {_ms(base.quantile(q))} (at least {_ms(b_lo)}, at most {_ms(b_hi)}); "
-        f"allowed {ratio:g}x"
+        f"canary {name} {_ms(c_q)} vs baseline {_ms(b_q)} (allowed {ratio:g}x); slower than "
+        f"the threshold: canary {slow_c:.0f} of {judged_c:.0f}, baseline {slow_b:.0f} of "
+        f"{judged_b:.0f}; evidence worse {math.exp(min(harm, 700)):.3g}, needed {1 / alpha:.3g}"
     )
-    return MetricResult(name, verdict, can.quantile(q), base.quantile(q), detail)
+    if verdict != "rollback":
+        detail += f"; canary at most {_ms(c_hi)}, baseline at least {_ms(b_lo)}"
+    return MetricResult(name, verdict, c_q, b_q, detail)
 
 
 def _judge_sla(
@@ -540,37 +668,46 @@ def _judge_mean(
     drop: float = 0.0,
     higher_is_better: bool = False,
 ) -> MetricResult:
-    """Cost (worse when higher, by a ratio) or feedback (worse when lower, by ``drop``)."""
-    half = alpha / 2
-    cb, bb = mean_bounds(c, half), mean_bounds(b, half)
+    """Cost (worse when higher, by a ratio) or feedback (worse when lower, by ``drop``).
+
+    Worse: the confidence sequence of the difference excludes "no worse" and the estimate is
+    past the allowed difference. Acceptable: each arm's own bounds show it within."""
+    cm, bm = c.mean, b.mean
+    d = difference_bounds(c, b, alpha)
     verdict: VerdictName = "hold"
-    if cb is not None and bb is not None:
+    if d is not None and cm is not None and bm is not None:
         if higher_is_better:
-            if cb[1] < bb[0] - drop:
-                verdict = "rollback"
-            elif cb[0] >= bb[1] - drop:
-                verdict = "promote"
+            worse = d[1] < 0 and bm - cm > drop
         elif ratio is not None:
-            if cb[0] > ratio * bb[1]:
-                verdict = "rollback"
-            elif cb[1] <= ratio * bb[0]:
-                verdict = "promote"
-        elif cb[0] > bb[1] + drop:
+            worse = d[0] > 0 and cm > ratio * bm
+        else:
+            worse = d[0] > 0 and cm - bm > drop
+        if worse:
             verdict = "rollback"
-        elif cb[1] <= bb[0] + drop:
-            verdict = "promote"
+    cb = bb = None
+    if verdict != "rollback":
+        cb, bb = mean_bounds(c, alpha / 2), mean_bounds(b, alpha / 2)
+        if cb is not None and bb is not None:
+            if higher_is_better:
+                ok = cb[0] >= bb[1] - drop
+            elif ratio is not None:
+                ok = cb[1] <= ratio * bb[0]
+            else:
+                ok = cb[1] <= bb[0] + drop
+            if ok:
+                verdict = "promote"
 
     def show(x: float | None) -> str:
         return "-" if x is None else f"{x:.6g}"
 
     sign = "-" if higher_is_better else "+"
     allowed = f"allowed {ratio:g}x" if ratio is not None else f"allowed {sign}{drop:g}"
+    diff = "-" if d is None else f"{d[0]:.6g}..{d[1]:.6g}"
     detail = (
-        f"canary {show(c.mean)} (n={c.n:.0f}, "
-        f"{'-' if cb is None else f'{cb[0]:.6g}..{cb[1]:.6g}'}) vs baseline {show(b.mean)} "
-        f"(n={b.n:.0f}, {'-' if bb is None else f'{bb[0]:.6g}..{bb[1]:.6g}'}); {allowed}"
+        f"canary {show(cm)} (n={c.n:.0f}) vs baseline {show(bm)} (n={b.n:.0f}), {allowed}; "
+        f"canary - baseline within {diff}"
     )
-    return MetricResult(name, verdict, c.mean, b.mean, detail)
+    return MetricResult(name, verdict, cm, bm, detail)
 
 
 def judge(s: GuardSettings, base: ArmSample, can: ArmSample) -> Verdict:

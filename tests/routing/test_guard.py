@@ -16,9 +16,12 @@ from portal.routing.guard import (
     ArmSample,
     GuardSettings,
     Moments,
+    attempt_fields,
     bernoulli_bounds,
+    call_fields,
     error_rate_log_e,
-    error_share_log_e,
+    excess_share_log_e,
+    feedback_fields,
     judge,
     latency_bin,
     mean_bounds,
@@ -27,6 +30,8 @@ from portal.routing.guard import (
 from portal.routing.state import MemoryState
 
 from .conftest import FakeClock, config, sim_provider
+
+SETTINGS = GuardSettings(metrics=("errors", "p95", "p99", "cost"), min_calls=50)
 
 
 def _lognormal(rng: random.Random, p50: float, p99: float) -> float:
@@ -43,23 +48,55 @@ def _arm(
     cost: float = 0.001,
     feedback: dict[str, float] | None = None,
 ) -> ArmSample:
-    errors = 0
-    hist: dict[int, float] = {}
-    c = [0.0, 0.0, 0.0]
-    fb: dict[str, list[float]] = {}
-    for _ in range(n):
-        if rng.random() < error_rate:
-            errors += 1
-        else:
-            b = latency_bin(_lognormal(rng, p50, p99))
-            hist[b] = hist.get(b, 0) + 1
-        x = cost * rng.lognormvariate(0, 0.3)
-        c = [c[0] + 1, c[1] + x, c[2] + x * x]
-        for name, mean in (feedback or {}).items():
-            v = 1.0 if rng.random() < mean else 0.0
-            m = fb.setdefault(name, [0.0, 0.0, 0.0])
-            m[0], m[1], m[2] = m[0] + 1, m[1] + v, m[2] + v * v
-    return ArmSample(n, n, errors, hist, Moments(*c), {k: Moments(*v) for k, v in fb.items()})
+    """One arm alone (no latency thresholds: quantiles can only be shown acceptable)."""
+    return _pair(
+        rng,
+        {},
+        {
+            "n": n,
+            "error_rate": error_rate,
+            "p50": p50,
+            "p99": p99,
+            "cost": cost,
+            "feedback": feedback,
+        },
+        baseline_share=1.0,
+    )[0]
+
+
+def _pair(
+    rng: random.Random,
+    canary: dict[str, Any],
+    baseline: dict[str, Any] | None = None,
+    baseline_share: float = 0.95,
+    settings: GuardSettings | None = None,
+) -> tuple[ArmSample, ArmSample]:
+    """Both arms, calls interleaved at random, counted with the guard's own counters; the
+    latency thresholds move every 100 calls, as at the guard's looks."""
+    spec = {"n": 20_000, "error_rate": 0.01, "p50": 200.0, "p99": 800.0, "cost": 0.001}
+    b_spec = spec | (baseline or {})
+    c_spec = spec | {"n": 0} | canary
+    settings = settings or SETTINGS
+    counts: dict[str, dict[str, float]] = {"b": {}, "c": {}}
+    left = {"b": int(b_spec["n"]), "c": int(c_spec["n"])}
+    thresholds: dict[str, float] = {}
+    i = 0
+    while left["b"] or left["c"]:
+        arm = "b" if (left["b"] and rng.random() < baseline_share) or not left["c"] else "c"
+        left[arm] -= 1
+        sp = b_spec if arm == "b" else c_spec
+        ok = rng.random() >= sp["error_rate"]
+        fields = attempt_fields(ok, _lognormal(rng, sp["p50"], sp["p99"]), thresholds)
+        fields += call_fields(sp["cost"] * rng.lognormvariate(0, 0.3))
+        for name, mean in (sp.get("feedback") or {}).items():
+            fields += feedback_fields(name, 1.0 if rng.random() < mean else 0.0)
+        c = counts[arm]
+        for name, amount in fields:
+            c[name] = c.get(name, 0.0) + amount
+        i += 1
+        if i % 100 == 0:
+            thresholds = settings.thresholds(ArmSample.from_counters(counts["b"]))
+    return ArmSample.from_counters(counts["b"]), ArmSample.from_counters(counts["c"])
 
 
 # ------------------------------------------------------------------------- bounds
@@ -91,9 +128,9 @@ def test_bernoulli_bounds_shape() -> None:
 
 
 def test_error_share_evidence_needs_the_canary_to_fail_more() -> None:
-    assert error_share_log_e(0, 100, 10, 1900) == 0.0
-    same = error_share_log_e(5, 1000, 95, 19000)  # the canary's share of errors = its share
-    worse = error_share_log_e(30, 1000, 38, 19000)
+    assert excess_share_log_e(0, 100, 10, 1900) == 0.0
+    same = excess_share_log_e(5, 1000, 95, 19000)  # the canary's share of errors = its share
+    worse = excess_share_log_e(30, 1000, 38, 19000)
     assert same < math.log(10) < math.log(1000) < worse
 
 
@@ -129,8 +166,6 @@ def test_mean_bounds_wait_for_thirty_values() -> None:
 
 # ------------------------------------------------------------------------- verdicts
 
-SETTINGS = GuardSettings(metrics=("errors", "p95", "p99", "cost"), min_calls=50)
-
 
 def test_min_calls_holds_every_verdict() -> None:
     rng = random.Random(1)
@@ -148,8 +183,7 @@ def test_min_calls_holds_every_verdict() -> None:
 )
 def test_a_worse_canary_is_rolled_back_for_that_metric(metric: str, canary: dict[str, Any]) -> None:
     rng = random.Random(3)
-    base = _arm(rng, 19_000, error_rate=0.002)
-    can = _arm(rng, 1000, **({"error_rate": 0.002} | canary))
+    base, can = _pair(rng, {"n": 1000, "error_rate": 0.002} | canary, {"error_rate": 0.002})
     v = judge(SETTINGS, base, can)
     assert v.verdict == "rollback"
     bad = v.deciding()
