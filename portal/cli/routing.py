@@ -21,7 +21,15 @@ from portal.metering.events import LedgerJournal
 from portal.metering.ledger import Ledger, LedgerRecord
 from portal.metering.report import ledger_urls
 from portal.routing.canary import CanaryControl
-from portal.routing.guard import ArmSample, Moments, Verdict, judge, latency_bin
+from portal.routing.guard import (
+    ArmSample,
+    GuardSettings,
+    Verdict,
+    attempt_fields,
+    call_fields,
+    feedback_fields,
+    judge,
+)
 from portal.routing.state import State, open_state
 
 __all__ = ["canary_main", "route_main"]
@@ -89,62 +97,44 @@ def _print_status(st: dict[str, Any], out: TextIO) -> None:
 
 
 def arm_samples(
-    records: Iterable[LedgerRecord], since: float | None = None
+    records: Iterable[LedgerRecord], settings: GuardSettings, since: float | None = None
 ) -> tuple[ArmSample, ArmSample]:
-    """(baseline, canary) counts from ledger rows, the way the guard counts them live: an
-    arm's own attempts are those on its call's first target; shadow copies are the canary's."""
+    """(baseline, canary) counts from ledger rows, replayed in time order with the guard's
+    own counters: an arm's own attempts are those on its call's first target, latency
+    thresholds move every 100 attempts as at the guard's looks, shadow copies are the
+    canary's."""
     rows = [r for r in records if since is None or r.ts >= since]
+    rows.sort(key=lambda r: r.ts)
     first: dict[str, tuple[int, str]] = {}
     for r in rows:
         if r.kind == "attempt" and r.call_id:
             cur = first.get(r.call_id)
             if cur is None or r.attempt < cur[0]:
                 first[r.call_id] = (r.attempt, r.target)
-    acc = {arm: _Counts() for arm in ("baseline", "canary")}
+    counts: dict[str, dict[str, float]] = {"baseline": {}, "canary": {}}
+    thresholds: dict[str, float] = {}
+    seen = 0
     for r in rows:
-        c = acc["baseline" if r.arm == "baseline" else "canary"]
+        fields: list[tuple[str, float]] = []
         if r.kind == "call":
-            c.calls += 1
-            if r.cost_usd is not None:
-                c.cost = [c.cost[0] + 1, c.cost[1] + r.cost_usd, c.cost[2] + r.cost_usd**2]
+            fields = call_fields(r.cost_usd)
         elif r.kind == "attempt":
             own = first.get(r.call_id)
             if own is None or own[1] != r.target or r.outcome in ("cancelled", "hedge_lost"):
                 continue
-            c.attempts += 1
-            if r.outcome == "error":
-                c.errors += 1
-            else:
-                b = latency_bin(r.latency_ms)
-                c.hist[b] = c.hist.get(b, 0.0) + 1
+            fields = attempt_fields(r.outcome != "error", r.latency_ms, thresholds)
+            seen += 1
         elif r.kind == "feedback":
-            metric, value = r.tags.get("metric"), r.tags.get("value")
             try:
-                x = float(value) if value is not None else None
-            except ValueError:
-                x = None
-            if metric and x is not None:
-                m = c.feedback.setdefault(metric, [0.0, 0.0, 0.0])
-                m[0], m[1], m[2] = m[0] + 1, m[1] + x, m[2] + x * x
-    return acc["baseline"].sample(), acc["canary"].sample()
-
-
-class _Counts:
-    def __init__(self) -> None:
-        self.calls = self.attempts = self.errors = 0
-        self.hist: dict[int, float] = {}
-        self.cost = [0.0, 0.0, 0.0]
-        self.feedback: dict[str, list[float]] = {}
-
-    def sample(self) -> ArmSample:
-        return ArmSample(
-            self.calls,
-            self.attempts,
-            self.errors,
-            self.hist,
-            Moments(*self.cost),
-            {k: Moments(*v) for k, v in self.feedback.items()},
-        )
+                fields = feedback_fields(r.tags["metric"], float(r.tags["value"]))
+            except (KeyError, ValueError):
+                continue
+        c = counts["baseline" if r.arm == "baseline" else "canary"]
+        for name, amount in fields:
+            c[name] = c.get(name, 0.0) + amount
+        if seen and seen % 100 == 0 and r.kind == "attempt":
+            thresholds = settings.thresholds(ArmSample.from_counters(counts["baseline"]))
+    return ArmSample.from_counters(counts["baseline"]), ArmSample.from_counters(counts["canary"])
 
 
 def _status_from_ledger(
@@ -155,7 +145,8 @@ def _status_from_ledger(
     st = control.status(name)
     live = control.live(name)  # the ledger's last step for this target (journal), or config
     since = live.get("at")
-    base, can = arm_samples(journal.rows(name, since=since), since)
+    settings = control.settings(name)
+    base, can = arm_samples(journal.rows(name, since=since), settings, since)
     total = base.calls + can.calls
     st.update(
         percent=live["percent"],
@@ -165,7 +156,7 @@ def _status_from_ledger(
         baseline=base,
         canary=can,
         served_share=(can.calls / total) if total else None,
-        verdict=judge(control.settings(name), base, can),
+        verdict=judge(settings, base, can),
         events=journal.events(name, 10),
     )
     return st

@@ -4,8 +4,10 @@ Random data comes from fixed seeds, so every run sees the same numbers."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+import re
 from typing import Any
 
 import pytest
@@ -15,11 +17,14 @@ from portal.routing.canary import CanaryControl
 from portal.routing.guard import (
     ArmSample,
     GuardSettings,
+    LookSchedule,
     Moments,
     attempt_fields,
     bernoulli_bounds,
     call_fields,
+    difference_bounds,
     error_rate_log_e,
+    exceedance_threshold,
     excess_share_log_e,
     feedback_fields,
     judge,
@@ -293,3 +298,72 @@ def test_a_disabled_guard_counts_but_never_rolls_back() -> None:
     assert control.live("f")["percent"] == 50
     assert control.judge("f").verdict == "rollback"  # what it would say, shown in status
     assert control.arms("f")[1].errors == 200
+
+
+def test_difference_bounds_see_a_drop_of_a_tenth() -> None:
+    rng = random.Random(6)
+    c = Moments()
+    b = Moments()
+    for arm, mean, n in (("c", 0.7, 500), ("b", 0.8, 9500)):
+        tot = sq = 0.0
+        for _ in range(n):
+            v = 1.0 if rng.random() < mean else 0.0
+            tot, sq = tot + v, sq + v * v
+        if arm == "c":
+            c = Moments(n, tot, sq)
+        else:
+            b = Moments(n, tot, sq)
+    d = difference_bounds(c, b, 0.0025)
+    assert d is not None and d[1] < 0 < d[1] + 0.2  # the 0.1 drop is seen
+    assert difference_bounds(Moments(29, 20.0, 20.0), b, 0.01) is None
+
+
+def test_exceedance_threshold_waits_for_the_baseline_tail() -> None:
+    few = ArmSample(latency={latency_bin(100.0): 399.0})
+    assert exceedance_threshold(few, 0.95, 1.1) is None
+    enough = ArmSample(latency={latency_bin(100.0): 400.0})
+    assert exceedance_threshold(enough, 0.95, 1.1) == pytest.approx(110.0, rel=0.02)
+    assert exceedance_threshold(enough, 0.99, 1.2) is None  # a p99 waits for 2,000
+
+
+def test_looks_thin_out_as_the_step_grows() -> None:
+    looks = LookSchedule(10)
+    due = [n for n in range(1, 2001) if looks.due()]
+    assert due[:3] == [10, 20, 30]
+    assert len(due) < 100  # 2,000 calls: tens of looks, not hundreds
+    assert all(b - a <= max(10, a // 20) for a, b in itertools.pairwise(due))
+
+
+@pytest.mark.parametrize(
+    ("guard", "message"),
+    [
+        ({"metrics": ["errors", "p59"]}, "unknown metric 'p59'; did you mean"),
+        ({"metrics": ["p95", "p95"]}, "listed twice"),
+        ({"false_alarm_rate": 0.5}, "false_alarm_rate"),
+        ({"max_p95_ratio": 0.9}, "max_p95_ratio"),
+        ({"max_error_rate_delta": float("nan")}, "max_error_rate_delta"),
+        ({"feedback": {"bad name": {}}}, "feedback metric 'bad name'"),
+    ],
+)
+def test_bad_guard_config_names_the_key(guard: dict[str, Any], message: str) -> None:
+    from portal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(
+            config(
+                {"a": sim_provider(), "c": sim_provider()},
+                {"f": {"primary": "a:m", "canary": {"target": "c:new", "guard": guard}}},
+            )
+        )
+
+
+def test_shadow_share_is_a_percentage() -> None:
+    from portal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"canary\.shadow: .*between 0 and 100"):
+        load_config(
+            config(
+                {"a": sim_provider(), "c": sim_provider()},
+                {"f": {"primary": "a:m", "canary": {"target": "c:new", "shadow": 150}}},
+            )
+        )
