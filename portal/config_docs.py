@@ -124,7 +124,8 @@ def render() -> str:
         "",
         "Values may use environment variables: `${VAR}`, or `${VAR:-default}`. API keys are "
         "only ever read this way. Commands that only read (`portal report`, `portal route "
-        "explain`, `portal canary`, `portal contracts check`) run without the keys: a "
+        "explain`, `portal canary`, `portal contracts check`, `portal prices`) run without the "
+        "keys: a "
         "credential whose variable is not set (`api_key`, `headers`, secret `options`, "
         "`key_salt`) is left unset, and only sending a call needs it.",
         "",

@@ -8,6 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from portal._extras import install_hint
 from portal.cli._help import examples
 
 __all__ = ["main"]
@@ -73,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 2
             print(
-                f"portal {args_list[0]}: needs {exc.name}; install portal-sdk[all]", file=sys.stderr
+                f"portal {args_list[0]}: needs {exc.name}; {install_hint('all')}",
+                file=sys.stderr,
             )
             return 2
 

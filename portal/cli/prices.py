@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from portal.cli._help import examples
+
 __all__ = ["main", "price_document"]
 
 _COLUMNS = (
@@ -23,9 +25,26 @@ _COLUMNS = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="portal prices", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="portal prices",
+        description=__doc__,
+        **examples(
+            "portal prices show anthropic:claude-haiku-4-5",
+            "portal prices show openai:gpt-4.1-mini --json --config portal.toml",
+        ),
+    )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = sub.add_parser("show", help="the prices of one model, per 1M tokens")
+    show = sub.add_parser(
+        "show",
+        help="the prices of one model, per 1M tokens",
+        description="The prices portal bills a model at (per 1M tokens), its tiers and where "
+        "they came from; exit 1 with close matches when it has none. Needs no API key.",
+        **examples(
+            "portal prices show anthropic:claude-haiku-4-5",
+            "portal prices show together:meta-llama/Llama-3.3-70B-Instruct-Turbo --config "
+            "portal.toml",
+        ),
+    )
     show.add_argument(
         "target", help="KIND:MODEL or PROVIDER:MODEL, e.g. anthropic:claude-haiku-4-5"
     )
@@ -68,7 +87,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         provider, model = parse_model_id(args.target)
         path = args.config or ("portal.toml" if Path("portal.toml").exists() else None)
         if path is not None:
-            cfg = load_config(path)
+            cfg = load_config(path, keys_required=False)  # reading prices needs no key
             table = PriceTable.for_config(cfg)
             prov = cfg.providers.get(provider)
             kind = (prov.kind if prov is not None else None) or provider

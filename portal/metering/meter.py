@@ -405,9 +405,11 @@ def _telemetry(kinds: dict[str, str]) -> Telemetry | None:
     except ImportError:
         import logging
 
+        from portal._extras import install_hint
+
         logging.getLogger("portal.metering").warning(
             "portal: [portal] telemetry = true but OpenTelemetry is not installed; "
-            "pip install 'portal-sdk[otel]' (telemetry stays off)"
+            f"{install_hint('otel')} (telemetry stays off)"
         )
         return None
     return Telemetry(kinds=kinds)

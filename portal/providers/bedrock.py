@@ -173,9 +173,11 @@ def _botocore() -> Any:
         import botocore.exceptions  # type: ignore[import-untyped]
         import botocore.session  # type: ignore[import-untyped]
     except ImportError as exc:
+        from portal._extras import install_hint
+
         raise ConfigError(
             "provider kind 'bedrock' needs botocore for AWS request signing and event streams; "
-            "install it with: pip install 'portal-sdk[bedrock]'"
+            f"{install_hint('bedrock')}"
         ) from exc
     return botocore
 

@@ -665,9 +665,11 @@ class VertexAdapter(GeminiAdapter):
                 import google.auth  # type: ignore[import-not-found, unused-ignore]
                 import google.auth.exceptions  # type: ignore[import-not-found, unused-ignore]
             except ImportError as exc:
+                from portal._extras import install_hint
+
                 raise ConfigError(
-                    f"provider {self.name!r} (vertex): google-auth is not installed; install "
-                    "pip install 'portal-sdk[vertex]', or set api_key to an access token"
+                    f"provider {self.name!r} (vertex): google-auth is not installed; "
+                    f"{install_hint('vertex')}, or set api_key to an access token"
                 ) from exc
             try:
                 creds, project = google.auth.default(scopes=list(self.scopes))

@@ -76,9 +76,11 @@ def adapter_class(kind: str) -> type[Adapter]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
+            from portal._extras import install_hint
+
             raise ConfigError(
                 f"provider kind {kind!r} needs a package that is not installed ({exc.name}); "
-                f"install portal-sdk with the matching extra, e.g. pip install 'portal-sdk[{kind}]'"
+                f"{install_hint(kind)}"
             ) from exc
         return getattr(module, attr)  # type: ignore[no-any-return]
     return target

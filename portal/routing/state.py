@@ -899,10 +899,11 @@ def open_state(url: str | None, clock: Callable[[], float] | None = None) -> Sta
     try:
         import redis  # noqa: F401
     except ImportError:
+        from portal._extras import install_hint
         from portal.errors import ConfigError
 
         raise ConfigError(
             "[portal] state is a redis:// URL but redis-py is not installed; "
-            "pip install 'portal-sdk[redis]'"
+            f"{install_hint('redis')}"
         ) from None
     return RedisState(clean, prefix=prefix, refresh_ms=refresh)

@@ -20,7 +20,9 @@ def _plotly() -> Any:
     try:
         import plotly.graph_objects as go
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("--html needs plotly: pip install 'portal-sdk[report]'") from exc
+        from portal._extras import install_hint
+
+        raise ImportError(f"--html needs plotly: {install_hint('report')}") from exc
     return go
 
 

@@ -21,6 +21,8 @@ COMMANDS = [
     ["route"],
     ["route", "explain"],
     ["report"],
+    ["prices"],
+    ["prices", "show"],
     ["loadtest"],
     ["gameday"],
 ]

@@ -24,6 +24,10 @@ _INTERNAL = {
 }
 _CODE_INTERNAL = {k: v for k, v in _INTERNAL.items() if "session" not in k}
 
+#: portal is installed from a wheel or a git URL: a bare ``pip install portal-sdk`` (with or
+#: without extras) finds nothing on a package index
+_BARE_INSTALL = r"pip install\s+['\"]?portal-sdk(\[[^\]]*\])?(?!\S*\s*@)"
+
 
 def _user_docs() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "SECURITY.md", ROOT / "benchmarks" / "README.md"]
@@ -55,6 +59,28 @@ def _findings(path: Path, patterns: dict[str, str]) -> list[str]:
 def test_user_docs_carry_no_internal_notes() -> None:
     found = [f for p in _user_docs() for f in _findings(p, _INTERNAL)]
     assert not found, "rewrite these for users:\n" + "\n".join(found)
+
+
+def test_install_commands_name_a_wheel_or_a_git_url() -> None:
+    files = [*_user_docs(), *sorted((ROOT / "portal").rglob("*.py"))]
+    found = [f for p in files for f in _findings(p, {"an install from an index": _BARE_INSTALL})]
+    assert not found, "portal is not on an index; install a wheel or a git URL:\n" + "\n".join(
+        found
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "bad"),
+    [
+        ("pip install portal-sdk", True),
+        ("pip install 'portal-sdk[otel]'", True),
+        ("pip install 'portal-sdk[cli] @ git+https://git.example.com/t/portal.git@v1'", False),
+        ("pip install 'portal-sdk @ git+https://git.example.com/t/portal.git'", False),
+        ("pip install 'dist/portal_sdk-0.1.0-py3-none-any.whl[cli]'", False),
+    ],
+)
+def test_the_install_pattern(line: str, bad: bool) -> None:
+    assert bool(_scan(line, {"x": _BARE_INSTALL})) is bad
 
 
 def test_package_sources_carry_no_internal_notes() -> None:

@@ -1,4 +1,4 @@
-"""Commands that only read (report, route explain, canary status, contracts check) run with no
+"""Commands that only read (report, route explain, canary status, contracts check, prices) run with no
 API key exported; keys are needed only to send a call, which then fails naming the fix."""
 
 from __future__ import annotations
@@ -123,3 +123,8 @@ def test_sending_without_the_key_fails_naming_it(config: Path) -> None:
     ):
         c.chat(feature="support.answer", messages=[portal.user("hi")])
     assert sent == []  # refused before anything went out
+
+
+def test_prices_show_runs_without_keys(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert portal_main(["prices", "show", "openai:gpt-4.1-mini", "--config", str(config)]) == 0
+    assert "gpt-4.1-mini" in capsys.readouterr().out

@@ -213,7 +213,7 @@ def test_region_and_credentials_configuration(monkeypatch: pytest.MonkeyPatch) -
 
 def test_missing_botocore_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "botocore.auth", None)
-    with pytest.raises(errors.ConfigError, match=r"pip install 'portal-sdk\[bedrock\]'"):
+    with pytest.raises(errors.ConfigError, match=r"bedrock extra"):
         adapter().build_chat(ChatRequest([user("x")]), MODEL)
 
 

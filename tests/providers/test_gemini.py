@@ -650,7 +650,7 @@ def test_vertex_without_google_auth_names_the_extra(monkeypatch: pytest.MonkeyPa
     adapter = VertexAdapter(
         ProviderSettings(name="gcp", kind="vertex", options={"project": "acme-prod"})
     )
-    with pytest.raises(ConfigError, match=r"portal-sdk\[vertex\]"):
+    with pytest.raises(ConfigError, match=r"vertex extra"):
         adapter.build_chat(ChatRequest([Message("user", "x")]), "m")
 
 
