@@ -34,6 +34,7 @@ import anyio
 from portal import _http
 from portal._http import httpx2
 from portal.config import PortalConfig, load_config
+from portal.config_check import check_config
 from portal.contracts.messages import Message, coerce_messages
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest, SamplingParams
@@ -108,6 +109,9 @@ class _Core:
                 f"{type(config).__name__}"
             )
         self.config = cfg
+        self._contracts: dict[str, Any] = {}
+        # the checks `portal config check` runs, all problems at once, before anything starts
+        check_config(cfg, self._load_contract)
         if cfg.portal.log_level is not None:
             logging.getLogger("portal").setLevel(cfg.portal.log_level.upper())
         for name, prov in cfg.providers.items():
@@ -131,48 +135,10 @@ class _Core:
         )
         self.meter.warm(_route_targets(cfg))
         self.routing = Routing(cfg, self.router, self.cost)
-        self._contracts: dict[str, Any] = {}
         self._reply_limits: dict[str, tuple[Any, int]] = {}
         self._chains: dict[str, Any] = {}  # feature -> GuardChain, built once
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
         self.guard_counts: Counter[tuple[str, str, str, str]] = Counter()
-        self._check_contracts()
-        for name, feat in cfg.features.items():
-            if feat.safety:  # a bad guard name fails now, not at the first call
-                self.guard_chain(name, None)
-
-    def _check_contracts(self) -> None:
-        """Refuse, at load time, a route whose target cannot serve its feature's contract
-        (the same rules and message as `portal contracts check`), not after a vendor 400."""
-        from portal.errors import ContractError
-
-        problems: list[str] = []
-        for name, feat in self.config.features.items():
-            if feat.contract is None:
-                continue
-            contract = self.contract(name)
-            targets = [feat.primary, *feat.fallbacks]
-            if feat.canary is not None:
-                targets.append(feat.canary.target)
-            for target in targets:
-                provider, _ = self.config.resolve_target(target)
-                prov = self.config.providers.get(provider)
-                kind = (prov.kind if prov is not None else None) or provider
-                options = prov.options if prov is not None else {}
-                from portal.contracts.capability import ensure_servable
-
-                try:
-                    ensure_servable(
-                        contract,
-                        target,
-                        kind,
-                        options=options,
-                        provider=self.config.provider_settings(provider),
-                    )
-                except ContractError as exc:
-                    problems.append(str(exc))
-        if problems:
-            raise ConfigError("\n".join(problems), problems)
 
     def use_state(self, state: State) -> None:
         """Swap the routing state (tests inject a `MemoryState` with a fake clock)."""
@@ -295,11 +261,14 @@ class _Core:
         if feat.contract is None:
             return None
         found = self._contracts.get(feature)
-        if found is None:
-            from portal.contracts.feature import load_contract
+        return found if found is not None else self._load_contract(feature)
 
-            path = Path(self.config.base_dir) / feat.contract
-            found = self._contracts[feature] = load_contract(path)
+    def _load_contract(self, feature: str) -> Any:
+        """Load (once) the contract of a feature that has one."""
+        from portal.contracts.feature import load_contract
+
+        path = Path(self.config.base_dir) / str(self.config.features[feature].contract)
+        found = self._contracts[feature] = load_contract(path)
         return found
 
     def prepare(

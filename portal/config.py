@@ -14,8 +14,10 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -752,8 +754,17 @@ class PortalSection(_Model):
     @field_validator("state")
     @classmethod
     def _state(cls, v: str) -> str:
-        if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"must be 'memory' or a redis:// URL, got {v!r}")
+        if v != "memory":
+            parse_state_url(v)
+        return v
+
+    @field_validator("ledger")
+    @classmethod
+    def _ledger(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for url in [v] if isinstance(v, str) else v or []:
+            problem = ledger_url_problem(url)
+            if problem:
+                raise ValueError(problem)
         return v
 
     @property
@@ -781,29 +792,19 @@ class PortalConfig(_Model):
     )
     #: where the config came from; relative paths (contracts, ledgers) resolve against it
     source: str | None = Field(None, exclude=True)
+    #: values read from the environment by ``${VAR}``, shown as ``${VAR}`` in later errors
+    env_values: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     base_dir: str = Field(".", exclude=True)
     #: credentials left unset because their variable is not set (``keys_required=False``)
     unset_keys: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _check_references(self) -> PortalConfig:
-        from portal.providers.registry import known_kinds
-
-        kinds = known_kinds()
-        problems: list[str] = []
         from portal.metering.prices import check_price_overrides
 
+        problems = kind_problems({n: p.kind for n, p in self.providers.items()})
         for name, prov in self.providers.items():
             problems += check_price_overrides(prov.prices, f"providers.{_key(name)}.prices")
-            kind = prov.kind or name
-            if kind not in kinds:
-                close = difflib.get_close_matches(kind, kinds, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                where = "kind" if prov.kind else "kind (defaults to the table name)"
-                problems.append(
-                    f"providers.{_key(name)}.{where}: unknown provider kind {kind!r}{hint} "
-                    f"Known kinds: {', '.join(kinds)}"
-                )
         for fname, feat in self.features.items():
             refs = [("primary", feat.primary)]
             refs += [(f"fallbacks[{i}]", t) for i, t in enumerate(feat.fallbacks)]
@@ -866,6 +867,90 @@ class PortalConfig(_Model):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StateURL:
+    """A parsed ``[portal] state`` Redis URL: the URL redis-py sees and portal's own options."""
+
+    url: str
+    prefix: str = "portal"
+    refresh_ms: float = 100.0
+
+
+#: the state thread's refresh period must be at least this (a smaller one spins on Redis)
+MIN_REFRESH_MS = 10.0
+MAX_REFRESH_MS = 60_000.0
+
+
+def _shown_url(url: str) -> str:
+    """A URL as it may appear in an error: without a password."""
+    head, at, rest = url.rpartition("@")
+    scheme, sep, _ = head.partition("://")
+    return f"{scheme}://***@{rest}" if at and sep else url
+
+
+def parse_state_url(url: str) -> StateURL:
+    """``redis://host:port/db?prefix=p&refresh_ms=100`` → `StateURL`; a `ValueError` naming
+    what is wrong (scheme, port, ``refresh_ms``, ``prefix``) and never the password."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"must be 'memory' or a redis:// URL, got {_shown_url(str(url))!r}")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError("the Redis URL contains whitespace or control characters")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(
+            f"the port in {_shown_url(url)!r} is not a number from 0 to 65535"
+        ) from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"{_shown_url(url)!r} has no host; write e.g. redis://127.0.0.1:6379/0")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    prefix = query.pop("prefix", "portal")
+    if not prefix or any(c.isspace() for c in prefix):
+        raise ValueError(f"prefix={prefix!r}: give a non-empty name without spaces")
+    raw = query.pop("refresh_ms", "100")
+    try:
+        refresh = float(raw)
+    except ValueError:
+        refresh = math.nan
+    if not (MIN_REFRESH_MS <= refresh <= MAX_REFRESH_MS):
+        raise ValueError(
+            f"refresh_ms={raw!r}: must be a number of milliseconds from {MIN_REFRESH_MS:g} to "
+            f"{MAX_REFRESH_MS:g} (default 100)"
+        )
+    clean = urlunsplit(parts._replace(query=urlencode(query)))
+    return StateURL(clean, prefix, refresh)
+
+
+_LEDGER_SCHEMES = ("sqlite", "jsonl", "postgresql", "postgres")
+
+
+def ledger_url_problem(url: Any) -> str | None:
+    """What is wrong with a ledger URL, or None (never shows a password)."""
+    if not isinstance(url, str):
+        return f"a ledger URL must be a string, got {type(url).__name__}"
+    if url == "none":
+        return None
+    scheme, sep, rest = url.partition("://")
+    example = "sqlite:///path.db, jsonl:///path.jsonl, postgresql://user@host/db or none"
+    if not sep or scheme.lower() not in _LEDGER_SCHEMES:
+        return f"ledger {_shown_url(url)!r}: unknown scheme; write {example}"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return f"ledger {_shown_url(url)!r}: contains whitespace or control characters"
+    if scheme.lower() in ("sqlite", "jsonl"):
+        if scheme.lower() == "jsonl" and not rest.split("?", 1)[0].removeprefix("/"):
+            return f"ledger {url!r}: give a file path, e.g. jsonl:///ledger.jsonl"
+        return None
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return f"ledger {_shown_url(url)!r}: the port is not a number from 0 to 65535"
+    if not parts.hostname and "host=" not in parts.query:
+        return f"ledger {_shown_url(url)!r}: no host; write postgresql://user@host:5432/db"
+    return None
+
+
 #: headers httpx computes from the body and the URL; a configured one would contradict them
 _COMPUTED_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
 
@@ -905,6 +990,40 @@ def header_problem(name: str, value: Any) -> str | None:
     return None
 
 
+def kind_problems(kinds_by_name: Mapping[str, Any]) -> list[str]:
+    """Unknown provider kinds, one line each (``{provider name: its kind or None}``)."""
+    from portal.providers.registry import known_kinds
+
+    kinds = known_kinds()
+    problems = []
+    for name, given in kinds_by_name.items():
+        kind = given or name
+        if not isinstance(kind, str) or kind not in kinds:
+            close = difflib.get_close_matches(str(kind), kinds, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = "kind" if given else "kind (defaults to the table name)"
+            problems.append(
+                f"providers.{_key(name)}.{where}: unknown provider kind {kind!r}{hint} "
+                f"Known kinds: {', '.join(kinds)}"
+            )
+    return problems
+
+
+def _raw_kind_problems(data: Any) -> list[str]:
+    """`kind_problems` of a raw config table, for when other errors stop the model's own check:
+    an unknown kind is reported with them, not after they are fixed."""
+    providers = data.get("providers") if isinstance(data, Mapping) else None
+    if not isinstance(providers, Mapping):
+        return []
+    return kind_problems(
+        {
+            name: (prov.get("kind") if isinstance(prov.get("kind"), str) else None)
+            for name, prov in providers.items()
+            if isinstance(prov, Mapping)
+        }
+    )
+
+
 def parse_model_id(model_id: str) -> tuple[str, str]:
     """Split ``"provider:model"`` on the first colon (``"ollama:llama3:8b"`` works)."""
     if not isinstance(model_id, str) or ":" not in model_id:
@@ -942,24 +1061,51 @@ def load_config(
     path = Path(source)
     label = path.name
     try:
-        raw_text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(raw_text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    data = _parse_toml(raw, label)
     prefix = ""
     if path.name == "pyproject.toml":
-        data = data.get("tool", {}).get("portal")
-        if data is None:
+        tool = data.get("tool", {})
+        section = tool.get("portal") if isinstance(tool, dict) else None
+        if section is None:
             raise ConfigError(f"{label}: has no [tool.portal] table")
+        if not isinstance(section, dict):
+            raise ConfigError(
+                f"{label}: tool.portal must be a table ([tool.portal]), got "
+                f"{type(section).__name__}"
+            )
+        data = section
         prefix = "tool.portal."
     cfg = _validate(data, label, str(path.parent.resolve()), prefix, environ, keys_required)
     cfg.source = str(path)
     return cfg
+
+
+def _parse_toml(raw: bytes, label: str) -> dict[str, Any]:
+    """A config file's bytes as TOML: UTF-8 text (a UTF-16 or binary file is refused by name),
+    nesting bounded."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw:
+        raise ConfigError(
+            f"{label}: is not UTF-8 text (UTF-16 or a binary file?); save it as UTF-8"
+        )
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{label}: is not UTF-8 text (invalid byte at offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{label}: tables or arrays nested too deeply to read; a config is a few levels deep"
+        ) from None
 
 
 def _validate(
@@ -973,21 +1119,30 @@ def _validate(
     errors: list[str] = []
     used: dict[str, str] = {}
     unset: list[str] | None = None if keys_required else []
-    data = _interpolate(data, (), errors, environ, used, unset)
+    too_deep = f"{label}: tables or arrays nested too deeply to read; a config is a few levels deep"
+    try:
+        data = _interpolate(data, (), errors, environ, used, unset)
+    except RecursionError:
+        raise ConfigError(too_deep) from None
     if errors:
         lines = [f"{label}: {prefix}{e}" for e in errors]
         raise ConfigError("\n".join(lines), lines)
     try:
         cfg = PortalConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [_hide_env(f"{label}: {prefix}{line}", used) for line in _format_errors(exc, data)]
+        found = _format_errors(exc, data)
+        found += [p for p in _raw_kind_problems(data) if p not in found]
+        lines = [hide_env(f"{label}: {prefix}{line}", used) for line in found]
         raise ConfigError("\n".join(lines), lines) from None
+    except RecursionError:
+        raise ConfigError(too_deep) from None
     cfg.base_dir = base_dir
     cfg.unset_keys = list(unset or [])
+    cfg.env_values = used
     return cfg
 
 
-def _hide_env(line: str, used: Mapping[str, str]) -> str:
+def hide_env(line: str, used: Mapping[str, str]) -> str:
     """An error line with every value read from the environment shown as its ``${VAR}``: a
     key interpolated into the wrong field (``base_url = "${OPENAI_API_KEY}"``) must not be
     printed by the error that refuses it."""

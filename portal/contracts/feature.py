@@ -174,6 +174,29 @@ def contract_schema() -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
+#: tables, arrays and schemas of a contract nest at most this deep (recursion is what $ref is for)
+MAX_CONTRACT_DEPTH = 100
+
+
+def _nesting(doc: Any) -> int:
+    """How deep ``doc``'s dicts and lists nest (iterative: a hostile file cannot overflow it)."""
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(doc, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_CONTRACT_DEPTH:
+            return depth
+        todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def load_contract(
     path: str | Path, name: str | None = None, *, check_examples: bool = True
 ) -> FeatureContract:
@@ -198,7 +221,15 @@ def parse_contract(
     check_examples: bool = True,
 ) -> FeatureContract:
     """Parse contract text; ``fmt`` is "toml" or "json" (default: from ``source``'s suffix)."""
-    doc = _parse_document(text, source, fmt)
+    try:
+        doc = _parse_document(text, source, fmt)
+    except RecursionError:
+        doc = None
+    if doc is None or _nesting(doc) > MAX_CONTRACT_DEPTH:
+        raise ContractError(
+            f"{source}: nested more than {MAX_CONTRACT_DEPTH} levels deep; a contract's schemas "
+            "nest a few levels (use $ref / $defs for recursive shapes)"
+        )
     _check_structure(doc, source)
     draft = str(doc.get("schema_draft", DEFAULT_DRAFT))
     input_schema = doc.get("input")

@@ -223,6 +223,7 @@ class AnthropicAdapter(Adapter):
     publish a maximum number of tools; none is assumed."""
 
     kind: ClassVar[str] = "anthropic"
+    option_names: ClassVar[frozenset[str] | None] = frozenset({"max_tokens", "thinking"})
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com/v1"
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -38,6 +38,9 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     """Same limits as OpenAI (128 tools, strict schema limits), per deployment."""
 
     kind: ClassVar[str] = "azure-openai"
+    option_names: ClassVar[frozenset[str] | None] = frozenset(
+        {"api_version", "auth", "deployments"}
+    )
     default_base_url: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = "AZURE_OPENAI_API_KEY"
     capabilities: ClassVar[Capabilities] = Capabilities(

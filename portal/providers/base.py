@@ -48,6 +48,7 @@ from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from portal.secret import Secret, redact, register_secret, scrub
 
 __all__ = [
+    "COMMON_OPTIONS",
     "DEFAULT_MAX_REPLY_BYTES",
     "INCOMPLETE_TOOL_CALLS",
     "MAX_UNKNOWN_EVENTS",
@@ -69,6 +70,7 @@ __all__ = [
     "keep_unknown",
     "replayed_turn",
     "parse_retry_after",
+    "unknown_options",
 ]
 
 
@@ -416,6 +418,10 @@ class Adapter:
     #: environment variable read when a provider of this kind is used without configuration
     api_key_env: ClassVar[str | None] = None
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: the provider ``options`` this class reads besides `COMMON_OPTIONS`; an option outside
+    #: both is reported as a typo. Only a class's own declaration counts (a subclass that does
+    #: not declare its options is not checked), so third-party adapters are never refused.
+    option_names: ClassVar[frozenset[str] | None] = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -564,6 +570,33 @@ class Adapter:
         return StreamInterrupted(
             message, partial_text=text, usage=usage, provider=self.name, model=model
         )
+
+
+#: provider options every kind reads (size caps, embeddings batch size, context windows)
+COMMON_OPTIONS = frozenset(
+    {"max_reply_bytes", "max_event_bytes", "embed_batch_size", "context_window", "context_windows"}
+)
+
+
+def unknown_options(cls: type[Adapter], settings: ProviderSettings) -> list[str]:
+    """Problems with ``settings.options`` names that ``cls`` does not read, each with the
+    closest known name; empty when ``cls`` does not declare `Adapter.option_names`."""
+    import difflib
+
+    declared = cls.__dict__.get("option_names")
+    if declared is None:
+        return []
+    known = sorted(declared | COMMON_OPTIONS)
+    problems = []
+    for name in settings.options:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                f"providers.{settings.name}.options.{name}: unknown option for kind "
+                f"{settings.kind!r}{hint} Known options: {', '.join(known)}"
+            )
+    return problems
 
 
 # ----------------------------------------------------------------------- shape guard

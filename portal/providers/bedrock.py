@@ -195,6 +195,9 @@ class BedrockAdapter(Adapter):
     answer ValidationException); no ``none`` tool choice."""
 
     kind: ClassVar[str] = "bedrock"
+    option_names: ClassVar[frozenset[str] | None] = frozenset(
+        {"access_key_id", "secret_access_key", "session_token", "profile", "region_name"}
+    )
     default_base_url: ClassVar[str | None] = None  # https://bedrock-runtime.{region}.amazonaws.com
     capabilities: ClassVar[Capabilities] = Capabilities(
         structured_output="tool",

@@ -106,6 +106,7 @@ class CohereAdapter(Adapter):
     REQUIRED / NONE (Command R7B and newer); embed v3+ models require input_type."""
 
     kind: ClassVar[str] = "cohere"
+    option_names: ClassVar[frozenset[str] | None] = frozenset()
     default_base_url: ClassVar[str | None] = "https://api.cohere.com"
     api_key_env: ClassVar[str | None] = "CO_API_KEY"
     capabilities: ClassVar[Capabilities] = Capabilities(

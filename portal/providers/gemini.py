@@ -141,6 +141,7 @@ class GeminiAdapter(Adapter):
     128 characters (portal's ToolSpec caps at 64)."""
 
     kind: ClassVar[str] = "gemini"
+    option_names: ClassVar[frozenset[str] | None] = frozenset({"json_schema"})
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
     api_key_env: ClassVar[str | None] = "GEMINI_API_KEY"
     api_version: ClassVar[str] = "v1beta"
@@ -598,6 +599,9 @@ class VertexAdapter(GeminiAdapter):
     Refreshing that token is the one network call an adapter makes, once per token lifetime."""
 
     kind: ClassVar[str] = "vertex"
+    option_names: ClassVar[frozenset[str] | None] = frozenset(
+        {"json_schema", "project", "location"}
+    )
     default_base_url: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = None
     api_version: ClassVar[str] = "v1"

@@ -269,6 +269,7 @@ class OpenAIAdapter(Adapter):
     strict schemas: 5000 properties, 10 nesting levels, 1000 enum values (see schema_transform)."""
 
     kind: ClassVar[str] = "openai"
+    option_names: ClassVar[frozenset[str] | None] = frozenset()
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -169,6 +169,9 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
     structured-output mode) and leaves the rest to the server's error replies."""
 
     kind: ClassVar[str] = "openai-compatible"
+    option_names: ClassVar[frozenset[str] | None] = frozenset(
+        {"preset", "app_url", "app_name", *_QUIRK_FIELDS}
+    )
     default_base_url: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = None
     capabilities: ClassVar[Capabilities] = Capabilities(

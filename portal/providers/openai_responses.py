@@ -189,6 +189,7 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
     schema limits as in schema_transform."""
 
     kind: ClassVar[str] = "openai-responses"
+    option_names: ClassVar[frozenset[str] | None] = frozenset()
     capabilities: ClassVar[Capabilities] = Capabilities(
         structured_output="json_schema",
         schema_dialect="openai-strict",

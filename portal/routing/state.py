@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["BucketDim", "MemoryState", "RedisState", "State", "StateUnavailable", "open_state"]
 
@@ -443,6 +443,8 @@ class RedisState:
     """Shared state in Redis with a local copy; see the module docstring for consistency."""
 
     shared = True
+    #: queued writes kept while Redis is unreachable (about 5 per call); older ones are dropped
+    max_pending = 20_000
 
     def __init__(
         self,
@@ -455,6 +457,15 @@ class RedisState:
     ) -> None:
         import redis
 
+        from portal.config import MAX_REFRESH_MS, MIN_REFRESH_MS
+
+        if not (MIN_REFRESH_MS <= refresh_ms <= MAX_REFRESH_MS):  # also refuses NaN
+            from portal.errors import ConfigError
+
+            raise ConfigError(
+                f"RedisState: refresh_ms={refresh_ms!r} must be from {MIN_REFRESH_MS:g} to "
+                f"{MAX_REFRESH_MS:g} ms; a smaller period spins the state thread on Redis"
+            )
         self.url = _redact(url)
         self.prefix = prefix.rstrip(":") + ":"
         self.refresh_s = refresh_ms / 1000.0
@@ -475,6 +486,9 @@ class RedisState:
         self._aredis: Any = None
         self._aloop: Any = None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        #: writes dropped because the queue was full while Redis was unreachable
+        self.dropped_writes = 0
+        self._drop_logged = False
         self._watch_values: set[str] = set()
         self._watch_counters: set[str] = set()
         self._watch_windows: dict[str, float] = {}
@@ -508,6 +522,7 @@ class RedisState:
         if self._down:
             log.info("portal: shared routing state at %s is reachable again", self.url)
         self._down = False
+        self._drop_logged = False
         self._down_logged = False
 
     def _k(self, key: str) -> str:
@@ -718,6 +733,27 @@ class RedisState:
     def _queue(self, op: str, *args: Any) -> None:
         with self._lock:
             self._pending.append((op, args))
+            if len(self._pending) > self.max_pending:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Past `max_pending` queued writes (Redis down for long), the oldest are dropped and
+        counted in `dropped_writes`, logged once per outage: memory stays bounded, and the
+        local copy (which every write also updates) keeps routing this process. Lock held."""
+        excess = len(self._pending) - self.max_pending
+        if excess <= 0:
+            return
+        del self._pending[:excess]
+        self.dropped_writes += excess
+        if not self._drop_logged:
+            self._drop_logged = True
+            log.warning(
+                "portal: shared routing state at %s is unreachable and %d writes are queued; "
+                "dropping the oldest from now on (counted in RedisState.dropped_writes) until "
+                "it comes back",
+                self.url,
+                self.max_pending,
+            )
 
     def sync(self) -> bool:
         """Flush queued writes and refresh the local copy of watched keys: one pipeline.
@@ -745,8 +781,9 @@ class RedisState:
                 pipe.hgetall(self._k("w:" + key))
             replies = pipe.execute()
         except Exception as exc:
-            with self._lock:  # keep the writes for the next cycle
+            with self._lock:  # keep the writes for the next cycle, within the bound
                 self._pending[:0] = batch
+                self._drop_oldest()
             self._failed(exc)
             return False
         self._recovered()
@@ -891,11 +928,14 @@ def open_state(url: str | None, clock: Callable[[], float] | None = None) -> Sta
     → `RedisState` (portal's own query parameters are removed before redis-py sees the URL)."""
     if url is None or url == "memory":
         return MemoryState(clock or time.time)
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    prefix = query.pop("prefix", "portal")
-    refresh = float(query.pop("refresh_ms", "100"))
-    clean = urlunsplit(parts._replace(query=urlencode(query)))
+    from portal.config import parse_state_url
+    from portal.errors import ConfigError
+
+    try:
+        parsed = parse_state_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"[portal] state: {exc}") from None
+    clean, prefix, refresh = parsed.url, parsed.prefix, parsed.refresh_ms
     try:
         import redis  # noqa: F401
     except ImportError:

@@ -103,7 +103,8 @@ def test_config_check_reports_data_path_policy(tmp_path: Path) -> None:
     out = run("config", "check", "--config", str(cfg))
     assert out.returncode == 1
     assert out.stderr.splitlines()[1:] == [
-        "  features.\"f\".allowed: target ap:m is in region 'ap', outside the allowed regions "
-        "['us', 'eu']",
-        "  features.\"f\".allowed: target ap:m lacks the required tag(s) ['soc2']",
+        "  features.\"f\".fallbacks[0]: target ap:m is in region 'ap', outside the allowed "
+        "regions ['us', 'eu'] (see allowed)",
+        "  features.\"f\".fallbacks[0]: target ap:m lacks the required tag(s) ['soc2'] "
+        "(see allowed)",
     ]

@@ -230,16 +230,15 @@ def test_bad_model_ids(bad: str) -> None:
         parse_model_id(bad)
 
 
-def test_sim_options_are_checked_when_the_adapter_is_built() -> None:
-    client = portal.Client(
-        {
-            "providers": {"a": {"kind": "sim", "options": {"latency_p50_ms": -5, "colour": 1}}},
-            "features": {"f": {"primary": "a:m"}},
-        },
-        ledger=None,
-    )
+def test_sim_options_are_checked_when_the_client_starts() -> None:
     with pytest.raises(portal.ConfigError) as info:
-        client.chat(feature="f", messages=[portal.user("x")])
+        portal.Client(
+            {
+                "providers": {"a": {"kind": "sim", "options": {"latency_p50_ms": -5, "colour": 1}}},
+                "features": {"f": {"primary": "a:m"}},
+            },
+            ledger=None,
+        )
     assert info.value.errors == [
         "providers.a.options.latency_p50_ms: Input should be greater than or equal to 0",
         "providers.a.options.colour: Extra inputs are not permitted",

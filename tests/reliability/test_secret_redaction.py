@@ -170,3 +170,13 @@ def test_openai_adapter_error_is_still_classified() -> None:
     err = adapter.parse_error(WireReply(401, {"x-request-id": KEY}, body), "gpt-4o")
     assert isinstance(err, portal.AuthenticationError)
     assert "Incorrect API key provided: <redacted>" in str(err)
+
+
+def test_a_key_from_the_vendor_variable_with_a_newline_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", f"{KEY}\n")
+    with pytest.raises(ConfigError) as info:
+        portal.Client({"portal": {"ledger": "none"}, "features": {"f": {"primary": "openai:m"}}})
+    assert "OPENAI_API_KEY" in str(info.value)
+    assert KEY not in str(info.value)
