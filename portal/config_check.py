@@ -152,7 +152,7 @@ def policy_problems(cfg: PortalConfig, feature: str, target: str) -> list[str]:
 
 def _policies(cfg: PortalConfig) -> list[str]:
     """Every named target outside its feature's data-path policy, the key named."""
-    found = []
+    found: list[str] = []
     for name, key, target in _targets(cfg):
         try:
             reasons = policy_problems(cfg, name, target)
