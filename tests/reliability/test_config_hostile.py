@@ -61,7 +61,7 @@ AGREE: dict[str, tuple[str, str]] = {
     ),
     "negative price": (
         f'[providers.a]\n{SIM}\n[providers.a.prices."m"]\ninput = -1\noutput = 1\n',
-        "providers.a.prices.'m'.input",
+        'providers.a.prices."m".input',
     ),
     "bad state URL": ('[portal]\nstate = "redis://127.0.0.1:99999/0"\n', "portal.state"),
     "state refresh_ms zero": (
