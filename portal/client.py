@@ -221,6 +221,7 @@ class _Core:
             error=error,
             cost_usd=call.cost_usd,
             latency_ms=latency_ms,
+            action_id=call.action_id,
             started_at=time.time() - latency_ms / 1000.0,
         )
 
@@ -910,6 +911,7 @@ def _loop_caller(base: Call) -> Any:
             contract_version=base.contract_version,
             deadline=base.deadline,
             budget_hold=base.budget_hold,
+            action_id=base.action_id or base.call_id,
         )
 
     return make_call

@@ -131,6 +131,9 @@ class LedgerRecord:
     #: "mixed" (a call whose attempts differ), None when the cost is unknown
     cost_source: str | None = None
     price_source: str | None = None  # "genai-prices 0.2.5", "config", "prices.json", ...
+    #: the user action a call row belongs to: a tool loop's steps share the first call's id
+    #: (None: the call is the whole action)
+    action_id: str | None = None
 
     def to_row(self) -> tuple[Any, ...]:
         """Values in `COLUMNS` order; ``tags`` as JSON text, ``estimated`` as 0/1."""
@@ -165,6 +168,7 @@ class LedgerRecord:
             self.service_tier,
             self.cost_source,
             self.price_source,
+            self.action_id,
         )
 
     @classmethod
@@ -226,7 +230,13 @@ def _ddl_columns(dialect: int) -> str:
 
 
 #: columns added after the first release: an existing table gets them on open
-_ADDED_COLUMNS = ("cache_write_1h_tokens", "service_tier", "cost_source", "price_source")
+_ADDED_COLUMNS = (
+    "cache_write_1h_tokens",
+    "service_tier",
+    "cost_source",
+    "price_source",
+    "action_id",
+)
 
 
 def _added_columns(have: set[str]) -> list[str]:

@@ -266,7 +266,10 @@ class Meter:
         cost_usd: float | None,
         latency_ms: float,
         started_at: float,
+        action_id: str | None = None,
     ) -> None:
+        """One call row. ``action_id``: the user action it is part of (a tool loop's steps
+        share the first call's id; None: the call is the whole action)."""
         target = (
             response.target
             if response is not None and response.target
@@ -328,6 +331,7 @@ class Meter:
                 ts=started_at,
                 kind="call",
                 call_id=call_id,
+                action_id=action_id,
                 operation=operation,  # type: ignore[arg-type]
                 feature=feature,
                 contract_version=contract_version,

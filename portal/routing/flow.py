@@ -115,6 +115,8 @@ class Call:
     reserved: dict[str, int] = field(default_factory=dict)
     #: the budget reservation this call settles against (portal.metering.budgets), if any
     budget_hold: Any = None
+    #: the user action this call is part of: a tool loop's steps share the first call's id
+    action_id: str | None = None
 
     def time_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now

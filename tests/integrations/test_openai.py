@@ -350,7 +350,9 @@ def test_stream_error_before_first_token_raises_from_create() -> None:
         client.chat.completions.create(model="f", messages=HI, stream=True)
 
 
-def test_transport_refuses_a_body_that_is_not_json_and_fails_streams_before_the_first_token() -> None:
+def test_transport_refuses_a_body_that_is_not_json_and_fails_streams_before_the_first_token() -> (
+    None
+):
     cfg = sim_config(f={"primary": "a:m1", "retry": {"attempts": 1}})
     cfg["providers"]["a"]["options"]["error_rates"] = {"server_error": 1.0}
     transport = po.PortalTransport(cfg, ledger=None)

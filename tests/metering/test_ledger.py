@@ -264,8 +264,14 @@ def test_record_is_cheap_on_the_hot_path(tmp_path: Path) -> None:
 
 
 def test_columns_match_record_fields() -> None:
-    assert COLUMNS[0] == "ts" and "estimated" in COLUMNS and len(COLUMNS) == 30
-    assert COLUMNS[-4:] == ("cache_write_1h_tokens", "service_tier", "cost_source", "price_source")
+    assert COLUMNS[0] == "ts" and "estimated" in COLUMNS and len(COLUMNS) == 31
+    assert COLUMNS[-5:-1] == (
+        "cache_write_1h_tokens",
+        "service_tier",
+        "cost_source",
+        "price_source",
+    )
+    assert COLUMNS[-1] == "action_id"
     assert LedgerRecord.from_row(full_record().to_row()) == full_record()
 
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from portal.metering.report.economics import unit_economics
 from portal.metering.report.ledgers import split_traffic
 from portal.metering.report.model import GROUPINGS
 from portal.metering.report.overview import (
@@ -89,7 +90,8 @@ def _stats(name: str, calls: list[LedgerRecord], fallbacks: int) -> dict[str, An
     lat = [r.latency_ms for r in ok]
     ttft = [r.ttft_ms for r in ok if r.ttft_ms is not None]
     known = [r.cost_usd for r in calls if r.cost_usd is not None]
-    cost = float(sum(known))
+    # calls without a price are unpriced, never $0: a group with only those has no cost
+    cost = float(sum(known)) if known or not calls else None
     inp = sum(r.input_tokens for r in calls)
     out = sum(r.output_tokens for r in calls)
     return {
@@ -111,8 +113,8 @@ def _stats(name: str, calls: list[LedgerRecord], fallbacks: int) -> dict[str, An
         "cached_input_tokens": sum(r.cached_input_tokens for r in calls),
         "tokens_per_call": (inp + out) / n if n else None,
         "cost_usd": cost,
-        "cost_per_call_usd": cost / len(known) if known else None,
-        "cost_per_1k_calls_usd": 1000 * cost / len(known) if known else None,
+        "cost_per_call_usd": cost / len(known) if known and cost is not None else None,
+        "cost_per_1k_calls_usd": 1000 * cost / len(known) if known and cost is not None else None,
         "unknown_cost_calls": n - len(known),
     }
 
@@ -211,7 +213,35 @@ def build_report(
     report["headline"] = headline(
         report["total"], report["features_cost"], calls, report["sla"], config, window
     )
+    report["economics"] = unit_economics(records, _price_lookup(config))
+    _actions_into_headline(report["headline"], report["economics"]["actions"])
     return report
+
+
+def _price_lookup(config: PortalConfig | None) -> Callable[[str, str], Any]:
+    """``(provider, model) -> Price | None`` at the config's prices (cache savings)."""
+    from portal.metering.prices import PriceTable
+
+    table = PriceTable.for_config(config) if config is not None else PriceTable.load()
+    kinds = {n: (p.kind or n) for n, p in config.providers.items()} if config else {}
+    return lambda provider, model: table.lookup(provider, model, kinds.get(provider))
+
+
+def _actions_into_headline(head: dict[str, Any], actions: list[dict[str, Any]]) -> None:
+    """A user action is a call with its tool steps: the headline's cost per action counts
+    a tool loop once, not once per step."""
+    by_feature = {a["feature"]: a for a in actions}
+    for row in head["features"]:
+        found = by_feature.get(row["feature"])
+        if found is not None:
+            row["cost_per_action_usd"] = found["cost_per_action_usd"]
+    priced = [a for a in actions if a["cost_per_action_usd"] is not None]
+    n = sum(a["actions"] - a["unpriced_actions"] for a in priced)
+    if n:
+        total = sum(
+            a["cost_per_action_usd"] * (a["actions"] - a["unpriced_actions"]) for a in priced
+        )
+        head["cost_per_action_usd"] = total / n
 
 
 def _errors(

@@ -111,6 +111,76 @@ def report_sections(report: dict[str, Any], columns: Sequence[str] = COLUMNS) ->
     if report["canary"]:
         out.append(canary_section(report))
     out.extend(_sla_sections(report.get("sla")))
+    if report.get("economics"):
+        out.extend(economics_sections(report["economics"]))
+    return out
+
+
+def economics_sections(eco: dict[str, Any]) -> list[Section]:
+    """Unit economics: cost per user action, per 1,000 successful calls, wasted spend and
+    cache savings (`portal.metering.report.economics`)."""
+    out: list[Section] = []
+    if eco["actions"]:
+        heads = ["feature", "actions", "calls/action", "$/action", "p95 $/action", "unpriced"]
+        rows = [
+            [
+                a["feature"],
+                f"{a['actions']:,}",
+                f"{a['calls_per_action']:.2f}",
+                fmt_usd(a["cost_per_action_usd"]),
+                fmt_usd(a["p95_action_usd"]),
+                f"{a['unpriced_actions']:,}",
+            ]
+            for a in eco["actions"]
+        ]
+        out.append(("cost per user action (tool steps, retries, failovers, hedges)", heads, rows))
+    if eco["per_1k_successful"]:
+        heads = ["feature", "target", "calls", "successful", "cost", "$ per 1,000 ok", "unpriced"]
+        rows = [
+            [
+                r["feature"],
+                r["target"],
+                f"{r['calls']:,}",
+                f"{r['successful']:,}",
+                fmt_usd(r["cost_usd"]),
+                fmt_usd(r["cost_per_1k_successful_usd"]),
+                f"{r['unpriced_calls']:,}",
+            ]
+            for r in eco["per_1k_successful"]
+        ]
+        out.append(("cost per 1,000 successful calls", heads, rows))
+    w = eco["waste"]
+    if w["spend_usd"]:
+        by = w["by_outcome_usd"]
+        heads = ["attempt spend", "wasted", "share", "failed", "cancelled", "hedge lost", "invalid"]
+        share = "-" if w["wasted_share"] is None else f"{100 * w['wasted_share']:.1f}%"
+        rows = [
+            [
+                fmt_usd(w["spend_usd"]),
+                fmt_usd(w["wasted_usd"]),
+                share,
+                fmt_usd(by["error"]),
+                fmt_usd(by["cancelled"]),
+                fmt_usd(by["hedge_lost"]),
+                fmt_usd(by["invalid_output"]),
+            ]
+        ]
+        out.append(("spend wasted on attempts that did not answer", heads, rows))
+    cache = eco.get("cache")
+    if cache and cache["targets"]:
+        heads = ["target", "cache reads", "cache writes", "saved", "write premium", "net saved"]
+        rows = [
+            [
+                t["target"],
+                f"{t['cached_input_tokens']:,}",
+                f"{t['cache_write_tokens']:,}",
+                fmt_usd(t["saved_usd"]),
+                fmt_usd(t["write_premium_usd"]),
+                fmt_usd(t["net_saved_usd"]),
+            ]
+            for t in cache["targets"]
+        ]
+        out.append(("cache savings (at today's prices)", heads, rows))
     return out
 
 

@@ -1,0 +1,113 @@
+"""Unit economics in `portal report`: cost per user action (tool steps, retries, failovers
+and hedges included), cost per 1,000 successful calls per feature and target, the share of
+spend wasted on failed or cancelled attempts, and what caching saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import portal
+from portal.metering.ledger import LedgerRecord, read_records
+from portal.metering.prices import Price
+from portal.metering.report import build_report, render_text
+from portal.metering.report.economics import (
+    cache_savings,
+    cost_per_1k_successful,
+    cost_per_action,
+    wasted_spend,
+)
+
+
+def rec(**kw: Any) -> LedgerRecord:
+    base: dict[str, Any] = {"kind": "call", "feature": "f", "target": "p:m", "provider": "p"}
+    base.update(kw)
+    base.setdefault("model", "m")
+    return LedgerRecord(**base)
+
+
+def test_cost_per_action_groups_tool_steps_and_keeps_unpriced_apart() -> None:
+    calls = [
+        rec(call_id="a1", action_id="a1", cost_usd=0.01),
+        rec(call_id="a2", action_id="a1", cost_usd=0.02),  # a tool step of the same action
+        rec(call_id="b1", cost_usd=0.05),
+        rec(call_id="c1", cost_usd=None),  # unpriced: counted apart, not as $0
+    ]
+    (row,) = cost_per_action(calls)
+    assert row["actions"] == 3 and row["unpriced_actions"] == 1
+    assert row["calls_per_action"] == pytest.approx(4 / 3)
+    assert row["cost_per_action_usd"] == pytest.approx((0.03 + 0.05) / 2)
+
+
+def test_cost_per_1k_successful_charges_failures_to_the_answers() -> None:
+    calls = [rec(call_id=str(i), cost_usd=0.002, outcome="ok") for i in range(3)]
+    calls.append(rec(call_id="x", cost_usd=0.002, outcome="error"))
+    calls.append(rec(call_id="y", target="q:n", cost_usd=None, outcome="ok"))
+    rows = {r["target"]: r for r in cost_per_1k_successful(calls)}
+    assert rows["p:m"]["cost_per_1k_successful_usd"] == pytest.approx(1000 * 0.008 / 3)
+    assert rows["q:n"]["cost_usd"] is None and rows["q:n"]["unpriced_calls"] == 1
+
+
+def test_wasted_spend_share() -> None:
+    attempts = [
+        rec(kind="attempt", outcome="ok", cost_usd=0.06),
+        rec(kind="attempt", outcome="hedge_lost", cost_usd=0.03),
+        rec(kind="attempt", outcome="cancelled", cost_usd=0.01),
+        rec(kind="attempt", outcome="error", cost_usd=0.0),
+        rec(kind="attempt", outcome="error", cost_usd=None),
+    ]
+    w = wasted_spend(attempts)
+    assert w["wasted_usd"] == pytest.approx(0.04)
+    assert w["wasted_share"] == pytest.approx(0.4)
+    assert w["by_outcome_usd"]["hedge_lost"] == pytest.approx(0.03)
+    assert w["unpriced_attempts"] == 1
+
+
+def test_cache_savings_net_of_write_premiums() -> None:
+    sonnet = Price(3.0, 15.0, cached_input=0.3, cache_write=3.75, cache_write_1h=6.0)
+    attempts = [
+        rec(
+            kind="attempt",
+            target="anthropic:claude-sonnet-4-5",
+            provider="anthropic",
+            model="claude-sonnet-4-5",
+            cached_input_tokens=1_000_000,
+            cache_write_tokens=300_000,
+            cache_write_1h_tokens=100_000,
+        )
+    ]
+    got = cache_savings(attempts, lambda p, m: sonnet)
+    (row,) = got["targets"]
+    assert row["saved_usd"] == pytest.approx(2.70)  # 1M reads at 0.30 instead of 3
+    # 200k 5-minute writes at +0.75, 100k 1-hour writes at +3.00
+    assert row["write_premium_usd"] == pytest.approx(0.15 + 0.30)
+    assert got["net_saved_usd"] == pytest.approx(2.25)
+
+
+def test_portal_report_shows_unit_economics(tmp_path: Any) -> None:
+    ledger = f"jsonl:///{tmp_path / 'l.jsonl'}"
+    cfg = {
+        "portal": {"ledger": ledger},
+        "providers": {"a": {"kind": "sim", "options": {"seed": 3, "time_scale": 0}}},
+        "features": {"f": {"primary": "a:sim-small", "max_tokens": 50}},
+    }
+    client = portal.Client(cfg)
+
+    def lookup_order(order_id: str) -> str:
+        """Look an order up."""
+        return "shipped"
+
+    client.chat(feature="f", messages=[portal.user("where is 1?")], tools=[lookup_order])
+    for i in range(3):
+        client.chat(feature="f", messages=[portal.user(f"hi {i}")])
+    client.close()
+    records = read_records(ledger)
+    report = build_report(records, portal.config.load_config(cfg))
+    eco = report["economics"]
+    (action,) = eco["actions"]
+    assert action["actions"] == 4 and action["calls_per_action"] > 1  # the tool loop's steps
+    assert action["cost_per_action_usd"] > 0
+    text = render_text(report)
+    assert "cost per user action" in text and "per 1,000 successful calls" in text
+    assert "wasted" in text
