@@ -22,7 +22,13 @@ from typing import Any
 
 from portal.contracts.messages import Message, system, user
 from portal.contracts.output import OutputSpec
-from portal.contracts.schema import json_pointer, list_errors, plainly_valid
+from portal.contracts.schema import (
+    json_pointer,
+    list_errors,
+    plainly_valid,
+    schema_error,
+    schema_problems,
+)
 from portal.contracts.tools import ToolSpec
 from portal.errors import ContractError
 
@@ -406,12 +412,8 @@ def check_schema_for_draft(schema: Any, draft: str, where: str) -> None:
     cls = validators.validator_for(schema, default=default)
     try:
         cls.check_schema(schema)
-    except SchemaError as exc:
-        pointer = json_pointer(exc.absolute_path)
-        raise ContractError(
-            f"{where}: invalid JSON Schema at {pointer}: {exc.message}",
-            [{"pointer": pointer, "keyword": exc.validator, "message": exc.message}],
-        ) from None
+    except SchemaError:
+        raise schema_error(where, schema_problems(schema, cls)) from None
 
 
 def _check_prompt_vars(contract: FeatureContract) -> None:

@@ -13,10 +13,13 @@ from typing import Any
 from portal.errors import ContractError
 
 __all__ = [
+    "JSON_TYPES",
     "check_schema",
     "json_pointer",
     "plainly_valid",
+    "schema_error",
     "schema_of",
+    "schema_problems",
     "validate_instance",
 ]
 
@@ -57,12 +60,55 @@ def _check_cached(frozen: Any, where: str) -> None:
     cls = _validator_class(schema)
     try:
         cls.check_schema(schema)
-    except SchemaError as exc:
-        pointer = json_pointer(exc.absolute_path)
-        raise ContractError(
-            f"{where}: invalid JSON Schema at {pointer}: {exc.message}",
-            [{"pointer": pointer, "keyword": exc.validator, "message": exc.message}],
-        ) from None
+    except SchemaError:
+        raise schema_error(where, schema_problems(schema, cls)) from None
+
+
+def schema_error(where: str, found: list[dict[str, str]]) -> ContractError:
+    """One `ContractError` listing every problem ``found`` (pointer: message), details kept."""
+    listed = "; ".join(f"{p['pointer']}: {p['message']}" for p in found)
+    what = f"({len(found)} problems) at " if len(found) > 1 else "at "
+    hint = ""
+    if any(p["message"].endswith(_NOT_A_TYPE) for p in found):
+        lenient = (
+            "; for a tool, portal.tool_from_schema(..., lenient=True) maps names such as "
+            "dict, float, tuple and any, and reports each change"
+            if "tool" in where
+            else ""
+        )
+        hint = f" (JSON Schema types: {', '.join(JSON_TYPES)}{lenient})"
+    return ContractError(f"{where}: invalid JSON Schema {what}{listed}{hint}", found)
+
+
+#: the types JSON Schema knows; anything else in ``type`` is a schema error
+JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
+
+
+def schema_problems(schema: Mapping[str, Any], cls: Any = None) -> list[dict[str, str]]:
+    """Every way ``schema`` breaks its draft's meta-schema (pointer, keyword, message), in
+    pointer order: a schema from another ecosystem gets all its problems in one error.
+    ``cls`` is the jsonschema validator class (default: the schema's ``$schema`` draft)."""
+    cls = cls or _validator_class(schema)
+    out: list[dict[str, str]] = []
+    for err in sorted(
+        cls(cls.META_SCHEMA).iter_errors(schema), key=lambda e: [str(p) for p in e.path]
+    ):
+        path = list(err.absolute_path)
+        message = err.message
+        if path and path[-1] == "type" and not _known_type(err.instance):
+            message = f"{err.instance!r}{_NOT_A_TYPE}"
+        out.append(
+            {"pointer": json_pointer(path), "keyword": str(err.validator), "message": message}
+        )
+    return out
+
+
+_NOT_A_TYPE = " is not a JSON Schema type"
+
+
+def _known_type(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return all(v in JSON_TYPES for v in values)
 
 
 def _unique(values: list[Any]) -> bool:

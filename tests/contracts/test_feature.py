@@ -122,7 +122,7 @@ def test_bad_schema_names_file_section_and_pointer() -> None:
         parse_contract(text, "contracts/x.toml")
     assert str(info.value).startswith(
         "contracts/x.toml: output: invalid JSON Schema at /properties/answer/type: "
-        "'text' is not valid"
+        "'text' is not a JSON Schema type"
     )
     assert info.value.details[0]["pointer"] == "/properties/answer/type"
 

@@ -216,7 +216,7 @@ def test_bad_tool_schema_names_tool_and_pointer() -> None:
     with pytest.raises(portal.ContractError) as info:
         ToolSpec("search", "", {"type": "object", "properties": {"q": {"type": "strng"}}})
     assert str(info.value).startswith(
-        "tool 'search': parameters: invalid JSON Schema at /properties/q/type: 'strng' is not valid"
+        "tool 'search': parameters: invalid JSON Schema at /properties/q/type: 'strng' is not a JSON Schema type"
     )
     assert info.value.details[0]["pointer"] == "/properties/q/type"
 

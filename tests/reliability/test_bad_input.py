@@ -118,7 +118,8 @@ CHAT_CASES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
         "output schema that is not a schema",
         {"output": {"type": "objekt"}},
         portal.ContractError,
-        "output: invalid JSON Schema at /type: 'objekt' is not valid under any of the given schemas",
+        "output: invalid JSON Schema at /type: 'objekt' is not a JSON Schema type (JSON Schema "
+        "types: string, number, integer, boolean, object, array, null)",
     ),
     (
         "no feature and no model",
