@@ -32,11 +32,13 @@ _EXPORTS: dict[str, str] = {
     "StreamEvent": "portal.contracts.responses",
     "TextPart": "portal.contracts.messages",
     "ToolCall": "portal.contracts.messages",
+    "SchemaChange": "portal.contracts.tools",
     "ToolSpec": "portal.contracts.tools",
     "Usage": "portal.contracts.responses",
     "assistant": "portal.contracts.messages",
     "system": "portal.contracts.messages",
     "tool": "portal.contracts.tools",
+    "tool_from_schema": "portal.contracts.tools",
     "tool_result": "portal.contracts.messages",
     "user": "portal.contracts.messages",
     # errors
@@ -143,10 +145,16 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
         Usage as Usage,
     )
     from portal.contracts.tools import (
+        SchemaChange as SchemaChange,
+    )
+    from portal.contracts.tools import (
         ToolSpec as ToolSpec,
     )
     from portal.contracts.tools import (
         tool as tool,
+    )
+    from portal.contracts.tools import (
+        tool_from_schema as tool_from_schema,
     )
     from portal.errors import (
         AllTargetsFailed as AllTargetsFailed,

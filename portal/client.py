@@ -311,7 +311,8 @@ class _Core:
         contract_version = getattr(contract, "version", None)
         layers = self.layers(feature, route, safety, retriever, rag)
         specs = coerce_tools(tools)
-        functions = {s.name: s.function for s in specs if s.function is not None}
+        # a renamed tool's calls come back under its original name (lenient normalization)
+        functions = {s.original_name or s.name: s.function for s in specs if s.function is not None}
         if layers is not None:
             from portal.adapters.pipeline import screen_input, wrap_tools
 

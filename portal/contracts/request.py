@@ -70,6 +70,7 @@ class ChatRequest:
         if choice is None or choice in ("auto", "none"):
             return
         names = [t.name for t in self.tools]
+        names += [t.original_name for t in self.tools if t.original_name]
         if not isinstance(choice, str):
             raise ContractError(
                 f"tool_choice: expected 'auto', 'none', 'required' or a tool name, got {choice!r}"

@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from portal.contracts.schema import check_schema, schema_of
+from portal.contracts.schema import JSON_TYPES, schema_of, schema_problems
+from portal.contracts.tool_normalize import SchemaChange, normalize_tool
 from portal.errors import ContractError
 
-__all__ = ["ToolChoice", "ToolSpec", "coerce_tools", "tool"]
+__all__ = ["SchemaChange", "ToolChoice", "ToolSpec", "coerce_tools", "tool", "tool_from_schema"]
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -33,18 +34,52 @@ class ToolSpec:
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     strict: bool = False
+    #: the name the definition gave, when `tool_from_schema(..., lenient=True)` had to change
+    #: it (``math.factorial`` -> ``math_factorial``): vendors see ``name``, the caller's
+    #: tool calls carry this one
+    original_name: str | None = None
+    #: every rewrite the lenient normalization made to the definition (empty otherwise)
+    changes: tuple[SchemaChange, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        problems: list[dict[str, str]] = []
         if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ContractError(
-                f"tool {self.name!r}: names must be 1-64 characters of letters, digits, _ or -"
+            problems.append(
+                {
+                    "field": "name",
+                    "pointer": "",
+                    "keyword": "name",
+                    "message": "names must be 1-64 characters of letters, digits, _ or -",
+                }
             )
-        check_schema(self.parameters, f"tool {self.name!r}: parameters")
-        if self.parameters.get("type", "object") != "object":
-            raise ContractError(
-                f"tool {self.name!r}: parameters must be a JSON Schema of type 'object', "
-                f"got type {self.parameters.get('type')!r}"
+        if not isinstance(self.parameters, Mapping):
+            problems.append(
+                {
+                    "field": "parameters",
+                    "pointer": "/",
+                    "keyword": "root",
+                    "message": "a JSON Schema must be an object, got "
+                    f"{type(self.parameters).__name__}",
+                }
             )
+        else:
+            if not _plain(self.parameters):
+                problems.extend(
+                    {"field": "parameters", **p} for p in schema_problems(self.parameters)
+                )
+            root = self.parameters.get("type", "object")
+            if root != "object" and isinstance(root, str) and root in JSON_TYPES:
+                problems.append(
+                    {
+                        "field": "parameters",
+                        "pointer": "/type",
+                        "keyword": "root",
+                        "message": "parameters must be a JSON Schema of type 'object', got type "
+                        f"{self.parameters.get('type')!r}",
+                    }
+                )
+        if problems:
+            raise _tool_error(self.name, problems)
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], name: str | None = None) -> ToolSpec:
@@ -94,6 +129,86 @@ class ToolSpec:
         if self.description:
             fn["description"] = self.description
         return {"type": "function", "function": fn}
+
+
+def _plain(schema: Mapping[str, Any]) -> bool:
+    from portal.contracts.schema import check_schema
+
+    try:
+        check_schema(schema, "")
+    except ContractError:
+        return False
+    return True
+
+
+def _tool_error(name: Any, problems: list[dict[str, str]]) -> ContractError:
+    """One error for every problem of a tool definition (name, schema, root type)."""
+
+    def said(p: dict[str, str]) -> str:
+        if p["keyword"] in ("name", "root"):
+            return p["message"]
+        return f"parameters: invalid JSON Schema at {p['pointer']}: {p['message']}"
+
+    listed = "; ".join(said(p) for p in problems)
+    what = f"{len(problems)} problems: " if len(problems) > 1 else ""
+    hint = ""
+    if any(p["message"].endswith("is not a JSON Schema type") for p in problems):
+        hint = (
+            " (portal.tool_from_schema(definition, lenient=True) maps dotted names and "
+            "non-standard type names such as dict, float, tuple and any, and reports each "
+            "change)"
+        )
+    return ContractError(f"tool {name!r}: {what}{listed}{hint}", problems)
+
+
+def tool_from_schema(
+    definition: Mapping[str, Any],
+    *,
+    lenient: bool = False,
+    function: Callable[..., Any] | None = None,
+) -> ToolSpec:
+    """A `ToolSpec` from a function definition: OpenAI's ``{"type": "function", "function":
+    {...}}``, a bare ``{"name", "description", "parameters"}``, or Anthropic's
+    ``input_schema``. ``function`` (optional) is what the tool loop runs.
+
+    By default the definition must already be standard (a vendor-legal name, JSON Schema
+    parameters); otherwise one `ContractError` lists every problem. With ``lenient=True``,
+    definitions written for other ecosystems are normalized first (`normalize_tool`):
+    non-standard type names (``dict``, ``float``, ``tuple``, ``any``, ``int``, ``str``...)
+    become JSON Schema types, per-property ``required: true`` flags move to ``required``,
+    and an illegal name (``math.factorial``) becomes a legal one (``math_factorial``) whose
+    ``original_name`` is kept: tool calls the caller sees carry the original name again,
+    and a call under the legal name runs ``function``. Every change is on
+    ``ToolSpec.changes``; what the normalization cannot map is still refused, all at once."""
+    if not isinstance(definition, Mapping):
+        raise ContractError(f"tool definition: expected a mapping, got {type(definition).__name__}")
+    fn = definition.get("function", definition)
+    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+        raise ContractError("tool definition: needs a 'name' (or function.name) string")
+    name = fn["name"]
+    params = fn.get("parameters", fn.get("input_schema"))
+    description = str(fn.get("description") or "")
+    strict = bool(fn.get("strict") or definition.get("strict"))
+    if not lenient:
+        if params is None:
+            params = {"type": "object", "properties": {}}
+        return ToolSpec(
+            name,
+            description,
+            dict(params) if isinstance(params, Mapping) else params,
+            function,
+            strict,
+        )
+    legal, normalized, changes = normalize_tool(name, params)
+    return ToolSpec(
+        legal,
+        description,
+        normalized,
+        function,
+        strict,
+        original_name=name if legal != name else None,
+        changes=changes,
+    )
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:

@@ -14,6 +14,7 @@ exact wire body without a network.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import functools
 import json
@@ -430,6 +431,10 @@ class Adapter:
                 setattr(cls, name, _shape_guard(cls.__dict__[name], name))
         for name in ("parse_error",) if "parse_error" in cls.__dict__ else ():
             setattr(cls, name, _error_guard(cls.__dict__[name]))
+        if "build_chat" in cls.__dict__:
+            cls.build_chat = _wire_names(cls.__dict__["build_chat"])  # type: ignore[method-assign]
+        if "finalize" in cls.__dict__:
+            cls.finalize = _caller_names(cls.__dict__["finalize"])  # type: ignore[method-assign]
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -597,6 +602,77 @@ def unknown_options(cls: type[Adapter], settings: ProviderSettings) -> list[str]
                 f"{settings.kind!r}{hint} Known options: {', '.join(known)}"
             )
     return problems
+
+
+# ----------------------------------------------------------------------- tool names
+
+
+def _renamed(req: ChatRequest) -> dict[str, str]:
+    """Original name -> vendor-legal name of the request's tools that lenient normalization
+    renamed (``math.factorial`` -> ``math_factorial``); empty for almost every request."""
+    return {t.original_name: t.name for t in req.tools if t.original_name}
+
+
+def _wire_names(fn: Callable[..., WireRequest]) -> Callable[..., WireRequest]:
+    """Wrap ``build_chat``: a conversation speaks of renamed tools by their original names
+    (tool calls, tool results, ``tool_choice``); the vendor sees the legal ones."""
+    if getattr(fn, "__portal_names__", False):
+        return fn
+
+    @functools.wraps(fn)
+    def build(self: Adapter, req: ChatRequest, model: str) -> WireRequest:
+        renamed = _renamed(req) if req.tools else None
+        if renamed:
+            req = _request_with_names(req, renamed)
+        return fn(self, req, model)
+
+    build.__portal_names__ = True  # type: ignore[attr-defined]
+    return build
+
+
+def _request_with_names(req: ChatRequest, renamed: Mapping[str, str]) -> ChatRequest:
+    messages = []
+    for m in req.messages:
+        calls = m.tool_calls
+        if calls and any(c.name in renamed for c in calls):
+            calls = [
+                dataclasses.replace(c, name=renamed[c.name]) if c.name in renamed else c
+                for c in calls
+            ]
+        name = renamed.get(m.name, m.name) if m.name else m.name
+        if calls is not m.tool_calls or name != m.name:
+            m = dataclasses.replace(m, tool_calls=calls, name=name)
+        messages.append(m)
+    choice = req.tool_choice
+    return dataclasses.replace(
+        req,
+        messages=messages,
+        tool_choice=renamed.get(choice, choice) if isinstance(choice, str) else choice,
+    )
+
+
+def _caller_names(fn: Callable[..., Response]) -> Callable[..., Response]:
+    """Wrap ``finalize``: tool calls of renamed tools go back to the caller (and the tool
+    loop, which runs the tool's function) under the tool's original name."""
+    if getattr(fn, "__portal_names__", False):
+        return fn
+
+    @functools.wraps(fn)
+    def finalize(self: Adapter, req: ChatRequest, response: Response) -> Response:
+        response = fn(self, req, response)
+        if response.tool_calls and req.tools:
+            back = {legal: original for original, legal in _renamed(req).items()}
+            if back:
+                for call in response.tool_calls:
+                    call.name = back.get(call.name, call.name)
+        return response
+
+    finalize.__portal_names__ = True  # type: ignore[attr-defined]
+    return finalize
+
+
+# the base class's own finalize serves every adapter that does not override it
+Adapter.finalize = _caller_names(Adapter.finalize)  # type: ignore[method-assign]
 
 
 # ----------------------------------------------------------------------- shape guard

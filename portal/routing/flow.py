@@ -665,7 +665,7 @@ def tool_loop_flow(
     reply with the whole transcript, usage, cost and attempts (a turn's own ``done`` is not
     passed on)."""
 
-    specs = {t.name: t for t in request.tools}
+    specs = {t.original_name or t.name: t for t in request.tools}  # names calls come back with
     messages = list(request.messages)
     total_cost: float | None = 0.0
     all_attempts: list[Attempt] = []
