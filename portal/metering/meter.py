@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -267,9 +268,11 @@ class Meter:
         latency_ms: float,
         started_at: float,
         action_id: str | None = None,
+        span_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         """One call row. ``action_id``: the user action it is part of (a tool loop's steps
-        share the first call's id; None: the call is the whole action)."""
+        share the first call's id; None: the call is the whole action). ``span_attributes``
+        go on its OpenTelemetry span only (e.g. the canary's step and why it last changed)."""
         target = (
             response.target
             if response is not None and response.target
@@ -321,6 +324,7 @@ class Meter:
                 outcome=outcome,
                 latency_ms=latency_ms,
                 started_at=started_at,
+                extra=span_attributes,
             )
         if self.ledger is None:
             return

@@ -217,8 +217,10 @@ class Telemetry:
         outcome: str,
         latency_ms: float,
         started_at: float,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """Create the call span and, under it, the spans of its attempts."""
+        """Create the call span and, under it, the spans of its attempts. ``extra``:
+        attributes added to the call span as given."""
         with self._lock:
             pending = self._pending.pop(call_id, [])
         op = _op_name(operation)
@@ -244,6 +246,8 @@ class Telemetry:
             attrs["portal.cost_usd"] = cost_usd
         if error is not None:
             attrs["error.type"] = error
+        if extra:
+            attrs.update(extra)
         end = started_at + latency_ms / 1000.0
         span = self.tracer.start_span(
             f"{op} {model}".strip(),

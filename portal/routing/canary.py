@@ -132,6 +132,8 @@ class CanaryControl:
         self._targets: dict[str, str] = {}
         self._recent: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
         self.last_verdict: dict[str, Verdict] = {}
+        #: per feature: what the next call's span says about a step that just changed
+        self._notices: dict[str, dict[str, str]] = {}
         for name, feat in config.features.items():
             if feat.canary is None:
                 continue
@@ -325,6 +327,11 @@ class CanaryControl:
             self._gens[feature] = gen
             self._looks.pop(feature, None)
             self._thresholds.pop(feature, None)
+            if last is not None and rec is not None:  # tell the next call's span why
+                self._notices[feature] = {
+                    "portal.canary.event": "step",
+                    "portal.canary.reason": str(rec.get("reason", "")),
+                }
             if last is not None and last < gen:
                 for old_arm in ("baseline", "canary"):
                     self.state.forget(self._arm_key(feature, last, old_arm))
@@ -381,6 +388,23 @@ class CanaryControl:
         for name, amount in feedback_fields(metric, value):
             self.state.incr(key, name, amount)
         return True
+
+    def span_attributes(self, feature: str, arm: str) -> dict[str, Any]:
+        """OpenTelemetry attributes for a call of a canaried feature: its arm, the live step
+        and, on the first call after the step changed (a rollback, a promotion), why."""
+        live = self.state.get(f"canary:{feature}") or self._known.get(feature)
+        percent = self.canary(feature).percent if live is None else live["percent"]
+        attrs: dict[str, Any] = {
+            "portal.arm": arm,
+            "portal.canary.target": self._targets.get(feature, ""),
+            "portal.canary.percent": float(percent),
+        }
+        notice = self._notices.pop(feature, None)
+        if notice is not None:
+            attrs.update(notice)
+            if float(percent) == 0.0:
+                attrs["portal.canary.event"] = "rollback"
+        return attrs
 
     # -- guard ---------------------------------------------------------------------------------
     def arms(self, feature: str) -> tuple[ArmSample, ArmSample]:
