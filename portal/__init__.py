@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from portal._version import __version__ as __version__
 
 _EXPORTS: dict[str, str] = {
     # clients
@@ -21,7 +21,9 @@ _EXPORTS: dict[str, str] = {
     "load_config": "portal.config",
     # contracts
     "Attempt": "portal.contracts.responses",
+    "ChatArgs": "portal.contracts.request",
     "ChatRequest": "portal.contracts.request",
+    "EmbedArgs": "portal.contracts.request",
     "SamplingParams": "portal.contracts.request",
     "EmbedResponse": "portal.contracts.responses",
     "FinishReason": "portal.contracts.responses",
@@ -121,7 +123,13 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
         OutputSpec as OutputSpec,
     )
     from portal.contracts.request import (
+        ChatArgs as ChatArgs,
+    )
+    from portal.contracts.request import (
         ChatRequest as ChatRequest,
+    )
+    from portal.contracts.request import (
+        EmbedArgs as EmbedArgs,
     )
     from portal.contracts.request import (
         SamplingParams as SamplingParams,

@@ -16,8 +16,8 @@ from portal.errors import (
     ProviderError,
     ProviderTimeout,
 )
-from portal.providers.base import WireRequest
 from portal.secret import scrub
+from portal.wire import WireRequest
 
 __all__ = ["map_exception", "new_async_client", "new_sync_client", "to_httpx", "httpx2"]
 

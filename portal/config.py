@@ -800,7 +800,7 @@ class PortalConfig(_Model):
 
     @model_validator(mode="after")
     def _check_references(self) -> PortalConfig:
-        from portal.metering.prices import check_price_overrides
+        from portal.price_overrides import check_price_overrides
 
         problems = kind_problems({n: p.kind for n, p in self.providers.items()})
         for name, prov in self.providers.items():

@@ -165,7 +165,7 @@ def _policies(cfg: PortalConfig) -> list[str]:
 def _contracts(cfg: PortalConfig, contract: Callable[[str], Any] | None) -> list[str]:
     """A route whose target cannot serve its feature's contract (the rules and messages of
     `portal contracts check`), refused before any vendor 400."""
-    from portal.contracts.capability import ensure_servable
+    from portal.providers.capability import ensure_servable
 
     if contract is None:
         from pathlib import Path

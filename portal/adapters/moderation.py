@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from portal import _http
+import portal._http as _http
 from portal.adapters.safety import Action, Decision, GuardResult, Stage, Vault
 from portal.contracts.messages import Message
 from portal.errors import ConfigError, InvalidResponse
-from portal.providers.base import WireReply
+from portal.wire import WireReply
 
 __all__ = ["ModerationGuard"]
 

@@ -37,7 +37,7 @@ from portal.contracts.messages import Message, tool_result
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent
-from portal.routing.effects import Emit
+from portal.effects import Emit
 
 __all__ = ["Layers", "chat_pipeline", "screen_input", "stream_pipeline", "wrap_tools"]
 
@@ -240,13 +240,14 @@ def stream_pipeline(
     restorer = StreamRestorer(layers.vault) if layers.restores and layers.vault else None
     inner = run(request)
     value: Any = None
+    thrown: BaseException | None = None
     try:
         while True:
             try:
-                effect = inner.send(value)
+                effect = inner.send(value) if thrown is None else inner.throw(thrown)
             except StopIteration as stop:
                 return stop.value
-            value = None
+            value = thrown = None
             if type(effect) is Emit and restorer is not None and effect.event.type == "text":
                 text = restorer.feed(effect.event.text)
                 if text:
@@ -262,6 +263,11 @@ def stream_pipeline(
                     finish(layers, resp, rag, output)
                 yield effect
                 continue
-            value = yield effect
+            try:
+                value = yield effect
+            except GeneratorExit:
+                raise
+            except Exception as exc:  # a transport failure: the inner flow handles it
+                thrown = exc
     finally:
         inner.close()

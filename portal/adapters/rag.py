@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import anyio
 
 from portal.contracts.messages import Message
+from portal.effects import Retrieve
 from portal.errors import ConfigError, ContractError
-from portal.routing.effects import Retrieve
 
 if TYPE_CHECKING:
     from portal.adapters.safety import Decision, GuardChain
@@ -551,10 +551,8 @@ def rag_step(
     document guards, inject them under the token budget. Returns a `RagResult`."""
     query = _query_of(messages)
     t0 = clock()
-    found = yield Retrieve(retriever, query, options.k)
+    found = yield Retrieve(retriever, query, options.k)  # a failure is thrown in here
     latency_ms = (clock() - t0) * 1000.0
-    if isinstance(found, BaseException):
-        raise found
     docs = coerce_documents(found, "retriever result")[: options.k]
     decisions: list[Decision] = []
     screened_out: list[str] = []

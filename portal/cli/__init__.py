@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 
 def _version() -> str:
-    from portal import __version__
+    from portal._version import __version__
 
     return __version__
 

@@ -1,5 +1,6 @@
 """`portal contracts check` and `portal contracts diff`: argument parsing and output
-formats (text, json, github). The checks themselves are `portal.contracts.check`."""
+formats (text, json, github). The checks themselves are `portal.contract_check` and
+`portal.contracts.diff`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from portal.cli._help import examples
-from portal.contracts.check import (
+from portal.contract_check import run_check
+from portal.contracts.compat import Comparison
+from portal.contracts.diff import run_diff
+from portal.contracts.findings import (
     EXIT_FAIL,
     EXIT_OK,
     EXIT_USAGE,
     CheckReport,
     Finding,
     UsageError,
-    run_check,
-    run_diff,
 )
-from portal.contracts.compat import Comparison
 
 __all__ = ["main"]
 

@@ -2,7 +2,7 @@
 the structured output, the tools and examples that must validate.
 
 A contract is vendor-neutral; whether each routed vendor can serve it is checked by
-`portal.contracts.capability`, and whether a new version breaks callers by
+`portal.providers.capability` (above the providers), and whether a new version breaks callers by
 `portal.contracts.compat`. Errors always name the file and the key, because the people who
 read them are editing that file.
 """
@@ -406,7 +406,7 @@ def check_schema_for_draft(schema: Any, draft: str, where: str) -> None:
         raise ContractError(
             f"{where}: a JSON Schema must be an object, got {type(schema).__name__}"
         )
-    default = validators.validator_for({"$schema": draft}, default=None)  # type: ignore[arg-type]
+    default = validators.validator_for({"$schema": draft}, default=None)
     if default is None:
         raise ContractError(f"{where}: unknown JSON Schema draft {draft!r}; use one of {DRAFTS}")
     cls = validators.validator_for(schema, default=default)

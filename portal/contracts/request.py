@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict
+from typing import Any, Required, TypedDict
 
 from portal.contracts.messages import Message
 from portal.contracts.output import OutputSpec
 from portal.contracts.tools import ToolChoice, ToolSpec
 from portal.errors import ContractError
 
-__all__ = ["ChatRequest", "EmbedRequest", "SamplingParams"]
+__all__ = ["ChatArgs", "ChatRequest", "EmbedArgs", "EmbedRequest", "SamplingParams"]
 
 
 class SamplingParams(TypedDict, total=False):
@@ -24,6 +25,59 @@ class SamplingParams(TypedDict, total=False):
     stop: list[str] | None
     seed: int | None
     provider_options: dict[str, dict[str, Any]] | None
+
+
+class ChatArgs(SamplingParams, total=False):
+    """The keyword arguments of ``chat`` and ``stream`` on `Client` and `AsyncClient`
+    (``**kwargs: Unpack[ChatArgs]``), written once for the four methods. ``output=`` is a
+    separate keyword so a pydantic model makes the response generic in it.
+
+    - ``feature``: the ``[features.NAME]`` that picks route, contract, SLA, budget, ledger tag;
+      or ``model``: a ``"provider:model"`` id, for a call without a feature.
+    - ``messages``: the conversation (`Message`s or ``{"role", "content"}`` dicts); or
+      ``input``: the values of the feature contract's prompt templates.
+    - ``tools``: python functions or `ToolSpec`s; ``tool_choice``: auto, none, required or a
+      tool's name. ``run_tools`` (default: when the tools have functions) runs the tool loop,
+      up to ``max_steps`` model turns, each tool under ``tool_timeout_s``.
+    - ``key``: the sticky canary / weighted routing key (a user id); ``tenant``: the budget's
+      tenant; ``tags``: ledger tags (default: the feature's).
+    - ``timeout_s``: the whole call's deadline (default: the feature's ``timeout_s``).
+    - ``safety``: guards for this call (a list, a `GuardChain`, or False for none);
+      ``retriever`` / ``rag``: RAG for this call (``rag=False`` turns the feature's off).
+    - sampling: ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``,
+      ``provider_options`` (`SamplingParams`).
+    """
+
+    feature: str | None
+    model: str | None
+    messages: Iterable[Message | Mapping[str, Any]] | None
+    input: Mapping[str, Any] | None
+    tools: Sequence[Any] | None
+    tool_choice: ToolChoice | None
+    key: str | None
+    tenant: str | None
+    tags: Mapping[str, str] | None
+    timeout_s: float | None
+    run_tools: bool | None
+    max_steps: int
+    tool_timeout_s: float | None
+    safety: Any
+    retriever: Any
+    rag: Any
+
+
+class EmbedArgs(TypedDict, total=False):
+    """The keyword arguments of ``embed`` on both clients: ``inputs`` (the texts, in order),
+    ``feature`` or ``model`` (as for chat), ``key``, ``dimensions`` and ``input_type`` (for
+    vendors that take them) and ``timeout_s`` (the whole call's deadline)."""
+
+    inputs: Required[Sequence[str]]
+    feature: str | None
+    model: str | None
+    key: str | None
+    dimensions: int | None
+    input_type: str | None
+    timeout_s: float | None
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ every call from data the adapters already checked, so validation would only cost
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from portal.contracts.messages import Message, ToolCall
 
@@ -88,9 +88,13 @@ class Attempt:
     request_id: str | None = None
 
 
+OutputT = TypeVar("OutputT")
+
+
 @dataclass(slots=True)
-class Response:
-    """The normalized reply of a chat call, whatever vendor served it."""
+class Response(Generic[OutputT]):
+    """The normalized reply of a chat call, whatever vendor served it. Generic in
+    ``output``: ``client.chat(..., output=Answer)`` returns a ``Response[Answer]``."""
 
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -99,7 +103,8 @@ class Response:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None  # the model the vendor says answered
     request_id: str | None = None
-    output: Any = None
+    #: the validated structured output (an instance of ``output=``'s model), else None
+    output: OutputT = None  # type: ignore[assignment]
     cost_usd: float | None = None
     latency_ms: float = 0.0
     ttft_ms: float | None = None
@@ -138,7 +143,7 @@ class StreamEvent:
     text: str = ""
     tool_call: ToolCall | None = None
     usage: Usage | None = None
-    response: Response | None = None
+    response: Response[Any] | None = None
 
 
 @dataclass(slots=True)

@@ -103,7 +103,7 @@ class ToolSpec:
             fields[pname] = (annotation, Field(default, description=arg_docs.get(pname)))
         tool_name = name or fn.__name__
         try:
-            model = create_model(  # type: ignore[call-overload]
+            model = create_model(
                 f"{tool_name}_args", __config__=ConfigDict(extra="forbid"), **fields
             )
             schema = model.model_json_schema()

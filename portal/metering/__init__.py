@@ -1,4 +1,5 @@
-"""Metering: token counts, prices, and the durable per-call ledger.
+"""Metering: prices, the durable per-call ledger, budgets, SLAs, telemetry and reports
+(token counting is `portal.tokens`, below every layer that needs it).
 
 Nothing is imported here on purpose: ``import portal`` must stay fast, and tiktoken, the
 price table and database drivers load only when a metering module is first used.

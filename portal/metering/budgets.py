@@ -41,15 +41,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from portal.errors import BudgetExceeded
 
 if TYPE_CHECKING:
     from portal.config import BudgetConfig, PortalConfig
     from portal.metering.prices import Price
-    from portal.routing.router import Target
-    from portal.routing.state import State
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
@@ -60,6 +58,38 @@ __all__ = [
     "day_window",
     "window_of",
 ]
+
+
+class Target(Protocol):
+    """A route's target as budgets see it (metering never imports routing): its id, and who
+    serves it at which price."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+
+class State(Protocol):
+    """Where spend and holds live: the routing state (in memory, or shared through Redis),
+    as budgets use it."""
+
+    def forget(self, key: str) -> None: ...
+
+    def reserve(
+        self, key: str, field: str, amount: float, limit: float, ttl_s: float, rid: str
+    ) -> tuple[bool, float, float]: ...
+
+    def settle(self, key: str, field: str, rid: str, cost: float, final: bool = True) -> None: ...
+
+    def spend(self, key: str, field: str) -> tuple[float, float]: ...
+
+
+T = TypeVar("T", bound=Target)
 
 logger = logging.getLogger("portal.metering")
 
@@ -118,14 +148,14 @@ class BudgetDecision:
     reservation: Reservation | None = None
     reasons: list[str] = field(default_factory=list)
 
-    def targets(self, targets: Sequence[Target], cost: Callable[[Target], float | None]) -> list:
+    def targets(self, targets: Sequence[T], cost: Callable[[T], float | None]) -> list[T]:
         """``targets`` as this decision wants them (``cost``: a target's estimate, None if
         unpriced; unpriced ones go last when cheapest goes first)."""
         kept = [t for t in targets if t.id not in self.exclude]
         if not self.cheapest_first:
             return kept
 
-        def key(item: tuple[int, Target]) -> tuple[int, float, int]:
+        def key(item: tuple[int, T]) -> tuple[int, float, int]:
             i, t = item
             c = cost(t)
             return (1, 0.0, i) if c is None else (0, c, i)
@@ -359,7 +389,7 @@ class Budgets:
     @staticmethod
     def _tokens(target: Target, request: Any) -> tuple[int, int | None]:
         from portal.contracts.request import EmbedRequest
-        from portal.metering.tokens import count_request, count_tokens
+        from portal.tokens import count_request, count_tokens
 
         if isinstance(request, EmbedRequest):
             return sum(count_tokens(t, target.model).tokens for t in request.inputs), 0

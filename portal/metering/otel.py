@@ -114,7 +114,7 @@ class Telemetry:
         meter_provider: Any = None,
         kinds: Mapping[str, str] | None = None,
     ) -> None:
-        from portal import __version__
+        from portal._version import __version__
 
         self.tracer = trace.get_tracer(INSTRUMENTATION, __version__, tracer_provider)
         meter = metrics.get_meter(INSTRUMENTATION, __version__, meter_provider)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import math
 import re
 import threading
 from collections.abc import Mapping
@@ -45,6 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portal.errors import ConfigError
+from portal.price_overrides import RATE_FIELDS as _RATE_FIELDS
+from portal.price_overrides import TIER_NAMES, check_price_overrides
+from portal.price_overrides import bad_number as _bad_number
 
 if TYPE_CHECKING:
     from portal.contracts.responses import Usage
@@ -63,9 +65,6 @@ logger = logging.getLogger("portal.metering")
 
 DEFAULT_PRICES_PATH = Path(__file__).with_name("prices.json")
 _PER_TOKEN = 1e-6  # prices are per 1M tokens
-_RATE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
-#: service tiers a price can name (config sub-tables) and a reply can report
-TIER_NAMES = ("priority", "flex", "batch")
 #: what vendors' replies call the standard tier
 _STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand", "on-demand"})
 #: Anthropic documents 1-hour cache writes at 2x the base input price
@@ -470,63 +469,6 @@ def _apply_override(fields: Mapping[str, Any], base: Price | None, label: str) -
         start = base_tiers.get(tier) or replace(price, tiers={})
         tiers[tier] = replace(start, **over, source="config", long_context=())
     return replace(price, tiers=tiers)
-
-
-def check_price_overrides(models: Any, where: str) -> list[str]:
-    """Problems with one provider's ``prices`` table, each naming the key and the fix
-    (used by config validation, so ``Client()`` and ``portal config check`` agree)."""
-    if not isinstance(models, Mapping):
-        return [f"{where}: expected a table of models, got {type(models).__name__}"]
-    problems: list[str] = []
-    for model, fields in models.items():
-        at = f'{where}."{model}"'
-        if not isinstance(fields, Mapping):
-            problems.append(
-                f"{at}: expected a table like {{ input = 0.4, output = 1.6 }} "
-                f"(USD per 1M tokens), got {type(fields).__name__}"
-            )
-            continue
-        for name, value in fields.items():
-            if name in TIER_NAMES:
-                if not isinstance(value, Mapping):
-                    problems.append(
-                        f"{at}.{name}: expected a table like {{ input = 0.8, output = 3.2 }}, "
-                        f"got {type(value).__name__}"
-                    )
-                    continue
-                for sub, v in value.items():
-                    if sub not in _RATE_FIELDS:
-                        problems.append(_unknown_field(f"{at}.{name}", sub, tier=True))
-                    elif (bad := _bad_number(v)) is not None:
-                        problems.append(f"{at}.{name}.{sub}: {bad}")
-            elif name not in _RATE_FIELDS:
-                problems.append(_unknown_field(at, name, tier=False))
-            elif (bad := _bad_number(value)) is not None:
-                problems.append(f"{at}.{name}: {bad}")
-    return problems
-
-
-def _unknown_field(at: str, name: str, tier: bool) -> str:
-    """``tier``: the key is inside a tier table (only rates allowed there)."""
-    allowed = _RATE_FIELDS if tier else (*_RATE_FIELDS, *TIER_NAMES)
-    close = difflib.get_close_matches(str(name), allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    what = "price field" if tier else "price field or service tier"
-    tiers = "" if tier else f"; service tiers: {', '.join(TIER_NAMES)}"
-    return (
-        f"{at}: unknown {what} {name!r}{hint} "
-        f"(prices: {', '.join(_RATE_FIELDS)}, in USD per 1M tokens{tiers})"
-    )
-
-
-def _bad_number(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"expected a number of USD per 1M tokens, got {value!r}"
-    if not math.isfinite(value):
-        return f"expected a finite number of USD per 1M tokens, got {value!r}"
-    if value < 0:
-        return f"prices cannot be negative, got {value!r}"
-    return None
 
 
 def _number(value: Any, where: str) -> float:

@@ -47,6 +47,7 @@ from portal.errors import (
 )
 from portal.providers.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from portal.secret import Secret, redact, register_secret, scrub
+from portal.wire import _SECRET_HEADERS, JSONTooDeep, WireReply, WireRequest, loads
 
 __all__ = [
     "COMMON_OPTIONS",
@@ -105,54 +106,6 @@ class ProviderSettings:
 
 #: option names that hold credentials
 _SECRET_WORDS = ("key", "secret", "token", "password", "credential")
-_SECRET_HEADERS = frozenset(
-    {"authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "x-amz-security-token"}
-)
-
-
-@dataclass(slots=True)
-class WireRequest:
-    """An HTTP request, built by an adapter, sent by the client. Its repr hides credentials."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None = None
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-    def __repr__(self) -> str:
-        safe = {
-            k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v)
-            for k, v in self.headers.items()
-        }
-        return f"WireRequest({self.method} {self.url}, headers={safe})"
-
-
-@dataclass(slots=True)
-class WireReply:
-    """A complete HTTP reply: status, lower-cased headers, body bytes."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return loads(self.body)
-
-
-class JSONTooDeep(ValueError):
-    """A JSON document nested deeper than the reader's recursion bound."""
-
-
-def loads(data: str | bytes) -> Any:
-    """`json.loads`, with a document nested deeper than Python's recursion bound refused as a
-    `ValueError` (`JSONTooDeep`) like any other unreadable JSON, not a raw RecursionError."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise JSONTooDeep("JSON nested too deeply to read") from None
 
 
 def _nested_too_deep(body: bytes) -> bool:

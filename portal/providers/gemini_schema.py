@@ -41,9 +41,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from portal.contracts.schema import json_pointer
+from portal.contracts.schema_issues import CapabilityIssue, escape_key, join_pointer, resolve_ref
 from portal.errors import ContractError
 
-__all__ = ["REFUSED_KEYWORDS", "to_gemini_schema"]
+__all__ = ["REFUSED_KEYWORDS", "gemini_issues", "to_gemini_schema"]
 
 _TYPES = {
     "string": "STRING",
@@ -357,3 +358,237 @@ def to_gemini_schema(schema: Mapping[str, Any], where: str) -> dict[str, Any]:
             found,
         )
     return out
+
+
+GEMINI_FIELDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+GEMINI_FORMATS = {
+    "string": frozenset({"enum", "date-time"}),
+    "number": frozenset({"float", "double"}),
+    "integer": frozenset({"int32", "int64"}),
+}
+#: dropped from what is sent, kept in portal's own validation of the reply
+_GEMINI_VALIDATION_ONLY = ("exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems")
+_ANNOTATIONS = ("$schema", "$id", "$comment", "examples", "deprecated", "readOnly", "writeOnly")
+#: change which shapes are valid; no OpenAPI-subset equivalent
+_GEMINI_STRUCTURAL = (
+    "patternProperties",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "dependentSchemas",
+    "dependentRequired",
+    "dependencies",
+    "if",
+    "then",
+    "else",
+    "not",
+    "prefixItems",
+    "contains",
+    "minContains",
+    "maxContains",
+)
+
+# ------------------------------------------------------------------------- Gemini subset
+
+
+def gemini_issues(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
+    """Check a schema against Gemini's OpenAPI 3.0 subset: what portal rewrites (info) and
+    what has no equivalent (error). The Gemini adapter's translator (`to_gemini_schema`,
+    above) runs too: its refusals are the errors, so CI refuses exactly what the adapter would."""
+    issues = _gemini_rules(schema, target, base)
+    notes = [i for i in issues if i.severity != "error"]
+    if not isinstance(schema, Mapping):
+        return issues
+    try:
+        to_gemini_schema(schema, base.lstrip("/") or "schema")
+    except ContractError as exc:
+        errors = [
+            CapabilityIssue(
+                "error",
+                target,
+                str(d.get("keyword", "schema")),
+                join_pointer(base, str(d.get("pointer", "/"))),
+                f"Gemini's schema subset cannot express {d.get('keyword')!r} "
+                f"({d.get('message')}); change the schema, route this feature to a target with "
+                "full JSON Schema, or set options.json_schema = true on the provider",
+            )
+            for d in (exc.details or [{}])
+        ]
+        return errors + notes
+    return notes
+
+
+def _gemini_rules(schema: Any, target: str, base: str) -> list[CapabilityIssue]:
+    issues: list[CapabilityIssue] = []
+    translated: dict[str, list[str]] = {}
+
+    def note(keyword: str, ptr: str) -> None:
+        translated.setdefault(keyword, []).append(ptr)
+
+    def err(keyword: str, ptr: str, why: str) -> None:
+        issues.append(
+            CapabilityIssue(
+                "error",
+                target,
+                keyword,
+                join_pointer(base, ptr),
+                f"Gemini's schema subset cannot express {keyword!r} ({why}); change the schema "
+                "or route this feature to a target with full JSON Schema",
+            )
+        )
+
+    def visit(node: Any, ptr: str, refs: tuple[str, ...]) -> None:
+        if isinstance(node, bool):
+            err(str(node).lower(), ptr or "/", "boolean schemas have no OpenAPI equivalent")
+            return
+        if not isinstance(node, Mapping):
+            return
+        for kw in _GEMINI_STRUCTURAL:
+            if kw in node:
+                err(kw, f"{ptr}/{kw}", "it changes which shapes are valid")
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref in refs:
+                err("$ref", f"{ptr}/$ref", f"recursive reference to {ref}")
+                return
+            resolved = resolve_ref(schema, ref)
+            if resolved is None:
+                err("$ref", f"{ptr}/$ref", f"only local references can be inlined, got {ref}")
+                return
+            note("$ref", f"{ptr}/$ref")
+            # report problems where they can be fixed: at the referenced definition
+            visit(resolved, ref[1:] if ref.startswith("#/") else ptr, (*refs, ref))
+            return
+        for kw in ("$defs", "definitions"):
+            if kw in node:
+                note(kw, f"{ptr}/{kw}")
+        for kw in _ANNOTATIONS:
+            if kw in node:
+                note(kw, f"{ptr}/{kw}")
+        for kw in _GEMINI_VALIDATION_ONLY:
+            if kw in node:
+                note(kw, f"{ptr}/{kw}")
+        extra = node.get("additionalProperties")
+        if extra is False:
+            note("additionalProperties", f"{ptr}/additionalProperties")
+        elif extra is not None:
+            err(
+                "additionalProperties",
+                f"{ptr}/additionalProperties",
+                "free-form maps are not supported; list the properties",
+            )
+        types = node.get("type")
+        type_list = [types] if isinstance(types, str) else list(types or [])
+        if isinstance(types, list):
+            non_null = [t for t in type_list if t != "null"]
+            if len(non_null) > 1:
+                note("type", f"{ptr}/type")  # becomes anyOf
+            elif "null" in type_list:
+                note("type", f"{ptr}/type")  # becomes nullable: true
+        if "const" in node:
+            if isinstance(node["const"], str):
+                note("const", f"{ptr}/const")
+            else:
+                err("const", f"{ptr}/const", "only string constants map to a one-value enum")
+        enum = node.get("enum")
+        if isinstance(enum, list) and not all(isinstance(v, str) or v is None for v in enum):
+            err("enum", f"{ptr}/enum", "enum values must be strings")
+        fmt = node.get("format")
+        if isinstance(fmt, str):
+            allowed = set().union(*(GEMINI_FORMATS.get(t, frozenset()) for t in type_list))
+            if fmt not in allowed:
+                note("format", f"{ptr}/format")
+        if "oneOf" in node:
+            note("oneOf", f"{ptr}/oneOf")
+        if "allOf" in node:
+            branches = node["allOf"]
+            if isinstance(branches, list) and len(branches) == 1:
+                note("allOf", f"{ptr}/allOf")
+                visit(branches[0], f"{ptr}/allOf/0", refs)
+            else:
+                err("allOf", f"{ptr}/allOf", "only a one-element allOf can be inlined")
+        for kw in ("anyOf", "oneOf"):
+            if isinstance(node.get(kw), list):
+                for i, b in enumerate(node[kw]):
+                    visit(b, f"{ptr}/{kw}/{i}", refs)
+        for name, sub in (node.get("properties") or {}).items():
+            visit(sub, f"{ptr}/properties/{escape_key(name)}", refs)
+        if "items" in node:
+            items = node["items"]
+            if isinstance(items, list):
+                err("items", f"{ptr}/items", "tuple-style items are not supported")
+            else:
+                visit(items, f"{ptr}/items", refs)
+        known = GEMINI_FIELDS | {
+            "$ref",
+            "$defs",
+            "definitions",
+            "additionalProperties",
+            "const",
+            "oneOf",
+            "allOf",
+            *_ANNOTATIONS,
+            *_GEMINI_VALIDATION_ONLY,
+            *_GEMINI_STRUCTURAL,
+        }
+        for kw in node:
+            if kw not in known and not kw.startswith("x-"):
+                err(kw, f"{ptr}/{kw}", "not part of the OpenAPI 3.0 schema subset")
+
+    visit(schema, "", ())
+    unique: dict[tuple[str, str], CapabilityIssue] = {}
+    for issue in issues:
+        unique.setdefault((issue.keyword, issue.pointer), issue)
+    issues = list(unique.values())
+    for keyword, ptrs in translated.items():
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                keyword,
+                join_pointer(base, ptrs[0]),
+                f"translated: {keyword!r} rewritten for Gemini's OpenAPI subset at {len(ptrs)} "
+                f"place(s) (first at {ptrs[0]}); "
+                f"{_GEMINI_HOW.get(keyword, 'left to portal validation')}",
+                translated=True,
+            )
+        )
+    return issues
+
+
+_GEMINI_HOW = {
+    "$ref": "references are inlined",
+    "$defs": "definitions are removed after inlining",
+    "definitions": "definitions are removed after inlining",
+    "additionalProperties": "dropped; Gemini only produces the listed properties",
+    "type": "type lists become nullable: true or anyOf",
+    "const": "becomes a one-value enum",
+    "oneOf": "becomes anyOf; portal still checks exclusivity",
+    "allOf": "the single branch is inlined",
+    "format": "unsupported formats are dropped and checked by portal",
+}

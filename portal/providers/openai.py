@@ -784,7 +784,7 @@ class OpenAIChatStreamParser(SSEStreamParser):
             finish = "content_filter"
         if finish == "content_filter" and not text and not calls:
             raise self.adapter.filtered(self.details, self.model, self.response_id)
-        response = Response(
+        response: Response[Any] = Response(
             text=text,
             tool_calls=calls,
             finish_reason=finish,  # type: ignore[arg-type]

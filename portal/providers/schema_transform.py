@@ -39,16 +39,19 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from portal.contracts.schema_issues import CapabilityIssue, escape_key, join_pointer, walk_schema
 from portal.errors import ContractError
 
 __all__ = [
     "OPENAI_STRICT_FORMATS",
     "StrictSchema",
     "drop_added_nulls",
+    "openai_strict_issues",
     "to_openai_strict",
 ]
 
@@ -358,3 +361,129 @@ def _accepts_null(s: Any, root: dict[str, Any]) -> bool:
         if isinstance(s.get(kw), list):
             return any(_accepts_null(b, root) for b in s[kw])
     return t is None and not any(k in s for k in ("properties", "items", "allOf"))
+
+
+#: OpenAI strict mode limits not enforced by the transformer itself (see module docstring)
+OPENAI_MAX_TOTAL_STRING = 120_000
+OPENAI_BIG_ENUM = 250
+OPENAI_BIG_ENUM_CHARS = 15_000
+
+
+# --------------------------------------------------------------------------- OpenAI strict
+
+
+def openai_strict_issues(schema: dict[str, Any], target: str, base: str) -> list[CapabilityIssue]:
+    """Run portal's strict-mode transformer; its refusals are errors, its rewrites info."""
+    try:
+        result = to_openai_strict(schema, where=base.lstrip("/"))
+    except ContractError as exc:
+        return [
+            CapabilityIssue(
+                "error",
+                target,
+                str(detail.get("keyword", "schema")),
+                join_pointer(base, str(detail.get("pointer", "/"))),
+                f"OpenAI strict mode cannot express {detail.get('keyword', 'schema')!r} "
+                f"({detail.get('message', exc)}); remove it, or route this feature to a target "
+                "without strict mode",
+            )
+            for detail in (exc.details or [{}])
+        ]
+    issues: list[CapabilityIssue] = []
+    issues.extend(_openai_size_issues(result.schema, target, base))
+    closed, nullable = _strict_rewrites(schema)
+    if closed:
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                "additionalProperties",
+                join_pointer(base, closed[0]),
+                f"translated: additionalProperties: false added to {len(closed)} object(s) "
+                f"(first at {closed[0] or '/'})",
+                translated=True,
+            )
+        )
+    if nullable:
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                "required",
+                join_pointer(base, nullable[0]),
+                f"translated: {len(nullable)} optional propert(y/ies) sent as required and "
+                "nullable; "
+                f"portal removes the added nulls from replies (first at {nullable[0]})",
+                translated=True,
+            )
+        )
+    for pointer, keyword in result.dropped:
+        issues.append(
+            CapabilityIssue(
+                "info",
+                target,
+                keyword,
+                join_pointer(base, pointer),
+                f"translated: {keyword!r} is not supported in strict mode; it is left out of the "
+                "request and enforced by portal's validation of the reply",
+                translated=True,
+            )
+        )
+    return issues
+
+
+def _openai_size_issues(schema: dict[str, Any], target: str, base: str) -> list[CapabilityIssue]:
+    issues: list[CapabilityIssue] = []
+    total = 0
+    for ptr, node in walk_schema(schema):
+        for kw in ("properties", "$defs", "definitions"):
+            if isinstance(node.get(kw), Mapping):
+                total += sum(len(k) for k in node[kw])
+        enum = node.get("enum")
+        if isinstance(enum, list):
+            strings = [v for v in enum if isinstance(v, str)]
+            chars = sum(len(v) for v in strings)
+            total += chars
+            if len(enum) > OPENAI_BIG_ENUM and chars > OPENAI_BIG_ENUM_CHARS:
+                issues.append(
+                    CapabilityIssue(
+                        "error",
+                        target,
+                        "enum",
+                        join_pointer(base, f"{ptr}/enum"),
+                        f"OpenAI strict mode: an enum of {len(enum)} values "
+                        f"(> {OPENAI_BIG_ENUM}) may "
+                        f"total at most {OPENAI_BIG_ENUM_CHARS} characters, this one has {chars}",
+                    )
+                )
+        if isinstance(node.get("const"), str):
+            total += len(node["const"])
+    if total > OPENAI_MAX_TOTAL_STRING:
+        issues.append(
+            CapabilityIssue(
+                "error",
+                target,
+                "properties",
+                base or "/",
+                "OpenAI strict mode: property names, definition names, enum and const values "
+                f"total "
+                f"{total} characters, more than the {OPENAI_MAX_TOTAL_STRING} allowed",
+            )
+        )
+    return issues
+
+
+def _strict_rewrites(schema: dict[str, Any]) -> tuple[list[str], list[str]]:
+    closed: list[str] = []
+    nullable: list[str] = []
+    for ptr, node in walk_schema(schema):
+        types = node.get("type")
+        is_object = types == "object" or (isinstance(types, list) and "object" in types)
+        if not is_object:
+            continue
+        if node.get("additionalProperties") is None:
+            closed.append(ptr)
+        props = node.get("properties") or {}
+        required = set(node.get("required") or [])
+        nullable.extend(f"{ptr}/properties/{escape_key(k)}" for k in props if k not in required)
+    return closed, nullable

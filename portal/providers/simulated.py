@@ -552,7 +552,7 @@ def prompt_text(body: dict[str, Any]) -> str:
 def count_text_tokens(text: str) -> int:
     if not text:
         return 0
-    from portal.metering.tokens import count_tokens
+    from portal.tokens import count_tokens
 
     return count_tokens(text)[0]
 

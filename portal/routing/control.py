@@ -16,6 +16,7 @@ from typing import Any
 from portal.config import PortalConfig
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
+from portal.effects import Take
 from portal.errors import (
     AuthenticationError,
     BadRequest,
@@ -24,9 +25,8 @@ from portal.errors import (
     ProviderError,
 )
 from portal.routing.breaker import Breakers
+from portal.routing.call import Call, estimated_tokens
 from portal.routing.canary import BUCKETS, bucket
-from portal.routing.effects import Take
-from portal.routing.flow import Call, _estimate
 from portal.routing.limits import Commitments, RetryBudget
 from portal.routing.router import Route, Router, Target, context_window
 from portal.routing.state import State
@@ -113,7 +113,7 @@ class Routing:
     def _cheapest(self, call: Call, targets: list[Target]) -> list[Target]:
         """By price for this request's estimate; with a feature SLA (p95), targets whose
         rolling p95 meets it come first (not yet measured counts as meeting it)."""
-        tokens = _estimate(call)
+        tokens = estimated_tokens(call)
         out = DEFAULT_OUTPUT_TOKENS
         if isinstance(call.request, ChatRequest) and call.request.max_tokens:
             out = call.request.max_tokens
@@ -149,7 +149,7 @@ class Routing:
                 key = self.commitments.key(provider)
                 take = self._request_only[provider] = Take(key, self.commitments.dims(provider, 0))
             return take
-        tokens = _estimate(call)
+        tokens = estimated_tokens(call)
         if isinstance(call.request, ChatRequest):
             tokens += call.request.max_tokens or 0
         return Take(self.commitments.key(provider), self.commitments.dims(provider, tokens))
@@ -214,7 +214,7 @@ class Routing:
         if call.reserved.get(target.provider):
             call.reserved[target.provider] -= 1
             actual = attempt.usage.total_tokens if attempt.usage is not None else None
-            est = _estimate(call) if self.commitments.needs_tokens(target.provider) else 0
+            est = estimated_tokens(call) if self.commitments.needs_tokens(target.provider) else 0
             if isinstance(call.request, ChatRequest) and est:
                 est += call.request.max_tokens or 0
             self.commitments.correct(target.provider, est, actual)

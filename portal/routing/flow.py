@@ -1,5 +1,5 @@
 """The sans-IO flows of a call: chat, stream and embed, with retries, failover, structured
-output repair and the tool loop. They yield effects (`portal.routing.effects`) and never do
+output repair and the tool loop. They yield effects (`portal.effects`) and never do
 I/O themselves, so the sync and the async client share every decision made here.
 """
 
@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
-from random import getrandbits as _random_bits
+from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
 from portal.contracts.messages import Message, ToolCall, tool_result
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
-from portal.errors import (
-    AllTargetsFailed,
-    ContractError,
-    PortalError,
-    ProviderError,
-    ProviderTimeout,
-    StreamInterrupted,
-    ToolLoopExceeded,
-)
-from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, WireReply, byte_limit
-from portal.routing.effects import (
+from portal.effects import (
     CloseStream,
     Emit,
     HedgeLost,
@@ -36,99 +25,50 @@ from portal.routing.effects import (
     RunTools,
     Send,
     Sleep,
-    Take,
 )
+from portal.errors import (
+    AllTargetsFailed,
+    ContractError,
+    PortalError,
+    ProviderError,
+    ProviderTimeout,
+    StreamInterrupted,
+    ToolLoopExceeded,
+)
+from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, byte_limit
+from portal.routing.call import Call, Clock, estimated_tokens, new_call_id
+from portal.routing.control import Routing
 from portal.routing.retry import decide
-from portal.routing.router import Route, Target
+from portal.routing.router import Target
+from portal.wire import WireReply
 
-__all__ = ["Call", "Hooks", "chat_flow", "embed_flow", "stream_flow", "tool_loop_flow"]
+__all__ = [
+    "Call",
+    "Recorder",
+    "chat_flow",
+    "embed_flow",
+    "new_call_id",
+    "stream_flow",
+    "tool_loop_flow",
+]
 
 
-class Hooks(Protocol):
-    """What the flows ask of the world (routing state) and tell it (metering)."""
-
-    def plan(self, call: Call) -> list[Target]:
-        """The route's targets in the order to try them (strategy applied)."""
-        ...
-
-    def allow(self, target: Target, call: Call) -> bool:
-        """Breaker check (claims the half-open probe when one is due)."""
-        ...
-
-    def take(self, target: Target, call: Call) -> Take | None:
-        """The committed-throughput effect to perform before an attempt, if any."""
-        ...
-
-    def may_retry(self, target: Target, call: Call) -> bool:
-        """Retry budget: may this target be retried once more?"""
-        ...
-
-    def fallback(self, call: Call, skipped: list[tuple[Target, str]]) -> Target | None:
-        """Every target was skipped: the one to try anyway, or None."""
-        ...
-
-    def context_window(self, target: Target, call: Call) -> int | None: ...
-
-    def hedge(self, call: Call) -> tuple[float, int] | None:
-        """(seconds before a hedge, how many extra targets) or None."""
-        ...
-
-    def mark_unhealthy(self, target: Target, err: BaseException) -> None: ...
-
-    def on_attempt(
-        self, call: Call, target: Target, attempt: Attempt, error: BaseException | None
-    ) -> None: ...
-
-    def on_call(
-        self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
-    ) -> None: ...
+class Recorder(Protocol):
+    """What the flows tell metering: the price of an attempt, each finished attempt and each
+    finished call. Implemented above routing (`portal.engine.core.Engine`), so routing never
+    imports metering and metering never imports routing."""
 
     def cost(self, target: Target, usage: Usage) -> float | None: ...
 
+    def attempt(
+        self, call: Call, target: Target, attempt: Attempt, error: BaseException | None
+    ) -> None: ...
 
-def new_call_id() -> str:
-    """128 random bits as hex: an identifier, not a secret. `random` (reseeded after fork)
-    instead of os.urandom, whose syscall releases the GIL on every call: with the ledger's
-    writer thread waiting for it, that hand-off cost more than the id itself."""
-    return f"{_random_bits(128):032x}"
-
-
-@dataclass(slots=True)
-class Call:
-    """Per-call state: what was asked, where it may go, what happened so far."""
-
-    operation: str  # chat | stream | embed
-    route: Route
-    request: ChatRequest | EmbedRequest
-    key: str | None = None
-    tenant: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    contract_version: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    deadline: float | None = None
-    call_id: str = field(default_factory=new_call_id)
-    attempts: list[Attempt] = field(default_factory=list)
-    cost_usd: float | None = 0.0
-    #: estimated tokens of one attempt (committed-throughput buckets), computed on demand
-    estimated_tokens: int | None = None
-    #: providers whose bucket this call took from and has not settled yet
-    reserved: dict[str, int] = field(default_factory=dict)
-    #: the budget reservation this call settles against (portal.metering.budgets), if any
-    budget_hold: Any = None
-    #: the user action this call is part of: a tool loop's steps share the first call's id
-    action_id: str | None = None
-
-    def time_left(self, now: float) -> float | None:
-        return None if self.deadline is None else self.deadline - now
-
-    def add_cost(self, cost: float | None) -> None:
-        if cost is None or self.cost_usd is None:
-            self.cost_usd = None
-        else:
-            self.cost_usd += cost
+    def call(
+        self, call: Call, response: Response | EmbedResponse | None, error: BaseException | None
+    ) -> None: ...
 
 
-Clock = Callable[[], float]
 FlowGen = Generator[Any, Any, Any]
 
 
@@ -149,7 +89,9 @@ def _timeout_for(call: Call, target: Target, clock: Clock) -> float:
     return min(default, left)
 
 
-def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: int) -> FlowGen:
+def _send_once(
+    call: Call, target: Target, routing: Routing, record: Recorder, clock: Clock, number: int
+) -> FlowGen:
     """One non-streaming attempt; returns (Response | EmbedResponse) or raises ProviderError.
     Records the attempt either way."""
     adapter = target.adapter
@@ -173,10 +115,7 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
                 if embed
                 else adapter.build_chat(req, target.model)
             )
-            reply = yield Send(target.provider, wire, timeout)
-            if isinstance(reply, BaseException):
-                raise reply
-            assert isinstance(reply, WireReply)
+            reply: WireReply = yield Send(target.provider, wire, timeout)
             status = reply.status
             if reply.status >= 400:
                 raise adapter.parse_error(reply, target.model)
@@ -199,7 +138,7 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
         raise
     finally:
         usage = getattr(result, "usage", None)
-        cost = hooks.cost(target, usage) if usage is not None else (0.0 if error else None)
+        cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,
             outcome=_outcome(error),
@@ -213,7 +152,8 @@ def _send_once(call: Call, target: Target, hooks: Hooks, clock: Clock, number: i
         )
         call.attempts.append(attempt)
         call.add_cost(cost)
-        hooks.on_attempt(call, target, attempt, error)
+        routing.attempt_done(call, target, attempt, error)
+        record.attempt(call, target, attempt, error)
 
 
 class _Cancelled(BaseException):
@@ -222,6 +162,18 @@ class _Cancelled(BaseException):
 
 class _Lost(_Cancelled):
     """Marks a hedge lane's attempt abandoned because another lane won."""
+
+
+def _call_done(
+    call: Call,
+    routing: Routing,
+    record: Recorder,
+    response: Response | EmbedResponse | None,
+    error: BaseException | None,
+) -> None:
+    """A call finished: routing learns it (canary guard), then metering (budget, ledger)."""
+    routing.call_done(call, response, error)
+    record.call(call, response, error)
 
 
 def _outcome(error: BaseException | None) -> Any:
@@ -255,7 +207,8 @@ def _raise_all(call: Call, errors: list[Exception]) -> NoReturn:
 
 def _routed(
     call: Call,
-    hooks: Hooks,
+    routing: Routing,
+    record: Recorder,
     clock: Clock,
     attempt_flow: Callable[[Target, int], FlowGen],
     order: list[Target] | None = None,
@@ -264,10 +217,10 @@ def _routed(
 
     A target is skipped when its breaker is open, when its committed throughput is used up
     (overflow), or after a ContextTooLong when its window is not larger; if every target was
-    skipped, ``hooks.fallback`` picks one to try anyway. The deadline covers everything.
+    skipped, ``routing.fallback`` picks one to try anyway. The deadline covers everything.
     """
     route = call.route
-    queue = list(hooks.plan(call) if order is None else order)
+    queue = list(routing.plan(call) if order is None else order)
     errors: dict[str, Exception] = {}  # the last error of each target, in order tried
     skipped: list[tuple[Target, str]] = []
     need_window: int | None = None  # after ContextTooLong: only larger windows
@@ -275,17 +228,17 @@ def _routed(
     forced = False
     while True:
         if not queue:
-            pick = None if tried or forced else hooks.fallback(call, skipped)
+            pick = None if tried or forced else routing.fallback(call, skipped)
             if pick is None:
                 break
             queue, forced = [pick], True
         target = queue.pop(0)
         if need_window is not None:
-            window = hooks.context_window(target, call)
+            window = routing.context_window(target, call)
             if window is None or window <= need_window:
                 skipped.append((target, "context window not larger"))
                 continue
-        if not forced and not hooks.allow(target, call):
+        if not forced and not routing.allow(target, call):
             skipped.append((target, "breaker open"))
             continue
         here = 0
@@ -295,7 +248,7 @@ def _routed(
             if left is not None and left <= 0:
                 _raise_all(call, [*errors.values(), _deadline_error(call, len(call.attempts))])
             if not forced:
-                take = hooks.take(target, call)
+                take = routing.take(target, call)
                 if take is not None and not (yield take):
                     skipped.append((target, "committed throughput used up"))
                     break
@@ -309,15 +262,15 @@ def _routed(
                 now = clock()
                 decision = decide(err, here, route.policy, call.time_left(now), now - call.started)
                 if decision.unhealthy:
-                    hooks.mark_unhealthy(target, err)
+                    routing.mark_unhealthy(target, err)
                 if decision.action == "raise":
                     raise
-                if decision.action == "retry" and hooks.may_retry(target, call):
+                if decision.action == "retry" and routing.may_retry(target, call):
                     yield Sleep(decision.delay_s)
                     continue
                 if decision.action == "failover_larger":
-                    window = hooks.context_window(target, call)
-                    need_window = window if window is not None else _estimate(call)
+                    window = routing.context_window(target, call)
+                    need_window = window if window is not None else estimated_tokens(call)
                 break
     if not errors:
         raise AllTargetsFailed(
@@ -331,27 +284,18 @@ def _routed(
     _raise_all(call, list(errors.values()))
 
 
-def _estimate(call: Call) -> int:
-    if call.estimated_tokens is None:
-        from portal.metering.tokens import count_request
-
-        call.estimated_tokens = (
-            count_request(call.request).tokens
-            if isinstance(call.request, ChatRequest)
-            else sum(len(i) // 4 + 1 for i in call.request.inputs)
-        )
-    return call.estimated_tokens
-
-
 def _lane(flow: FlowGen) -> FlowGen:
-    """A hedge lane: forwards its flow's effects; when the driver abandons the lane (another
-    lane won), the flow's in-flight attempt is told so and recorded as ``hedge_lost``."""
+    """A hedge lane: forwards its flow's effects (and what the driver throws in); when the
+    driver abandons the lane (another lane won), the flow's in-flight attempt is told so and
+    recorded as ``hedge_lost``."""
     value: Any = None
+    thrown: BaseException | None = None
     while True:
         try:
-            effect = flow.send(value)
+            effect = flow.send(value) if thrown is None else flow.throw(thrown)
         except StopIteration as stop:
             return stop.value
+        value = thrown = None
         try:
             value = yield effect
         except GeneratorExit:
@@ -362,6 +306,8 @@ def _lane(flow: FlowGen) -> FlowGen:
             finally:
                 flow.close()
             raise
+        except Exception as exc:  # a transport failure for the lane's flow
+            thrown = exc
 
 
 def _leaves(exc: BaseException) -> list[Exception]:
@@ -371,17 +317,21 @@ def _leaves(exc: BaseException) -> list[Exception]:
 
 
 def _run(
-    call: Call, hooks: Hooks, clock: Clock, attempt_flow: Callable[[Target, int], FlowGen]
+    call: Call,
+    routing: Routing,
+    record: Recorder,
+    clock: Clock,
+    attempt_flow: Callable[[Target, int], FlowGen],
 ) -> FlowGen:
     """`_routed`, hedged when the feature asks for it: lane 0 is the whole route; lane i
     starts at target i after ``after_s`` unless an earlier lane already answered."""
-    order = hooks.plan(call)
-    hedge = hooks.hedge(call) if call.operation != "stream" and len(order) > 1 else None
+    order = routing.plan(call)
+    hedge = routing.hedge(call) if call.operation != "stream" and len(order) > 1 else None
     if hedge is None:
-        return (yield from _routed(call, hooks, clock, attempt_flow, order))
+        return (yield from _routed(call, routing, record, clock, attempt_flow, order))
     after_s, extra = hedge
     lanes = [
-        _lane(_routed(call, hooks, clock, attempt_flow, order[i:]))
+        _lane(_routed(call, routing, record, clock, attempt_flow, order[i:]))
         for i in range(min(len(order), 1 + extra))
     ]
     outcome = yield Race(lanes, after_s)
@@ -417,7 +367,11 @@ def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -
 
 
 def chat_flow(
-    call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter
+    call: Call,
+    routing: Routing,
+    record: Recorder,
+    output: OutputSpec | None,
+    clock: Clock = time.perf_counter,
 ) -> FlowGen:
     """Routed chat with structured output: an invalid reply is retried once on the same
     target with the validation error fed back, then raises `ContractError`."""
@@ -425,7 +379,11 @@ def chat_flow(
     base_request = call.request
     try:
         target, resp = yield from _run(
-            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n)
+            call,
+            routing,
+            record,
+            clock,
+            lambda t, n: _send_once(call, t, routing, record, clock, n),
         )
         if output is not None and not resp.tool_calls:
             try:
@@ -444,7 +402,9 @@ def chat_flow(
                     ]
                 )
                 call.request = repair
-                resp = yield from _send_once(call, target, hooks, clock, len(call.attempts) + 1)
+                resp = yield from _send_once(
+                    call, target, routing, record, clock, len(call.attempts) + 1
+                )
                 try:
                     resp.output = output.parse(resp.text)
                 except ContractError as second:
@@ -457,9 +417,9 @@ def chat_flow(
                     call.request = base_request
         resp = _finish_response(call, target, resp, clock)
     except BaseException as exc:
-        hooks.on_call(call, None, exc)
+        _call_done(call, routing, record, None, exc)
         raise
-    hooks.on_call(call, resp, None)
+    _call_done(call, routing, record, resp, None)
     return resp
 
 
@@ -480,10 +440,16 @@ def _merged(parts: list[EmbedResponse]) -> EmbedResponse:
     return first
 
 
-def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter) -> FlowGen:
+def embed_flow(
+    call: Call, routing: Routing, record: Recorder, clock: Clock = time.perf_counter
+) -> FlowGen:
     try:
         target, resp = yield from _run(
-            call, hooks, clock, lambda t, n: _send_once(call, t, hooks, clock, n)
+            call,
+            routing,
+            record,
+            clock,
+            lambda t, n: _send_once(call, t, routing, record, clock, n),
         )
         assert isinstance(resp, EmbedResponse)
         resp.latency_ms = (clock() - call.started) * 1000.0
@@ -492,9 +458,9 @@ def embed_flow(call: Call, hooks: Hooks, clock: Clock = time.perf_counter) -> Fl
         resp.attempts = call.attempts
         resp.cost_usd = call.cost_usd
     except BaseException as exc:
-        hooks.on_call(call, None, exc)
+        _call_done(call, routing, record, None, exc)
         raise
-    hooks.on_call(call, resp, None)
+    _call_done(call, routing, record, resp, None)
     return resp
 
 
@@ -512,7 +478,13 @@ class _Delivered:
 
 
 def _stream_once(
-    call: Call, target: Target, hooks: Hooks, clock: Clock, number: int, seen: _Delivered
+    call: Call,
+    target: Target,
+    routing: Routing,
+    record: Recorder,
+    clock: Clock,
+    number: int,
+    seen: _Delivered,
 ) -> FlowGen:
     adapter = target.adapter
     assert isinstance(call.request, ChatRequest)
@@ -527,8 +499,6 @@ def _stream_once(
         timeout = _timeout_for(call, target, clock)
         wire = adapter.build_chat(call.request, target.model)
         reply = yield Send(target.provider, wire, timeout, stream=True)
-        if isinstance(reply, BaseException):
-            raise reply
         if isinstance(reply, WireReply):  # an error status: body already read
             status = reply.status
             raise adapter.parse_error(reply, target.model)
@@ -541,9 +511,7 @@ def _stream_once(
         deadline = call.deadline
         read = ReadChunk()  # effects carry no state: one for every read
         while True:
-            chunk = yield read
-            if isinstance(chunk, BaseException):
-                raise chunk
+            chunk: bytes = yield read
             if not chunk:
                 break
             received += len(chunk)
@@ -598,7 +566,7 @@ def _stream_once(
         if opened and not isinstance(error, _Cancelled):
             yield CloseStream()  # on cancellation the driver closes it
         usage = resp.usage if resp is not None else getattr(error, "usage", None)
-        cost = hooks.cost(target, usage) if usage is not None else (0.0 if error else None)
+        cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,
             outcome="ok"
@@ -615,11 +583,16 @@ def _stream_once(
         )
         call.attempts.append(attempt)
         call.add_cost(cost)
-        hooks.on_attempt(call, target, attempt, error)
+        routing.attempt_done(call, target, attempt, error)
+        record.attempt(call, target, attempt, error)
 
 
 def stream_flow(
-    call: Call, hooks: Hooks, output: OutputSpec | None, clock: Clock = time.perf_counter
+    call: Call,
+    routing: Routing,
+    record: Recorder,
+    output: OutputSpec | None,
+    clock: Clock = time.perf_counter,
 ) -> FlowGen:
     """Routed stream: a failure before the first text fails over transparently; after text
     was delivered it raises `StreamInterrupted` with the partial text (never a silent
@@ -627,7 +600,11 @@ def stream_flow(
     seen = _Delivered()
     try:
         target, resp = yield from _run(
-            call, hooks, clock, lambda t, n: _stream_once(call, t, hooks, clock, n, seen)
+            call,
+            routing,
+            record,
+            clock,
+            lambda t, n: _stream_once(call, t, routing, record, clock, n, seen),
         )
         for tool_call in resp.tool_calls:
             yield Emit(StreamEvent("tool_call", tool_call=tool_call))
@@ -635,9 +612,9 @@ def stream_flow(
             resp.output = output.parse(resp.text)
         resp = _finish_response(call, target, resp, clock)
     except BaseException as exc:
-        hooks.on_call(call, None, exc)
+        _call_done(call, routing, record, None, exc)
         raise
-    hooks.on_call(call, resp, None)
+    _call_done(call, routing, record, resp, None)
     yield Emit(StreamEvent("done", response=resp))
     return resp
 
@@ -646,9 +623,10 @@ def stream_flow(
 
 
 def tool_loop_flow(
-    make_call: Callable[[ChatRequest], Call],
+    first: Call,
     request: ChatRequest,
-    hooks: Hooks,
+    routing: Routing,
+    record: Recorder,
     output: OutputSpec | None,
     functions: dict[str, Any],
     max_steps: int,
@@ -672,11 +650,13 @@ def tool_loop_flow(
     usage = Usage()
     started = clock()
     for _step in range(max_steps):
-        call = make_call(request.with_messages(messages))
+        call = _turn(first, request.with_messages(messages))
         if stream:
-            resp: Response = yield from _without_done(stream_flow(call, hooks, output, clock))
+            resp: Response = yield from _without_done(
+                stream_flow(call, routing, record, output, clock)
+            )
         else:
-            resp = yield from chat_flow(call, hooks, output, clock)
+            resp = yield from chat_flow(call, routing, record, output, clock)
         all_attempts.extend(resp.attempts)
         usage = usage + resp.usage
         total_cost = (
@@ -705,19 +685,43 @@ def tool_loop_flow(
     )
 
 
+def _turn(first: Call, request: ChatRequest) -> Call:
+    """Each model turn of a tool loop is its own `Call`, sharing the first one's route, key,
+    tags and deadline."""
+    return Call(
+        first.operation,
+        first.route,
+        request,
+        key=first.key,
+        tenant=first.tenant,
+        tags=first.tags,
+        contract_version=first.contract_version,
+        deadline=first.deadline,
+        budget_hold=first.budget_hold,
+        action_id=first.action_id or first.call_id,
+    )
+
+
 def _without_done(flow: FlowGen) -> FlowGen:
-    """Relay a stream flow's effects, all but its final ``done`` event; return its result."""
+    """Relay a stream flow's effects (and what the driver throws in), all but its final
+    ``done`` event; return its result."""
     value: Any = None
+    thrown: BaseException | None = None
     try:
         while True:
             try:
-                effect = flow.send(value)
+                effect = flow.send(value) if thrown is None else flow.throw(thrown)
             except StopIteration as stop:
                 return stop.value
+            value = thrown = None
             if type(effect) is Emit and effect.event.type == "done":
-                value = None
                 continue
-            value = yield effect
+            try:
+                value = yield effect
+            except GeneratorExit:
+                raise
+            except Exception as exc:
+                thrown = exc
     finally:
         flow.close()
 

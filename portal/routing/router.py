@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from portal.config import FeatureConfig, PortalConfig, parse_model_id
 from portal.errors import ConfigError, PolicyViolation
@@ -73,6 +74,12 @@ class Route:
     pinned: int = 0
     canary_bucket: int | None = None
     canary_threshold: int | None = None
+
+    def reordered(self, order: Sequence[int], reason: str) -> Route:
+        """The same route with its targets tried in ``order`` (indexes), and why."""
+        return replace(
+            self, targets=[self.targets[i] for i in order], reasons=[*self.reasons, reason]
+        )
 
 
 def context_window(target: Target) -> int | None:

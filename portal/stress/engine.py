@@ -109,7 +109,7 @@ def warm_up(client: Any, feature: str) -> None:
     route and its adapters, loading the tokenizer (~0.2 s) and creating the HTTP clients.
     Otherwise the first requests of every run would wait behind them and the generator,
     not the target, would own the first second's latency."""
-    from portal.metering.tokens import count_tokens
+    from portal.tokens import count_tokens
 
     route = client.router.route(feature, "warm-up", None)
     count_tokens("warm up the tokenizer")

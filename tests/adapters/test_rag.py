@@ -23,7 +23,7 @@ from portal.adapters.rag import (
     coerce_documents,
     register_retriever,
 )
-from portal.metering.tokens import count_tokens
+from portal.tokens import count_tokens
 from tests.helpers import BothClients
 
 FAQ = [

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from portal.contracts.capability import capabilities_for, check_target, ensure_servable
 from portal.contracts.feature import FeatureContract, parse_contract
 from portal.errors import ContractError
 from portal.providers.base import Capabilities, ProviderSettings
+from portal.providers.capability import capabilities_for, check_target, ensure_servable
 from portal.providers.registry import adapter_class
 
 

@@ -184,7 +184,7 @@ def test_usage_and_config_errors_exit_2(tmp_path: Path) -> None:
 
 def test_github_format_escapes_newlines() -> None:
     from portal.cli.contracts import _format_github
-    from portal.contracts.check import CheckReport, Finding
+    from portal.contracts.findings import CheckReport, Finding
 
     report = CheckReport([Finding("error", "x", "a\nb: 100%", "f", "c.toml", 3)])
     out = io.StringIO()

@@ -33,7 +33,7 @@ def test_same_seed_same_answers() -> None:
 
 
 def test_usage_is_counted_with_the_tokenizer() -> None:
-    from portal.metering.tokens import count_tokens
+    from portal.tokens import count_tokens
 
     reply = post(SimTransport(SimOptions(time_scale=0)), BODY).json()
     text = reply["choices"][0]["message"]["content"]

@@ -1,5 +1,6 @@
 """The built wheel installs into a fresh virtualenv, offline, and its `portal` command runs the
-demo from a scratch directory and reads the ledger with `portal report`, with no API key set.
+demo from a scratch directory and reads the ledger with `portal report`, with no API key set; a
+user's type checker sees portal's types from the installed wheel (``py.typed``).
 
 No network: the wheel is built without build isolation (hatchling comes with the dev extra) and
 pip installs it with ``--no-index``; its dependencies resolve against the packages of the
@@ -68,7 +69,11 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
 
 
-def test_wheel_installs_offline_and_runs_demo_and_report(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The wheel built from this checkout, installed offline into a fresh venv: its folder,
+    and the environment to run it in."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     env = _clean_env()
     dist = tmp_path / "dist"
     built = _run(
@@ -116,7 +121,14 @@ def test_wheel_installs_offline_and_runs_demo_and_report(tmp_path: Path) -> None
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     assert "Successfully installed portal-sdk" in install.stdout
+    return env_dir, env
 
+
+def test_wheel_installs_offline_and_runs_demo_and_report(
+    installed: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    env_dir, env = installed
+    py = env_dir / "bin" / "python"
     # the scratch directory is not the checkout: the installed wheel answers
     work = tmp_path / "scratch"
     work.mkdir()
@@ -151,3 +163,44 @@ def test_wheel_installs_offline_and_runs_demo_and_report(tmp_path: Path) -> None
         done = _run([portal_cmd, *command], work, env)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert "support.answer" in done.stdout
+
+
+def test_a_users_type_checker_sees_the_output_type_from_the_wheel(
+    installed: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """mypy on a user's file, against the installed wheel (not this checkout): the wheel is
+    typed, ``chat(..., output=Answer).output`` is an ``Answer`` on both clients, and without
+    ``output=`` it is ``Any``."""
+    env_dir, env = installed
+    snippet = tmp_path / "use_portal.py"
+    snippet.write_text(
+        "import portal\n"
+        "from pydantic import BaseModel\n"
+        "class Answer(BaseModel):\n"
+        "    text: str\n"
+        "def f(c: portal.Client) -> None:\n"
+        "    reveal_type(c.chat(feature='support', messages=[], output=Answer).output)\n"
+        "    reveal_type(c.chat(feature='support', messages=[]).output)\n"
+        "async def g(c: portal.AsyncClient) -> None:\n"
+        "    reveal_type((await c.chat(model='a:m', messages=[], output=Answer)).output)\n"
+    )
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-incremental",
+            "--python-executable",
+            str(env_dir / "bin" / "python"),
+            "--no-error-summary",
+            str(snippet),
+        ],
+        tmp_path,  # no checkout on the search path: only the installed wheel
+        {k: v for k, v in env.items() if k != "MYPYPATH"},
+    )
+    notes = [line.split(": ", 1)[1] for line in out.stdout.splitlines()]
+    assert notes == [
+        'note: Revealed type is "use_portal.Answer"',
+        'note: Revealed type is "Any"',
+        'note: Revealed type is "use_portal.Answer"',
+    ], out.stdout + out.stderr

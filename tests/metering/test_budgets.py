@@ -16,7 +16,7 @@ from portal.contracts.request import ChatRequest
 from portal.errors import BudgetExceeded
 from portal.metering.budgets import Budgets, day_window
 from portal.metering.prices import PriceTable
-from portal.metering.tokens import count_request
+from portal.tokens import count_request
 
 # 2025-03-10 23:59:00 UTC: one minute before the window resets
 T0 = dt.datetime(2025, 3, 10, 23, 59, tzinfo=dt.UTC).timestamp()

@@ -237,7 +237,7 @@ def test_bad_price_file_is_a_config_error(tmp_path) -> None:  # type: ignore[no-
 
 def test_importing_metering_loads_nothing_heavy() -> None:
     code = (
-        "import sys, portal.metering, portal.metering.prices, portal.metering.tokens;"
+        "import sys, portal.metering, portal.metering.prices, portal.tokens;"
         "heavy = [m for m in ('tiktoken', 'psycopg', 'sqlite3', 'genai_prices') if m in sys.modules];"
         "from portal.metering import prices;"
         "assert not prices._loaded, 'price table parsed at import';"

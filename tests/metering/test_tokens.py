@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from portal import tokens
 from portal.contracts.messages import ImagePart, Message, ToolCall, user
-from portal.metering import tokens
-from portal.metering.tokens import IMAGE_TOKENS, Tokenizer, count_messages, count_request
+from portal.tokens import IMAGE_TOKENS, Tokenizer, count_messages, count_request
 
 ROOT = Path(__file__).resolve().parents[2]
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
@@ -96,7 +96,7 @@ def test_never_touches_the_network(tmp_path: Path) -> None:
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "socket.getaddrinfo = refuse\n"
-        "from portal.metering.tokens import count_tokens, tokenizer_for\n"
+        "from portal.tokens import count_tokens, tokenizer_for\n"
         "for m in (None, 'gpt-4o', 'gpt-4.1-mini', 'gpt-4', 'o3', 'gpt-oss-120b', 'claude-x'):\n"
         "    c = count_tokens('hello world', m)\n"
         "    assert c.tokens > 0\n"

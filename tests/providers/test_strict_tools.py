@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from portal.contracts.capability import check_target
 from portal.contracts.feature import parse_contract
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest
@@ -24,6 +23,7 @@ from portal.errors import ContractError
 from portal.providers.anthropic import AnthropicAdapter
 from portal.providers.base import ProviderSettings, Secret
 from portal.providers.bedrock import BedrockAdapter
+from portal.providers.capability import check_target
 from portal.providers.cohere import CohereAdapter
 from portal.providers.gemini import GeminiAdapter, VertexAdapter
 from portal.providers.openai_compatible import OpenAICompatibleAdapter

@@ -134,9 +134,10 @@ def make(kind: str) -> Callable[..., Runner]:
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record the drivers' sleeps instead of sleeping (time.sleep and anyio.sleep)."""
+    """Record the drivers' back-off sleeps instead of sleeping. Only portal's drivers wait
+    differently: ``time.sleep`` and ``anyio.sleep`` stay untouched for everything else."""
     slept: list[float] = []
-    import portal.client as client_mod
+    from portal.engine import async_driver, sync_driver
 
     real_sleep = anyio.sleep
 
@@ -149,8 +150,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
             slept.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(client_mod.time, "sleep", fake_sleep)
-    monkeypatch.setattr(client_mod.anyio, "sleep", fake_asleep)
+    monkeypatch.setattr(sync_driver, "sleep", fake_sleep)
+    monkeypatch.setattr(async_driver, "sleep", fake_asleep)
     return slept
 
 

@@ -86,7 +86,7 @@ def test_lengths_are_clipped_and_validated() -> None:
 
 
 def test_generated_prompts_have_about_the_drawn_token_count() -> None:
-    from portal.metering.tokens import count_tokens
+    from portal.tokens import count_tokens
 
     source = PromptSource(LengthDist.parse("fixed:300"), None, LengthDist.parse("fixed:50"))
     prompt = source.draw(random.Random(5))

@@ -1,0 +1,186 @@
+"""The async driver (anyio: asyncio or trio): performs a flow's effects with
+httpx2.AsyncClient and anyio, the same effects as `sync_driver`, awaited. It alone can hedge:
+a `Race` runs its lanes concurrently.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+import portal._http as _http
+from portal._http import httpx2
+from portal.contracts.responses import StreamEvent
+from portal.effects import (
+    CloseStream,
+    Emit,
+    Flow,
+    OpenStream,
+    Race,
+    RaceLost,
+    ReadChunk,
+    Retrieve,
+    RunTools,
+    Send,
+    Sleep,
+    Take,
+)
+from portal.errors import InvalidResponse
+from portal.wire import WireReply
+
+if TYPE_CHECKING:
+    from portal.engine.core import Engine
+
+__all__ = ["AsyncDriver"]
+
+#: how the driver waits (a retry's back-off); tests swap this, never ``anyio.sleep`` itself
+sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+class AsyncDriver:
+    """Drives flows for one `AsyncClient`: ``http(provider)`` is its pooled httpx2 client."""
+
+    __slots__ = ("engine", "http")
+
+    def __init__(self, engine: Engine, http: Callable[[str], httpx2.AsyncClient]) -> None:
+        self.engine = engine
+        self.http = http
+
+    async def run(self, flow: Flow[Any]) -> Any:
+        """The result of a flow that emits nothing the caller wants (chat, embed)."""
+        holder: list[Any] = []
+        async for _ in self.drive(flow, holder):
+            pass
+        return holder[0]
+
+    async def drive(self, flow: Flow[Any], holder: list[Any]) -> AsyncGenerator[StreamEvent, None]:
+        """Perform the flow's effects; yield what it emits; its result goes to ``holder``."""
+        stream: httpx2.Response | None = None
+        chunks: AsyncIterator[bytes] | None = None
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    effect = flow.send(value) if error is None else flow.throw(error)
+                except StopIteration as stop:
+                    holder.append(stop.value)
+                    return
+                value = error = None
+                kind = type(effect)
+                if kind is Send:
+                    assert isinstance(effect, Send)
+                    try:  # always opened as a stream: the body is read under a size cap
+                        resp = await self.http(effect.provider).send(
+                            _http.to_httpx(effect.request, effect.timeout_s), stream=True
+                        )
+                        if effect.stream and resp.status_code < 400:
+                            stream, chunks = resp, resp.aiter_bytes()  # decoded: gzip-safe
+                            value = OpenStream(resp.status_code, dict(resp.headers))
+                        else:
+                            limit = self.engine.reply_limit(effect.provider)
+                            body = await _http.aread_capped(resp, limit, effect.provider)
+                            value = WireReply(resp.status_code, resp.headers, body)
+                    except httpx2.HTTPError as exc:
+                        error = _http.map_exception(exc, effect.provider)
+                    except InvalidResponse as exc:
+                        error = exc
+                elif kind is ReadChunk:
+                    assert chunks is not None
+                    try:
+                        value = await anext(chunks, b"")
+                    except httpx2.HTTPError as exc:
+                        error = _http.map_exception(exc, "stream")
+                elif kind is CloseStream:
+                    if stream is not None:
+                        await stream.aclose()
+                    stream = chunks = None
+                elif kind is Sleep:
+                    assert isinstance(effect, Sleep)
+                    if effect.seconds > 0:
+                        await sleep(effect.seconds)
+                elif kind is Take:
+                    assert isinstance(effect, Take)
+                    value = await self.engine.state.atake(effect.key, effect.dims)
+                elif kind is Emit:
+                    assert isinstance(effect, Emit)
+                    yield effect.event
+                elif kind is RunTools:
+                    assert isinstance(effect, RunTools)
+                    value = await _run_tools(effect.calls, effect.functions, effect.timeout_s)
+                elif kind is Retrieve:
+                    assert isinstance(effect, Retrieve)
+                    try:
+                        value = await effect.retriever.aretrieve(effect.query, effect.k)
+                    except Exception as exc:
+                        error = exc
+                elif kind is Race:
+                    assert isinstance(effect, Race)
+                    value = await self._race(effect)
+                else:
+                    raise TypeError(f"unknown effect {effect!r}")
+        finally:
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+            flow.close()
+
+    async def _race(self, race: Race) -> Any:
+        """Hedging: start lane 0 now and each next lane ``after_s`` later (or at once when
+        every started lane has failed); the first lane to return wins and the others are
+        cancelled (their flows record ``hedge_lost``)."""
+        n = len(race.flows)
+        errors: list[BaseException | None] = [None] * n
+        won: list[tuple[int, Any]] = []
+        changed = [anyio.Event()]
+
+        async def lane(i: int) -> None:
+            try:
+                result = await self.run(race.flows[i])
+            except Exception as exc:
+                errors[i] = exc
+                changed[0].set()
+                return
+            won.append((i, result))
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(lane, i)
+                if i + 1 < n:
+                    with anyio.move_on_after(race.after_s):
+                        while any(e is None for e in errors[: i + 1]):
+                            changed[0] = anyio.Event()
+                            await changed[0].wait()
+        for flow in race.flows:  # lanes never started (or finished): nothing to record
+            flow.close()
+        return won[0] if won else RaceLost([e for e in errors if e is not None])
+
+
+async def _run_tools(
+    calls: Sequence[Any], functions: dict[str, Any], timeout_s: float | None
+) -> list[Any]:
+    """Parallel tool calls run concurrently, each under its own timeout."""
+    results: list[Any] = [None] * len(calls)
+
+    async def one(i: int, call: Any) -> None:
+        fn = functions[call.name]
+        try:
+            with anyio.fail_after(timeout_s) if timeout_s else nullcontext():
+                if inspect.iscoroutinefunction(fn):
+                    results[i] = await fn(**call.arguments)
+                else:
+                    results[i] = await anyio.to_thread.run_sync(lambda: fn(**call.arguments))
+        except TimeoutError:
+            results[i] = TimeoutError(f"tool {call.name!r} took longer than {timeout_s:g}s")
+        except Exception as exc:
+            results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(calls):
+            tg.start_soon(one, i, call)
+    return results

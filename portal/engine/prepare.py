@@ -1,0 +1,306 @@
+"""Preparation: everything a call decides before its flow starts, as one step that writes
+nothing. Route (canary arm, targets), contract (templates, tools, output), the call's safety
+and RAG layers (input guards run here: a block refuses the call before any vendor is asked),
+the budget decision, and the deadline. `flow_of` then composes the flow to drive."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from portal.contracts.messages import Message, coerce_messages
+from portal.contracts.output import OutputSpec
+from portal.contracts.request import ChatArgs, ChatRequest, EmbedArgs, EmbedRequest
+from portal.contracts.tools import coerce_tools
+from portal.errors import BudgetExceeded, ConfigError, ContractError, PolicyViolation
+from portal.routing.call import Call
+from portal.routing.flow import chat_flow, stream_flow, tool_loop_flow
+from portal.routing.router import Route
+
+if TYPE_CHECKING:
+    from portal.effects import Flow
+    from portal.engine.core import Engine
+
+__all__ = ["DEFAULT_MAX_STEPS", "Prepared", "Refusal", "flow_of", "prepare_chat", "prepare_embed"]
+
+DEFAULT_MAX_STEPS = 8
+DEFAULT_TOOL_TIMEOUT_S = 30.0
+#: keyword arguments of chat/stream that become ChatRequest fields
+_SAMPLING = frozenset({"max_tokens", "provider_options", "seed", "stop", "temperature", "top_p"})
+#: the other keyword arguments (ChatArgs without the sampling ones)
+_CALL_ARGS = frozenset(ChatArgs.__required_keys__ | ChatArgs.__optional_keys__) - _SAMPLING
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A chat or stream call ready to run: its `Call`, output spec, tools' functions, layers
+    and tool-loop settings."""
+
+    call: Call
+    output: OutputSpec | None
+    functions: dict[str, Any]
+    layers: Any
+    run_tools: bool | None
+    max_steps: int
+    tool_timeout_s: float | None
+
+
+@dataclass(slots=True)
+class Refusal:
+    """An input guard or the budget refused the call before anything was sent: what its
+    ledger row needs, and the error to raise."""
+
+    error: PolicyViolation | BudgetExceeded
+    operation: str
+    route: Route
+    key: str | None
+    tenant: str | None
+    tags: dict[str, str]
+    contract_version: str | None
+
+
+def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) -> Prepared | Refusal:
+    """``chat`` / ``stream`` arguments → a `Prepared` call, or the `Refusal` of a guard."""
+    params: dict[str, Any] = {k: v for k, v in args.items() if k not in _CALL_ARGS}
+    feature = args.get("feature")
+    key = args.get("key")
+    tenant = args.get("tenant")
+    route = engine.router.route(feature, key, args.get("model"))
+    contract = engine.contract(feature)
+    msgs: list[Message] = []
+    given_input = args.get("input")
+    if given_input is not None:
+        if contract is None:
+            raise ContractError(
+                "input= needs a feature with a contract (its prompt templates and input "
+                "schema); pass messages= instead"
+            )
+        msgs.extend(contract.render(dict(given_input)))
+    messages = args.get("messages")
+    if messages is not None:
+        msgs.extend(coerce_messages(messages))
+    if not msgs:
+        raise ContractError("pass messages= (a list of messages) or input= for a contract")
+    feat = engine.config.features.get(feature) if feature else None
+    call_tags = dict(args.get("tags") or (feat.tags if feat else {}))
+    contract_version = getattr(contract, "version", None)
+    layers = _layers(
+        engine, feature, route, args.get("safety"), args.get("retriever"), args.get("rag")
+    )
+    specs = coerce_tools(args.get("tools"))
+    # a renamed tool's calls come back under its original name (lenient normalization)
+    functions = {s.original_name or s.name: s.function for s in specs if s.function is not None}
+    if layers is not None:
+        from portal.adapters.pipeline import screen_input, wrap_tools
+
+        try:
+            msgs = screen_input(layers, msgs)  # a block refuses before any vendor call
+        except PolicyViolation as exc:
+            return Refusal(exc, operation, route, key, tenant, call_tags, contract_version)
+        functions = wrap_tools(layers, functions)
+    if contract is not None and contract.tools:
+        given = {s.name: s for s in specs}
+        specs = [given.get(t.name, t) for t in contract.tools] + [
+            s for s in specs if s.name not in {t.name for t in contract.tools}
+        ]
+    out_spec = OutputSpec.of(output) if output is not None else None
+    if out_spec is None and contract is not None:
+        out_spec = contract.output_spec()
+    if feat is not None:
+        params.setdefault("max_tokens", feat.max_tokens)
+        params.setdefault("temperature", feat.temperature)
+    if not _SAMPLING.issuperset(params):
+        unknown = sorted(set(params) - _SAMPLING)
+        raise ContractError(
+            f"{operation}: unknown argument(s) {', '.join(unknown)}; "
+            f"sampling parameters are {', '.join(sorted(_SAMPLING))}"
+        )
+    request = ChatRequest(
+        messages=msgs,
+        tools=specs,
+        tool_choice=args.get("tool_choice"),
+        output=out_spec,
+        stream=operation == "stream",
+        **{k: v for k, v in params.items() if v is not None},
+    )
+    request.check_tool_choice()
+    call = Call(
+        operation,
+        route,
+        request,
+        key=key,
+        tenant=tenant,
+        tags=call_tags,
+        contract_version=contract_version,
+        deadline=_deadline(args.get("timeout_s"), route),
+    )
+    run_tools = args.get("run_tools")
+    max_steps = args.get("max_steps", DEFAULT_MAX_STEPS)
+    if engine.budgets.active:
+        looping = bool(functions) and run_tools is not False
+        try:
+            _budget(engine, call, steps=max_steps if looping else 1)
+        except BudgetExceeded as exc:
+            return Refusal(exc, operation, call.route, key, tenant, call_tags, contract_version)
+    return Prepared(
+        call,
+        out_spec,
+        functions,
+        layers,
+        run_tools,
+        max_steps,
+        args.get("tool_timeout_s", DEFAULT_TOOL_TIMEOUT_S),
+    )
+
+
+def prepare_embed(engine: Engine, args: EmbedArgs) -> Call | Refusal:
+    """``embed`` arguments → its `Call`, or the budget's `Refusal`."""
+    inputs = args["inputs"]
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if not inputs or not all(isinstance(i, str) for i in inputs):
+        raise ContractError("embed: inputs must be a non-empty list of strings")
+    feature = args.get("feature")
+    key = args.get("key")
+    route = engine.router.route(feature, key, args.get("model"))
+    request = EmbedRequest(inputs, args.get("dimensions"), args.get("input_type"))
+    deadline = _deadline(args.get("timeout_s"), route)
+    call = Call("embed", route, request, key=key, deadline=deadline)
+    if engine.budgets.active:
+        try:
+            _budget(engine, call)
+        except BudgetExceeded as exc:
+            return Refusal(exc, "embed", route, key, None, {}, None)
+    return call
+
+
+def _budget(engine: Engine, call: Call, steps: int = 1) -> None:
+    """Apply the feature budget's decision to ``call`` before anything is sent: raise
+    `BudgetExceeded`, leave unpriced targets out, put the cheapest first, and keep the
+    reservation the call settles against."""
+    route = call.route
+    decision = engine.budgets.decide(
+        route.feature,
+        route.targets,
+        call.request,
+        call.tenant,
+        steps=steps,
+        deadline_s=call.time_left(time.perf_counter()),
+    )
+    if decision is None:
+        return
+    targets = decision.targets(
+        route.targets,
+        lambda t: (
+            None
+            if engine.meter.price(t.provider, t.model) is None
+            else engine.budgets.estimate(t, call.request)
+        ),
+    )
+    if targets != route.targets or decision.reasons:
+        call.route = replace(route, targets=targets, reasons=[*route.reasons, *decision.reasons])
+    call.budget_hold = decision.reservation
+
+
+def _deadline(timeout_s: float | None, route: Route) -> float | None:
+    timeout = timeout_s if timeout_s is not None else route.timeout_s
+    return None if timeout is None else time.perf_counter() + timeout
+
+
+def _layers(
+    engine: Engine, feature: str | None, route: Route, safety: Any, retriever: Any, rag: Any
+) -> Any:
+    """The call's safety and RAG layers, or None when it has neither."""
+    feat = engine.config.features.get(feature) if feature else None
+    feat_rag = getattr(feat, "rag", None)
+    no_layers = safety is None and retriever is None and rag is None and feat_rag is None
+    if no_layers and (feat is None or not feat.safety):  # the common call
+        return None
+    chain = engine.guard_chain(feature, safety)
+    if chain is not None and not len(chain):
+        chain = None
+    wants_rag = rag is not False and (
+        retriever is not None or rag is not None or feat_rag is not None
+    )
+    if chain is None and not wants_rag:
+        return None
+    from portal.adapters.pipeline import Layers
+
+    layers = Layers(chain=chain, record=lambda ds: engine.count_guards(feature, ds))
+    if wants_rag:
+        from portal.adapters.rag import RagOptions, as_retriever
+        from portal.tokens import count_tokens
+
+        where = f'features."{feature}".rag' if feat_rag is not None else "rag="
+        options = RagOptions.parse(feat_rag, where).merged(rag)
+        if retriever is None and options.retriever is None:
+            raise ConfigError(
+                f"{where}: no retriever; pass retriever= to the call or set "
+                'retriever = "<name>" (see portal.adapters.rag.register_retriever)'
+            )
+        source = retriever if retriever is not None else options.retriever
+        layers.retriever = as_retriever(source, "retriever=")
+        layers.rag = options
+        model = route.targets[0].model if route.targets else None
+        layers.count = lambda text: count_tokens(text, model).tokens
+    return layers
+
+
+def flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
+    """The flow of a prepared ``chat`` or ``stream``: one routed call, or the tool loop
+    (streamed for a stream) when its tools have functions; inside the call's safety and
+    RAG layers if it has any. A budget hold is released however the flow ends."""
+    flow = _flow_of(engine, p)
+    hold = p.call.budget_hold
+    if hold is None:
+        return flow
+    return _released(flow, lambda: engine.budgets.settle(None, None, 0.0, hold))
+
+
+def _released(flow: Flow[Any], release: Callable[[], None]) -> Flow[Any]:
+    """``flow``, then ``release`` however it ends (done, failed, or closed mid-stream)."""
+    try:
+        return (yield from flow)
+    finally:
+        release()
+
+
+def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
+    first = p.call
+    stream = first.operation == "stream"
+    routing, out = engine.routing, p.output
+    if p.functions and p.run_tools is not False:
+
+        def run(req: ChatRequest) -> Flow[Any]:
+            return tool_loop_flow(
+                first,
+                req,
+                routing,
+                engine,
+                out,
+                p.functions,
+                p.max_steps,
+                p.tool_timeout_s,
+                stream=stream,
+            )
+
+    elif p.layers is None:  # the common call: no closure, no pipeline
+        once = stream_flow if stream else chat_flow
+        return once(first, routing, engine, out)
+    else:
+        once = stream_flow if stream else chat_flow
+
+        def run(req: ChatRequest) -> Flow[Any]:
+            first.request = req
+            return once(first, routing, engine, out)
+
+    assert isinstance(first.request, ChatRequest)
+    if p.layers is None:
+        return run(first.request)
+    from portal.adapters.pipeline import chat_pipeline, stream_pipeline
+
+    pipeline = stream_pipeline if stream else chat_pipeline
+    return pipeline(p.layers, first.request, run, out)

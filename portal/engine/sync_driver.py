@@ -1,0 +1,152 @@
+"""The sync driver: performs a flow's effects with httpx2.Client and time.sleep.
+
+Answers go back with ``flow.send``; a transport failure is thrown into the flow with
+``flow.throw``, at the ``yield`` that asked for it, where the flow's own error handling
+(retry, failover, metering) takes it. Hedging needs concurrency, so a `Race` runs its first
+lane only (once-per-client warning).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import portal._http as _http
+from portal._http import httpx2
+from portal.contracts.responses import StreamEvent
+from portal.effects import (
+    CloseStream,
+    Emit,
+    Flow,
+    OpenStream,
+    Race,
+    RaceLost,
+    ReadChunk,
+    Retrieve,
+    RunTools,
+    Send,
+    Sleep,
+    Take,
+)
+from portal.errors import ConfigError, InvalidResponse
+from portal.wire import WireReply
+
+if TYPE_CHECKING:
+    from portal.engine.core import Engine
+
+__all__ = ["SyncDriver", "run"]
+
+T = TypeVar("T")
+
+#: how the driver waits (a retry's back-off); tests swap this, never ``time.sleep`` itself
+sleep: Callable[[float], None] = time.sleep
+
+
+class SyncDriver:
+    """Drives flows for one `Client`: ``http(provider)`` is its pooled httpx2 client."""
+
+    __slots__ = ("engine", "http")
+
+    def __init__(self, engine: Engine, http: Callable[[str], httpx2.Client]) -> None:
+        self.engine = engine
+        self.http = http
+
+    def drive(self, flow: Flow[T]) -> Generator[StreamEvent, None, T]:
+        """Perform the flow's effects; yield what it emits; return its result."""
+        stream: httpx2.Response | None = None
+        chunks: Iterator[bytes] | None = None
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    effect = flow.send(value) if error is None else flow.throw(error)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                value = error = None
+                kind = type(effect)
+                if kind is Send:
+                    assert isinstance(effect, Send)
+                    try:  # always opened as a stream: the body is read under a size cap
+                        resp = self.http(effect.provider).send(
+                            _http.to_httpx(effect.request, effect.timeout_s), stream=True
+                        )
+                        if effect.stream and resp.status_code < 400:
+                            stream, chunks = resp, resp.iter_bytes()  # decoded: gzip-safe
+                            value = OpenStream(resp.status_code, dict(resp.headers))
+                        else:
+                            limit = self.engine.reply_limit(effect.provider)
+                            body = _http.read_capped(resp, limit, effect.provider)
+                            value = WireReply(resp.status_code, resp.headers, body)
+                    except httpx2.HTTPError as exc:
+                        error = _http.map_exception(exc, effect.provider)
+                    except InvalidResponse as exc:
+                        error = exc
+                elif kind is ReadChunk:
+                    assert chunks is not None
+                    try:
+                        value = next(chunks, b"")
+                    except httpx2.HTTPError as exc:
+                        error = _http.map_exception(exc, "stream")
+                elif kind is CloseStream:
+                    if stream is not None:
+                        stream.close()
+                    stream = chunks = None
+                elif kind is Sleep:
+                    assert isinstance(effect, Sleep)
+                    if effect.seconds > 0:
+                        sleep(effect.seconds)
+                elif kind is Take:
+                    assert isinstance(effect, Take)
+                    value = self.engine.state.take(effect.key, effect.dims)
+                elif kind is Emit:
+                    assert isinstance(effect, Emit)
+                    yield effect.event
+                elif kind is RunTools:
+                    assert isinstance(effect, RunTools)
+                    value = [_run_tool(c, effect.functions) for c in effect.calls]
+                elif kind is Retrieve:
+                    assert isinstance(effect, Retrieve)
+                    try:
+                        value = effect.retriever.retrieve(effect.query, effect.k)
+                    except Exception as exc:
+                        error = exc
+                elif kind is Race:  # no concurrency here: the first lane only, unhedged
+                    assert isinstance(effect, Race)
+                    self.engine.routing.warn_no_hedge()
+                    try:
+                        value = (0, (yield from self.drive(effect.flows[0])))
+                    except Exception as exc:
+                        value = RaceLost([exc])
+                    for lane in effect.flows[1:]:
+                        lane.close()
+                else:
+                    raise TypeError(f"unknown effect {effect!r}")
+        finally:
+            if stream is not None:
+                stream.close()
+            flow.close()
+
+
+def run(events: Generator[StreamEvent, None, T]) -> T:
+    """The result of a driven flow that emits nothing the caller wants (chat, embed)."""
+    try:
+        while True:
+            next(events)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _run_tool(call: Any, functions: Mapping[str, Any]) -> Any:
+    fn = functions[call.name]
+    try:
+        result = fn(**call.arguments)
+        if inspect.isawaitable(result):
+            raise ConfigError(
+                f"tool {call.name!r} is async; use portal.AsyncClient to run async tools"
+            )
+        return result
+    except Exception as exc:  # a tool's failure goes back to the model, not to the caller
+        return exc
