@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,35 @@ class Engine:
             latency_ms=0.0,
             started_at=time.time(),
         )
+
+    def budget(self, call: Call, steps: int = 1) -> None:
+        """Apply the feature budget's decision to ``call`` before anything is sent: raise
+        `BudgetExceeded`, leave unpriced targets out, put the cheapest first, and keep the
+        reservation the call settles against."""
+        route = call.route
+        decision = self.budgets.decide(
+            route.feature,
+            route.targets,
+            call.request,
+            call.tenant,
+            steps=steps,
+            deadline_s=call.time_left(time.perf_counter()),
+        )
+        if decision is None:
+            return
+        targets = decision.targets(
+            route.targets,
+            lambda t: (
+                None
+                if self.meter.price(t.provider, t.model) is None
+                else self.budgets.estimate(t, call.request)
+            ),
+        )
+        if targets != route.targets or decision.reasons:
+            call.route = replace(
+                route, targets=targets, reasons=[*route.reasons, *decision.reasons]
+            )
+        call.budget_hold = decision.reservation
 
     # -- the flow of one call ----------------------------------------------------------------
     def chat_flow(self, operation: str, output: Any, args: ChatArgs) -> Flow[Any]:

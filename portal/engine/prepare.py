@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from portal.contracts.messages import Message, coerce_messages
@@ -141,7 +141,7 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
     if engine.budgets.active:
         looping = bool(functions) and run_tools is not False
         try:
-            _budget(engine, call, steps=max_steps if looping else 1)
+            engine.budget(call, steps=max_steps if looping else 1)
         except BudgetExceeded as exc:
             return Refusal(exc, operation, call.route, key, tenant, call_tags, contract_version)
     return Prepared(
@@ -171,38 +171,10 @@ def prepare_embed(engine: Engine, args: EmbedArgs) -> Call | Refusal:
     call = Call("embed", route, request, key=key, deadline=deadline)
     if engine.budgets.active:
         try:
-            _budget(engine, call)
+            engine.budget(call)
         except BudgetExceeded as exc:
             return Refusal(exc, "embed", route, key, None, {}, None)
     return call
-
-
-def _budget(engine: Engine, call: Call, steps: int = 1) -> None:
-    """Apply the feature budget's decision to ``call`` before anything is sent: raise
-    `BudgetExceeded`, leave unpriced targets out, put the cheapest first, and keep the
-    reservation the call settles against."""
-    route = call.route
-    decision = engine.budgets.decide(
-        route.feature,
-        route.targets,
-        call.request,
-        call.tenant,
-        steps=steps,
-        deadline_s=call.time_left(time.perf_counter()),
-    )
-    if decision is None:
-        return
-    targets = decision.targets(
-        route.targets,
-        lambda t: (
-            None
-            if engine.meter.price(t.provider, t.model) is None
-            else engine.budgets.estimate(t, call.request)
-        ),
-    )
-    if targets != route.targets or decision.reasons:
-        call.route = replace(route, targets=targets, reasons=[*route.reasons, *decision.reasons])
-    call.budget_hold = decision.reservation
 
 
 def _deadline(timeout_s: float | None, route: Route) -> float | None:

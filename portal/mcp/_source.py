@@ -405,8 +405,8 @@ def _contract_allows(client: Any, feature: str, server: str, chosen: list[str]) 
 
 def _check_targets(client: Any, feature: str, server: str, specs: list[ToolSpec]) -> None:
     """Every target of the feature must be able to take every tool's schema."""
-    from portal.providers.capability import check_target
     from portal.contracts.feature import FeatureContract
+    from portal.providers.capability import check_target
 
     if not specs:
         return

@@ -80,7 +80,7 @@ def _trace_one_call() -> tuple[list[list[str]], list[str]]:
 
 
 def test_the_path_from_chat_to_the_http_send_is_short() -> None:
-    stacks, called = _trace_one_call()
+    stacks, _ = _trace_one_call()
     assert len(stacks) == 4, stacks  # Call, Send, WireRequest, then the transport
     spine = list(dict.fromkeys(name for stack in stacks for name in stack))
     assert spine[0] == "portal.client.Client.chat"
