@@ -253,7 +253,12 @@ class Budgets:
             return self._reserve(
                 budget, feature, targets, request, key, field_, name, resets, steps, deadline_s
             )
-        spent, held = self.state.spend(key, field_)
+        try:
+            spent, held = self.state.spend(key, field_)
+        except Exception as exc:
+            if type(exc).__name__ != "StateUnavailable":
+                raise
+            return None  # warn and fallback-cheapest never stop a call; the state logged it
         estimate = self.estimate(targets[0], request)
         if spent + held + estimate <= budget.limit_usd:
             return None

@@ -373,3 +373,19 @@ def _toml(v: Any) -> str:
     if isinstance(v, str):
         return f'"{v}"'
     return repr(v)
+
+
+@pytest.mark.parametrize("on_exceed", ["block", "warn"])
+def test_shared_state_down_block_fails_closed_warn_serves(on_exceed: str) -> None:
+    pytest.importorskip("redis")
+    cfg = _config({"usd": 5.0, "on_exceed": on_exceed})
+    cfg["portal"]["state"] = "redis://127.0.0.1:9/0?refresh_ms=50"
+    client, _ = _client(cfg)
+    try:
+        if on_exceed == "block":
+            with pytest.raises(BudgetExceeded, match=r"unreachable.*\(fail closed\)"):
+                _ask(client)
+        else:
+            assert _ask(client).cost_usd is not None
+    finally:
+        client.close()
