@@ -35,6 +35,7 @@ the budget is not per tenant or the call has no tenant).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import threading
 import time
@@ -184,8 +185,9 @@ class Budgets:
         #: the latest window seen per feature; its predecessors' counters are forgotten
         self._windows: dict[str, str] = {}
 
-    @property
+    @functools.cached_property
     def active(self) -> bool:
+        """Whether any feature has a budget (read once: a call without one pays nothing)."""
         return any(f.budget is not None for f in self.config.features.values())
 
     def _budget(self, feature: str | None) -> BudgetConfig | None:
