@@ -263,3 +263,39 @@ def test_a_load_test_of_unpriced_targets_says_unpriced_not_zero() -> None:
     assert priced_cost([sample(None), sample(None)]) == (None, 2)
     assert priced_cost([sample(0.5), sample(None)]) == (0.5, 1)
     assert priced_cost([]) == (0, 0)
+
+
+def test_openai_stream_reports_the_tier_in_its_chunks(tmp_path: Any) -> None:
+    """Streamed Chat Completions carry service_tier on every chunk; the usage chunk (sent
+    with stream_options.include_usage) is priced at that tier."""
+
+    def chunk(**kw: Any) -> str:
+        body = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-5-2025-08-07",
+            "service_tier": "flex",
+            **kw,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    sse = (
+        chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": "hel"}}])
+        + chunk(choices=[{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}])
+        + chunk(choices=[], usage=_openai_reply(None)["usage"])
+        + "data: [DONE]\n\n"
+    )
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, content=sse.encode(), headers={"content-type": "text/event-stream"}
+        )
+
+    cfg = {"portal": {"ledger": "none"}, "providers": {"v": {"kind": "openai", "api_key": "k"}}}
+    client = portal.Client(cfg, transports={"v": httpx2.MockTransport(handler)})
+    events = list(client.stream(model="v:gpt-5", messages=[portal.user("hi")], max_tokens=500))
+    final = events[-1].response
+    assert final is not None and final.usage.service_tier == "flex"
+    assert final.cost_usd == pytest.approx((20_000 * 0.625 + 80_000 * 0.0625 + 20_000 * 5) / 1e6)
+    client.close()
