@@ -124,3 +124,22 @@ def test_type_checkers_see_the_sampling_keywords(tmp_path: Path) -> None:
         'Argument "top_p" to "stream" of "AsyncClient" has incompatible type "str"; expected '
         '"float | None"  [arg-type]',
     ], out.stdout + out.stderr
+
+
+def test_public_namespaces_resolve_and_stay_light() -> None:
+    """`portal.safety`, `portal.rag`, `portal.providers` (for third-party adapters) and
+    `portal.stress`: every name in ``__all__`` resolves, and importing them loads nothing
+    heavy until a name is used."""
+    import importlib
+
+    for name in ("portal.safety", "portal.rag", "portal.providers", "portal.stress"):
+        module = importlib.import_module(name)
+        assert module.__all__ == sorted(module.__all__), name
+        for attr in module.__all__:
+            assert getattr(module, attr) is not None, f"{name}.{attr}"
+    code = (
+        "import sys, portal.safety, portal.rag, portal.providers, portal.stress; "
+        f"print(','.join(m for m in {HEAVY!r} if any(k == m or k.startswith(m + '.') for k in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
