@@ -6,6 +6,7 @@ a `Race` runs its lanes concurrently.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from portal.wire import WireReply
 
 if TYPE_CHECKING:
     from portal.engine.core import Engine
+    from portal.metering.meter import Meter
 
 __all__ = ["AsyncDriver"]
 
@@ -111,7 +113,9 @@ class AsyncDriver:
                     yield effect.event
                 elif kind is RunTools:
                     assert isinstance(effect, RunTools)
-                    value = await _run_tools(effect.calls, effect.functions, effect.timeout_s)
+                    value = await _run_tools(
+                        effect.calls, effect.functions, effect.timeout_s, self.engine.meter
+                    )
                 elif kind is Retrieve:
                     assert isinstance(effect, Retrieve)
                     try:
@@ -162,13 +166,14 @@ class AsyncDriver:
 
 
 async def _run_tools(
-    calls: Sequence[Any], functions: dict[str, Any], timeout_s: float | None
+    calls: Sequence[Any], functions: dict[str, Any], timeout_s: float | None, meter: Meter
 ) -> list[Any]:
-    """Parallel tool calls run concurrently, each under its own timeout."""
+    """Parallel tool calls run concurrently, each under its own timeout; each run metered."""
     results: list[Any] = [None] * len(calls)
 
     async def one(i: int, call: Any) -> None:
         fn = functions[call.name]
+        started = time.perf_counter()
         try:
             with anyio.fail_after(timeout_s) if timeout_s else nullcontext():
                 if inspect.iscoroutinefunction(fn):
@@ -179,6 +184,7 @@ async def _run_tools(
             results[i] = TimeoutError(f"tool {call.name!r} took longer than {timeout_s:g}s")
         except Exception as exc:
             results[i] = exc
+        meter.tool_ran(call.name, started, results[i])
 
     async with anyio.create_task_group() as tg:
         for i, call in enumerate(calls):

@@ -35,6 +35,7 @@ from portal.wire import WireReply
 
 if TYPE_CHECKING:
     from portal.engine.core import Engine
+    from portal.metering.meter import Meter
 
 __all__ = ["SyncDriver", "run"]
 
@@ -106,7 +107,8 @@ class SyncDriver:
                     yield effect.event
                 elif kind is RunTools:
                     assert isinstance(effect, RunTools)
-                    value = [_run_tool(c, effect.functions) for c in effect.calls]
+                    meter = self.engine.meter
+                    value = [_run_tool(c, effect.functions, meter) for c in effect.calls]
                 elif kind is Retrieve:
                     assert isinstance(effect, Retrieve)
                     try:
@@ -139,14 +141,17 @@ def run(events: Generator[StreamEvent, None, T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-def _run_tool(call: Any, functions: Mapping[str, Any]) -> Any:
+def _run_tool(call: Any, functions: Mapping[str, Any], meter: Meter) -> Any:
+    """Run one tool; its failure is returned (it goes back to the model), its run metered."""
     fn = functions[call.name]
+    started = time.perf_counter()
     try:
         result = fn(**call.arguments)
         if inspect.isawaitable(result):
             raise ConfigError(
                 f"tool {call.name!r} is async; use portal.AsyncClient to run async tools"
             )
-        return result
     except Exception as exc:  # a tool's failure goes back to the model, not to the caller
-        return exc
+        result = exc
+    meter.tool_ran(call.name, started, result)
+    return result

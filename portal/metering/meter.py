@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,6 +155,13 @@ class Meter:
             return "vendor", None
         price = self.price(provider, model)
         return "computed", (price.source if price is not None else None)
+
+    def tool_ran(self, name: str, started: float, result: Any) -> None:
+        """One tool run of the tool loop ended: ``started`` is its ``time.perf_counter()``
+        at the start, ``result`` what it returned or the exception it ended with."""
+        if self.telemetry is not None:
+            outcome = type(result).__name__ if isinstance(result, BaseException) else "ok"
+            self.tool_span(name, (time.perf_counter() - started) * 1000.0, outcome)
 
     def tool_span(self, name: str, latency_ms: float, outcome: str = "ok") -> None:
         """Record one tool execution of the tool loop (an ``execute_tool`` span); a no-op

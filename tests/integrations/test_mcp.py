@@ -27,6 +27,7 @@ SERVER = textwrap.dedent(
     import os, sys, time
     from pydantic import BaseModel
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 
     mcp = MCPServer("calc")
 
@@ -47,7 +48,7 @@ SERVER = textwrap.dedent(
     @mcp.tool()
     def fail(reason: str) -> str:
         """Always reports an error."""
-        raise ValueError("refused: " + reason)
+        raise ToolError("refused: " + reason)
 
     @mcp.tool()
     def hang(seconds: int) -> str:
@@ -169,7 +170,8 @@ def test_tool_errors_and_timeouts_go_back_to_the_model(calc: portal.mcp.MCPTools
         slow = client.chat(feature="f", messages=[portal.user("x")], tools=calc.tools(["hang"]))
         elapsed = time.perf_counter() - started
     err = _tool_results(failed)[0]
-    assert err.is_error and "MCP server 'calc'" in err.text and "tool 'fail'" in err.text
+    assert err.is_error and "MCP server 'calc'" in err.text and "tool 'fail' failed" in err.text
+    assert "refused: " in err.text  # the server's own message reaches the model
     timed_out = _tool_results(slow)[0]
     assert timed_out.is_error and "no answer within 3s" in timed_out.text
     assert elapsed < 20  # bounded by the source's timeout_s, not the server's 600 s sleep
@@ -382,3 +384,46 @@ def test_mcp_tools_reach_other_vendors_in_their_wire_format(
         assert decl["name"] == "add" and set(decl["parameters"]["properties"]) == {"a", "b"}
         response = second["contents"][-1]["parts"][0]["functionResponse"]
         assert response["name"] == "add" and "5" in json.dumps(response["response"])
+
+
+def test_mcp_tool_calls_are_metered_as_tool_spans(calc: portal.mcp.MCPTools) -> None:
+    """Each tool the loop runs (an MCP tool like any other) is an ``execute_tool`` span,
+    with the error's class when it failed."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from portal.metering.meter import Meter
+    from portal.metering.otel import Telemetry
+
+    spans = InMemorySpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry = Telemetry(tracer, MeterProvider(), kinds={"a": "sim", "b": "sim"})
+
+    def shout(text: str) -> str:
+        """Upper-case a text, locally."""
+        return text.upper()
+
+    async def run() -> None:
+        meter = Meter(kinds={"a": "sim", "b": "sim"}, telemetry=telemetry)
+        async with portal.AsyncClient(sim_config(), ledger=None, meter=meter) as client:
+            for tools in (calc.tools(["add"]), calc.tools(["fail"]), [shout]):
+                await client.chat(feature="f", messages=[portal.user("x")], tools=tools)
+
+    anyio.run(run)
+    with portal.Client(
+        sim_config(), ledger=None, meter=Meter(kinds={"a": "sim"}, telemetry=telemetry)
+    ) as client:  # the sync driver records them too
+        client.chat(feature="f", messages=[portal.user("x")], tools=calc.tools(["shout"]))
+    tool_spans = {
+        s.name: s for s in spans.get_finished_spans() if s.name.startswith("execute_tool")
+    }
+    assert set(tool_spans) == {"execute_tool add", "execute_tool fail", "execute_tool shout"}
+    assert "error.type" not in (tool_spans["execute_tool add"].attributes or {})
+    assert tool_spans["execute_tool fail"].attributes["error.type"] == "MCPToolError"
+    assert tool_spans["execute_tool add"].end_time > tool_spans["execute_tool add"].start_time
+    names = [s.name for s in spans.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert names.count("execute_tool shout") == 2  # the local tool (async) and MCP's (sync)
