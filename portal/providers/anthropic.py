@@ -89,6 +89,7 @@ from portal.providers.base import (
     parse_retry_after,
     replayed_turn,
 )
+from portal.providers.schema_transform import close_objects
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -371,8 +372,12 @@ class AnthropicAdapter(Adapter):
 
     def map_tool(self, tool: Any) -> dict[str, Any]:
         """A tool definition; ``strict: true`` is sent as Anthropic documents it on the tool
-        (structured outputs: tool names and inputs validated against the schema)."""
-        out: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
+        (structured outputs: tool names and inputs validated against the schema), with every
+        object of the schema closed as strict tool use requires (`close_objects`)."""
+        params = tool.parameters
+        if tool.strict:
+            params = close_objects(params, f"tool {tool.name!r}: parameters", "Anthropic")
+        out: dict[str, Any] = {"name": tool.name, "input_schema": params}
         if tool.description:
             out["description"] = tool.description
         if tool.strict:

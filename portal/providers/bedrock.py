@@ -109,6 +109,7 @@ from portal.providers.base import (
     parse_retry_after,
     replayed_turn,
 )
+from portal.providers.schema_transform import close_objects
 
 __all__ = ["FINISH_REASON_MAP", "BedrockAdapter", "BedrockStreamParser"]
 
@@ -395,7 +396,10 @@ class BedrockAdapter(Adapter):
     def map_tool(self, tool: Any) -> dict[str, Any]:
         """A ``toolSpec``; a strict tool sets ``ToolSpecification.strict`` (structured-output
         enforcement of the tool's input, on the models Bedrock supports it for)."""
-        spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": tool.parameters}}
+        params = tool.parameters
+        if tool.strict:
+            params = close_objects(params, f"tool {tool.name!r}: parameters", "Bedrock")
+        spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": params}}
         if tool.description:
             spec["description"] = tool.description
         if tool.strict:

@@ -53,13 +53,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from portal.contracts.schema_issues import CapabilityIssue
+from portal.contracts.schema_issues import CapabilityIssue, join_pointer
 from portal.errors import ConfigError, ContractError
 from portal.providers.base import Capabilities
 from portal.providers.cohere_schema import cohere_issues
 from portal.providers.gemini_schema import gemini_issues
 from portal.providers.registry import adapter_class
-from portal.providers.schema_transform import openai_strict_issues
+from portal.providers.schema_transform import close_objects, openai_strict_issues
 
 if TYPE_CHECKING:
     from portal.contracts.feature import FeatureContract
@@ -336,6 +336,24 @@ def _strict_tool_issues(
             )
             for i in strict
         ]
+    if kind in ("anthropic", "bedrock"):
+        issues: list[CapabilityIssue] = []
+        for i in strict:
+            try:
+                close_objects(contract.tools[i].parameters, "parameters", kind)
+            except ContractError as exc:
+                issues.extend(
+                    CapabilityIssue(
+                        "error",
+                        target,
+                        str(d.get("keyword", "schema")),
+                        join_pointer(f"/tools/{i}/parameters", str(d.get("pointer", "/"))),
+                        f"strict tools of kind {kind!r} cannot express {d.get('keyword')!r} "
+                        f"({d.get('message')}); change the schema, or drop strict",
+                    )
+                    for d in exc.details
+                )
+        return issues
     if kind == "cohere" and len(strict) != len(contract.tools):
         return [
             CapabilityIssue(

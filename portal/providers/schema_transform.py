@@ -49,6 +49,7 @@ from portal.errors import ContractError
 
 __all__ = [
     "OPENAI_STRICT_FORMATS",
+    "close_objects",
     "StrictSchema",
     "drop_added_nulls",
     "openai_strict_issues",
@@ -487,3 +488,67 @@ def _strict_rewrites(schema: dict[str, Any]) -> tuple[list[str], list[str]]:
         required = set(node.get("required") or [])
         nullable.extend(f"{ptr}/properties/{escape_key(k)}" for k in props if k not in required)
     return closed, nullable
+
+
+def close_objects(schema: dict[str, Any], where: str, vendor: str) -> dict[str, Any]:
+    """``schema`` for a vendor whose strict tools need every object closed (Anthropic's
+    strict tool use, and Bedrock's for the same models): ``additionalProperties: false`` is
+    added to every object that does not say it. An object below the root with no properties
+    (any object, which closing would reduce to ``{}``) and a map (``additionalProperties`` as
+    a schema) cannot be expressed: `ContractError` lists every such place at once."""
+    problems: list[dict[str, str]] = []
+    out = _close(copy.deepcopy(schema), "", 0, problems)
+    if problems:
+        listed = "; ".join(f"{p['keyword']!r} at {p['pointer']} ({p['message']})" for p in problems)
+        raise ContractError(
+            f"{where}: {vendor} strict tools cannot express {listed}; change the schema, or "
+            "drop strict for this tool",
+            problems,
+        )
+    return out
+
+
+def _close(s: Any, ptr: str, depth: int, problems: list[dict[str, str]]) -> Any:
+    if not isinstance(s, dict):
+        return s
+    types = s.get("type")
+    is_object = types == "object" or (isinstance(types, list) and "object" in types)
+    if is_object or "properties" in s:
+        extra = s.get("additionalProperties")
+        if isinstance(extra, dict) or extra is True:
+            problems.append(
+                {
+                    "pointer": f"{ptr}/additionalProperties",
+                    "keyword": "additionalProperties",
+                    "message": "maps are not supported; list the object's properties",
+                }
+            )
+        elif extra is None:
+            if not s.get("properties") and depth > 0:
+                problems.append(
+                    {
+                        "pointer": ptr or "/",
+                        "keyword": "type",
+                        "message": "an object with no properties accepts any object, which "
+                        "strict tools cannot; list its properties, or set "
+                        "additionalProperties: false if an empty object is meant",
+                    }
+                )
+            s["additionalProperties"] = False
+    props = s.get("properties")
+    if isinstance(props, dict):
+        s["properties"] = {
+            k: _close(v, f"{ptr}/properties/{_esc(k)}", depth + 1, problems)
+            for k, v in props.items()
+        }
+    if isinstance(s.get("items"), dict):
+        s["items"] = _close(s["items"], f"{ptr}/items", depth + 1, problems)
+    for kw in ("anyOf", "oneOf", "allOf"):
+        if isinstance(s.get(kw), list):
+            s[kw] = [_close(b, f"{ptr}/{kw}/{i}", depth, problems) for i, b in enumerate(s[kw])]
+    for kw in ("$defs", "definitions"):
+        if isinstance(s.get(kw), dict):
+            s[kw] = {
+                k: _close(v, f"{ptr}/{kw}/{_esc(k)}", depth + 1, problems) for k, v in s[kw].items()
+            }
+    return s

@@ -128,3 +128,46 @@ def test_contracts_check_reports_strict_tools_a_target_cannot_enforce() -> None:
     assert errors("gemini") == [("strict", "/tools/0/strict")]
     assert errors("cohere") == [("strict", "/tools")]
     assert errors("anthropic") == [] and errors("bedrock") == [] and errors("openai") == []
+
+
+OPEN = {
+    "type": "object",
+    "properties": {
+        "order_id": {"type": "string"},
+        "address": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+    "required": ["order_id"],
+}
+ANY_OBJECT = {
+    "type": "object",
+    "properties": {"order_id": {"type": "string"}, "filters": {"type": "object"}},
+}
+
+
+def test_anthropic_and_bedrock_strict_schemas_have_every_object_closed() -> None:
+    """Strict tool use needs ``additionalProperties: false`` on every object; an any-object
+    parameter cannot be expressed and is refused naming its pointer."""
+    tool = ToolSpec("lookup_order", "Find an order.", OPEN, strict=True)
+    anthropic = AnthropicAdapter(ProviderSettings("c", "anthropic", api_key=Secret("k" * 12)))
+    sent = body(anthropic, request(tool), "claude-sonnet-4-5")["tools"][0]["input_schema"]
+    assert sent["additionalProperties"] is False
+    assert sent["properties"]["address"]["additionalProperties"] is False
+    assert "additionalProperties" not in OPEN  # the caller's schema is untouched
+    loose = ToolSpec("lookup_order", "Find an order.", OPEN)
+    assert body(anthropic, request(loose), "claude-sonnet-4-5")["tools"][0]["input_schema"] == OPEN
+    bad = ToolSpec("search", "Search.", ANY_OBJECT, strict=True)
+    with pytest.raises(ContractError, match="/properties/filters"):
+        anthropic.build_chat(request(bad), "claude-sonnet-4-5")
+    doc = {
+        "name": "f",
+        "version": "1.0.0",
+        "tools": [{"name": "search", "strict": True, "parameters": ANY_OBJECT}],
+    }
+    contract = parse_contract(json.dumps(doc), "contracts/f.json")
+    for kind in ("anthropic", "bedrock"):
+        found = [
+            (i.keyword, i.pointer)
+            for i in check_target(contract, f"{kind}:m", kind)
+            if i.severity == "error"
+        ]
+        assert found == [("type", "/tools/0/parameters/properties/filters")]
