@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Generic, Self, TypeVar, Unpack
 
+import anyio
+import anyio.to_thread
 from typing_extensions import TypeVar as TypeVarWithDefault
 
 from portal import _http
@@ -161,6 +163,13 @@ class Client(_ClientBase[httpx2.Client]):
         Arguments: `EmbedArgs`."""
         return sync_driver.run(self._driver.drive(self._core.embed_flow(args)))
 
+    def feedback(self, call: str | Response[Any], metric: str, value: float) -> None:
+        """Score an answer after the fact (a thumbs-up as 1.0/0.0, a judge's score, an
+        outcome): written to the ledger joined to the call's arm, and judged by a canary
+        guard that lists ``metric`` under ``guard.feedback``. ``call``: ``resp.call_id``
+        (also of another process's call, looked up in the ledger) or the `Response`."""
+        self._core.feedback(call, metric, value)
+
     def close(self) -> None:
         """Close the HTTP pools, flush the ledger, release the routing state."""
         for client in {id(c): c for c in self._owned.values()}.values():
@@ -207,6 +216,14 @@ class AsyncClient(_ClientBase[httpx2.AsyncClient]):
     async def embed(self, **args: Unpack[EmbedArgs]) -> EmbedResponse:
         """`Client.embed`, awaited."""
         return await self._driver.run(self._core.embed_flow(args))  # type: ignore[no-any-return]
+
+    async def feedback(self, call: str | Response[Any], metric: str, value: float) -> None:
+        """`Client.feedback`, awaited: a call of another process is looked up in the ledger
+        on a worker thread, so the event loop never waits on it."""
+        if self._core.feedback_is_local(call):
+            self._core.feedback(call, metric, value)
+        else:
+            await anyio.to_thread.run_sync(self._core.feedback, call, metric, value)
 
     async def aclose(self) -> None:
         """Close the HTTP pools, flush the ledger, release the routing state."""

@@ -370,12 +370,6 @@ class CanaryConfig(_Model):
         examples=["anthropic:claude-sonnet-4-5"],
     )
     percent: float = Field(5.0, description="Starting share of traffic, 0 to 100.", examples=[5])
-    shadow: float = Field(
-        0.0,
-        description="Shadow mode: this percent of calls is also sent to `target`, metered and "
-        "judged, its answer never served (with `percent = 0`: no live traffic).",
-        examples=[5],
-    )
     ramp: list[float] = Field(
         default_factory=list,
         description="Increasing steps (percent) for `portal canary promote` and `ramp_every`.",
@@ -391,7 +385,7 @@ class CanaryConfig(_Model):
         default_factory=GuardConfig, description="The guard: metrics, differences, rollback."
     )
 
-    @field_validator("percent", "shadow")
+    @field_validator("percent")
     @classmethod
     def _percent(cls, v: float) -> float:
         if not 0 <= v <= 100:

@@ -62,9 +62,8 @@ def _print_status(st: dict[str, Any], out: TextIO) -> None:
     share = "-" if st["served_share"] is None else f"{st['served_share']:.2%}"
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["since"])) if st["since"] else "-"
     nxt = "-" if st["next_step"] is None else f"{st['next_step']:g}%"
-    shadow = f", shadow {st['shadow']:g}%" if st.get("shadow") else ""
     print(
-        f"{st['feature']}: canary {st['target']} at {st['percent']:g}%{shadow} "
+        f"{st['feature']}: canary {st['target']} at {st['percent']:g}% "
         f"(ramp {st['ramp'] or '-'}, next {nxt})",
         file=out,
     )
@@ -101,8 +100,7 @@ def arm_samples(
 ) -> tuple[ArmSample, ArmSample]:
     """(baseline, canary) counts from ledger rows, replayed in time order with the guard's
     own counters: an arm's own attempts are those on its call's first target, latency
-    thresholds move every 100 attempts as at the guard's looks, shadow copies are the
-    canary's."""
+    thresholds move every 100 attempts as at the guard's looks."""
     rows = [r for r in records if since is None or r.ts >= since]
     rows.sort(key=lambda r: r.ts)
     first: dict[str, tuple[int, str]] = {}

@@ -111,6 +111,8 @@ class Response(Generic[OutputT]):
     target: str | None = None
     arm: str = "baseline"
     feature: str | None = None
+    #: the call's id in the ledger; give it to ``client.feedback`` to score this answer
+    call_id: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     provider_details: dict[str, Any] = field(default_factory=dict)
     citations: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ from portal.config_check import check_config
 from portal.contracts.request import ChatArgs, EmbedArgs
 from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
 from portal.effects import Flow
+from portal.engine.feedback import record_feedback
 from portal.engine.prepare import Refusal, flow_of, prepare_chat, prepare_embed
 from portal.errors import ConfigError
 from portal.metering.budgets import Budgets
@@ -146,7 +147,23 @@ class Engine:
             latency_ms=latency_ms,
             action_id=call.action_id,
             started_at=time.time() - latency_ms / 1000.0,
+            span_attributes=self._canary_span(call),
         )
+
+    def _canary_span(self, call: Call) -> dict[str, Any] | None:
+        """A canaried feature's call span names its arm, the live step and a step change."""
+        route = call.route
+        if self.meter.telemetry is None or route.canary_threshold is None or not route.feature:
+            return None
+        return self.router.canary.span_attributes(route.feature, route.arm)
+
+    def feedback(self, call: str | Response, metric: str, value: float) -> None:
+        """`Client.feedback`: the score into the ledger and, for a canary, its guard."""
+        record_feedback(self.router.canary, self.journal, call, metric, value)
+
+    def feedback_is_local(self, call: str | Response) -> bool:
+        """True when recording feedback for ``call`` needs no ledger lookup."""
+        return isinstance(call, Response) or self.router.canary.call_of(str(call)) is not None
 
     def refused(self, refusal: Refusal) -> None:
         """A call refused before any vendor was asked (an input guard or the budget refused

@@ -66,7 +66,7 @@ SUPPORTED_SCHEMES = ("sqlite", "jsonl", "postgresql")
 
 RecordKind = Literal["call", "attempt", "feedback", "canary"]
 Operation = Literal["chat", "stream", "embed"]
-Arm = Literal["baseline", "canary", "shadow"]
+Arm = Literal["baseline", "canary"]
 Outcome = Literal["ok", "error", "cancelled", "hedge_lost", "invalid_output"]
 
 #: the tag naming where a call came from: load tests and game days set it, so reports can keep
@@ -96,8 +96,7 @@ class LedgerRecord:
     attempts); ``kind="attempt"`` rows describe one try (``attempt`` = its number, from 1).
     ``kind="feedback"`` rows are a score given to a call later (``call_id``, ``arm`` and
     ``target`` are the call's; ``tags`` hold ``metric`` and ``value``); ``kind="canary"`` rows
-    are the canary's decisions (``tags`` hold the event, its step and the guard's figures).
-    ``arm="shadow"`` marks the copy of a call sent to a canary in shadow mode."""
+    are the canary's decisions (``tags`` hold the event, its step and the guard's figures)."""
 
     ts: float = field(default_factory=time.time)  # epoch seconds, when the call/attempt began
     kind: RecordKind = "call"

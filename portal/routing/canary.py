@@ -130,7 +130,7 @@ class CanaryControl:
         self._journal_read: set[str] = set()
         self._settings: dict[str, GuardSettings] = {}
         self._targets: dict[str, str] = {}
-        self._recent: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str, str, int, str]] = OrderedDict()
         self.last_verdict: dict[str, Verdict] = {}
         #: per feature: what the next call's span says about a step that just changed
         self._notices: dict[str, dict[str, str]] = {}
@@ -170,6 +170,10 @@ class CanaryControl:
                 f"feature {feature!r} has no canary; features with one: {with_canary}"
             )
         return feat.canary
+
+    def features(self) -> frozenset[str]:
+        """The features that have a canary."""
+        return frozenset(self._settings)
 
     def settings(self, feature: str) -> GuardSettings:
         """The guard's settings for ``feature`` (its config and SLA)."""
@@ -224,8 +228,6 @@ class CanaryControl:
                     "at": ev.get("at"),
                     "reason": f"restored from the ledger: {ev.get('reason', '')}",
                 }
-                if ev.get("shadow") == "stopped":
-                    rec["shadow_stopped"] = True
                 log.info(
                     "portal: canary of %s resumes at %g%% from the ledger (%s)",
                     feature,
@@ -256,8 +258,6 @@ class CanaryControl:
             "at": self.state.clock(),
             "reason": reason,
         }
-        if extra and extra.get("shadow") == "stopped":
-            rec["shadow_stopped"] = True
         self.state.set(f"canary:{feature}", rec)
         self._known[feature] = rec
         self._event(
@@ -344,7 +344,12 @@ class CanaryControl:
             self.state.incr(key, name, amount)
 
     def observe_call(
-        self, feature: str, arm: str, cost: float | None, call_id: str | None = None
+        self,
+        feature: str,
+        arm: str,
+        cost: float | None,
+        call_id: str | None = None,
+        target: str = "",
     ) -> None:
         """One finished call; every ``check_every`` canary calls the guard looks."""
         gen = self._gen(feature)
@@ -353,7 +358,7 @@ class CanaryControl:
             self.state.incr(key, name, amount)
         if call_id:
             recent = self._recent
-            recent[call_id] = (feature, arm, gen)
+            recent[call_id] = (feature, arm, gen, target)
             if len(recent) > RECENT_CALLS:
                 recent.popitem(last=False)
         if arm != "baseline":
@@ -370,8 +375,9 @@ class CanaryControl:
         self.observe_attempt(feature, arm, ok, latency_ms)
         self.observe_call(feature, arm, cost)
 
-    def call_of(self, call_id: str) -> tuple[str, str, int] | None:
-        """(feature, arm, step) of a recent call of a canaried feature, from this process."""
+    def call_of(self, call_id: str) -> tuple[str, str, int, str] | None:
+        """(feature, arm, step, target) of a recent call of a canaried feature, made by this
+        process."""
         return self._recent.get(call_id)
 
     def observe_feedback(
@@ -410,7 +416,6 @@ class CanaryControl:
     def arms(self, feature: str) -> tuple[ArmSample, ArmSample]:
         gen = int(self.live(feature).get("gen", 0))
         base = ArmSample.from_counters(self.state.counters(self._arm_key(feature, gen, "baseline")))
-        # a shadow copy is the canary's observation: the same counters
         can = ArmSample.from_counters(self.state.counters(self._arm_key(feature, gen, "canary")))
         return base, can
 
@@ -433,15 +438,13 @@ class CanaryControl:
         automatic ramp; return the step event, if any."""
         c = self.canary(feature)
         live = self.live(feature)
-        if not c.guard.enabled or (live["percent"] <= 0 and self.shadow_percent(feature) <= 0):
+        if not c.guard.enabled or live["percent"] <= 0:
             return None
         v = self.judge(feature)
         previous = self.last_verdict.get(feature)
         self.last_verdict[feature] = v
         gen = int(live.get("gen", 0))
         if v.verdict == "rollback":
-            if live["percent"] <= 0 and c.shadow > 0:
-                return self._shadow_rollback(feature, v, gen)
             bad = v.deciding()
             if not self.state.claim(f"canary:{feature}:rolled:{gen}", _CLAIM_TTL_S):
                 return None  # another process rolled this step back already
@@ -492,29 +495,6 @@ class CanaryControl:
             },
         )
 
-    def _shadow_rollback(self, feature: str, v: Verdict, gen: int) -> str | None:
-        """Shadow mode: nothing is served by the canary, so a breach stops the copies."""
-        if not self.state.claim(f"canary:{feature}:rolled:{gen}", _CLAIM_TTL_S):
-            return None
-        bad = v.deciding()
-        self.set_percent(
-            feature,
-            0.0,
-            f"guard: {v.reason}",
-            "rollback",
-            "guard",
-            {"metric": bad.metric if bad else None, "stats": v.to_dict(), "shadow": "stopped"},
-        )
-        log.warning("portal: shadow canary of %s stopped (guard: %s)", feature, v.reason)
-        return "rollback"
-
-    def shadow_percent(self, feature: str) -> float:
-        """The share of calls copied to the canary in shadow mode (0 once stopped)."""
-        c = self.canary(feature)
-        if c.shadow <= 0 or self.live(feature).get("shadow_stopped"):
-            return 0.0
-        return c.shadow
-
     def status(self, feature: str) -> dict[str, Any]:
         c = self.canary(feature)
         live = self.live(feature)
@@ -524,7 +504,6 @@ class CanaryControl:
             "feature": feature,
             "target": c.target,
             "percent": live["percent"],
-            "shadow": c.shadow,
             "ramp": list(c.ramp),
             "next_step": self.next_step(feature),
             "reason": live.get("reason"),

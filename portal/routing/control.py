@@ -246,7 +246,8 @@ class Routing:
         route = call.route
         if route.feature is None or route.canary_threshold is None:
             return
-        self.canary.observe_call(route.feature, route.arm, call.cost_usd, call.call_id)
+        target = response.target if response is not None and response.target else ""
+        self.canary.observe_call(route.feature, route.arm, call.cost_usd, call.call_id, target)
 
     # -- explain ---------------------------------------------------------------------------
     def explain(self, feature: str, key: str | None) -> str:

@@ -361,6 +361,7 @@ def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -
     resp.target = target.id
     resp.arm = call.route.arm
     resp.feature = call.route.feature
+    resp.call_id = call.call_id
     resp.attempts = call.attempts
     resp.cost_usd = call.cost_usd
     return resp

@@ -355,15 +355,3 @@ def test_bad_guard_config_names_the_key(guard: dict[str, Any], message: str) -> 
                 {"f": {"primary": "a:m", "canary": {"target": "c:new", "guard": guard}}},
             )
         )
-
-
-def test_shadow_share_is_a_percentage() -> None:
-    from portal.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"canary\.shadow: .*between 0 and 100"):
-        load_config(
-            config(
-                {"a": sim_provider(), "c": sim_provider()},
-                {"f": {"primary": "a:m", "canary": {"target": "c:new", "shadow": 150}}},
-            )
-        )
