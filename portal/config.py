@@ -232,6 +232,59 @@ class HedgeConfig(_Model):
         return self
 
 
+class EjectConfig(_Model):
+    """Slow-vendor ejection: shift the feature's traffic away from a target that is slow
+    (calls over `sla.p95_ms`) or burning its error budget in both a short and a long window,
+    fleet-wide through the routing state; bring it back through a small exploration share
+    once its short window recovers."""
+
+    slow_rate: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Eject when more than this share of a target's calls run over the "
+        "feature's `sla.p95_ms` in both windows (the SLA itself allows 0.05).",
+        examples=[0.25],
+    )
+    burn_rate: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Eject when a target's failures burn the error budget (1 - "
+        "`sla.availability`, or 0.01) this many times faster than allowed, in both windows.",
+        examples=[10],
+    )
+    short_window_s: float = Field(
+        5.0, gt=0, le=3600, description="The short window, in seconds.", examples=[5]
+    )
+    long_window_s: float = Field(
+        30.0, gt=0, le=3600, description="The long window, in seconds.", examples=[30]
+    )
+    min_calls: int = Field(
+        10,
+        ge=1,
+        description="Calls a target needs in the short window before it is judged.",
+        examples=[10],
+    )
+    explore: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Share of calls that still try an ejected target first, so its recovery "
+        "is seen.",
+        examples=[0.05],
+    )
+
+    @model_validator(mode="after")
+    def _windows(self) -> EjectConfig:
+        if self.short_window_s >= self.long_window_s:
+            raise ValueError(
+                f"short_window_s = {self.short_window_s:g} must be shorter than "
+                f"long_window_s = {self.long_window_s:g}"
+            )
+        return self
+
+
 class AllowedConfig(_Model):
     """Data-path policy: targets outside it are never reached, failover and hedges
     included; `portal config check` lists any route that leaves it."""
@@ -610,6 +663,17 @@ class FeatureConfig(_Model):
     )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries per target.")
     hedge: HedgeConfig | None = Field(None, description="Hedged requests for tail latency.")
+    eject: EjectConfig | None = Field(
+        None, description="Shift traffic away from slow or failing targets, and back."
+    )
+    min_samples: int = Field(
+        20,
+        ge=1,
+        description='`strategy = "cheapest"`: calls measured on a target before its p95 may '
+        "demote it below the SLA; a demoted target keeps getting a small share to be "
+        "measured again.",
+        examples=[20],
+    )
     allowed: AllowedConfig | None = Field(None, description="Data-path policy.")
     strategy: Literal[
         "ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla", "weighted"

@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--error-rate", type=float, default=None, help="share failing (flaky, brownout)")
     p.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds (throttle)")
     p.add_argument(
+        "--interval-ms", type=float, default=None, help="pause before each byte (trickle)"
+    )
+    p.add_argument(
         "--max-error-rate", type=float, default=None, help="fail above this error rate (0.01)"
     )
     p.add_argument("--max-failover", default=None, help="fail if traffic takes longer to move")
@@ -135,6 +138,7 @@ def _scenarios(args: argparse.Namespace, cfg: PortalConfig) -> list[GamedayScena
             ("latency_p99_ms", args.latency_p99_ms),
             ("rate", args.error_rate),
             ("retry_after_s", args.retry_after),
+            ("interval_ms", args.interval_ms),
         )
         if v is not None
     }

@@ -27,6 +27,7 @@ from portal.errors import (
 from portal.routing.breaker import Breakers
 from portal.routing.call import Call, estimated_tokens
 from portal.routing.canary import BUCKETS, bucket
+from portal.routing.ejection import Ejection, EjectPolicy
 from portal.routing.limits import Commitments, RetryBudget
 from portal.routing.router import Route, Router, Target, context_window
 from portal.routing.state import State
@@ -38,6 +39,8 @@ log = logging.getLogger("portal.routing")
 
 #: output tokens assumed when ranking by price a request without max_tokens
 DEFAULT_OUTPUT_TOKENS = 256
+#: ``cheapest`` within an SLA: one call in this many ranks by price alone (exploration)
+EXPLORE_EVERY = 20
 
 
 class Routing:
@@ -65,12 +68,19 @@ class Routing:
         self._hedge_warned = False
         self._request_only: dict[str, Take] = {}
         self._weights: dict[str, dict[str, float]] = {}  # feature -> target id -> weight
+        self._explore_turns: dict[str, int] = {}  # feature -> calls ranked by `_cheapest`
+        self.ejection = Ejection(self.state, lambda f: eject_policy(config, f))
+        #: features with an ``eject`` table (the others pay nothing for ejection)
+        self._ejecting = frozenset(n for n, f in config.features.items() if f.eject is not None)
 
     # -- order -----------------------------------------------------------------------------
     def plan(self, call: Call) -> list[Target]:
         route = call.route
         targets = route.targets
-        if route.strategy == "ordered" or len(targets) - route.pinned < 2:
+        if len(targets) - route.pinned < 2:
+            return targets
+        ejecting = route.feature in self._ejecting
+        if route.strategy == "ordered" and not ejecting:
             return targets
         head, rest = targets[: route.pinned], targets[route.pinned :]
         if route.strategy == "fastest":
@@ -80,6 +90,8 @@ class Routing:
             rest = self._cheapest(call, rest)
         elif route.strategy == "weighted":
             rest = self._weighted(call, rest)
+        if ejecting:  # slow or failing targets go last (but for an exploration share)
+            rest = self.ejection.order(route.feature or "", rest, _target_id)
         return head + rest
 
     def _weighted(self, call: Call, targets: list[Target]) -> list[Target]:
@@ -112,7 +124,9 @@ class Routing:
 
     def _cheapest(self, call: Call, targets: list[Target]) -> list[Target]:
         """By price for this request's estimate; with a feature SLA (p95), targets whose
-        rolling p95 meets it come first (not yet measured counts as meeting it)."""
+        rolling p95 meets it come first. A target measured fewer than ``min_samples`` times
+        counts as meeting it (one slow call demotes nothing), and every `EXPLORE_EVERY`-th
+        call goes by price alone, so a demoted target is measured again and can come back."""
         tokens = estimated_tokens(call)
         out = DEFAULT_OUTPUT_TOKENS
         if isinstance(call.request, ChatRequest) and call.request.max_tokens:
@@ -126,8 +140,17 @@ class Routing:
         feat = self.config.features.get(call.route.feature or "")
         sla = feat.sla.p95_ms if feat is not None and feat.sla is not None else None
 
+        if sla is None:
+            return sorted(targets, key=price)
+        assert feat is not None
+        feature = call.route.feature or ""
+        turn = self._explore_turns[feature] = self._explore_turns.get(feature, 0) + 1
+        if turn % EXPLORE_EVERY == 0:
+            return sorted(targets, key=price)
+        min_samples = feat.min_samples
+
         def key(t: Target) -> tuple[int, float]:
-            if sla is None:
+            if self.stats.count(t.id) < min_samples:
                 return 0, price(t)
             p95 = self.stats.quantile(t.id, 0.95)
             return (0 if p95 is None or p95 <= sla else 1), price(t)
@@ -229,14 +252,15 @@ class Routing:
             # the guard judges an arm by its own first target's attempts, before a retry or
             # a failover absorbs the error (or it would never see a broken canary)
             self.canary.observe_attempt(route.feature, route.arm, error is None, attempt.latency_ms)
+        if call.route.feature in self._ejecting and attempt.outcome not in _NOT_JUDGED:
+            failed = error is not None and not isinstance(error, _REQUEST_FAULTS)
+            self.ejection.observe(call.route.feature or "", target.id, attempt.latency_ms, failed)
         if error is None:
             self.breakers.success(target.id)
             self.stats.observe(target.id, attempt.latency_ms)
-        elif attempt.outcome in ("cancelled", "hedge_lost"):
+        elif attempt.outcome in _NOT_JUDGED:
             return
-        elif isinstance(error, ProviderError) and not isinstance(
-            error, (BadRequest, ContentFiltered, AuthenticationError, NotFound)
-        ):
+        elif isinstance(error, ProviderError) and not isinstance(error, _REQUEST_FAULTS):
             # the request's own faults say nothing about the target; 401/404 trip it directly
             self.breakers.failure(target.id)
 
@@ -281,6 +305,8 @@ class Routing:
         lines.append("  targets, in order:")
         for i, t in enumerate(self.plan(call), 1):
             bits = [self.breakers.describe(t.id)]
+            if feature in self._ejecting and self.ejection.ejected(feature, t.id):
+                bits.append("shifted away: slow or failing (eject)")
             if self.commitments.has(t.provider):
                 lv = self.commitments.levels(t.provider)
                 bits.append("commitment left: " + ", ".join(f"{v:.0f} {k}" for k, v in lv.items()))
@@ -304,3 +330,32 @@ class Routing:
 
 class _NoProvider:
     breaker: Any = None
+
+
+#: attempt outcomes that say nothing about the target (the caller or another lane ended them)
+_NOT_JUDGED = ("cancelled", "hedge_lost")
+#: the request's own faults say nothing about the target (401/404 trip its breaker directly)
+_REQUEST_FAULTS = (BadRequest, ContentFiltered, AuthenticationError, NotFound)
+
+
+def _target_id(target: Target) -> str:
+    return target.id
+
+
+def eject_policy(config: PortalConfig, feature: str) -> EjectPolicy | None:
+    """The feature's ejection settings with its SLA, or None without an ``eject`` table."""
+    feat = config.features.get(feature)
+    if feat is None or feat.eject is None:
+        return None
+    e, sla = feat.eject, feat.sla
+    availability = sla.availability if sla is not None and sla.availability else 0.99
+    return EjectPolicy(
+        slow_ms=sla.p95_ms if sla is not None else None,
+        error_budget=max(1.0 - availability, 1e-6),
+        slow_rate=e.slow_rate,
+        burn_rate=e.burn_rate,
+        short_window_s=e.short_window_s,
+        long_window_s=e.long_window_s,
+        min_calls=e.min_calls,
+        explore=e.explore,
+    )

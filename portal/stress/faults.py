@@ -1,5 +1,6 @@
 """A fault-injecting httpx2 transport: wrap any transport (sync or async) and, on a schedule,
-make its vendor go down, slow down, throttle, flake, brown out or cut streams mid-way.
+make its vendor go down, slow down, throttle, flake, brown out, hang, trickle its replies in,
+hold back its first token or cut streams mid-way.
 
 Used by the routing tests and by game days::
 
@@ -8,6 +9,9 @@ Used by the routing tests and by game days::
         Fault("outage", start_s=60, end_s=120, status=0),     # refused connections for a minute
         Fault("brownout", latency_ms=800, rate=0.3),           # slow, and 30% 503s
         Fault("cut", when="after_first_token", first=1),       # the first stream dies mid-way
+        Fault("hang"),                                         # accepts, never answers
+        Fault("trickle", interval_ms=100),                     # one byte every 100 ms
+        Fault("slow_first_token", latency_ms=400, latency_p99_ms=6000),
     ])
     client = portal.Client(cfg, transports={"openai": faults})
 
@@ -32,8 +36,20 @@ import httpx2
 
 __all__ = ["Fault", "FaultKind", "FaultTransport"]
 
-FaultKind = Literal["outage", "slow", "throttle", "flaky", "brownout", "cut"]
-_KINDS = ("outage", "slow", "throttle", "flaky", "brownout", "cut")
+FaultKind = Literal[
+    "outage", "slow", "throttle", "flaky", "brownout", "cut", "hang", "trickle", "slow_first_token"
+]
+_KINDS = (
+    "outage",
+    "slow",
+    "throttle",
+    "flaky",
+    "brownout",
+    "cut",
+    "hang",
+    "trickle",
+    "slow_first_token",
+)
 
 
 @dataclass(slots=True)
@@ -42,7 +58,12 @@ class Fault:
 
     kind       outage: ``status`` (0 = connection refused) · slow: added latency ·
                throttle: 429 with Retry-After · flaky: ``status`` errors ·
-               brownout: latency and ``status`` errors · cut: the stream dies
+               brownout: latency and ``status`` errors · cut: the stream dies ·
+               hang: the request is accepted and never answered (it ends only when the
+               client's read timeout fires, as on a real socket) · trickle: the reply's
+               body arrives one byte every ``interval_ms`` · slow_first_token: the status
+               and headers come at once, the body (a stream's first event) only after
+               the added latency
     start_s, end_s   active window, seconds since the transport started (end None: forever)
     first      only the first N requests this fault matches (None: all)
     rate       share of matching requests it hits (1.0: all)
@@ -50,6 +71,7 @@ class Fault:
     latency_ms, latency_p99_ms   added latency: fixed, or lognormal with this p50/p99
     retry_after_s   the Retry-After of a throttle
     when       cut: "before_first_token" (no bytes at all) or "after_first_token"
+    interval_ms  trickle: the pause before each byte
     path       only requests whose URL path contains this
     """
 
@@ -63,6 +85,7 @@ class Fault:
     latency_p99_ms: float | None = None
     retry_after_s: float = 1.0
     when: Literal["before_first_token", "after_first_token"] = "after_first_token"
+    interval_ms: float = 100.0
     path: str | None = None
     hits: int = field(default=0, compare=False)
     _seen: int = field(default=0, compare=False, repr=False)
@@ -177,7 +200,10 @@ class FaultTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         fault, delay = self._pick(request)
         if fault is None:
             return self.inner.handle_request(request)  # type: ignore[no-any-return]
-        if delay:
+        if fault.kind == "hang":
+            self.sleep(_read_timeout(request))
+            raise _hang_timeout(request)
+        if delay and fault.kind != "slow_first_token":
             self.sleep(delay)
         early = self._immediate(request, fault)
         if early is not None:
@@ -185,6 +211,11 @@ class FaultTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         response = self.inner.handle_request(request)
         if fault.kind == "cut":
             return _rewrap(request, response, _SyncCut(response.stream, fault.when))
+        if fault.kind == "trickle":
+            pause = fault.interval_ms / 1000.0
+            return _rewrap(request, response, _SyncDelayed(response.stream, self.sleep, pause))
+        if fault.kind == "slow_first_token":
+            return _rewrap(request, response, _SyncDelayed(response.stream, self.sleep, delay, 1))
         return response  # type: ignore[no-any-return]
 
     # -- async ------------------------------------------------------------------------------
@@ -192,7 +223,10 @@ class FaultTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         fault, delay = self._pick(request)
         if fault is None:
             return await self.inner.handle_async_request(request)  # type: ignore[no-any-return]
-        if delay:
+        if fault.kind == "hang":
+            await self.async_sleep(_read_timeout(request))
+            raise _hang_timeout(request)
+        if delay and fault.kind != "slow_first_token":
             await self.async_sleep(delay)
         early = self._immediate(request, fault)
         if early is not None:
@@ -200,6 +234,13 @@ class FaultTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         response = await self.inner.handle_async_request(request)
         if fault.kind == "cut":
             return _rewrap(request, response, _AsyncCut(response.stream, fault.when))
+        if fault.kind == "trickle":
+            pause = fault.interval_ms / 1000.0
+            delayed = _AsyncDelayed(response.stream, self.async_sleep, pause)
+            return _rewrap(request, response, delayed)
+        if fault.kind == "slow_first_token":
+            delayed = _AsyncDelayed(response.stream, self.async_sleep, delay, 1)
+            return _rewrap(request, response, delayed)
         return response  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -221,6 +262,81 @@ def _rewrap(request: httpx2.Request, response: httpx2.Response, stream: Any) -> 
         request=request,
         extensions=response.extensions,
     )
+
+
+#: how long a hang lasts when the request carries no read timeout (a real socket would wait
+#: forever; a game day must end)
+HANG_WITHOUT_TIMEOUT_S = 600.0
+
+
+def _read_timeout(request: httpx2.Request) -> float:
+    """The read timeout the client set on this request: how long a hung vendor holds it."""
+    timeout = request.extensions.get("timeout") or {}
+    read = timeout.get("read")
+    return HANG_WITHOUT_TIMEOUT_S if read is None else float(read)
+
+
+def _hang_timeout(request: httpx2.Request) -> httpx2.ReadTimeout:
+    return httpx2.ReadTimeout("no reply (injected hang)", request=request)
+
+
+class _SyncDelayed(httpx2.SyncByteStream):
+    """The inner body, each of its first ``limit`` pieces (one byte each, or all of them when
+    ``limit`` is None) after ``pause`` seconds: a trickle, or a held-back first token."""
+
+    def __init__(
+        self, inner: Any, sleep: Callable[[float], None], pause: float, limit: int | None = None
+    ) -> None:
+        self.inner, self.sleep, self.pause, self.limit = inner, sleep, pause, limit
+
+    def __iter__(self) -> Iterator[bytes]:
+        held = 0
+        for chunk in self.inner:
+            if self.limit is not None:
+                if held < self.limit:
+                    held += 1
+                    self.sleep(self.pause)
+                yield chunk
+                continue
+            for i in range(len(chunk)):
+                self.sleep(self.pause)
+                yield chunk[i : i + 1]
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+
+class _AsyncDelayed(httpx2.AsyncByteStream):
+    """Async twin of `_SyncDelayed`."""
+
+    def __init__(
+        self,
+        inner: Any,
+        sleep: Callable[[float], Awaitable[None]],
+        pause: float,
+        limit: int | None = None,
+    ) -> None:
+        self.inner, self.sleep, self.pause, self.limit = inner, sleep, pause, limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        held = 0
+        async for chunk in self.inner:
+            if self.limit is not None:
+                if held < self.limit:
+                    held += 1
+                    await self.sleep(self.pause)
+                yield chunk
+                continue
+            for i in range(len(chunk)):
+                await self.sleep(self.pause)
+                yield chunk[i : i + 1]
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _cut_error() -> httpx2.RemoteProtocolError:

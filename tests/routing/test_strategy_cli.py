@@ -49,6 +49,36 @@ def test_cheapest_within_sla_skips_targets_whose_p95_misses_it(make: Any) -> Non
     assert [t.id for t in r.routing.plan(call)] == ["c:m", "a:m", "b:m"]
 
 
+def test_cheapest_within_sla_needs_min_samples_before_it_demotes(make: Any) -> None:
+    r = make(three("cheapest", sla={"p95_ms": 500}, min_samples=5))
+    from portal.routing.flow import Call
+
+    call = Call("chat", r.client.router.route("f", None, None), None)  # type: ignore[arg-type]
+    call.estimated_tokens = 100
+    r.routing.stats.observe("b:m", 900.0)  # one slow sample of the cheapest
+    assert r.routing.plan(call)[0].id == "b:m"
+    for _ in range(4):
+        r.routing.stats.observe("b:m", 900.0)
+    assert r.routing.plan(call)[0].id == "c:m"
+
+
+def test_cheapest_within_sla_keeps_exploring_a_demoted_target(make: Any) -> None:
+    """One call in 20 goes by price alone: the demoted target is measured again and, once
+    fast, comes back."""
+    r = make(three("cheapest", sla={"p95_ms": 500}))
+    from portal.routing.flow import Call
+
+    call = Call("chat", r.client.router.route("f", None, None), None)  # type: ignore[arg-type]
+    call.estimated_tokens = 100
+    for _ in range(30):
+        r.routing.stats.observe("b:m", 900.0)
+    firsts = [r.routing.plan(call)[0].id for _ in range(100)]
+    assert firsts.count("b:m") == 5 and firsts.count("c:m") == 95
+    for _ in range(256):  # the explored calls found it fast again
+        r.routing.stats.observe("b:m", 100.0)
+    assert r.routing.plan(call)[0].id == "b:m"
+
+
 def test_fastest_orders_by_observed_latency(make: Any) -> None:
     r = make(three("fastest"))
     for target, ms in (("a:m", 300.0), ("b:m", 900.0), ("c:m", 100.0)):
