@@ -396,6 +396,8 @@ class JsonlSink:
         self.path = path
         self.url = f"jsonl:///{path}"
         self._fd: int | None = None
+        #: records of a failed batch already on disk whole (the retry skips them)
+        self._on_disk: list[LedgerRecord] = []
 
     def _open(self) -> int:
         if self._fd is None:
@@ -417,20 +419,56 @@ class JsonlSink:
         return self._fd
 
     def write(self, records: Sequence[LedgerRecord]) -> None:
+        """Append ``records`` as one all-or-nothing batch: a write that fails part-way (a full
+        disk) is cut back to where it began, so the ledger's retry of the same batch leaves
+        exactly one row per record. Where the cut is not possible (another process appended
+        after us, or truncating fails too), the records already written whole are remembered
+        and skipped on the retry."""
         fd = self._open()
-        data = "".join(
-            json.dumps(r.to_dict(), separators=(",", ":"), ensure_ascii=False) + "\n"
+        done = self._on_disk
+        if done:  # whole lines of failed batches that could not be cut back
+            records = [r for r in records if not any(r is d for d in done)]
+        lines = [
+            (json.dumps(r.to_dict(), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
             for r in records
-        ).encode("utf-8")
+        ]
+        data = b"".join(lines)
+        start = os.fstat(fd).st_size
+        written = 0
         try:
             view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            while written < len(data):
+                written += os.write(fd, view[written:])
             os.fsync(fd)
         except OSError:
+            self._undo(fd, start, written, records, lines)
             self.close()
             raise
+        self._on_disk = []
+
+    def _undo(
+        self,
+        fd: int,
+        start: int,
+        written: int,
+        records: Sequence[LedgerRecord],
+        lines: list[bytes],
+    ) -> None:
+        """After a failed append of ``written`` bytes from ``start``: cut the file back to
+        ``start``, or remember which records are on disk whole."""
+        try:
+            if os.fstat(fd).st_size == start + written:  # nobody appended after us
+                os.ftruncate(fd, start)
+                return
+        except OSError:
+            pass
+        whole, total = 0, 0
+        for line in lines:
+            total += len(line)
+            if total > written:
+                break
+            whole += 1
+        self._on_disk.extend(records[:whole])
 
     def read(
         self,
