@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from portal.adapters.pii import detect, iban_valid, luhn_valid, ssn_valid
@@ -103,7 +103,7 @@ def test_luhn_and_iban_and_ssn_checks() -> None:
     "text",
     [
         "Order #4111 1111 1111 1112 has not arrived.",  # fails Luhn
-        "Tracking number 4012 8888 8888 1881 shows delivered.",  # passes Luhn, but tracking
+        "Tracking number 4012 8888 8888 1882 shows delivered.",  # fails Luhn
         "Event timestamp 1700000000000 in ms; created 20240115093000.",
         "ISBN 978-0-306-40615-7 and request 550e8400-e29b-41d4-a716-446655440000",
         "It costs $4,111.11, version 1.2.3.4, on 2024-01-15.",
@@ -253,17 +253,28 @@ def test_stream_restorer_handles_placeholders_split_across_deltas() -> None:
 _PII_VALUES = [EMAIL, CARD, "+44 20 7946 0958", "GB82 WEST 1234 5698 7654 32", "192.0.2.10", AWS]
 
 
-@settings(max_examples=60, deadline=None)
+#: words that once vetoed a card ("account 4111 ..." reached the vendor unredacted)
+_CONTEXT_WORDS = ["account", "id", "ref", "user id", "order", "tracking", "po", "ts", "#"]
+
+
+# derandomized: the same examples on every run (CI included), and the ones found pinned
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     st.lists(
         st.one_of(
             st.sampled_from(_PII_VALUES),
+            st.sampled_from(_CONTEXT_WORDS).map(lambda word: f"{word} {CARD}"),
             st.text(alphabet="abcdefghij klmnop,.!?", min_size=1, max_size=12),
         ),
         min_size=1,
         max_size=12,
     )
 )
+@example(["account", CARD])
+@example(["id", CARD])
+@example(["ref", CARD])
+@example(["user id", CARD])
+@example(["ts", CARD, "po", EMAIL, "ref", "4111111111111111"])
 def test_redact_then_restore_round_trips(pieces: list[str]) -> None:
     text = " ".join(pieces)
     chain = GuardChain([PIIGuard(restore=True)])
@@ -274,6 +285,15 @@ def test_redact_then_restore_round_trips(pieces: list[str]) -> None:
         assert value not in sent
     out = chain.check_output(sent, screened.vault)
     assert out.text == text
+
+
+@pytest.mark.parametrize(
+    "before", ["account", "id", "ref", "user id", "order #", "tracking number", "invoice"]
+)
+def test_a_card_is_found_whatever_the_words_before_it(before: str) -> None:
+    for card in (CARD, "4111111111111111", "5105-1051-0510-5100", "3782 822463 10005"):
+        found = detect(f"{before} {card} thanks")
+        assert [(f.category, f.value) for f in found] == [("card", card)], (before, card)
 
 
 def test_pii_detection_is_fast_on_long_input() -> None:
