@@ -781,6 +781,7 @@ def _bad_fields(result: Any) -> str | None:
     if (  # the happy path in one expression: a plain reply with integer usage
         result.__class__ is Response
         and result.text.__class__ is str
+        and (result.text or result.raw_finish_reason is not None)
         and result.finish_reason in FINISH_REASONS
         and (result.raw_finish_reason is None or result.raw_finish_reason.__class__ is str)
         and not result.tool_calls
@@ -789,6 +790,15 @@ def _bad_fields(result: Any) -> str | None:
         return None
     if not isinstance(result.text, str):
         return f"text is {type(result.text).__name__}"
+    if (
+        not result.text
+        and not result.tool_calls
+        and result.raw_finish_reason is None
+        and isinstance(result.usage, Usage)
+        and not result.usage.total_tokens
+        and not result.provider_details.get("unknown_content")
+    ):
+        return "an empty reply: no text, no tool call, no stop reason and no usage"
     if result.finish_reason not in FINISH_REASONS:
         return f"finish reason {result.finish_reason!r}"
     if result.raw_finish_reason is not None and not isinstance(result.raw_finish_reason, str):

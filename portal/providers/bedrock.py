@@ -470,7 +470,9 @@ class BedrockAdapter(Adapter):
             if not isinstance(block, dict):
                 continue
             if "text" in block:
-                texts.append(str(block["text"]))
+                if not isinstance(block["text"], str):  # null is not an empty answer
+                    raise self.invalid("a content block's text is not a string", model)
+                texts.append(block["text"])
             elif isinstance(block.get("toolUse"), dict):
                 use = block["toolUse"]
                 args = use.get("input")
@@ -799,7 +801,9 @@ class BedrockStreamParser(StreamParser):
             if self.block_kind.get(index) == "unknown":
                 self.keep_unknown_event({kind: obj})  # the rest of a block portal has no rule for
             elif "text" in delta:
-                piece = str(delta["text"])
+                piece = delta["text"]
+                if not isinstance(piece, str):
+                    raise self.adapter.invalid("a text delta is not a string", self.model)
                 if piece:
                     self.text.append(piece)
                     events.append(StreamEvent("text", text=piece))

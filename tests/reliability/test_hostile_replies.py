@@ -203,6 +203,22 @@ def gzip_error(kind: str, stream: bool) -> httpx2.Response:
     )
 
 
+_ALL_NULL: dict[str, Any] = {
+    "anthropic": {"type": "message", "content": [], "stop_reason": None, "usage": None},
+    "bedrock": {"output": {"message": {"content": []}}, "stopReason": None, "usage": None},
+    "cohere": {"message": {"content": None}, "finish_reason": None, "usage": None},
+    "gemini": {"candidates": [{"content": {"parts": []}, "finishReason": None}]},
+    "vertex": {"candidates": [{"content": {"parts": []}, "finishReason": None}]},
+    "openai-responses": {"status": None, "output": [], "usage": None},
+}
+_OPENAI_NULL = {"choices": [{"message": {"content": None}, "finish_reason": None}], "usage": None}
+
+
+def all_null(kind: str, stream: bool) -> httpx2.Response:
+    """Every field of the documented reply present and null: not an empty answer at $0."""
+    return _json(200, _ALL_NULL.get(kind, _OPENAI_NULL))
+
+
 #: mode -> (reply, the error class a non-streamed call must raise, same for a stream)
 MODES: dict[
     str, tuple[Callable[[str, bool], httpx2.Response], type[Exception], type[Exception]]
@@ -221,6 +237,7 @@ MODES: dict[
     "html-502": (html_502, ServerError, ServerError),
     "invalid-utf8": (bad_utf8, InvalidResponse, ProviderError),
     "null-reply": (null_reply, InvalidResponse, ProviderError),
+    "all-null-reply": (all_null, InvalidResponse, ProviderError),
 }
 
 
@@ -304,6 +321,20 @@ def test_hostile_reply_ends_in_a_documented_error_without_the_key(
         )
         shown = "\n".join([*texts_of(exc), *traceback.format_exception(exc)])
         assert KEY not in shown, f"{kind} {mode} {client} {op}: the key leaked:\n{shown[:3000]}"
+
+
+def test_a_bedrock_null_text_is_not_the_answer_none() -> None:
+    body = {
+        "output": {"message": {"role": "assistant", "content": [{"text": None}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4},
+    }
+    client = portal.Client(
+        config("bedrock"), transports={"p": httpx2.MockTransport(lambda r: _json(200, body))}
+    )
+    with client, pytest.raises((portal.AllTargetsFailed, InvalidResponse)) as info:
+        client.chat(feature="f", messages=[portal.user("hi")])
+    assert "text is not a string" in str(info.value)
 
 
 def test_every_mode_has_a_name_in_the_docs() -> None:
