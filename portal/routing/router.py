@@ -177,8 +177,18 @@ class Router:
                     pinned = 1
         reasons: list[str] = []
         if model is not None:
-            # an explicit model pins the first target but keeps the feature's fallbacks
+            # an explicit model pins the first target but keeps the feature's fallbacks; the
+            # feature's data-path policy binds it like any other target
             pin = self.adapters.target(model)
+            if feat.allowed is not None and not self._inside(feat, pin):
+                raise PolicyViolation(
+                    f"feature {feature!r}: model={model!r} is outside its data-path policy "
+                    f"allowed = {feat.allowed.model_dump(exclude_none=True)} (region "
+                    f"{pin.adapter.settings.region!r}, tags {pin.adapter.settings.tags}); pin "
+                    "a model of an allowed provider or call without model=",
+                    guard="data-path",
+                    reason="pinned target outside the policy",
+                )
             targets = [pin] + [x for x in targets if x.id != pin.id]
             pinned = 1
             reasons.append("model= pinned the first target")
@@ -212,14 +222,7 @@ class Router:
         """Data-path policy: never route outside the allowed regions and tags."""
         if feat.allowed is None:
             return chain
-        ok = []
-        for t in chain:
-            s = t.adapter.settings
-            if feat.allowed.regions is not None and s.region not in feat.allowed.regions:
-                continue
-            if feat.allowed.tags is not None and not set(feat.allowed.tags) <= set(s.tags):
-                continue
-            ok.append(t)
+        ok = [t for t in chain if self._inside(feat, t)]
         if not ok:
             raise PolicyViolation(
                 f"feature {name!r}: no target satisfies allowed = {feat.allowed.model_dump()}",
@@ -227,6 +230,16 @@ class Router:
                 reason="no allowed target",
             )
         return ok
+
+    @staticmethod
+    def _inside(feat: FeatureConfig, target: Target) -> bool:
+        """Whether ``target`` satisfies the feature's ``allowed`` regions and tags."""
+        allowed, s = feat.allowed, target.adapter.settings
+        if allowed is None:
+            return True
+        if allowed.regions is not None and s.region not in allowed.regions:
+            return False
+        return allowed.tags is None or set(allowed.tags) <= set(s.tags)
 
     def _policy(self, name: str, feat: FeatureConfig) -> RetryPolicy:
         policy = self._policies.get(name)

@@ -221,3 +221,24 @@ def test_queued_state_writes_are_bounded_while_redis_is_down(
     assert state.local.counters("k")["calls"] == 5_000  # this process still counts locally
     state._stop.set()
     state._redis.close()
+
+
+# ------------------------------------------------------------------- data-path policy at run time
+
+
+def test_a_model_pin_outside_the_policy_is_refused() -> None:
+    cfg = {
+        "portal": {"ledger": "none"},
+        "providers": {
+            "eu": {"kind": "sim", "region": "eu", "options": {"seed": 1, "time_scale": 0}},
+            "us": {"kind": "sim", "region": "us", "options": {"seed": 1, "time_scale": 0}},
+        },
+        "features": {"f": {"primary": "eu:m", "allowed": {"regions": ["eu"]}}},
+    }
+    with portal.Client(cfg) as client:
+        with pytest.raises(portal.PolicyViolation, match="model='us:m' is outside"):
+            client.chat(feature="f", model="us:m", messages=[portal.user("hi")])
+        with pytest.raises(portal.PolicyViolation, match="model='us:m' is outside"):
+            list(client.stream(feature="f", model="us:m", messages=[portal.user("hi")]))
+        resp = client.chat(feature="f", model="eu:other", messages=[portal.user("hi")])
+        assert resp.target == "eu:other"
