@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     # contracts
     "Attempt": "portal.contracts.responses",
     "ChatArgs": "portal.contracts.request",
+    "CacheHint": "portal.contracts.cache",
+    "CacheTTL": "portal.contracts.cache",
     "ChatRequest": "portal.contracts.request",
     "EmbedArgs": "portal.contracts.request",
     "SamplingParams": "portal.contracts.request",
@@ -94,6 +96,12 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
     )
     from portal.config import (
         load_config as load_config,
+    )
+    from portal.contracts.cache import (
+        CacheHint as CacheHint,
+    )
+    from portal.contracts.cache import (
+        CacheTTL as CacheTTL,
     )
     from portal.contracts.messages import (
         ImagePart as ImagePart,

@@ -675,6 +675,15 @@ class FeatureConfig(_Model):
         examples=[20],
     )
     allowed: AllowedConfig | None = Field(None, description="Data-path policy.")
+    cache: Literal["off", "auto"] = Field(
+        "off",
+        description="Prompt caching: `auto` marks the system prompt and the tool list of "
+        "every call as a stable prefix (`cache=True` on the last leading system message and "
+        "the last tool), translated per vendor (Anthropic `cache_control`, Bedrock "
+        "`cachePoint`, OpenAI and Azure OpenAI `prompt_cache_key`); markers the caller set "
+        "are kept.",
+        examples=["auto"],
+    )
     strategy: Literal[
         "ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla", "weighted"
     ] = Field(

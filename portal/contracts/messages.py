@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from portal.contracts.cache import CacheHint, check_cache
 from portal.errors import ContractError
 
 __all__ = [
@@ -89,6 +90,8 @@ class Message:
     - ``content``: a string, or a list of parts (text and images) for user messages.
     - ``tool_calls``: what an assistant turn asked to run.
     - ``tool_call_id`` / ``name``: for a ``tool`` turn, which call this is the result of.
+    - ``cache``: the conversation up to and including this turn is a stable prefix worth
+      caching (``True``, or a lifetime ``"5m"`` / ``"1h"`` where the vendor takes one).
     """
 
     role: Role
@@ -97,6 +100,11 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     is_error: bool = False
+    cache: CacheHint | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache is not None:
+            check_cache(self.cache, "message")
 
     @property
     def text(self) -> str:
@@ -136,6 +144,8 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
+        if self.cache is not None:
+            out["cache"] = self.cache
         return out
 
 
@@ -152,23 +162,36 @@ def _call_dict(call: ToolCall) -> dict[str, Any]:
     return out
 
 
-def system(text: str) -> Message:
-    return Message("system", text)
+def system(text: str, *, cache: CacheHint | None = None) -> Message:
+    """A system prompt; ``cache=True`` (or ``"5m"`` / ``"1h"``) marks it as a stable prefix
+    for the vendor's prompt cache."""
+    return Message("system", text, cache=cache)
 
 
-def user(content: str | Sequence[Part | str]) -> Message:
+def user(content: str | Sequence[Part | str], *, cache: CacheHint | None = None) -> Message:
     """A user turn: a string, or a list mixing strings, `TextPart` and `ImagePart`."""
     if isinstance(content, str):
-        return Message("user", content)
-    return Message("user", [TextPart(p) if isinstance(p, str) else p for p in content])
+        return Message("user", content, cache=cache)
+    parts: list[Part] = [TextPart(p) if isinstance(p, str) else p for p in content]
+    return Message("user", parts, cache=cache)
 
 
-def assistant(text: str | None = None, tool_calls: Sequence[ToolCall] | None = None) -> Message:
-    return Message("assistant", text, list(tool_calls) if tool_calls else None)
+def assistant(
+    text: str | None = None,
+    tool_calls: Sequence[ToolCall] | None = None,
+    *,
+    cache: CacheHint | None = None,
+) -> Message:
+    return Message("assistant", text, list(tool_calls) if tool_calls else None, cache=cache)
 
 
 def tool_result(
-    tool_call_id: str, result: Any, *, name: str | None = None, is_error: bool = False
+    tool_call_id: str,
+    result: Any,
+    *,
+    name: str | None = None,
+    is_error: bool = False,
+    cache: CacheHint | None = None,
 ) -> Message:
     """The result of one tool call; non-string results are sent as JSON."""
     if not isinstance(result, str):
@@ -179,7 +202,9 @@ def tool_result(
                 f"tool_result for call {tool_call_id!r}: result is not JSON-serializable ({exc}); "
                 "return a str, dict, list, number or pydantic model"
             ) from exc
-    return Message("tool", result, tool_call_id=tool_call_id, name=name, is_error=is_error)
+    return Message(
+        "tool", result, tool_call_id=tool_call_id, name=name, is_error=is_error, cache=cache
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -215,7 +240,7 @@ def coerce_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[Mes
     return out
 
 
-_MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "is_error"}
+_MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "is_error", "cache"}
 
 
 def _from_dict(d: Mapping[str, Any], where: str) -> Message:
@@ -265,6 +290,7 @@ def _from_dict(d: Mapping[str, Any], where: str) -> Message:
         d.get("tool_call_id"),
         d.get("name"),
         bool(d.get("is_error", False)),
+        check_cache(d.get("cache"), where),
     )
 
 

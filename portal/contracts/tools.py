@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from portal.contracts.cache import CacheHint, check_cache
 from portal.contracts.schema import JSON_TYPES, schema_of, schema_problems
 from portal.contracts.tool_normalize import SchemaChange, normalize_tool
 from portal.errors import ContractError
@@ -40,8 +41,13 @@ class ToolSpec:
     original_name: str | None = None
     #: every rewrite the lenient normalization made to the definition (empty otherwise)
     changes: tuple[SchemaChange, ...] = field(default=(), compare=False, repr=False)
+    #: the tool list up to and including this tool is a stable prefix worth caching
+    #: (``True``, or ``"5m"`` / ``"1h"`` where the vendor takes a lifetime)
+    cache: CacheHint | None = None
 
     def __post_init__(self) -> None:
+        if self.cache is not None:
+            check_cache(self.cache, f"tool {self.name!r}")
         problems: list[dict[str, str]] = []
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             problems.append(
@@ -253,7 +259,11 @@ def _from_dict(d: Mapping[str, Any], i: int) -> ToolSpec:
         raise ContractError(f"tools[{i}]: a tool dict needs 'name' (or function.name)")
     params = fn.get("parameters", fn.get("input_schema", {"type": "object", "properties": {}}))
     return ToolSpec(
-        str(fn["name"]), str(fn.get("description", "")), dict(params), strict=bool(fn.get("strict"))
+        str(fn["name"]),
+        str(fn.get("description", "")),
+        dict(params),
+        strict=bool(fn.get("strict")),
+        cache=check_cache(d.get("cache"), f"tools[{i}]"),
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from portal.contracts.cache import mark_auto
 from portal.contracts.messages import Message, coerce_messages
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatArgs, ChatRequest, EmbedArgs, EmbedRequest
@@ -105,6 +106,8 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
         specs = [given.get(t.name, t) for t in contract.tools] + [
             s for s in specs if s.name not in {t.name for t in contract.tools}
         ]
+    if feat is not None and feat.cache == "auto":
+        msgs, specs = mark_auto(msgs, specs)
     out_spec = OutputSpec.of(output) if output is not None else None
     if out_spec is None and contract is not None:
         out_spec = contract.output_spec()

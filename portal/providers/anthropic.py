@@ -56,6 +56,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
+from portal.contracts.cache import CacheHint, cache_ttl, check_breakpoints, marked
 from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent, Usage
@@ -217,6 +218,43 @@ def finalize_forced_tool(req: ChatRequest, response: Response) -> Response:
     return response
 
 
+#: Anthropic documents at most 4 cache breakpoints per request
+MAX_BREAKPOINTS = 4
+
+
+def cache_marked(block: dict[str, Any], hint: CacheHint | None) -> dict[str, Any]:
+    """Put a ``cache_control`` breakpoint on a system block, content block or tool: type
+    ``ephemeral``, with ``ttl`` when the marker asked for a lifetime."""
+    if hint:
+        control: dict[str, Any] = {"type": "ephemeral"}
+        ttl = cache_ttl(hint)
+        if ttl is not None:
+            control["ttl"] = ttl
+        block["cache_control"] = control
+    return block
+
+
+def _empty_marked(i: int) -> ContractError:
+    return ContractError(
+        f"messages[{i}].cache: the message has no content to put a cache breakpoint on; "
+        "mark a message with content"
+    )
+
+
+def check_cache_controls(body: dict[str, Any], provider: str) -> None:
+    """At most 4 breakpoints, 1-hour ones first, in reading order (tools, system, messages);
+    markers and a ``provider_options`` ``cache_control`` count alike."""
+    blocks = list(body.get("tools", ()))
+    if isinstance(body.get("system"), list):
+        blocks += body["system"]
+    for turn in body.get("messages", ()):
+        if isinstance(turn.get("content"), list):
+            blocks += turn["content"]
+    controls = [b["cache_control"] for b in blocks if "cache_control" in b]
+    ttls = [c.get("ttl") if isinstance(c, Mapping) else None for c in controls]
+    check_breakpoints(ttls, f"provider {provider!r} (Anthropic)", MAX_BREAKPOINTS)
+
+
 class AnthropicAdapter(Adapter):
     """Capabilities follow the documented limits: tool names ``^[a-zA-Z0-9_-]{1,64}$``
     (enforced by ToolSpec), images jpeg/png/gif/webp by base64 or URL, tool_choice
@@ -241,6 +279,7 @@ class AnthropicAdapter(Adapter):
         ),
     )
     chat_path: ClassVar[str] = "/messages"
+    cache_ttls: ClassVar[tuple[str, ...]] = ("5m", "1h")
 
     # -- request ---------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -306,6 +345,8 @@ class AnthropicAdapter(Adapter):
         if req.stream:
             body["stream"] = True
         body.update(options)
+        if cache_control is not None or marked(req):
+            check_cache_controls(body, self.name)
         return body
 
     def map_messages(
@@ -314,13 +355,19 @@ class AnthropicAdapter(Adapter):
         """(system text blocks, alternating user/assistant turns of content blocks)."""
         system: list[dict[str, Any]] = []
         turns: list[dict[str, Any]] = []
-        for m in messages:
+        for i, m in enumerate(messages):
             if m.role == "system":
                 if m.text:
-                    system.append({"type": "text", "text": m.text})
+                    system.append(cache_marked({"type": "text", "text": m.text}, m.cache))
+                elif m.cache:
+                    raise _empty_marked(i)
                 continue
             role = "assistant" if m.role == "assistant" else "user"
             blocks = self.map_content(m)
+            if m.cache:
+                if not blocks:
+                    raise _empty_marked(i)
+                cache_marked(blocks[-1], m.cache)
             if not blocks:
                 continue
             if turns and turns[-1]["role"] == role:
@@ -329,7 +376,7 @@ class AnthropicAdapter(Adapter):
                     prev["content"] = [{"type": "text", "text": prev["content"]}]
                 prev["content"].extend(blocks)
             else:
-                only_text = len(blocks) == 1 and blocks[0]["type"] == "text"
+                only_text = len(blocks) == 1 and blocks[0]["type"] == "text" and not m.cache
                 content: Any = blocks[0]["text"] if only_text else blocks
                 turns.append({"role": role, "content": content})
         return system, turns
@@ -382,7 +429,7 @@ class AnthropicAdapter(Adapter):
             out["description"] = tool.description
         if tool.strict:
             out["strict"] = True
-        return out
+        return cache_marked(out, tool.cache)
 
     def map_output(self, req: ChatRequest) -> dict[str, Any]:
         assert req.output is not None

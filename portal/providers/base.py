@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from portal.contracts.cache import marked, refuse_ttls
 from portal.contracts.messages import ToolCall
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import (
@@ -376,6 +377,9 @@ class Adapter:
     #: both is reported as a typo. Only a class's own declaration counts (a subclass that does
     #: not declare its options is not checked), so third-party adapters are never refused.
     option_names: ClassVar[frozenset[str] | None] = None
+    #: prompt-cache lifetimes (``cache="5m"`` / ``"1h"``) a request can set on this wire
+    #: API; a marker asking for another one is refused before sending, never dropped
+    cache_ttls: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -568,12 +572,15 @@ def _renamed(req: ChatRequest) -> dict[str, str]:
 
 def _wire_names(fn: Callable[..., WireRequest]) -> Callable[..., WireRequest]:
     """Wrap ``build_chat``: a conversation speaks of renamed tools by their original names
-    (tool calls, tool results, ``tool_choice``); the vendor sees the legal ones."""
+    (tool calls, tool results, ``tool_choice``); the vendor sees the legal ones. A cache
+    lifetime the wire API cannot set is refused here, for every adapter."""
     if getattr(fn, "__portal_names__", False):
         return fn
 
     @functools.wraps(fn)
     def build(self: Adapter, req: ChatRequest, model: str) -> WireRequest:
+        if marked(req):
+            refuse_ttls(req, f"provider {self.name!r} ({self.kind})", self.cache_ttls)
         renamed = _renamed(req) if req.tools else None
         if renamed:
             req = _request_with_names(req, renamed)

@@ -70,6 +70,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from portal.contracts.cache import CacheHint, cache_ttl, check_breakpoints, marked
 from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import EmbedResponse, Response, StreamEvent, Usage
@@ -189,6 +190,49 @@ def _secret(value: Any) -> str | None:
     return value.get() if isinstance(value, Secret) else str(value)
 
 
+#: Bedrock documents at most 4 cache checkpoints per request (Claude models)
+MAX_CACHE_POINTS = 4
+
+
+def cache_point(hint: CacheHint) -> dict[str, Any]:
+    """A ``cachePoint`` content block: type ``default``, with ``ttl`` (``5m`` or ``1h``, as
+    the CachePointBlock reference lists) when the marker asked for a lifetime."""
+    point: dict[str, Any] = {"type": "default"}
+    ttl = cache_ttl(hint)
+    if ttl is not None:
+        point["ttl"] = ttl
+    return {"cachePoint": point}
+
+
+def tools_with_cache_points(tools: list[dict[str, Any]], req: ChatRequest) -> list[dict[str, Any]]:
+    """The tool list with a ``cachePoint`` after each marked tool."""
+    hints = {t.name: t.cache for t in req.tools if t.cache}
+    out: list[dict[str, Any]] = []
+    for entry in tools:
+        out.append(entry)
+        hint = hints.get(entry.get("toolSpec", {}).get("name"))
+        if hint:
+            out.append(cache_point(hint))
+    return out
+
+
+def _empty_marked(i: int) -> ContractError:
+    return ContractError(
+        f"messages[{i}].cache: the message has no content to put a cachePoint after; "
+        "mark a message with content"
+    )
+
+
+def check_cache_points(body: dict[str, Any], provider: str) -> None:
+    """At most 4 checkpoints, 1-hour ones first, in reading order (tools, system, messages)."""
+    blocks = list((body.get("toolConfig") or {}).get("tools", ()))
+    blocks += body.get("system", [])
+    for turn in body.get("messages", ()):
+        blocks += turn["content"]
+    ttls = [b["cachePoint"].get("ttl") for b in blocks if "cachePoint" in b]
+    check_breakpoints(ttls, f"provider {provider!r} (Bedrock)", MAX_CACHE_POINTS)
+
+
 class BedrockAdapter(Adapter):
     """Documented Converse limits used here: tool names ``^[a-zA-Z0-9_-]{1,64}$``; images
     png/jpeg/gif/webp as bytes only (no URLs), at most 20 per request, 3.75 MB each;
@@ -196,6 +240,7 @@ class BedrockAdapter(Adapter):
     answer ValidationException); no ``none`` tool choice."""
 
     kind: ClassVar[str] = "bedrock"
+    cache_ttls: ClassVar[tuple[str, ...]] = ("5m", "1h")
     option_names: ClassVar[frozenset[str] | None] = frozenset(
         {"access_key_id", "secret_access_key", "session_token", "profile", "region_name"}
     )
@@ -316,8 +361,12 @@ class BedrockAdapter(Adapter):
             body["inferenceConfig"] = config
         tool_config = self.map_tool_config(req, messages)
         if tool_config is not None:
+            if any(t.cache for t in req.tools):
+                tool_config["tools"] = tools_with_cache_points(tool_config["tools"], req)
             body["toolConfig"] = tool_config
         body.update(req.options_for(self.kind))
+        if marked(req):
+            check_cache_points(body, self.name)
         return body
 
     def map_messages(
@@ -329,9 +378,17 @@ class BedrockAdapter(Adapter):
             if m.role == "system":
                 if m.text:
                     system.append({"text": m.text})
+                    if m.cache:
+                        system.append(cache_point(m.cache))
+                elif m.cache:
+                    raise _empty_marked(i)
                 continue
             role = "assistant" if m.role == "assistant" else "user"
             blocks = self.map_content(m, f"messages[{i}]")
+            if m.cache:
+                if not blocks:
+                    raise _empty_marked(i)
+                blocks.append(cache_point(m.cache))
             if not blocks:
                 continue
             if turns and turns[-1]["role"] == role:

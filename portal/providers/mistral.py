@@ -61,6 +61,7 @@ class MistralAdapter(OpenAIAdapter):
     up to 64 characters."""
 
     kind: ClassVar[str] = "mistral"
+    sends_prompt_cache_key: ClassVar[bool] = False
     option_names: ClassVar[frozenset[str] | None] = frozenset()
     default_base_url: ClassVar[str | None] = "https://api.mistral.ai/v1"
     api_key_env: ClassVar[str | None] = "MISTRAL_API_KEY"

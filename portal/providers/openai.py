@@ -37,6 +37,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from portal.contracts.cache import marked, prefix_key
 from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import EmbedResponse, Response, StreamEvent, Usage
@@ -264,6 +265,15 @@ def parse_duration(raw: str | None) -> float | None:
     return total if matched else None
 
 
+def put_prompt_cache_key(body: dict[str, Any], req: ChatRequest) -> None:
+    """OpenAI caches prompt prefixes on its own; ``prompt_cache_key`` steers requests that
+    share the marked prefix to the same cache (a hash of that prefix, so it is stable
+    across processes and never holds the prompt itself)."""
+    key = prefix_key(req)
+    if key is not None:
+        body["prompt_cache_key"] = key
+
+
 class OpenAIAdapter(Adapter):
     """Documented limits used: 128 tools per request; function names ``^[a-zA-Z0-9_-]{1,64}$``;
     strict schemas: 5000 properties, 10 nesting levels, 1000 enum values (see schema_transform)."""
@@ -292,6 +302,9 @@ class OpenAIAdapter(Adapter):
     stream_usage: ClassVar[bool] = True
     #: whether the request's ``seed`` is sent, and under which name
     seed_field: ClassVar[str | None] = "seed"
+    #: whether the wire API documents ``prompt_cache_key`` (sent for a request with cache
+    #: markers, derived from the marked prefix); compatible vendors do not
+    sends_prompt_cache_key: ClassVar[bool] = True
 
     # -- request ---------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -322,6 +335,8 @@ class OpenAIAdapter(Adapter):
             body["stream"] = True
             if self.stream_usage:
                 body["stream_options"] = {"include_usage": True}
+        if self.sends_prompt_cache_key and marked(req):
+            put_prompt_cache_key(body, req)
         body.update(req.options_for(self.kind))
         return body
 

@@ -169,6 +169,7 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
     structured-output mode) and leaves the rest to the server's error replies."""
 
     kind: ClassVar[str] = "openai-compatible"
+    sends_prompt_cache_key: ClassVar[bool] = False
     option_names: ClassVar[frozenset[str] | None] = frozenset(
         {"preset", "app_url", "app_name", *_QUIRK_FIELDS}
     )

@@ -44,6 +44,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from portal.contracts.cache import marked
 from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent, Usage
@@ -60,7 +61,7 @@ from portal.providers.base import (
     join_reasoning,
     keep_unknown,
 )
-from portal.providers.openai import OpenAIAdapter, with_tier
+from portal.providers.openai import OpenAIAdapter, put_prompt_cache_key, with_tier
 from portal.providers.schema_transform import to_openai_strict
 
 __all__ = ["OpenAIResponsesAdapter", "OpenAIResponsesStreamParser"]
@@ -229,6 +230,8 @@ class OpenAIResponsesAdapter(OpenAIAdapter):
             body["top_p"] = req.top_p
         if req.stream:
             body["stream"] = True
+        if self.sends_prompt_cache_key and marked(req):
+            put_prompt_cache_key(body, req)
         extra = req.options_for(self.kind)
         if extra.get("background") and not req.stream:
             raise ContractError(

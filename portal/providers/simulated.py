@@ -125,6 +125,7 @@ class SimulatedAdapter(OpenAIAdapter):
     """OpenAI wire format; the transport below plays the vendor."""
 
     kind: ClassVar[str] = "sim"
+    sends_prompt_cache_key: ClassVar[bool] = False
     default_base_url: ClassVar[str | None] = "http://sim.portal.invalid/v1"
     api_key_env: ClassVar[str | None] = None
     capabilities: ClassVar[Capabilities] = Capabilities(
