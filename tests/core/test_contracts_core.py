@@ -100,7 +100,7 @@ def test_openai_style_dicts_are_coerced() -> None:
         ),
         (
             [{"role": "user", "content": "x", "colour": 1}],
-            "messages[0]: unknown key(s) 'colour'; allowed: content, is_error, name, role, tool_call_id, tool_calls",
+            "messages[0]: unknown key(s) 'colour'; allowed: cache, content, is_error, name, role, tool_call_id, tool_calls",
         ),
         (
             [{"role": "user", "content": [{"type": "video"}]}],
