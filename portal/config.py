@@ -30,7 +30,8 @@ from pydantic import (
 )
 
 from portal.errors import ConfigError
-from portal.providers.base import ProviderSettings, Secret
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
 
 __all__ = [
     "BudgetConfig",

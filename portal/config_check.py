@@ -55,8 +55,8 @@ def _targets(cfg: PortalConfig) -> Iterator[tuple[str, str, str]]:
 
 def _providers(cfg: PortalConfig) -> list[str]:
     """Build every configured provider and every one a feature reaches by kind alone."""
-    from portal.providers.base import unknown_options
     from portal.providers.registry import adapter_class
+    from portal.providers.settings import unknown_options
 
     names = dict.fromkeys(cfg.providers)
     for _, _, target in _targets(cfg):

@@ -32,9 +32,9 @@ from portal.contracts.findings import (
 )
 from portal.contracts.locate import locate, read_text, shown
 from portal.errors import ConfigError, ContractError
-from portal.providers.base import ProviderSettings
 from portal.providers.capability import check_target
 from portal.providers.registry import known_kinds
+from portal.providers.settings import ProviderSettings
 
 __all__ = ["run_check"]
 

@@ -49,7 +49,7 @@ import httpx2
 
 from portal.client import AsyncClient, Client
 from portal.config import PortalConfig, ProviderConfig, load_config
-from portal.providers.base import Capabilities
+from portal.providers.adapter import Capabilities
 from portal.providers.openai import OpenAIAdapter
 from portal.providers.registry import known_kinds, register
 from portal.providers.simulated import (

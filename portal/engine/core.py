@@ -289,7 +289,7 @@ class Engine:
         adapter = self.adapters.get(provider)
         found = self._reply_limits.get(provider)
         if found is None or found[0] is not adapter:  # per adapter: asked on every reply
-            from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, byte_limit
+            from portal.providers.bodies import DEFAULT_MAX_REPLY_BYTES, byte_limit
 
             limit = byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
             found = self._reply_limits[provider] = (adapter, limit)

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 from portal._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "Adapter": "portal.providers.base",
-    "Capabilities": "portal.providers.base",
-    "ProviderSettings": "portal.providers.base",
+    "Adapter": "portal.providers.adapter",
+    "Capabilities": "portal.providers.adapter",
+    "ProviderSettings": "portal.providers.settings",
     "SSEDecoder": "portal.providers.sse",
-    "SSEStreamParser": "portal.providers.base",
+    "SSEStreamParser": "portal.providers.streaming",
     "ServerSentEvent": "portal.providers.sse",
-    "StreamParser": "portal.providers.base",
-    "ToolCallAssembler": "portal.providers.base",
+    "StreamParser": "portal.providers.streaming",
+    "ToolCallAssembler": "portal.providers.streaming",
     "WireReply": "portal.wire",
     "WireRequest": "portal.wire",
-    "error_class_for_status": "portal.providers.base",
+    "error_class_for_status": "portal.providers.error_replies",
     "known_kinds": "portal.providers.registry",
-    "parse_retry_after": "portal.providers.base",
+    "parse_retry_after": "portal.providers.error_replies",
     "register": "portal.providers.registry",
 }
 
@@ -35,17 +35,17 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
-    from portal.providers.base import Adapter as Adapter
-    from portal.providers.base import Capabilities as Capabilities
-    from portal.providers.base import ProviderSettings as ProviderSettings
-    from portal.providers.base import SSEStreamParser as SSEStreamParser
-    from portal.providers.base import StreamParser as StreamParser
-    from portal.providers.base import ToolCallAssembler as ToolCallAssembler
-    from portal.providers.base import error_class_for_status as error_class_for_status
-    from portal.providers.base import parse_retry_after as parse_retry_after
+    from portal.providers.adapter import Adapter as Adapter
+    from portal.providers.adapter import Capabilities as Capabilities
+    from portal.providers.error_replies import error_class_for_status as error_class_for_status
+    from portal.providers.error_replies import parse_retry_after as parse_retry_after
     from portal.providers.registry import known_kinds as known_kinds
     from portal.providers.registry import register as register
+    from portal.providers.settings import ProviderSettings as ProviderSettings
     from portal.providers.sse import ServerSentEvent as ServerSentEvent
     from portal.providers.sse import SSEDecoder as SSEDecoder
+    from portal.providers.streaming import SSEStreamParser as SSEStreamParser
+    from portal.providers.streaming import StreamParser as StreamParser
+    from portal.providers.streaming import ToolCallAssembler as ToolCallAssembler
     from portal.wire import WireReply as WireReply
     from portal.wire import WireRequest as WireRequest

@@ -72,25 +72,18 @@ from portal.errors import (
     RateLimited,
     ServerError,
 )
-from portal.providers.base import (
-    Adapter,
-    Capabilities,
+from portal.providers.adapter import Adapter, Capabilities
+from portal.providers.error_replies import error_body, error_class_for_status, parse_retry_after
+from portal.providers.reasoning import carried, carry, join_reasoning, replayed_turn
+from portal.providers.schema_transform import close_objects
+from portal.providers.streaming import (
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
-    WireReply,
-    WireRequest,
-    _safe_body,
-    carried,
-    carry,
-    error_class_for_status,
     forced_tool_text,
-    join_reasoning,
-    keep_unknown,
-    parse_retry_after,
-    replayed_turn,
 )
-from portal.providers.schema_transform import close_objects
+from portal.providers.unknown import keep_unknown
+from portal.wire import WireReply, WireRequest
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -616,7 +609,7 @@ class AnthropicAdapter(Adapter):
             request_id=self.request_id(hdrs)
             or (data.get("request_id") if isinstance(data.get("request_id"), str) else None),
             retry_after=parse_retry_after(hdrs),
-            body=_safe_body(json.dumps(data).encode()),
+            body=error_body(json.dumps(data).encode()),
             code=code,
         )
 

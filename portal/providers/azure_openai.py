@@ -25,8 +25,10 @@ from urllib.parse import quote
 
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.errors import ConfigError, ProviderError
-from portal.providers.base import Capabilities, ProviderSettings, WireReply
+from portal.providers.adapter import Capabilities
 from portal.providers.openai import OpenAIAdapter
+from portal.providers.settings import ProviderSettings
+from portal.wire import WireReply
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOpenAIAdapter"]
 

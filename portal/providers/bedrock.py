@@ -86,31 +86,20 @@ from portal.errors import (
     RateLimited,
     ServerError,
 )
+from portal.providers.adapter import Adapter, Capabilities
 from portal.providers.anthropic import (
     finalize_forced_tool,
     output_tool_name,
     safe_tool_id,
 )
-from portal.providers.base import (
-    Adapter,
-    Capabilities,
-    ProviderSettings,
-    Secret,
-    StreamParser,
-    ToolCallAssembler,
-    WireReply,
-    WireRequest,
-    _safe_body,
-    carried,
-    carry,
-    error_class_for_status,
-    forced_tool_text,
-    join_reasoning,
-    keep_unknown,
-    parse_retry_after,
-    replayed_turn,
-)
+from portal.providers.error_replies import error_body, error_class_for_status, parse_retry_after
+from portal.providers.reasoning import carried, carry, join_reasoning, replayed_turn
 from portal.providers.schema_transform import close_objects
+from portal.providers.settings import ProviderSettings
+from portal.providers.streaming import StreamParser, ToolCallAssembler, forced_tool_text
+from portal.providers.unknown import keep_unknown
+from portal.secret import Secret
+from portal.wire import WireReply, WireRequest
 
 __all__ = ["FINISH_REASON_MAP", "BedrockAdapter", "BedrockStreamParser"]
 
@@ -646,7 +635,7 @@ class BedrockAdapter(Adapter):
             headers=dict(headers),
             request_id=self.request_id(headers),
             retry_after=parse_retry_after(headers),
-            body=_safe_body(payload),
+            body=error_body(payload),
             code=code,
         )
 

@@ -2,7 +2,7 @@
 
 The facts come from two places:
 
-- each adapter's ``capabilities`` ClassVar (`portal.providers.base.Capabilities`): tools, tool
+- each adapter's ``capabilities`` ClassVar (`portal.providers.adapter.Capabilities`): tools, tool
   count, structured-output mode and schema dialect. Adapters are looked up through
   `portal.providers.registry.adapter_class`, imported only when a check runs. Given the
   configured provider's settings, the adapter is built from them and its instance ``caps``
@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from portal.contracts.schema_issues import CapabilityIssue, join_pointer
 from portal.errors import ConfigError, ContractError
-from portal.providers.base import Capabilities
+from portal.providers.adapter import Capabilities
 from portal.providers.cohere_schema import cohere_issues
 from portal.providers.gemini_schema import gemini_issues
 from portal.providers.registry import adapter_class
@@ -63,7 +63,7 @@ from portal.providers.schema_transform import close_objects, openai_strict_issue
 
 if TYPE_CHECKING:
     from portal.contracts.feature import FeatureContract
-    from portal.providers.base import ProviderSettings
+    from portal.providers.settings import ProviderSettings
 
 __all__ = ["CapabilityIssue", "capabilities_for", "check_target", "ensure_servable"]
 

@@ -56,19 +56,12 @@ from portal.errors import (
     ProviderTimeout,
     ServerError,
 )
-from portal.providers.base import (
-    Adapter,
-    Capabilities,
-    ReasoningBlocks,
-    SSEStreamParser,
-    StreamParser,
-    ToolCallAssembler,
-    WireReply,
-    WireRequest,
-    error_class_for_status,
-    join_reasoning,
-    keep_unknown,
-)
+from portal.providers.adapter import Adapter, Capabilities
+from portal.providers.error_replies import error_class_for_status
+from portal.providers.reasoning import ReasoningBlocks, join_reasoning
+from portal.providers.streaming import SSEStreamParser, StreamParser, ToolCallAssembler
+from portal.providers.unknown import keep_unknown
+from portal.wire import WireReply, WireRequest
 
 __all__ = ["CohereAdapter", "CohereStreamParser"]
 

@@ -76,18 +76,13 @@ from portal.errors import (
     RateLimited,
     ServerError,
 )
-from portal.providers.base import (
-    Adapter,
-    Capabilities,
-    ReasoningBlocks,
-    SSEStreamParser,
-    StreamParser,
-    WireReply,
-    WireRequest,
-    error_class_for_status,
-    keep_unknown,
-)
+from portal.providers.adapter import Adapter, Capabilities
+from portal.providers.error_replies import error_class_for_status
 from portal.providers.gemini_schema import to_gemini_schema
+from portal.providers.reasoning import ReasoningBlocks
+from portal.providers.streaming import SSEStreamParser, StreamParser
+from portal.providers.unknown import keep_unknown
+from portal.wire import WireReply, WireRequest
 
 __all__ = ["GeminiAdapter", "GeminiStreamParser", "VertexAdapter"]
 

@@ -28,8 +28,9 @@ from typing import Any, ClassVar
 
 from portal.contracts.messages import ImagePart, TextPart
 from portal.contracts.request import ChatRequest, EmbedRequest
-from portal.providers.base import Capabilities, WireReply
+from portal.providers.adapter import Capabilities
 from portal.providers.openai import FINISH_REASON_MAP, OpenAIAdapter
+from portal.wire import WireReply
 
 __all__ = ["MistralAdapter", "mistral_tool_call_id"]
 

@@ -50,22 +50,19 @@ from portal.errors import (
     ProviderError,
     RateLimited,
 )
-from portal.providers.base import (
+from portal.providers.adapter import Adapter, Capabilities
+from portal.providers.error_replies import error_class_for_status
+from portal.providers.reasoning import ReasoningBlocks, join_reasoning
+from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
+from portal.providers.streaming import (
     INCOMPLETE_TOOL_CALLS,
-    Adapter,
-    Capabilities,
-    ReasoningBlocks,
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
-    WireReply,
-    WireRequest,
-    error_class_for_status,
     incomplete_call,
-    join_reasoning,
-    keep_unknown,
 )
-from portal.providers.schema_transform import drop_added_nulls, to_openai_strict
+from portal.providers.unknown import keep_unknown
+from portal.wire import WireReply, WireRequest
 
 __all__ = [
     "FINISH_REASON_MAP",

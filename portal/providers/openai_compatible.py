@@ -35,9 +35,10 @@ from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Usage
 from portal.errors import ConfigError, ContractError
-from portal.providers.base import Capabilities, ProviderSettings
+from portal.providers.adapter import Capabilities
 from portal.providers.openai import OpenAIAdapter
 from portal.providers.schema_transform import to_openai_strict
+from portal.providers.settings import ProviderSettings
 
 __all__ = ["PRESETS", "OpenAICompatibleAdapter", "Quirks"]
 

@@ -49,20 +49,19 @@ from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent, Usage
 from portal.errors import ContractError, InvalidResponse, ProviderError
-from portal.providers.base import (
+from portal.providers.adapter import Capabilities
+from portal.providers.openai import OpenAIAdapter, put_prompt_cache_key, with_tier
+from portal.providers.reasoning import join_reasoning
+from portal.providers.schema_transform import to_openai_strict
+from portal.providers.streaming import (
     INCOMPLETE_TOOL_CALLS,
-    Capabilities,
     SSEStreamParser,
     StreamParser,
     ToolCallAssembler,
-    WireReply,
-    WireRequest,
     incomplete_call,
-    join_reasoning,
-    keep_unknown,
 )
-from portal.providers.openai import OpenAIAdapter, put_prompt_cache_key, with_tier
-from portal.providers.schema_transform import to_openai_strict
+from portal.providers.unknown import keep_unknown
+from portal.wire import WireReply, WireRequest
 
 __all__ = ["OpenAIResponsesAdapter", "OpenAIResponsesStreamParser"]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from portal.errors import ConfigError
 
 if TYPE_CHECKING:
-    from portal.providers.base import Adapter
+    from portal.providers.adapter import Adapter
 
 __all__ = ["adapter_class", "known_kinds", "register"]
 

@@ -34,8 +34,9 @@ import httpx2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from portal.errors import ConfigError
-from portal.providers.base import Capabilities, ProviderSettings
+from portal.providers.adapter import Capabilities
 from portal.providers.openai import OpenAIAdapter
+from portal.providers.settings import ProviderSettings
 
 __all__ = [
     "SimOptions",

@@ -35,7 +35,7 @@ from portal.errors import (
     StreamInterrupted,
     ToolLoopExceeded,
 )
-from portal.providers.base import DEFAULT_MAX_REPLY_BYTES, byte_limit
+from portal.providers.bodies import DEFAULT_MAX_REPLY_BYTES, byte_limit
 from portal.routing.call import Call, Clock, estimated_tokens, new_call_id
 from portal.routing.control import Routing
 from portal.routing.retry import decide

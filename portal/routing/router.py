@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from portal.config import FeatureConfig, PortalConfig, parse_model_id
 from portal.errors import ConfigError, PolicyViolation
-from portal.providers.base import Adapter
+from portal.providers.adapter import Adapter
 from portal.providers.registry import adapter_class
 from portal.routing.canary import BUCKETS, CanaryControl, bucket, threshold
 from portal.routing.retry import RetryPolicy

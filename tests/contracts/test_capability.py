@@ -9,9 +9,10 @@ import pytest
 
 from portal.contracts.feature import FeatureContract, parse_contract
 from portal.errors import ContractError
-from portal.providers.base import Capabilities, ProviderSettings
+from portal.providers.adapter import Capabilities
 from portal.providers.capability import capabilities_for, check_target, ensure_servable
 from portal.providers.registry import adapter_class
+from portal.providers.settings import ProviderSettings
 
 
 def contract(output: Any = None, tools: Any = None) -> FeatureContract:

@@ -11,7 +11,7 @@ import pytest
 
 from portal.contracts.schema import list_errors
 from portal.metering.stats import percentile
-from portal.providers.base import ProviderSettings
+from portal.providers.settings import ProviderSettings
 from portal.providers.simulated import SimOptions, SimTransport, SimulatedAdapter, instance_for
 
 

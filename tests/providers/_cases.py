@@ -12,7 +12,9 @@ from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest
 from portal.contracts.tools import ToolSpec
-from portal.providers.base import Adapter, StreamParser, WireReply
+from portal.providers.adapter import Adapter
+from portal.providers.streaming import StreamParser
+from portal.wire import WireReply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_B64 = (

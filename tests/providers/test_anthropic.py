@@ -24,7 +24,9 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec
 from portal.providers.anthropic import AnthropicAdapter, ratelimit_reset_after, safe_tool_id
-from portal.providers.base import ProviderSettings, Secret, WireReply
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5"

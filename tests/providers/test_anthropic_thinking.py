@@ -15,7 +15,7 @@ from portal.contracts.messages import Message, ToolCall, tool_result, user
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest
 from portal.errors import ContractError
-from portal.providers.base import WireReply
+from portal.wire import WireReply
 
 from .test_anthropic import LOOKUP, MODEL, WEATHER, adapter
 

@@ -19,7 +19,9 @@ from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.errors import ConfigError, ContentFiltered, NotFound, RateLimited
 from portal.providers.azure_openai import DEFAULT_API_VERSION, AzureOpenAIAdapter
-from portal.providers.base import ProviderSettings, Secret, WireReply
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import TEXT, error_reply, feed_all, fixture, full_request, reply
 from tests.providers._openai_spec import errors as spec_errors
 

@@ -35,8 +35,10 @@ from portal.contracts.messages import ImagePart, Message, ToolCall, tool_result,
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec
-from portal.providers.base import ProviderSettings, Secret, WireReply, WireRequest
 from portal.providers.bedrock import BedrockAdapter
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply, WireRequest
 from tests.providers._cases import frame
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"

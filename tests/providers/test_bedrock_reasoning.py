@@ -20,8 +20,10 @@ import pytest
 from portal.contracts.messages import Message, ToolCall, coerce_messages, tool_result, user
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.bedrock import PROVIDER_DATA_KEY, BedrockAdapter, reasoning_blocks
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import LOOKUP, WEATHER, frame
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"

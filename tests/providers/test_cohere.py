@@ -21,9 +21,11 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec
 from portal.errors import ContractError, ServerError, StreamInterrupted
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.cohere import CohereAdapter
 from portal.providers.registry import adapter_class
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cohere"
 

@@ -36,8 +36,11 @@ import pytest
 
 from portal import errors as perr
 from portal.contracts.responses import FINISH_REASONS, Response
-from portal.providers.base import Adapter, ProviderSettings, Secret, WireReply
+from portal.providers.adapter import Adapter
 from portal.providers.registry import _BUILTIN, adapter_class
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import FIXTURES, PNG_B64, SYSTEM, TEXT, full_request
 
 ERROR_FILES: dict[str, type[perr.ProviderError]] = {

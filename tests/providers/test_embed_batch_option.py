@@ -13,9 +13,9 @@ import pytest
 import portal
 from portal.config import ProviderSettings
 from portal.providers.azure_openai import AzureOpenAIAdapter
-from portal.providers.base import Secret
 from portal.providers.cohere import CohereAdapter
 from portal.providers.openai_compatible import OpenAICompatibleAdapter
+from portal.secret import Secret
 
 
 def _openai_embeddings(bodies: list[dict[str, Any]]) -> httpx2.MockTransport:

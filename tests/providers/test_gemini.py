@@ -26,10 +26,12 @@ from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.tools import ToolSpec
 from portal.errors import ConfigError, ContentFiltered, ContractError, StreamInterrupted
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.gemini import SKIP_SIGNATURE, GeminiAdapter, VertexAdapter
 from portal.providers.gemini_schema import to_gemini_schema
 from portal.providers.registry import adapter_class
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"

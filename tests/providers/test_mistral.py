@@ -15,8 +15,9 @@ import pytest
 
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.errors import BadRequest, ContextTooLong, RateLimited
-from portal.providers.base import ProviderSettings, Secret
 from portal.providers.mistral import MistralAdapter, mistral_tool_call_id
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
 from tests.providers._cases import (
     ANSWER,
     LOOKUP,

@@ -28,8 +28,10 @@ from portal.errors import (
     ServerError,
     StreamInterrupted,
 )
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.openai import OpenAIAdapter, parse_duration
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import (
     ANSWER,
     LOOKUP,

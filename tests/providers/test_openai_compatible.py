@@ -29,8 +29,10 @@ from portal.errors import (
     RateLimited,
     ServerError,
 )
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.openai_compatible import PRESETS, OpenAICompatibleAdapter
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import (
     ANSWER,
     SYSTEM,

@@ -25,14 +25,16 @@ from portal.contracts.messages import coerce_messages, tool_result
 from portal.contracts.request import ChatRequest
 from portal.contracts.tools import ToolSpec, coerce_tools
 from portal.errors import ContractError
+from portal.providers.adapter import Adapter
 from portal.providers.anthropic import AnthropicAdapter
 from portal.providers.azure_openai import AzureOpenAIAdapter
-from portal.providers.base import Adapter, ProviderSettings, Secret
 from portal.providers.bedrock import BedrockAdapter
 from portal.providers.gemini import GeminiAdapter
 from portal.providers.openai import OpenAIAdapter
 from portal.providers.openai_compatible import OpenAICompatibleAdapter
 from portal.providers.openai_responses import OpenAIResponsesAdapter
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
 from tests.providers._openai_spec import errors as spec_errors
 
 LONG = "You are the support agent of ACME. " * 40

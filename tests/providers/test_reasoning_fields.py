@@ -37,11 +37,13 @@ import portal
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import StreamEvent
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.cohere import CohereAdapter
 from portal.providers.mistral import MistralAdapter
 from portal.providers.openai import OpenAIAdapter
 from portal.providers.openai_compatible import OpenAICompatibleAdapter
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import feed_all, fixture, reply
 
 REQ = ChatRequest([Message("user", "Is 9.11 greater than 9.8?")], stream=True)

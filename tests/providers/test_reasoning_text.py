@@ -29,9 +29,11 @@ import pytest
 from portal.contracts.messages import Message, tool_result
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Response, StreamEvent
-from portal.providers.base import ProviderSettings, Secret, WireReply
 from portal.providers.gemini import GeminiAdapter, VertexAdapter
 from portal.providers.openai_responses import OpenAIResponsesAdapter
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import feed_all, fixture
 from tests.providers._openai_spec import errors as spec_errors
 

@@ -19,8 +19,11 @@ import pytest
 from portal.contracts.messages import Message, ToolCall
 from portal.contracts.request import ChatRequest
 from portal.errors import ConfigError
-from portal.providers.base import Adapter, ProviderSettings, Secret, WireReply
+from portal.providers.adapter import Adapter
 from portal.providers.registry import adapter_class
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
+from portal.wire import WireReply
 from tests.providers._cases import LOOKUP, WEATHER, fixture, reply
 
 RESULTS = {"lookup_order": {"status": "shipped", "eta": "Tuesday"}, "get_weather": {"temp_c": 18}}

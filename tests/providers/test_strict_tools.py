@@ -21,12 +21,13 @@ from portal.contracts.request import ChatRequest
 from portal.contracts.tools import ToolSpec
 from portal.errors import ContractError
 from portal.providers.anthropic import AnthropicAdapter
-from portal.providers.base import ProviderSettings, Secret
 from portal.providers.bedrock import BedrockAdapter
 from portal.providers.capability import check_target
 from portal.providers.cohere import CohereAdapter
 from portal.providers.gemini import GeminiAdapter, VertexAdapter
 from portal.providers.openai_compatible import OpenAICompatibleAdapter
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret
 
 PARAMS = {
     "type": "object",

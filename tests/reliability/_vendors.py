@@ -9,9 +9,11 @@ from typing import Any
 
 from portal.contracts.messages import user
 from portal.contracts.request import ChatRequest
-from portal.providers.base import Adapter, ProviderSettings, Secret
+from portal.providers.adapter import Adapter
 from portal.providers.registry import adapter_class
+from portal.providers.settings import ProviderSettings
 from portal.providers.sse import SSEDecoder
+from portal.secret import Secret
 from tests.providers._cases import frame
 from tests.providers.test_conformance import MODELS as CONFORMANCE_MODELS
 from tests.providers.test_conformance import SETTINGS as CONFORMANCE_SETTINGS

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from portal.contracts.responses import FINISH_REASONS, EmbedResponse, Response, StreamEvent, Usage
 from portal.errors import ProviderError
-from portal.providers.base import WireReply
+from portal.wire import WireReply
 from tests.reliability import _vendors as v
 
 EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "25"))

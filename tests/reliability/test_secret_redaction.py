@@ -16,9 +16,11 @@ import pytest
 import portal
 from portal.config import load_config
 from portal.errors import ConfigError, ProviderError
-from portal.providers.base import Adapter, ProviderSettings, Secret, WireReply
+from portal.providers.adapter import Adapter
 from portal.providers.openai import OpenAIAdapter
-from portal.secret import scrub
+from portal.providers.settings import ProviderSettings
+from portal.secret import Secret, scrub
+from portal.wire import WireReply
 from tests.reliability.test_security import texts_of
 
 KEY = "sk-redact-me-0123456789abcdef"

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from portal.providers.base import MAX_UNKNOWN_EVENTS, WireReply
+from portal.providers.unknown import MAX_UNKNOWN_EVENTS
+from portal.wire import WireReply
 from tests.reliability import _vendors as v
 
 TEXT = "Your order 123 ships on Tuesday."
