@@ -685,6 +685,16 @@ class FeatureConfig(_Model):
         "are kept.",
         examples=["auto"],
     )
+    cache_affinity: bool = Field(
+        True,
+        description="Calls whose marked prompt prefix (the part up to the last `cache=` "
+        "marker) was served recently go to the target that served it, when that target is "
+        "one the call could have gone to first (its weights, canary arm, data-path policy "
+        "and strategy still decide the choice); fleet-wide through the routing state, for "
+        "the vendor's cache lifetime. A call served elsewhere (failover, hedge) records "
+        "`cache_miss_expected` in the ledger. Calls without markers are not affected.",
+        examples=[False],
+    )
     strategy: Literal[
         "ordered", "cheapest", "fastest", "lowest-latency", "cheapest-within-sla", "weighted"
     ] = Field(

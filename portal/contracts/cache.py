@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CacheHint",
     "CacheTTL",
+    "cache_lifetime_s",
     "cache_ttl",
     "check_breakpoints",
     "check_cache",
@@ -53,6 +54,17 @@ def check_cache(value: Any, where: str) -> CacheHint | None:
 def cache_ttl(hint: CacheHint | None) -> CacheTTL | None:
     """The explicit lifetime of a hint (``None`` for ``True``, ``False`` and no hint)."""
     return hint if isinstance(hint, str) else None
+
+
+#: how long the breakpoint vendors keep a prefix after its last use, per lifetime
+_LIFETIME_S = {"5m": 300.0, "1h": 3600.0}
+
+
+def cache_lifetime_s(req: ChatRequest) -> float:
+    """How long the vendor keeps the request's marked prefix after a use: an hour when a
+    marker asks for ``"1h"``, else five minutes (Anthropic's and Bedrock's default, and
+    OpenAI's usual lifetime)."""
+    return max((_LIFETIME_S[t] for _, h in _marks(req) if (t := cache_ttl(h))), default=300.0)
 
 
 def marked(req: ChatRequest) -> bool:

@@ -86,6 +86,9 @@ class Attempt:
     cost_usd: float | None = None
     ttft_ms: float | None = None
     request_id: str | None = None
+    #: why this attempt went to a target that does not hold the call's cached prompt prefix
+    #: while another one does: "failover", "hedge" or "route" (None: no loss expected)
+    cache_miss_expected: str | None = None
 
 
 OutputT = TypeVar("OutputT")

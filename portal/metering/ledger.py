@@ -133,6 +133,9 @@ class LedgerRecord:
     #: the user action a call row belongs to: a tool loop's steps share the first call's id
     #: (None: the call is the whole action)
     action_id: str | None = None
+    #: the attempt (or the call's answer) went to a target that does not hold the call's
+    #: cached prompt prefix while another one does: "failover", "hedge" or "route"
+    cache_miss_expected: str | None = None
 
     def to_row(self) -> tuple[Any, ...]:
         """Values in `COLUMNS` order; ``tags`` as JSON text, ``estimated`` as 0/1."""
@@ -168,6 +171,7 @@ class LedgerRecord:
             self.cost_source,
             self.price_source,
             self.action_id,
+            self.cache_miss_expected,
         )
 
     @classmethod
@@ -235,6 +239,7 @@ _ADDED_COLUMNS = (
     "cost_source",
     "price_source",
     "action_id",
+    "cache_miss_expected",
 )
 
 

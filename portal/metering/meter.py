@@ -255,6 +255,7 @@ class Meter:
                 service_tier=u.service_tier,
                 cost_source=cost_source,
                 price_source=price_source,
+                cache_miss_expected=attempt.cache_miss_expected,
             )
         )
 
@@ -371,6 +372,7 @@ class Meter:
                 service_tier=usage.service_tier,
                 cost_source=cost_source,
                 price_source=price_source,
+                cache_miss_expected=_answer_cache_miss(attempts, target),
             )
         )
 
@@ -429,3 +431,11 @@ def _telemetry(kinds: dict[str, str]) -> Telemetry | None:
         )
         return None
     return Telemetry(kinds=kinds)
+
+
+def _answer_cache_miss(attempts: list[Attempt], target: str | None) -> str | None:
+    """The call's expected cache loss: that of the attempt whose reply it returned."""
+    for a in reversed(attempts):
+        if a.target == target and a.outcome in ("ok", "invalid_output"):
+            return a.cache_miss_expected
+    return None

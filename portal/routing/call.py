@@ -49,6 +49,13 @@ class Call:
     budget_hold: Any = None
     #: the user action this call is part of: a tool loop's steps share the first call's id
     action_id: str | None = None
+    #: cache affinity (`Routing.plan`): the routing-state key of the marked prefix (None:
+    #: no affinity), the target that last served it, whether it was planned first, and how
+    #: long the vendor keeps it
+    cache_key: str | None = None
+    cache_holder: str | None = None
+    cache_first: bool = False
+    cache_ttl_s: float = 300.0
 
     def time_left(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from portal.config import PortalConfig
+from portal.contracts.cache import cache_lifetime_s, marked, prefix_key
 from portal.contracts.request import ChatRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
 from portal.effects import Take
@@ -41,6 +42,8 @@ log = logging.getLogger("portal.routing")
 DEFAULT_OUTPUT_TOKENS = 256
 #: ``cheapest`` within an SLA: one call in this many ranks by price alone (exploration)
 EXPLORE_EVERY = 20
+#: affinity writes remembered per process (to skip rewriting a fresh one)
+AFFINITY_WRITES_KEPT = 10_000
 
 
 class Routing:
@@ -72,6 +75,10 @@ class Routing:
         self.ejection = Ejection(self.state, lambda f: eject_policy(config, f))
         #: features with an ``eject`` table (the others pay nothing for ejection)
         self._ejecting = frozenset(n for n, f in config.features.items() if f.eject is not None)
+        #: features whose marked calls stick to the target holding their prefix
+        self._affine = frozenset(n for n, f in config.features.items() if f.cache_affinity)
+        #: affinity keys this process wrote lately: (target, when), oldest first
+        self._affinity_writes: dict[str, tuple[str, float]] = {}
 
     # -- order -----------------------------------------------------------------------------
     def plan(self, call: Call) -> list[Target]:
@@ -80,7 +87,8 @@ class Routing:
         if len(targets) - route.pinned < 2:
             return targets
         ejecting = route.feature in self._ejecting
-        if route.strategy == "ordered" and not ejecting:
+        sticky = route.feature in self._affine and self._marked(call)
+        if route.strategy == "ordered" and not ejecting and not sticky:
             return targets
         head, rest = targets[: route.pinned], targets[route.pinned :]
         if route.strategy == "fastest":
@@ -92,7 +100,77 @@ class Routing:
             rest = self._weighted(call, rest)
         if ejecting:  # slow or failing targets go last (but for an exploration share)
             rest = self.ejection.order(route.feature or "", rest, _target_id)
+        if sticky:
+            rest = self._stick(call, rest)
         return head + rest
+
+    # -- cache affinity --------------------------------------------------------------------
+    @staticmethod
+    def _marked(call: Call) -> bool:
+        req = call.request
+        return isinstance(req, ChatRequest) and not call.route.model_pinned and marked(req)
+
+    def _stick(self, call: Call, rest: list[Target]) -> list[Target]:
+        """Cache affinity: the target that last served this call's marked prefix goes first,
+        if it is one the call could have gone to first anyway (a weighted target, any target
+        of a ranking strategy, the primary of an ordered chain; never an ejected one). The
+        prefix is hashed here, only for marked requests; the key is per feature and arm."""
+        route = call.route
+        feature = route.feature or ""
+        assert isinstance(call.request, ChatRequest)
+        key = prefix_key(call.request)
+        if key is None:
+            return rest
+        call.cache_key = f"affinity:{feature}:{route.arm}:{key}"
+        call.cache_ttl_s = cache_lifetime_s(call.request)
+        holder = self.state.recall(call.cache_key)
+        if not isinstance(holder, str):
+            return rest
+        call.cache_holder = holder
+        if route.strategy == "weighted":
+            weights = self._weights.get(feature, {})
+            choices = [t for t in rest if t.id in weights]
+        elif route.strategy == "ordered":
+            choices = rest[:1]
+        else:
+            choices = rest
+        if feature in self._ejecting:
+            choices = [t for t in choices if not self.ejection.ejected(feature, t.id)]
+        pick = next((t for t in choices if t.id == holder), None)
+        if pick is None:
+            return rest
+        call.cache_first = True
+        if pick is rest[0]:
+            return rest
+        route.reasons.append(f"cache affinity: {holder} served this prefix last")
+        return [pick] + [t for t in rest if t is not pick]
+
+    def _affinity_done(self, call: Call, target: Target, attempt: Attempt, ok: bool) -> None:
+        """Mark an attempt sent away from the prefix's holder (the cache it will not read),
+        and remember who served the prefix: one write per prefix and target, renewed when
+        a tenth of the vendor's lifetime has passed, so a hot prefix costs few writes."""
+        key = call.cache_key
+        assert key is not None
+        holder = call.cache_holder
+        if holder is not None and target.id != holder and attempt.outcome not in _NOT_JUDGED:
+            if not call.cache_first:
+                attempt.cache_miss_expected = "route"
+            elif any(a.target == holder for a in call.attempts[:-1]) or self.hedge(call) is None:
+                attempt.cache_miss_expected = "failover"
+            else:
+                attempt.cache_miss_expected = "hedge"
+        if not ok:
+            return
+        now = self.state.clock()
+        written = self._affinity_writes.get(key)
+        ttl = call.cache_ttl_s
+        if written is not None and written[0] == target.id and now - written[1] < ttl / 10:
+            return
+        self.state.remember(key, target.id, ttl)
+        self._affinity_writes.pop(key, None)
+        self._affinity_writes[key] = (target.id, now)
+        while len(self._affinity_writes) > AFFINITY_WRITES_KEPT:
+            self._affinity_writes.pop(next(iter(self._affinity_writes)), None)
 
     def _weighted(self, call: Call, targets: list[Target]) -> list[Target]:
         """One target drawn by weight goes first, the others keep their order as fallbacks.
@@ -252,6 +330,8 @@ class Routing:
             # the guard judges an arm by its own first target's attempts, before a retry or
             # a failover absorbs the error (or it would never see a broken canary)
             self.canary.observe_attempt(route.feature, route.arm, error is None, attempt.latency_ms)
+        if call.cache_key is not None:
+            self._affinity_done(call, target, attempt, error is None and attempt.outcome == "ok")
         if call.route.feature in self._ejecting and attempt.outcome not in _NOT_JUDGED:
             failed = error is not None and not isinstance(error, _REQUEST_FAULTS)
             self.ejection.observe(call.route.feature or "", target.id, attempt.latency_ms, failed)

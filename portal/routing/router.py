@@ -74,6 +74,8 @@ class Route:
     pinned: int = 0
     canary_bucket: int | None = None
     canary_threshold: int | None = None
+    #: the first target is the caller's ``model=``
+    model_pinned: bool = False
 
     def reordered(self, order: Sequence[int], reason: str) -> Route:
         """The same route with its targets tried in ``order`` (indexes), and why."""
@@ -205,6 +207,7 @@ class Router:
             pinned,
             b,
             t,
+            model is not None,
         )
 
     def _chain(self, name: str, feat: FeatureConfig) -> tuple[list[Target], Target | None]:

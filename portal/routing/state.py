@@ -17,6 +17,10 @@ claims, events); breakers, budgets and canaries are written once on top of them.
     targets that have a commitment: a shared commitment cannot be honoured from a cache.
     The sync client uses redis-py's sync client, the async client redis-py's asyncio one;
   - ``claim`` (the half-open probe, at most once per cooldown per target) is one ``SET NX``;
+  - ``remember`` / ``recall`` (short-lived values, many keys: which target holds a cached
+    prompt prefix) are a queued ``SET PX`` and, the first time this process reads a key,
+    one ``GET``; the key is then refreshed with the others while it is read, and forgotten
+    once it is not (both the local copy and the refreshed set are bounded);
   - ``reserve`` and ``settle`` (budget reservations) are one atomic Lua call each, and
     ``spend`` reads Redis directly: a shared budget cannot be kept from a cache either.
     Reservations expire (``ttl_s``): a process that dies mid-call releases what it held.
@@ -45,6 +49,11 @@ BucketDim = tuple[str, float, float, float]
 
 #: windowed counters keep one-second slots for at most this long
 MAX_WINDOW_S = 3600.0
+#: short-lived values (`State.remember`) one process keeps at most; the oldest go first
+MAX_REMEMBERED = 100_000
+#: keys a `RedisState` keeps refreshing for `State.recall`, and for how long after a read
+MAX_RECALLED = 10_000
+RECALL_WATCH_S = 300.0
 
 
 class StateUnavailable(Exception):
@@ -67,6 +76,10 @@ class State(Protocol):
     def set(self, key: str, value: Any, ttl_s: float | None = None) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+    def remember(self, key: str, value: Any, ttl_s: float) -> None: ...
+
+    def recall(self, key: str) -> Any: ...
 
     def claim(self, key: str, ttl_s: float) -> bool: ...
 
@@ -124,6 +137,8 @@ class MemoryState:
         self._events: dict[str, list[dict[str, Any]]] = {}
         #: budget holds per key: "field|reservation id" -> (amount, expires at)
         self._holds: dict[str, dict[str, tuple[float, float]]] = {}
+        #: short-lived values, oldest write first (bounded by MAX_REMEMBERED)
+        self._remembered: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
 
     # -- values -----------------------------------------------------------------------------
@@ -142,6 +157,27 @@ class MemoryState:
 
     def delete(self, key: str) -> None:
         self._values.pop(key, None)
+
+    def remember(self, key: str, value: Any, ttl_s: float) -> None:
+        """A value that expires after ``ttl_s`` and may be forgotten earlier: at most
+        `MAX_REMEMBERED` are kept, the least recently written go first. For many short-lived
+        keys (one per cached prompt prefix) that `set` would keep until read again."""
+        with self._lock:
+            vals = self._remembered
+            vals.pop(key, None)
+            vals[key] = (value, self.clock() + ttl_s)
+            while len(vals) > MAX_REMEMBERED:
+                vals.pop(next(iter(vals)), None)
+
+    def recall(self, key: str) -> Any:
+        """What `remember` kept under ``key``, or None once it expired or was forgotten."""
+        item = self._remembered.get(key)
+        if item is None:
+            return None
+        if self.clock() >= item[1]:
+            self._remembered.pop(key, None)
+            return None
+        return item[0]
 
     def claim(self, key: str, ttl_s: float) -> bool:
         with self._lock:
@@ -492,6 +528,8 @@ class RedisState:
         self._watch_values: set[str] = set()
         self._watch_counters: set[str] = set()
         self._watch_windows: dict[str, float] = {}
+        #: recalled keys refreshed with the others, until when (least recently read first)
+        self._watch_recalled: dict[str, float] = {}
         self._lock = threading.Lock()
         self._sync_lock = threading.RLock()
         self._down = False
@@ -543,6 +581,33 @@ class RedisState:
     def delete(self, key: str) -> None:
         self.local.delete(key)
         self._queue("delete", key)
+
+    def remember(self, key: str, value: Any, ttl_s: float) -> None:
+        self.local.remember(key, value, ttl_s)
+        self._queue("remember", key, value, ttl_s)
+
+    def recall(self, key: str) -> Any:
+        """The fleet's value: the first read of a key in this process is one ``GET`` (a
+        prefix another replica served is found at once); after that the key is refreshed
+        with the others for `RECALL_WATCH_S` after its last read."""
+        now = self.clock()
+        with self._lock:
+            first = self._watch_recalled.pop(key, None) is None
+            self._watch_recalled[key] = now + RECALL_WATCH_S
+            while len(self._watch_recalled) > MAX_RECALLED:
+                del self._watch_recalled[next(iter(self._watch_recalled))]
+        if first and not self._down:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.get(self._k(key))
+                pipe.pttl(self._k(key))
+                raw, pttl = pipe.execute()
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                if raw is not None and pttl is not None and pttl > 0:
+                    self.local.remember(key, json.loads(raw), pttl / 1000.0)
+        return self.local.recall(key)
 
     def claim(self, key: str, ttl_s: float) -> bool:
         if self._down:
@@ -767,6 +832,11 @@ class RedisState:
             values = sorted(self._watch_values)
             counters = sorted(self._watch_counters)
             windows = dict(self._watch_windows)
+            now = self.clock()
+            for key in [k for k, until in self._watch_recalled.items() if until < now]:
+                del self._watch_recalled[key]
+                self.local._remembered.pop(key, None)
+            recalled = list(self._watch_recalled)
         try:
             pipe = self._redis.pipeline(transaction=False)
             for op, args in batch:
@@ -779,6 +849,9 @@ class RedisState:
                 pipe.hgetall(self._k(key))
             for key in windows:
                 pipe.hgetall(self._k("w:" + key))
+            for key in recalled:
+                pipe.get(self._k(key))
+                pipe.pttl(self._k(key))
             replies = pipe.execute()
         except Exception as exc:
             with self._lock:  # keep the writes for the next cycle, within the bound
@@ -787,7 +860,7 @@ class RedisState:
             self._failed(exc)
             return False
         self._recovered()
-        self._apply(replies[writes:], values, counters, windows)
+        self._apply(replies[writes:], values, counters, windows, recalled)
         return True
 
     def _write(self, pipe: Any, op: str, args: tuple[Any, ...]) -> None:
@@ -800,6 +873,9 @@ class RedisState:
                 pipe.set(self._k(key), data, px=max(1, int(ttl * 1000)))
         elif op == "delete":
             pipe.delete(self._k(args[0]))
+        elif op == "remember":
+            key, value, ttl = args
+            pipe.set(self._k(key), json.dumps(value, default=str), px=max(1, int(ttl * 1000)))
         elif op == "incr":
             key, field, amount = args
             pipe.hincrbyfloat(self._k(key), field, amount)
@@ -827,7 +903,12 @@ class RedisState:
             )
 
     def _apply(
-        self, replies: list[Any], values: list[str], counters: list[str], windows: dict[str, float]
+        self,
+        replies: list[Any],
+        values: list[str],
+        counters: list[str],
+        windows: dict[str, float],
+        recalled: Sequence[str] = (),
     ) -> None:
         """Replace the local copy of watched keys with Redis's, then replay writes queued
         since the pipeline left, so none of this process's own updates vanish."""
@@ -854,6 +935,10 @@ class RedisState:
                     continue
                 slots.setdefault(slot, {})[f] = float(v)
             fresh._windows[key] = slots
+        for key in recalled:
+            raw, pttl = next(it), next(it)
+            if raw is not None and pttl is not None and pttl > 0:
+                fresh._remembered[key] = (json.loads(raw), now + pttl / 1000.0)
         with self._lock:
             pending = list(self._pending)
             loc = self.local
@@ -866,6 +951,10 @@ class RedisState:
                 loc._counters[key] = fresh._counters.get(key, {})
             for key in windows:
                 loc._windows[key] = fresh._windows.get(key, {})
+            for key in recalled:
+                loc._remembered.pop(key, None)
+                if key in fresh._remembered:
+                    loc._remembered[key] = fresh._remembered[key]
             for op, args in pending:
                 self._replay(op, args)
         if stale:
@@ -883,6 +972,9 @@ class RedisState:
             loc._values[args[0]] = (args[1], None if args[2] is None else self.clock() + args[2])
         elif op == "delete":
             loc._values.pop(args[0], None)
+        elif op == "remember":
+            loc._remembered.pop(args[0], None)
+            loc._remembered[args[0]] = (args[1], self.clock() + args[2])
         elif op == "incr":
             c = loc._counters.setdefault(args[0], {})
             c[args[1]] = c.get(args[1], 0.0) + args[2]

@@ -60,7 +60,7 @@ def test_every_problem_is_listed_with_did_you_mean(tmp_path: Path) -> None:
         "throughput, timeout_s, verify_tls",
         "portal.toml: features.f.timeout_s: must be > 0, got -1",
         "portal.toml: features.f.retries: unknown key; did you mean 'retry'? Allowed keys: "
-        "allowed, budget, cache, canary, contract, eject, fallbacks, hedge, max_tokens, "
+        "allowed, budget, cache, cache_affinity, canary, contract, eject, fallbacks, hedge, max_tokens, "
         "min_samples, primary, rag, retry, safety, sla, strategy, tags, temperature, timeout_s, "
         "weights",
     ]

@@ -58,6 +58,7 @@ def full_record(i: int = 0, **kw: object) -> LedgerRecord:
         latency_ms=812.5,
         ttft_ms=120.25,
         estimated=True,
+        cache_miss_expected="failover",
     )
     values.update(kw)
     return LedgerRecord(**values)  # type: ignore[arg-type]
@@ -264,14 +265,14 @@ def test_record_is_cheap_on_the_hot_path(tmp_path: Path) -> None:
 
 
 def test_columns_match_record_fields() -> None:
-    assert COLUMNS[0] == "ts" and "estimated" in COLUMNS and len(COLUMNS) == 31
-    assert COLUMNS[-5:-1] == (
+    assert COLUMNS[0] == "ts" and "estimated" in COLUMNS and len(COLUMNS) == 32
+    assert COLUMNS[-6:-2] == (
         "cache_write_1h_tokens",
         "service_tier",
         "cost_source",
         "price_source",
     )
-    assert COLUMNS[-1] == "action_id"
+    assert COLUMNS[-2:] == ("action_id", "cache_miss_expected")
     assert LedgerRecord.from_row(full_record().to_row()) == full_record()
 
 
