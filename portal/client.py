@@ -9,6 +9,7 @@ Each method prepares the call (`portal.engine.prepare`), gets its sans-IO flow
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Generic, Self, TypeVar, Unpack
@@ -26,6 +27,7 @@ from portal.contracts.responses import EmbedResponse, Response, StreamEvent
 from portal.engine import sync_driver
 from portal.engine.async_driver import AsyncDriver
 from portal.engine.core import ConfigSource, Engine
+from portal.engine.shadow import TaskShadows, ThreadShadows
 from portal.engine.sync_driver import SyncDriver
 from portal.metering.meter import Meter
 from portal.routing.router import Router
@@ -58,7 +60,9 @@ class _ClientBase(ABC, Generic[H]):
         self._core = Engine(config, ledger=ledger, transports=transports, meter=meter, state=state)
         self._shared: H | None = http_client
         self._owned: dict[str, H] = {}
+        self._owned_lock = threading.Lock()  # shadow copies may ask from their threads
         self._driver = self._new_driver()
+        self._core.shadows = self._new_shadows()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] = "portal.toml", **kw: Any) -> Self:
@@ -99,7 +103,18 @@ class _ClientBase(ABC, Generic[H]):
     def _new_http(self, transport: Any, verify: bool) -> H:
         """A new httpx2 client of this driver's kind (sync or async)."""
 
+    @abstractmethod
+    def _new_shadows(self) -> Any:
+        """What runs this client's shadow copies in the background (`portal.engine.shadow`)."""
+
     def _http(self, provider: str) -> H:
+        client = self._owned.get(provider)
+        if client is None:
+            with self._owned_lock:
+                return self._new_pool(provider)
+        return client
+
+    def _new_pool(self, provider: str) -> H:
         client = self._owned.get(provider)
         if client is None:
             transport = self._core.transport_for(provider)
@@ -128,6 +143,10 @@ class Client(_ClientBase[httpx2.Client]):
 
     def _new_http(self, transport: Any, verify: bool) -> httpx2.Client:
         return _http.new_sync_client(transport, verify)
+
+    def _new_shadows(self) -> ThreadShadows:
+        driver = self._driver
+        return ThreadShadows(lambda flow: sync_driver.run(driver.drive(flow)))
 
     def chat(
         self, *, output: type[OutputT] | SchemaOutput = None, **args: Unpack[ChatArgs]
@@ -171,7 +190,9 @@ class Client(_ClientBase[httpx2.Client]):
         self._core.feedback(call, metric, value)
 
     def close(self) -> None:
-        """Close the HTTP pools, flush the ledger, release the routing state."""
+        """Wait for the shadow copies in flight (each ends by its deadline), close the HTTP
+        pools, flush the ledger, release the routing state."""
+        self._core.shadows.close()
         for client in {id(c): c for c in self._owned.values()}.values():
             client.close()
         self._owned.clear()
@@ -195,6 +216,9 @@ class AsyncClient(_ClientBase[httpx2.AsyncClient]):
 
     def _new_http(self, transport: Any, verify: bool) -> httpx2.AsyncClient:
         return _http.new_async_client(transport, verify, self._core.config.portal.transport)
+
+    def _new_shadows(self) -> TaskShadows:
+        return TaskShadows(self._driver.run)
 
     async def chat(
         self, *, output: type[OutputT] | SchemaOutput = None, **args: Unpack[ChatArgs]
@@ -226,7 +250,9 @@ class AsyncClient(_ClientBase[httpx2.AsyncClient]):
             await anyio.to_thread.run_sync(self._core.feedback, call, metric, value)
 
     async def aclose(self) -> None:
-        """Close the HTTP pools, flush the ledger, release the routing state."""
+        """Cancel the shadow copies still running, close the HTTP pools, flush the ledger,
+        release the routing state."""
+        await self._core.shadows.aclose()
         for client in {id(c): c for c in self._owned.values()}.values():
             await client.aclose()
         self._owned.clear()

@@ -424,6 +424,13 @@ class CanaryConfig(_Model):
         examples=["anthropic:claude-sonnet-4-5"],
     )
     percent: float = Field(5.0, description="Starting share of traffic, 0 to 100.", examples=[5])
+    shadow: float = Field(
+        0.0,
+        description="Share of the baseline's calls (0 to 100) also sent, as a copy, to the "
+        "canary target without serving its answer: metered under arm `shadow` and judged by "
+        "the guard like a live arm. With `percent = 0`, the candidate sees no live traffic.",
+        examples=[5],
+    )
     ramp: list[float] = Field(
         default_factory=list,
         description="Increasing steps (percent) for `portal canary promote` and `ramp_every`.",
@@ -439,7 +446,7 @@ class CanaryConfig(_Model):
         default_factory=GuardConfig, description="The guard: metrics, differences, rollback."
     )
 
-    @field_validator("percent")
+    @field_validator("percent", "shadow")
     @classmethod
     def _percent(cls, v: float) -> float:
         if not 0 <= v <= 100:

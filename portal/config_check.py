@@ -4,11 +4,11 @@ passes is one a client accepts, and the other way round.
 
 It builds every provider a feature can reach (kind options, keys read from the environment,
 options that no kind reads), parses the state and ledger URLs and the price overrides, builds
-each feature's safety guards and RAG options, reads the canary's ramp period, checks that every
-target can serve the feature's contract, and that every target a feature can reach (primary,
-fallbacks, canary) satisfies its data-path policy (``allowed``). Every problem is listed at
-once, one line each, naming the table and the key; values read from the environment are shown
-as their ``${VAR}``.
+each feature's safety guards and RAG options, reads the canary's ramp period and shadow target,
+checks that every target can serve the feature's contract, and that every target a feature can
+reach (primary, fallbacks, canary) satisfies its data-path policy (``allowed``). Every problem
+is listed at once, one line each, naming the table and the key; values read from the
+environment are shown as their ``${VAR}``.
 """
 
 from __future__ import annotations
@@ -117,6 +117,8 @@ def _features(cfg: PortalConfig) -> list[str]:
                 RagOptions.parse(feat.rag, f"{where}.rag")
             except PortalError as exc:
                 found.extend(_errors_of(exc))
+        if feat.canary is not None and feat.canary.shadow > 0:
+            found.extend(_shadow_problems(cfg, name, feat))
         if feat.canary is not None and feat.canary.ramp_every:
             from portal.routing.canary import parse_duration
 
@@ -125,6 +127,22 @@ def _features(cfg: PortalConfig) -> list[str]:
             except PortalError as exc:
                 found.extend(_errors_of(exc))
     return found
+
+
+def _shadow_problems(cfg: PortalConfig, name: str, feat: Any) -> list[str]:
+    """Shadow copies compare the canary target with the baseline: it must be another target
+    than the primary (a copy to the primary would measure the baseline against itself)."""
+    where = f'features."{name}".canary.shadow'
+    try:
+        same = cfg.resolve_target(feat.canary.target) == cfg.resolve_target(feat.primary)
+    except ConfigError:
+        return []  # an unknown provider is reported by the config itself
+    if same:
+        return [
+            f"{where}: shadow copies go to canary.target {feat.canary.target!r}, which is the "
+            "primary; set canary.target to the candidate model (or shadow = 0)"
+        ]
+    return []
 
 
 def policy_problems(cfg: PortalConfig, feature: str, target: str) -> list[str]:

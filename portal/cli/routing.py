@@ -20,7 +20,7 @@ from portal.errors import ConfigError, PortalError
 from portal.metering.events import LedgerJournal
 from portal.metering.ledger import Ledger, LedgerRecord
 from portal.metering.report import ledger_urls
-from portal.routing.canary import CanaryControl
+from portal.routing.canary import ARMS, CanaryControl, baseline_and_candidate
 from portal.routing.guard import (
     ArmSample,
     GuardSettings,
@@ -70,6 +70,13 @@ def _print_status(st: dict[str, Any], out: TextIO) -> None:
     print(f"  step since {since}: {st['reason']}; served to canary: {share}", file=out)
     print(_arm_line("baseline", st["baseline"]), file=out)
     print(_arm_line("canary", st["canary"]), file=out)
+    if st["shadow_percent"] or st["shadow"].calls:
+        print(_arm_line("shadow", st["shadow"]), file=out)
+        print(
+            f"    shadow copies of {st['shadow_percent']:g}% of the baseline's calls (answers "
+            "not served); the guard judges canary and shadow together",
+            file=out,
+        )
     g = st["guard"]
     v: Verdict = st["verdict"]
     state = "on" if g["enabled"] else "off (counts only, never rolls back)"
@@ -98,9 +105,17 @@ def _print_status(st: dict[str, Any], out: TextIO) -> None:
 def arm_samples(
     records: Iterable[LedgerRecord], settings: GuardSettings, since: float | None = None
 ) -> tuple[ArmSample, ArmSample]:
-    """(baseline, canary) counts from ledger rows, replayed in time order with the guard's
-    own counters: an arm's own attempts are those on its call's first target, latency
-    thresholds move every 100 attempts as at the guard's looks."""
+    """(baseline, candidate) counts from ledger rows (`arm_counters`); the candidate is the
+    canary's live calls and its shadow copies together, as the guard judges them."""
+    return baseline_and_candidate(arm_counters(records, settings, since))
+
+
+def arm_counters(
+    records: Iterable[LedgerRecord], settings: GuardSettings, since: float | None = None
+) -> dict[str, dict[str, float]]:
+    """Each arm's counters from ledger rows, replayed in time order with the guard's own
+    counters: an arm's own attempts are those on its call's first target, latency thresholds
+    move every 100 attempts as at the guard's looks."""
     rows = [r for r in records if since is None or r.ts >= since]
     rows.sort(key=lambda r: r.ts)
     first: dict[str, tuple[int, str]] = {}
@@ -109,7 +124,7 @@ def arm_samples(
             cur = first.get(r.call_id)
             if cur is None or r.attempt < cur[0]:
                 first[r.call_id] = (r.attempt, r.target)
-    counts: dict[str, dict[str, float]] = {"baseline": {}, "canary": {}}
+    counts: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
     thresholds: dict[str, float] = {}
     seen = 0
     for r in rows:
@@ -127,12 +142,12 @@ def arm_samples(
                 fields = feedback_fields(r.tags["metric"], float(r.tags["value"]))
             except (KeyError, ValueError):
                 continue
-        c = counts["baseline" if r.arm == "baseline" else "canary"]
+        c = counts[r.arm if r.arm in counts else "canary"]
         for name, amount in fields:
             c[name] = c.get(name, 0.0) + amount
         if seen and seen % 100 == 0 and r.kind == "attempt":
             thresholds = settings.thresholds(ArmSample.from_counters(counts["baseline"]))
-    return ArmSample.from_counters(counts["baseline"]), ArmSample.from_counters(counts["canary"])
+    return counts
 
 
 def _status_from_ledger(
@@ -144,17 +159,22 @@ def _status_from_ledger(
     live = control.live(name)  # the ledger's last step for this target (journal), or config
     since = live.get("at")
     settings = control.settings(name)
-    base, can = arm_samples(journal.rows(name, since=since), settings, since)
+    counts = arm_counters(journal.rows(name, since=since), settings, since)
+    base, candidate = baseline_and_candidate(counts)
+    can = ArmSample.from_counters(counts["canary"])
     total = base.calls + can.calls
     st.update(
         percent=live["percent"],
+        shadow_percent=float(live.get("shadow", control.canary(name).shadow)),
+        shadow=ArmSample.from_counters(counts["shadow"]),
+        candidate=candidate,
         reason=live.get("reason"),
         since=since,
         next_step=control.next_step(name),
         baseline=base,
         canary=can,
         served_share=(can.calls / total) if total else None,
-        verdict=judge(settings, base, can),
+        verdict=judge(settings, base, candidate),
         events=journal.events(name, 10),
     )
     return st

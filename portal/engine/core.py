@@ -14,7 +14,8 @@ from typing import Any
 
 from portal.config import PortalConfig, load_config
 from portal.config_check import check_config
-from portal.contracts.request import ChatArgs, EmbedArgs
+from portal.contracts.output import OutputSpec
+from portal.contracts.request import ChatArgs, ChatRequest, EmbedArgs
 from portal.contracts.responses import Attempt, EmbedResponse, Response, Usage
 from portal.effects import Flow
 from portal.engine.feedback import record_feedback
@@ -25,7 +26,7 @@ from portal.metering.events import LedgerJournal
 from portal.metering.meter import Meter
 from portal.routing.call import Call, new_call_id
 from portal.routing.control import Routing
-from portal.routing.flow import embed_flow
+from portal.routing.flow import chat_flow, embed_flow, stream_flow
 from portal.routing.router import AdapterPool, Router, Target
 from portal.routing.state import State, open_state
 
@@ -89,6 +90,9 @@ class Engine:
         self._chains: dict[str, Any] = {}  # feature -> GuardChain, built once
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
         self.guard_counts: Counter[tuple[str, str, str, str]] = Counter()
+        #: runs shadow copies in the background (`portal.engine.shadow`; set by the client,
+        #: None: no shadow copies are sent)
+        self.shadows: Any = None
 
     def use_state(self, state: State) -> None:
         """Swap the routing state (tests inject a `MemoryState` with a fake clock)."""
@@ -231,6 +235,16 @@ class Engine:
             self.refused(prepared)
             raise prepared.error
         return embed_flow(prepared, self.routing, self)
+
+    def shadow(self, call: Call, request: ChatRequest, output: OutputSpec | None) -> None:
+        """Start the shadow copy ``call`` of a call whose primary is sent ``request``: a flow
+        of its own, run in the background by the client's runner; its answer is dropped."""
+        if self.shadows is None:
+            return
+        call.request = request
+        once = stream_flow if call.operation == "stream" else chat_flow
+        assert call.deadline is not None  # a shadow copy always has one
+        self.shadows.launch(once(call, self.routing, self, output), call.deadline)
 
     # -- what calls read -------------------------------------------------------------------
     def contract(self, feature: str | None) -> Any:

@@ -18,15 +18,27 @@ from portal.contracts.tools import coerce_tools
 from portal.errors import BudgetExceeded, ConfigError, ContractError, PolicyViolation
 from portal.routing.call import Call
 from portal.routing.flow import chat_flow, stream_flow, tool_loop_flow
-from portal.routing.router import Route
+from portal.routing.retry import RetryPolicy
+from portal.routing.router import Route, Target
 
 if TYPE_CHECKING:
     from portal.effects import Flow
     from portal.engine.core import Engine
 
-__all__ = ["DEFAULT_MAX_STEPS", "Prepared", "Refusal", "flow_of", "prepare_chat", "prepare_embed"]
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "SHADOW_TAG",
+    "Prepared",
+    "Refusal",
+    "flow_of",
+    "prepare_chat",
+    "prepare_embed",
+    "shadow_call",
+]
 
 DEFAULT_MAX_STEPS = 8
+#: the tag of a shadow copy's ledger rows: the call id of the call it copied
+SHADOW_TAG = "shadow_of"
 DEFAULT_TOOL_TIMEOUT_S = 30.0
 #: keyword arguments of chat/stream that become ChatRequest fields
 _SAMPLING = frozenset({"max_tokens", "provider_options", "seed", "stop", "temperature", "top_p"})
@@ -46,6 +58,9 @@ class Prepared:
     run_tools: bool | None
     max_steps: int
     tool_timeout_s: float | None
+    #: the call's shadow copy to the canary target, if it gets one (its request is set
+    #: when the flow starts: the request the primary is sent, after guards and RAG)
+    shadow: Call | None = None
 
 
 @dataclass(slots=True)
@@ -155,6 +170,38 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
         run_tools,
         max_steps,
         args.get("tool_timeout_s", DEFAULT_TOOL_TIMEOUT_S),
+        None if call.route.shadow is None else shadow_call(call, call.route.shadow),
+    )
+
+
+def shadow_call(call: Call, target: Target) -> Call:
+    """The shadow copy of ``call``: its own call (own id, arm ``shadow``) on ``target`` alone,
+    one attempt, no failover. Its deadline is the call's, or ``target``'s ``timeout_s`` when
+    the call has none. It carries no tenant and no budget hold: its spend is the feature's
+    (the team running the canary pays for it, not the tenant), added when it finishes."""
+    route = call.route
+    deadline = call.deadline
+    if deadline is None:
+        deadline = time.perf_counter() + target.adapter.settings.timeout_s
+    shadow_route = Route(
+        route.feature,
+        "shadow",
+        [target],
+        RetryPolicy(attempts=1),
+        route.timeout_s,
+        reasons=[f"shadow copy of call {call.call_id}"],
+        pinned=1,
+        canary_bucket=route.canary_bucket,
+        canary_threshold=route.canary_threshold,
+    )
+    return Call(
+        call.operation,
+        shadow_route,
+        call.request,
+        key=call.key,
+        tags={**call.tags, SHADOW_TAG: call.call_id},
+        contract_version=call.contract_version,
+        deadline=deadline,
     )
 
 
@@ -243,13 +290,24 @@ def _released(flow: Flow[Any], release: Callable[[], None]) -> Flow[Any]:
         release()
 
 
+def _shadowed(
+    engine: Engine, shadow: Call, request: ChatRequest, out: OutputSpec | None, flow: Flow[Any]
+) -> Flow[Any]:
+    """``flow``, launching its shadow copy when it starts (not when it is built: a stream
+    nobody reads sends no copy)."""
+    engine.shadow(shadow, request, out)
+    return (yield from flow)
+
+
 def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
     first = p.call
     stream = first.operation == "stream"
     routing, out = engine.routing, p.output
+    shadow = p.shadow
     if p.functions and p.run_tools is not False:
 
         def run(req: ChatRequest) -> Flow[Any]:
+            # a shadow copies the first model turn only: the app's tools never run twice
             return tool_loop_flow(
                 first,
                 req,
@@ -262,7 +320,7 @@ def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
                 stream=stream,
             )
 
-    elif p.layers is None:  # the common call: no closure, no pipeline
+    elif p.layers is None and shadow is None:  # the common call: no closure, no pipeline
         once = stream_flow if stream else chat_flow
         return once(first, routing, engine, out)
     else:
@@ -274,8 +332,16 @@ def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
 
     assert isinstance(first.request, ChatRequest)
     if p.layers is None:
+        if shadow is not None:
+            return _shadowed(engine, shadow, first.request, out, run(first.request))
         return run(first.request)
     from portal.adapters.pipeline import chat_pipeline, stream_pipeline
 
     pipeline = stream_pipeline if stream else chat_pipeline
+    if shadow is not None:
+        inner = run
+
+        def run(req: ChatRequest) -> Flow[Any]:  # the request as the model is sent it
+            return _shadowed(engine, shadow, req, out, inner(req))
+
     return pipeline(p.layers, first.request, run, out)

@@ -59,7 +59,7 @@ def event_from_record(rec: LedgerRecord) -> dict[str, Any]:
     """The event dict `event_record` stored (numbers and statistics decoded)."""
     out: dict[str, Any] = {"at": rec.ts, "target": rec.target, "id": rec.call_id}
     for name, text in rec.tags.items():
-        if name in ("from", "to"):
+        if name in ("from", "to", "shadow"):
             out[name] = _number(text)
         elif name == "gen":
             out[name] = int(float(text))

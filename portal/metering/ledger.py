@@ -66,7 +66,7 @@ SUPPORTED_SCHEMES = ("sqlite", "jsonl", "postgresql")
 
 RecordKind = Literal["call", "attempt", "feedback", "canary"]
 Operation = Literal["chat", "stream", "embed"]
-Arm = Literal["baseline", "canary"]
+Arm = Literal["baseline", "canary", "shadow"]
 Outcome = Literal["ok", "error", "cancelled", "hedge_lost", "invalid_output"]
 
 #: the tag naming where a call came from: load tests and game days set it, so reports can keep

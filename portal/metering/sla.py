@@ -127,7 +127,8 @@ def account(
         if r.outcome == "cancelled":
             continue
         w = window_start(r.ts, window)
-        if r.kind == "call" and r.feature in feature_sla:
+        # a shadow copy's answer reached nobody: it is not part of the feature's service
+        if r.kind == "call" and r.feature in feature_sla and r.arm != "shadow":
             b = features[(w, r.feature)]
             b.total += 1
             if r.outcome == "error":

@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 BUCKETS = 10_000
+#: the arms the guard counts: the baseline, the live canary, and the canary's shadow copies
+ARMS = ("baseline", "canary", "shadow")
 log = logging.getLogger("portal.routing")
 
 
@@ -196,7 +198,8 @@ class CanaryControl:
         rec = self._recall(feature)
         if rec is not None:
             return dict(rec)
-        return {"percent": self.canary(feature).percent, "gen": 0, "at": None, "reason": "config"}
+        c = self.canary(feature)
+        return {"percent": c.percent, "shadow": c.shadow, "gen": 0, "at": None, "reason": "config"}
 
     def percent(self, feature: str, default: float) -> float:
         """Hot path: one local lookup (plus one dict store)."""
@@ -208,6 +211,18 @@ class CanaryControl:
         else:
             self._known[feature] = got
         return float(got["percent"])
+
+    def shares(self, feature: str, percent: float, shadow: float) -> tuple[float, float]:
+        """Hot path: the live (percent, shadow) shares; the config's when no step is known. A
+        step recorded before shadows existed keeps the config's shadow share."""
+        got = self.state.get(f"canary:{feature}")
+        if got is None:
+            got = self._recall(feature)
+            if got is None:
+                return percent, shadow
+        else:
+            self._known[feature] = got
+        return float(got["percent"]), float(got.get("shadow", shadow))
 
     def _recall(self, feature: str) -> dict[str, Any] | None:
         """The state has no step for ``feature`` (a fresh store, or one that restarted empty):
@@ -224,6 +239,7 @@ class CanaryControl:
             if ev is not None and ev.get("target") == self._targets.get(feature):
                 rec = {
                     "percent": float(ev.get("to") or 0.0),
+                    "shadow": _shadow_of(ev, self.canary(feature).shadow),
                     "gen": int(ev.get("gen") or 0),
                     "at": ev.get("at"),
                     "reason": f"restored from the ledger: {ev.get('reason', '')}",
@@ -251,10 +267,15 @@ class CanaryControl:
         extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         cur = self.live(feature)
+        shadow_was = float(cur.get("shadow", self.canary(feature).shadow))
+        # a rollback stops the shadow copies too; any other step keeps them
+        shadow = 0.0 if event == "rollback" else shadow_was
+        changed = float(percent) != cur["percent"] or shadow != shadow_was
         rec = {
             "percent": float(percent),
+            "shadow": shadow,
             # a new step starts new guard counters; restarting the ramp clock does not
-            "gen": int(cur.get("gen", 0)) + (1 if float(percent) != cur["percent"] else 0),
+            "gen": int(cur.get("gen", 0)) + (1 if changed else 0),
             "at": self.state.clock(),
             "reason": reason,
         }
@@ -266,6 +287,7 @@ class CanaryControl:
                 "event": event,
                 "from": cur["percent"],
                 "to": float(percent),
+                "shadow": shadow,
                 "gen": rec["gen"],
                 "reason": reason,
                 "by": by,
@@ -333,7 +355,7 @@ class CanaryControl:
                     "portal.canary.reason": str(rec.get("reason", "")),
                 }
             if last is not None and last < gen:
-                for old_arm in ("baseline", "canary"):
+                for old_arm in ARMS:
                     self.state.forget(self._arm_key(feature, last, old_arm))
         return gen
 
@@ -413,11 +435,15 @@ class CanaryControl:
         return attrs
 
     # -- guard ---------------------------------------------------------------------------------
-    def arms(self, feature: str) -> tuple[ArmSample, ArmSample]:
+    def arm_counters(self, feature: str) -> dict[str, dict[str, float]]:
+        """The current step's counters of each arm (`ARMS`)."""
         gen = int(self.live(feature).get("gen", 0))
-        base = ArmSample.from_counters(self.state.counters(self._arm_key(feature, gen, "baseline")))
-        can = ArmSample.from_counters(self.state.counters(self._arm_key(feature, gen, "canary")))
-        return base, can
+        return {arm: dict(self.state.counters(self._arm_key(feature, gen, arm))) for arm in ARMS}
+
+    def arms(self, feature: str) -> tuple[ArmSample, ArmSample]:
+        """(baseline, candidate): the candidate is the canary target measured on live calls
+        and on shadow copies alike (the same target on the same kind of traffic)."""
+        return baseline_and_candidate(self.arm_counters(feature))
 
     def judge(self, feature: str) -> Verdict:
         """The guard's verdict on the current step (records nothing; moves the latency
@@ -438,7 +464,8 @@ class CanaryControl:
         automatic ramp; return the step event, if any."""
         c = self.canary(feature)
         live = self.live(feature)
-        if not c.guard.enabled or live["percent"] <= 0:
+        shadow = float(live.get("shadow", c.shadow))
+        if not c.guard.enabled or (live["percent"] <= 0 and shadow <= 0):
             return None
         v = self.judge(feature)
         previous = self.last_verdict.get(feature)
@@ -498,12 +525,17 @@ class CanaryControl:
     def status(self, feature: str) -> dict[str, Any]:
         c = self.canary(feature)
         live = self.live(feature)
-        base, can = self.arms(feature)
+        counters = self.arm_counters(feature)
+        base, candidate = baseline_and_candidate(counters)
+        can = ArmSample.from_counters(counters["canary"])
         total = base.calls + can.calls
         return {
             "feature": feature,
             "target": c.target,
             "percent": live["percent"],
+            "shadow_percent": float(live.get("shadow", c.shadow)),
+            "shadow": ArmSample.from_counters(counters["shadow"]),
+            "candidate": candidate,
             "ramp": list(c.ramp),
             "next_step": self.next_step(feature),
             "reason": live.get("reason"),
@@ -515,3 +547,23 @@ class CanaryControl:
             "guard": c.guard.model_dump(),
             "events": self.state.events(f"canary:{feature}:events", 10),
         }
+
+
+def baseline_and_candidate(
+    counters: Mapping[str, Mapping[str, float]],
+) -> tuple[ArmSample, ArmSample]:
+    """(baseline, candidate) samples from per-arm counters: the candidate sums the canary's
+    live calls and its shadow copies (every counter is a sum, so they add up)."""
+    merged: dict[str, float] = dict(counters.get("canary", {}))
+    for name, amount in counters.get("shadow", {}).items():
+        merged[name] = merged.get(name, 0.0) + amount
+    return ArmSample.from_counters(counters.get("baseline", {})), ArmSample.from_counters(merged)
+
+
+def _shadow_of(event: Mapping[str, Any], default: float) -> float:
+    """The shadow share a recorded step left: its own figure, else none after a rollback
+    (a rollback stops the shadow copies), else the config's."""
+    got = event.get("shadow")
+    if isinstance(got, (int, float)):
+        return float(got)
+    return 0.0 if event.get("event") == "rollback" else default

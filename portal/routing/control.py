@@ -261,6 +261,8 @@ class Routing:
     def fallback(self, call: Call, skipped: list[tuple[Target, str]]) -> Target | None:
         """All targets skipped: the least recently failed of those behind open breakers, or
         else the first one whose commitment was used up (the vendor may still serve it)."""
+        if call.route.arm == "shadow":
+            return None  # a shadow copy is never forced onto a target that is resting
         for target, why in skipped:
             if why == "committed throughput used up":
                 call.reserved.pop(target.provider, None)

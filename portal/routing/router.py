@@ -76,6 +76,8 @@ class Route:
     canary_threshold: int | None = None
     #: the first target is the caller's ``model=``
     model_pinned: bool = False
+    #: the canary target this call also sends a shadow copy to (its answer is not served)
+    shadow: Target | None = None
 
     def reordered(self, order: Sequence[int], reason: str) -> Route:
         """The same route with its targets tried in ``order`` (indexes), and why."""
@@ -168,8 +170,10 @@ class Router:
         targets = chain
         pinned = 0
         b = t = None
+        shadow_to: Target | None = None
         if canary is not None and feat.canary is not None:
-            percent = self.canary.percent(feature, feat.canary.percent)
+            c = feat.canary
+            percent, shadow = self.canary.shares(feature, c.percent, c.shadow)
             t = threshold(percent)
             if percent > 0:
                 b = random.randrange(BUCKETS) if key is None else bucket(feature, canary.id, key)
@@ -177,6 +181,15 @@ class Router:
                     arm = "canary"
                     targets = [canary] + [x for x in chain if x.id != canary.id]
                     pinned = 1
+            if shadow > 0 and arm == "baseline" and model is None:
+                # sticky per key like the canary, on a hash of its own (independent of it)
+                sb = (
+                    random.randrange(BUCKETS)
+                    if key is None
+                    else bucket(feature, f"{canary.id}\x1fshadow", key)
+                )
+                if sb < threshold(shadow):
+                    shadow_to = canary
         reasons: list[str] = []
         if model is not None:
             # an explicit model pins the first target but keeps the feature's fallbacks; the
@@ -208,6 +221,7 @@ class Router:
             b,
             t,
             model is not None,
+            shadow_to,
         )
 
     def _chain(self, name: str, feat: FeatureConfig) -> tuple[list[Target], Target | None]:

@@ -174,27 +174,31 @@ def build_report(
         if r.feature:
             by_feature[r.feature].append(r)
     for feature, rows in sorted(by_feature.items()):
-        if not any(r.arm == "canary" for r in rows):
-            continue
-        arms = {
-            arm: _stats(
-                arm,
-                [r for r in rows if r.arm == arm],
-                sum(1 for r in rows if r.arm == arm and is_fallback[id(r)]),
-            )
-            for arm in ("baseline", "canary")
-        }
-        b, c = arms["baseline"], arms["canary"]
-        canary.append(
-            {
-                "feature": feature,
-                "baseline": b,
-                "canary": c,
-                "error_rate_delta": _sub(c["error_rate"], b["error_rate"]),
-                "p95_ratio": _div(c["p95_ms"], b["p95_ms"]),
-                "cost_per_call_ratio": _div(c["cost_per_call_usd"], b["cost_per_call_usd"]),
+        # the live canary and its shadow copies, each against the baseline (a shadow row
+        # is labelled "<feature> (shadow)"; its calls' answers were not served)
+        for arm in ("canary", "shadow"):
+            if not any(r.arm == arm for r in rows):
+                continue
+            arms = {
+                a: _stats(
+                    a,
+                    [r for r in rows if r.arm == a],
+                    sum(1 for r in rows if r.arm == a and is_fallback[id(r)]),
+                )
+                for a in ("baseline", arm)
             }
-        )
+            b, c = arms["baseline"], arms[arm]
+            canary.append(
+                {
+                    "feature": feature if arm == "canary" else f"{feature} (shadow)",
+                    "arm": arm,
+                    "baseline": b,
+                    "canary": c,
+                    "error_rate_delta": _sub(c["error_rate"], b["error_rate"]),
+                    "p95_ratio": _div(c["p95_ms"], b["p95_ms"]),
+                    "cost_per_call_ratio": _div(c["cost_per_call_usd"], b["cost_per_call_usd"]),
+                }
+            )
     report["canary"] = canary
 
     if config is not None:
