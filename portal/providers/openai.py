@@ -540,7 +540,8 @@ class OpenAIAdapter(Adapter):
     @staticmethod
     def parse_usage(raw: Any) -> Usage:
         """``prompt_tokens`` already includes ``cached_tokens``; reasoning is inside completion.
-        Gateways such as OpenRouter add the call's cost in USD as ``usage.cost``."""
+        Gateways such as OpenRouter add the call's cost in USD as ``usage.cost`` and the
+        tokens written to a vendor's cache as ``prompt_tokens_details.cache_write_tokens``."""
         if not isinstance(raw, dict):
             return Usage()
         prompt_details = raw.get("prompt_tokens_details") or {}
@@ -549,6 +550,7 @@ class OpenAIAdapter(Adapter):
             input_tokens=int(raw.get("prompt_tokens") or 0),
             output_tokens=int(raw.get("completion_tokens") or 0),
             cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+            cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
             reported_cost_usd=reported_cost(raw),
         )

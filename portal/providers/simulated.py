@@ -16,10 +16,21 @@ Options (``[providers.NAME.options]``)::
                     timeout = 0.0, stream_cut = 0.0 }
     retry_after_s = 1        time_scale = 1.0         tool_call_rate = 1.0
     context_window = 128000  chunk_tokens = 4         cut_after_chunks = 2
+    prompt_cache = true      prompt_cache_ttl_s = 300 prompt_cache_min_tokens = 1024
+    prompt_cache_writes = true
+
+With ``prompt_cache`` it caches prompt prefixes the way the vendors document it: a prompt of
+at least ``prompt_cache_min_tokens`` is cached (per simulated vendor) for
+``prompt_cache_ttl_s`` after its last use; a later prompt that starts with a cached prefix
+(whole tools and messages, in the order they are sent) reads it, in 128-token steps, and
+says so in ``usage.prompt_tokens_details.cached_tokens``. With ``prompt_cache_writes`` the
+tokens newly cached are reported as ``cache_write_tokens`` (what gateways such as OpenRouter
+report for vendors that bill cache writes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -120,6 +131,31 @@ class SimOptions(BaseModel):
         "(default: at random).",
         examples=[2],
     )
+    prompt_cache: bool = Field(
+        False,
+        description="Cache prompt prefixes like the vendors do: a prompt that starts with "
+        "one seen on this vendor within `prompt_cache_ttl_s` reads it from the cache "
+        "(`usage.prompt_tokens_details.cached_tokens`).",
+        examples=[True],
+    )
+    prompt_cache_ttl_s: float = Field(
+        300.0,
+        gt=0,
+        description="How long a cached prefix lives after its last use, in seconds.",
+        examples=[300],
+    )
+    prompt_cache_min_tokens: int = Field(
+        1024,
+        ge=1,
+        description="Shortest prefix that is cached, in tokens (OpenAI: 1,024).",
+        examples=[1024],
+    )
+    prompt_cache_writes: bool = Field(
+        False,
+        description="Report the tokens a request newly cached as "
+        "`usage.prompt_tokens_details.cache_write_tokens` (vendors that bill cache writes).",
+        examples=[True],
+    )
 
 
 class SimulatedAdapter(OpenAIAdapter):
@@ -170,6 +206,8 @@ _CANNED = (
     "to help with returns refunds exchanges and delivery questions at any time"
 )
 _WORDS = tuple(_CANNED.split())
+#: cached prefixes one simulated vendor keeps at most (expired ones are dropped first)
+_SIM_CACHE_ENTRIES = 100_000
 
 
 class _Plan:
@@ -197,6 +235,10 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         p99 = max(options.latency_p99_ms, options.latency_p50_ms, 0.001) / 1000.0
         self._mu = math.log(p50)
         self._sigma = max(0.0, (math.log(p99) - math.log(p50)) / 2.326)
+        #: the prompt cache's clock; a benchmark may replace it to move time on
+        self.clock: Callable[[], float] = time.monotonic
+        #: cached prefix hash -> expiry (least recently used first)
+        self._cache: dict[bytes, float] = {}
 
     # -- decisions --------------------------------------------------------------------------
     def _plan(self) -> _Plan:
@@ -319,7 +361,48 @@ class SimTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         if request_is_embedding(body):
             return self._embedding(body)
         message, finish = self._reply(plan, body)
-        return chat_completion(f"chatcmpl-sim{self._counter}", body, message, finish)
+        reply = chat_completion(f"chatcmpl-sim{self._counter}", body, message, finish)
+        if self.options.prompt_cache:
+            usage = reply["usage"]
+            read, written = self._cached(body, usage["prompt_tokens"])
+            details = {"cached_tokens": read}
+            if self.options.prompt_cache_writes:
+                details["cache_write_tokens"] = written
+            usage["prompt_tokens_details"] = details
+        return reply
+
+    def _cached(self, body: dict[str, Any], prompt_tokens: int) -> tuple[int, int]:
+        """(tokens read from the cache, tokens newly written to it) for one prompt: the
+        longest cached prefix made of whole tools and messages, rounded down to 128 tokens;
+        every prefix of at least the minimum length is then cached (again) for the TTL."""
+        opts = self.options
+        digest = hashlib.sha256()
+        tokens = 0
+        prefixes: list[tuple[bytes, int]] = []
+        parts = [json.dumps(t, sort_keys=True) for t in body.get("tools") or []]
+        parts += [json.dumps(m, sort_keys=True) for m in body.get("messages") or []]
+        for part in parts:
+            digest.update(part.encode())
+            digest.update(b"\0")
+            tokens += count_text_tokens(part)
+            if tokens >= opts.prompt_cache_min_tokens:
+                prefixes.append((digest.copy().digest(), min(tokens, prompt_tokens)))
+        if not prefixes:
+            return 0, 0
+        now = self.clock()
+        with self._lock:
+            cache = self._cache
+            read = next((n for key, n in reversed(prefixes) if cache.get(key, 0.0) > now), 0)
+            for key, _ in prefixes:
+                cache.pop(key, None)
+                cache[key] = now + opts.prompt_cache_ttl_s
+            if len(cache) > _SIM_CACHE_ENTRIES:
+                for key in [k for k, until in cache.items() if until <= now]:
+                    del cache[key]
+                while len(cache) > _SIM_CACHE_ENTRIES:
+                    cache.pop(next(iter(cache)), None)
+        read = read // 128 * 128
+        return read, max(0, prefixes[-1][1] - read)
 
     def _embedding(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = body.get("input") or []
