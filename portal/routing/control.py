@@ -44,6 +44,8 @@ DEFAULT_OUTPUT_TOKENS = 256
 EXPLORE_EVERY = 20
 #: affinity writes remembered per process (to skip rewriting a fresh one)
 AFFINITY_WRITES_KEPT = 10_000
+#: ``cheapest``: each call's weight in a target's observed cache-hit rate decays by this
+CACHE_DECAY = 0.95
 
 
 class Routing:
@@ -79,6 +81,9 @@ class Routing:
         self._affine = frozenset(n for n, f in config.features.items() if f.cache_affinity)
         #: affinity keys this process wrote lately: (target, when), oldest first
         self._affinity_writes: dict[str, tuple[str, float]] = {}
+        #: ``cheapest`` features, and their observed cache use per target (`_observe_cache`)
+        self._cheap = frozenset(n for n, f in config.features.items() if f.strategy == "cheapest")
+        self._cache_seen: dict[tuple[str, str], list[float]] = {}
 
     # -- order -----------------------------------------------------------------------------
     def plan(self, call: Call) -> list[Target]:
@@ -210,9 +215,12 @@ class Routing:
         if isinstance(call.request, ChatRequest) and call.request.max_tokens:
             out = call.request.max_tokens
         usage = Usage(tokens, out)
+        feature_name = call.route.feature or ""
 
         def price(t: Target) -> float:
-            c = self._cost(t, usage) if self._cost is not None else None
+            if self._cost is None:
+                return math.inf
+            c = self._cost(t, self._cache_usage(feature_name, t.id, usage))
             return math.inf if c is None else c
 
         feat = self.config.features.get(call.route.feature or "")
@@ -234,6 +242,31 @@ class Routing:
             return (0 if p95 is None or p95 <= sla else 1), price(t)
 
         return sorted(targets, key=key)
+
+    def _cache_usage(self, feature: str, target: str, usage: Usage) -> Usage:
+        """``usage`` with the cache reads and writes this feature's recent calls on
+        ``target`` had, in proportion: what an answer there is likely to cost."""
+        seen = self._cache_seen.get((feature, target))
+        if seen is None or seen[0] <= 0:
+            return usage
+        inp, read, written = seen
+        n = usage.input_tokens
+        return Usage(
+            n,
+            usage.output_tokens,
+            cached_input_tokens=min(n, round(n * read / inp)),
+            cache_write_tokens=min(n, round(n * written / inp)),
+        )
+
+    def _observe_cache(self, feature: str, target: str, usage: Usage) -> None:
+        """Decayed sums of input tokens, cache reads and cache writes per feature and
+        target (about the last `1 / (1 - CACHE_DECAY)` calls weigh in)."""
+        seen = self._cache_seen.get((feature, target))
+        if seen is None:
+            seen = self._cache_seen[(feature, target)] = [0.0, 0.0, 0.0]
+        seen[0] = seen[0] * CACHE_DECAY + usage.input_tokens
+        seen[1] = seen[1] * CACHE_DECAY + usage.cached_input_tokens
+        seen[2] = seen[2] * CACHE_DECAY + usage.cache_write_tokens
 
     # -- gates -----------------------------------------------------------------------------
     def allow(self, target: Target, call: Call) -> bool:
@@ -340,6 +373,8 @@ class Routing:
         if error is None:
             self.breakers.success(target.id)
             self.stats.observe(target.id, attempt.latency_ms)
+            if route.feature in self._cheap and attempt.usage is not None:
+                self._observe_cache(route.feature or "", target.id, attempt.usage)
         elif attempt.outcome in _NOT_JUDGED:
             return
         elif isinstance(error, ProviderError) and not isinstance(error, _REQUEST_FAULTS):

@@ -85,6 +85,80 @@ def test_cache_savings_net_of_write_premiums() -> None:
     assert got["net_saved_usd"] == pytest.approx(2.25)
 
 
+def _cache_attempts() -> list[LedgerRecord]:
+    def a(feature: str, target: str, inp: int, read: int, write: int, **kw: Any) -> LedgerRecord:
+        provider, _, model = target.partition(":")
+        return rec(
+            kind="attempt",
+            feature=feature,
+            target=target,
+            provider=provider,
+            model=model,
+            input_tokens=inp,
+            cached_input_tokens=read,
+            cache_write_tokens=write,
+            **kw,
+        )
+
+    return [
+        a("docs", "a:m", 10_000, 0, 10_000),
+        a("docs", "a:m", 10_000, 9_000, 1_000),
+        a("docs", "b:m", 10_000, 0, 10_000, cache_miss_expected="failover"),
+        a("chat", "a:m", 2_000, 1_000, 0),
+        a("plain", "c:m", 5_000, 0, 0),  # no cache activity: no row
+    ]
+
+
+def test_cache_rows_per_feature_and_target_with_hit_rate_and_savings() -> None:
+    price = Price(3.0, 15.0, cached_input=0.3, cache_write=3.75)
+    got = cache_savings(_cache_attempts(), lambda p, m: price)
+    features = {r["feature"]: r for r in got["features"]}
+    targets = {r["target"]: r for r in got["targets"]}
+    assert set(features) == {"chat", "docs"} and set(targets) == {"a:m", "b:m"}
+    docs = features["docs"]
+    assert (docs["input_tokens"], docs["cached_input_tokens"], docs["cache_write_tokens"]) == (
+        30_000,
+        9_000,
+        21_000,
+    )
+    assert docs["hit_rate"] == pytest.approx(0.3)
+    assert docs["saved_usd"] == pytest.approx(9_000 * 2.7e-6)  # reads at 0.30 instead of 3
+    assert docs["write_premium_usd"] == pytest.approx(21_000 * 0.75e-6)
+    assert docs["cache_misses_expected"] == 1
+    a = targets["a:m"]
+    assert a["input_tokens"] == 22_000 and a["cached_input_tokens"] == 10_000
+    assert a["hit_rate"] == pytest.approx(10_000 / 22_000)
+    assert targets["b:m"]["hit_rate"] == 0.0
+    assert got["net_saved_usd"] == pytest.approx(sum(r["net_saved_usd"] for r in got["targets"]))
+
+
+def test_every_renderer_shows_the_cache_columns(tmp_path: Any) -> None:
+    import json
+
+    from portal.config import load_config
+    from portal.metering.report import render_html
+
+    price_cfg = {"input": 3.0, "output": 15.0, "cached_input": 0.3, "cache_write": 3.75}
+    cfg = load_config(
+        {
+            "portal": {"ledger": "none"},
+            "providers": {n: {"kind": "sim", "prices": {"m": price_cfg}} for n in "abc"},
+            "features": {f: {"primary": "a:m"} for f in ("docs", "chat", "plain")},
+        }
+    )
+    calls = [rec(call_id=str(i), feature="docs", target="a:m") for i in range(3)]
+    report = build_report([*calls, *_cache_attempts()], cfg)
+    cache = report["economics"]["cache"]
+    assert json.loads(json.dumps(cache, default=str))["features"][1]["hit_rate"] == 0.3
+    text = render_text(report)
+    for head in ("prompt cache by feature", "prompt cache by target", "hit rate", "30.0%"):
+        assert head in text
+    assert "45.5%" in text  # a:m: 10,000 of 22,000 input tokens read from the cache
+    html = render_html(report).lower()
+    for head in ("prompt cache by feature", "prompt cache by target", "hit rate", "30.0%"):
+        assert head in html
+
+
 def test_portal_report_shows_unit_economics(tmp_path: Any) -> None:
     ledger = f"jsonl:///{tmp_path / 'l.jsonl'}"
     cfg = {

@@ -167,20 +167,35 @@ def economics_sections(eco: dict[str, Any]) -> list[Section]:
         ]
         out.append(("spend wasted on attempts that did not answer", heads, rows))
     cache = eco.get("cache")
-    if cache and cache["targets"]:
-        heads = ["target", "cache reads", "cache writes", "saved", "write premium", "net saved"]
+    for kind, column in (("features", "feature"), ("targets", "target")):
+        if not cache or not cache.get(kind):
+            continue
+        heads = [
+            column,
+            "input tokens",
+            "cache reads",
+            "cache writes",
+            "hit rate",
+            "saved",
+            "write premium",
+            "net saved",
+            "misses expected",
+        ]
         rows = [
             [
-                t["target"],
+                t[column],
+                f"{t['input_tokens']:,}",
                 f"{t['cached_input_tokens']:,}",
                 f"{t['cache_write_tokens']:,}",
+                "-" if t["hit_rate"] is None else f"{100 * t['hit_rate']:.1f}%",
                 fmt_usd(t["saved_usd"]),
                 fmt_usd(t["write_premium_usd"]),
                 fmt_usd(t["net_saved_usd"]),
+                f"{t['cache_misses_expected']:,}",
             ]
-            for t in cache["targets"]
+            for t in cache[kind]
         ]
-        out.append(("cache savings (at today's prices)", heads, rows))
+        out.append((f"prompt cache by {column} (savings at today's prices)", heads, rows))
     return out
 
 

@@ -123,43 +123,70 @@ def wasted_spend(attempts: Sequence[LedgerRecord]) -> dict[str, Any]:
 
 
 def cache_savings(attempts: Sequence[LedgerRecord], price: PriceOf) -> dict[str, Any]:
-    """What prompt caching saved at today's prices: cache reads billed below the input rate,
-    less what cache writes cost above it (5-minute and 1-hour writes apart), per target."""
-    rows: dict[str, dict[str, Any]] = {}
+    """What prompt caching did, per feature and per target, over the groups that read or
+    wrote a cache: input tokens, cache reads and writes, the hit rate (reads / input), what
+    the reads saved at today's prices (their input price minus their cache-read price),
+    less what writes cost above the input rate (5-minute and 1-hour writes apart), and the
+    attempts that went to a target without the prefix's cache (``cache_miss_expected``)."""
+    by: dict[str, dict[str, dict[str, Any]]] = {"features": {}, "targets": {}}
     for r in attempts:
-        if not (r.cached_input_tokens or r.cache_write_tokens):
-            continue
-        row = rows.setdefault(
-            r.target,
-            {
-                "target": r.target,
-                "cached_input_tokens": 0,
-                "cache_write_tokens": 0,
-                "saved_usd": 0.0,
-                "write_premium_usd": 0.0,
-                "unpriced_attempts": 0,
-            },
+        keys = (
+            ("features", "feature", r.feature or "(no feature)"),
+            ("targets", "target", r.target),
         )
-        row["cached_input_tokens"] += r.cached_input_tokens
-        row["cache_write_tokens"] += r.cache_write_tokens
-        p = price(r.provider, r.model)
-        if p is None:
-            row["unpriced_attempts"] += 1
-            continue
-        p = p.for_tier(r.service_tier)
-        read = p.cached_input if p.cached_input is not None else p.input
-        write = p.cache_write if p.cache_write is not None else p.input
-        write_1h = p.cache_write_1h if p.cache_write_1h is not None else 2.0 * p.input
-        writes_1h = min(r.cache_write_1h_tokens, r.cache_write_tokens)
-        row["saved_usd"] += r.cached_input_tokens * (p.input - read) * _PER_TOKEN
-        row["write_premium_usd"] += (
-            (r.cache_write_tokens - writes_1h) * (write - p.input)
-            + writes_1h * (write_1h - p.input)
-        ) * _PER_TOKEN
-    targets = sorted(rows.values(), key=lambda x: x["target"])
-    for row in targets:
-        row["net_saved_usd"] = row["saved_usd"] - row["write_premium_usd"]
-    return {
-        "targets": targets,
-        "net_saved_usd": sum(t["net_saved_usd"] for t in targets),
-    }
+        rows = [
+            by[kind].setdefault(
+                name,
+                {
+                    column: name,
+                    "input_tokens": 0,
+                    "cached_input_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "saved_usd": 0.0,
+                    "write_premium_usd": 0.0,
+                    "unpriced_attempts": 0,
+                    "cache_misses_expected": 0,
+                },
+            )
+            for kind, column, name in keys
+        ]
+        saved = premium = 0.0
+        priced = True
+        if r.cached_input_tokens or r.cache_write_tokens:
+            p = price(r.provider, r.model)
+            if p is None:
+                priced = False
+            else:
+                p = p.for_tier(r.service_tier)
+                read = p.cached_input if p.cached_input is not None else p.input
+                write = p.cache_write if p.cache_write is not None else p.input
+                write_1h = p.cache_write_1h if p.cache_write_1h is not None else 2.0 * p.input
+                writes_1h = min(r.cache_write_1h_tokens, r.cache_write_tokens)
+                saved = r.cached_input_tokens * (p.input - read) * _PER_TOKEN
+                premium = (
+                    (r.cache_write_tokens - writes_1h) * (write - p.input)
+                    + writes_1h * (write_1h - p.input)
+                ) * _PER_TOKEN
+        for row in rows:
+            row["input_tokens"] += r.input_tokens
+            row["cached_input_tokens"] += r.cached_input_tokens
+            row["cache_write_tokens"] += r.cache_write_tokens
+            row["saved_usd"] += saved
+            row["write_premium_usd"] += premium
+            row["unpriced_attempts"] += 0 if priced else 1
+            row["cache_misses_expected"] += 1 if r.cache_miss_expected else 0
+    out: dict[str, Any] = {}
+    for kind, column in (("features", "feature"), ("targets", "target")):
+        rows = [
+            row
+            for row in by[kind].values()
+            if row["cached_input_tokens"] or row["cache_write_tokens"]
+        ]
+        for row in rows:
+            row["hit_rate"] = (
+                row["cached_input_tokens"] / row["input_tokens"] if row["input_tokens"] else None
+            )
+            row["net_saved_usd"] = row["saved_usd"] - row["write_premium_usd"]
+        out[kind] = sorted(rows, key=lambda x: str(x[column]))
+    out["net_saved_usd"] = sum(t["net_saved_usd"] for t in out["targets"])
+    return out
