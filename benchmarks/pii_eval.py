@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-pii = importlib.import_module("portal.adapters.pii")
+pii = importlib.import_module("portal.layers.pii")
 CATEGORIES: tuple[str, ...] = pii.CATEGORIES
-DEFAULT_DATA = ROOT / "tests" / "adapters" / "data" / "pii_labelled.jsonl"
+DEFAULT_DATA = ROOT / "tests" / "layers" / "data" / "pii_labelled.jsonl"
 
 
 @dataclass

@@ -17,7 +17,7 @@ import time
 from portal.config import load_config
 from portal.contracts.messages import Message
 from portal.contracts.request import ChatRequest
-from portal.routing.control import Routing
+from portal.routing.control import RouteControl
 from portal.routing.flow import Call
 from portal.routing.router import AdapterPool, Router
 from portal.routing.state import MemoryState
@@ -40,31 +40,31 @@ CONFIG = {
 }
 
 
-def decide(routing: Routing, router: Router, feature: str, key: str, req: ChatRequest) -> None:
+def decide(control: RouteControl, router: Router, feature: str, key: str, req: ChatRequest) -> None:
     route = router.route(feature, key, None)
     call = Call("chat", route, req, key=key)
-    first = routing.plan(call)[0]
-    if routing.allow(first, call):
-        take = routing.take(first, call)
+    first = control.plan(call)[0]
+    if control.allow(first, call):
+        take = control.take(first, call)
         if take is not None:
-            routing.state.take(take.key, take.dims)
+            control.state.take(take.key, take.dims)
 
 
 def main(rounds: int = 25, per_round: int = 2000) -> None:
     cfg = load_config(CONFIG)
     state = MemoryState()
     router = Router(cfg, AdapterPool(cfg), state)
-    routing = Routing(cfg, router)
+    control = RouteControl(cfg, router)
     req = ChatRequest(messages=[Message("user", "hello")])
     keys = [f"user-{i}" for i in range(per_round)]
     for feature in ("plain", "full"):
         for k in keys[:200]:  # warm caches (adapters, chains, policies)
-            decide(routing, router, feature, k, req)
+            decide(control, router, feature, k, req)
         medians = []
         for _ in range(rounds):
             t0 = time.perf_counter()
             for k in keys:
-                decide(routing, router, feature, k, req)
+                decide(control, router, feature, k, req)
             medians.append((time.perf_counter() - t0) / per_round * 1e6)
         print(
             f"{feature:>6}: median {statistics.median(medians):.2f} µs/call "

@@ -7,7 +7,7 @@ vectors): `python examples/rag_faq.py`.
 from __future__ import annotations
 
 import portal
-from portal.adapters.rag import VectorIndex
+from portal.rag import VectorIndex
 
 CONFIG = {
     "portal": {"ledger": "none"},

@@ -84,7 +84,7 @@ class _ClientBase(ABC, Generic[H]):
 
     def breaker_state(self, target: str) -> str:
         """``closed``, ``open`` or ``half-open`` for a ``provider:model`` target."""
-        return self._core.routing.breakers.status(target)
+        return self._core.control.breakers.status(target)
 
     def canary_status(self, feature: str) -> dict[str, Any]:
         """The feature's canary: live percentage, ramp step, per-arm calls and guard metrics."""
@@ -93,7 +93,7 @@ class _ClientBase(ABC, Generic[H]):
 
     def explain(self, feature: str, key: str | None = None) -> str:
         """Where a call with this key would go and why (what `portal route explain` prints)."""
-        return self._core.routing.explain(feature, key)
+        return self._core.control.explain(feature, key)
 
     @abstractmethod
     def _new_driver(self) -> Any:

@@ -733,7 +733,7 @@ class FeatureConfig(_Model):
     rag: dict[str, Any] | None = Field(
         None,
         description="Retrieval: `retriever` (a name registered with "
-        "`portal.adapters.rag.register_retriever`), `k`, `max_context_tokens`, `min_score`, "
+        "`portal.rag.register_retriever`), `k`, `max_context_tokens`, `min_score`, "
         "`template` (must contain `{context}`).",
         examples=[{"retriever": "faq", "k": 4, "max_context_tokens": 1500}],
     )

@@ -104,14 +104,14 @@ def _features(cfg: PortalConfig) -> list[str]:
     for name, feat in cfg.features.items():
         where = f'features."{name}"'
         if feat.safety:
-            from portal.adapters.safety import GuardChain
+            from portal.layers.safety import GuardChain
 
             try:
                 GuardChain.from_config(feat.safety, where=f"{where}.safety")
             except PortalError as exc:
                 found.extend(_errors_of(exc))
         if feat.rag is not None:
-            from portal.adapters.rag import RagOptions
+            from portal.layers.rag import RagOptions
 
             try:
                 RagOptions.parse(feat.rag, f"{where}.rag")

@@ -172,7 +172,7 @@ async def _workload(client: AsyncClient, users: int, concurrency: int, seed: int
     limiter = anyio.CapacityLimiter(concurrency)
     errors: dict[str, int] = defaultdict(int)
     examples: dict[str, Any] = {}
-    from portal.adapters.rag import VectorIndex, register_retriever
+    from portal.layers.rag import VectorIndex, register_retriever
 
     register_retriever("demo-faq", await VectorIndex.abuild(client, FAQ, feature="search.embed"))
 

@@ -6,7 +6,7 @@ stream, a failed retriever). `portal.engine.drivers` holds one small driver per 
 (sync, async), so the retry, failover, canary, streaming and metering logic exists once.
 
 Each effect says what its driver answers with. Effects sit at the bottom of the stack (they
-import only the wire types and the contracts), so the flows (routing) and the adapters around
+import only the wire types and the contracts), so the flows (routing) and the layers around
 a call (safety, RAG) both yield them without importing each other.
 """
 

@@ -4,7 +4,7 @@
 PortalError
 ├─ ConfigError                 unknown provider, missing key, bad model id, bad toml (file:line)
 ├─ ContractError               request/response/output does not satisfy the contract
-├─ PolicyViolation             a safety adapter or data-path policy blocked the call
+├─ PolicyViolation             a safety guard or data-path policy blocked the call
 ├─ BudgetExceeded              a budget would be overspent
 ├─ ToolLoopExceeded            the tool loop ran past max_steps
 ├─ ProviderError               .provider .model .status .headers .request_id .retryable .retry_after

@@ -1,7 +1,7 @@
 """Retrieval-augmented generation (public): `Retriever`s (your own, a function, or the
 in-memory `VectorIndex`), the documents they return, a feature's RAG options and
 `register_retriever` for ``retriever = "<name>"`` in the config. Names load on first use.
-Docs: docs/adapters.md."""
+Docs: docs/layers.md."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 from portal._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "BaseRetriever": "portal.adapters.rag",
-    "Document": "portal.adapters.rag",
-    "FunctionRetriever": "portal.adapters.rag",
-    "RagOptions": "portal.adapters.rag",
-    "Retriever": "portal.adapters.rag",
-    "VectorIndex": "portal.adapters.rag",
-    "as_retriever": "portal.adapters.rag",
-    "register_retriever": "portal.adapters.rag",
+    "BaseRetriever": "portal.layers.rag",
+    "Document": "portal.layers.rag",
+    "FunctionRetriever": "portal.layers.rag",
+    "RagOptions": "portal.layers.rag",
+    "Retriever": "portal.layers.rag",
+    "VectorIndex": "portal.layers.rag",
+    "as_retriever": "portal.layers.rag",
+    "register_retriever": "portal.layers.rag",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -27,11 +27,11 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
-    from portal.adapters.rag import BaseRetriever as BaseRetriever
-    from portal.adapters.rag import Document as Document
-    from portal.adapters.rag import FunctionRetriever as FunctionRetriever
-    from portal.adapters.rag import RagOptions as RagOptions
-    from portal.adapters.rag import Retriever as Retriever
-    from portal.adapters.rag import VectorIndex as VectorIndex
-    from portal.adapters.rag import as_retriever as as_retriever
-    from portal.adapters.rag import register_retriever as register_retriever
+    from portal.layers.rag import BaseRetriever as BaseRetriever
+    from portal.layers.rag import Document as Document
+    from portal.layers.rag import FunctionRetriever as FunctionRetriever
+    from portal.layers.rag import RagOptions as RagOptions
+    from portal.layers.rag import Retriever as Retriever
+    from portal.layers.rag import VectorIndex as VectorIndex
+    from portal.layers.rag import as_retriever as as_retriever
+    from portal.layers.rag import register_retriever as register_retriever

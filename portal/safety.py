@@ -1,6 +1,6 @@
-"""Safety guards around a call (public): the `Guard` protocol, the built-in guards, the
-chain a feature's ``safety = [...]`` builds, and `register_guard` for your own. Names load
-on first use. Docs: docs/safety.md."""
+"""Safety guards around a call (public): the `Guard` protocol, the built-in guards (the
+vendor moderation one too), the chain a feature's ``safety = [...]`` builds, and
+`register_guard` for your own. Names load on first use. Docs: docs/safety.md."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ from typing import TYPE_CHECKING
 from portal._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "Action": "portal.adapters.safety",
-    "Decision": "portal.adapters.safety",
-    "DenylistGuard": "portal.adapters.safety",
-    "Guard": "portal.adapters.safety",
-    "GuardBlocked": "portal.adapters.safety",
-    "GuardChain": "portal.adapters.safety",
-    "GuardResult": "portal.adapters.safety",
-    "InjectionGuard": "portal.adapters.safety",
-    "LengthGuard": "portal.adapters.safety",
-    "PIIGuard": "portal.adapters.safety",
-    "Stage": "portal.adapters.safety",
-    "Vault": "portal.adapters.safety",
-    "register_guard": "portal.adapters.safety",
+    "Action": "portal.layers.safety",
+    "Decision": "portal.layers.safety",
+    "DenylistGuard": "portal.layers.safety",
+    "Guard": "portal.layers.safety",
+    "GuardBlocked": "portal.layers.safety",
+    "GuardChain": "portal.layers.safety",
+    "GuardResult": "portal.layers.safety",
+    "InjectionGuard": "portal.layers.safety",
+    "LengthGuard": "portal.layers.safety",
+    "ModerationGuard": "portal.layers.moderation",
+    "PIIGuard": "portal.layers.safety",
+    "Stage": "portal.layers.safety",
+    "Vault": "portal.layers.safety",
+    "register_guard": "portal.layers.safety",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -31,16 +32,17 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs
-    from portal.adapters.safety import Action as Action
-    from portal.adapters.safety import Decision as Decision
-    from portal.adapters.safety import DenylistGuard as DenylistGuard
-    from portal.adapters.safety import Guard as Guard
-    from portal.adapters.safety import GuardBlocked as GuardBlocked
-    from portal.adapters.safety import GuardChain as GuardChain
-    from portal.adapters.safety import GuardResult as GuardResult
-    from portal.adapters.safety import InjectionGuard as InjectionGuard
-    from portal.adapters.safety import LengthGuard as LengthGuard
-    from portal.adapters.safety import PIIGuard as PIIGuard
-    from portal.adapters.safety import Stage as Stage
-    from portal.adapters.safety import Vault as Vault
-    from portal.adapters.safety import register_guard as register_guard
+    from portal.layers.moderation import ModerationGuard as ModerationGuard
+    from portal.layers.safety import Action as Action
+    from portal.layers.safety import Decision as Decision
+    from portal.layers.safety import DenylistGuard as DenylistGuard
+    from portal.layers.safety import Guard as Guard
+    from portal.layers.safety import GuardBlocked as GuardBlocked
+    from portal.layers.safety import GuardChain as GuardChain
+    from portal.layers.safety import GuardResult as GuardResult
+    from portal.layers.safety import InjectionGuard as InjectionGuard
+    from portal.layers.safety import LengthGuard as LengthGuard
+    from portal.layers.safety import PIIGuard as PIIGuard
+    from portal.layers.safety import Stage as Stage
+    from portal.layers.safety import Vault as Vault
+    from portal.layers.safety import register_guard as register_guard

@@ -1,6 +1,3 @@
-"""Layers around the contract, not around a vendor: tools, retrieval (RAG) and safety.
-
-Moving a feature from one vendor to another moves none of these. Import the module you
-need (``portal.adapters.safety``, ``portal.adapters.tools``, ``portal.adapters.rag``);
-this package imports nothing, so unused adapters cost nothing at import time.
-"""
+"""The former home of the layers around a call (safety, RAG, moderation), kept so imports
+written against it keep working. Each of its modules warns once, with a DeprecationWarning,
+and names the public namespace to import instead (`portal.safety`, `portal.rag`)."""

@@ -278,12 +278,12 @@ def route_main(argv: list[str], out: TextIO | None = None) -> int:
     try:
         cfg, state = _load(args.config)
         try:
-            from portal.routing.control import Routing
+            from portal.routing.control import RouteControl
             from portal.routing.router import AdapterPool, Router
 
             router = Router(cfg, AdapterPool(cfg), state)
-            routing = Routing(cfg, router, _price(cfg))
-            print(routing.explain(args.feature, args.key), file=out)
+            control = RouteControl(cfg, router, _price(cfg))
+            print(control.explain(args.feature, args.key), file=out)
             return 0
         finally:
             state.close()

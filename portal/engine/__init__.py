@@ -1,4 +1,4 @@
-"""Internal: what sits between the public clients and the layers below them.
+"""Internal: what sits between the public clients and the tiers below them.
 
 A call reads top to bottom: `portal.client` (public method) → `prepare` (route, contract,
 layers, budget decision: one step, no writes) → `portal.routing.flow` (the sans-IO flow) →

@@ -25,7 +25,7 @@ from portal.metering.budgets import Budgets
 from portal.metering.events import LedgerJournal
 from portal.metering.meter import Meter
 from portal.routing.call import Call, new_call_id
-from portal.routing.control import Routing
+from portal.routing.control import RouteControl
 from portal.routing.flow import chat_flow, embed_flow, stream_flow
 from portal.routing.router import AdapterPool, Router, Target
 from portal.routing.state import State, open_state
@@ -85,7 +85,7 @@ class Engine:
             cfg, self.state, self.meter.price, warn_unknown=self.meter.warn_unknown
         )
         self.meter.warm(_route_targets(cfg))
-        self.routing = Routing(cfg, self.router, self.cost)
+        self.control = RouteControl(cfg, self.router, self.cost)
         self._reply_limits: dict[str, tuple[Any, int]] = {}
         self._chains: dict[str, Any] = {}  # feature -> GuardChain, built once
         #: (feature, guard, stage, action) -> decisions; counts only, never the text
@@ -100,7 +100,7 @@ class Engine:
         self.state = state
         self.router = Router(self.config, self.adapters, state)
         self.router.canary.journal = self.journal
-        self.routing = Routing(self.config, self.router, self.cost)
+        self.control = RouteControl(self.config, self.router, self.cost)
 
     # -- the flows' Recorder -----------------------------------------------------------------
     def cost(self, target: Target, usage: Usage) -> float | None:
@@ -234,7 +234,7 @@ class Engine:
         if isinstance(prepared, Refusal):
             self.refused(prepared)
             raise prepared.error
-        return embed_flow(prepared, self.routing, self)
+        return embed_flow(prepared, self.control, self)
 
     def shadow(self, call: Call, request: ChatRequest, output: OutputSpec | None) -> None:
         """Start the shadow copy ``call`` of a call whose primary is sent ``request``: a flow
@@ -244,7 +244,7 @@ class Engine:
         call.request = request
         once = stream_flow if call.operation == "stream" else chat_flow
         assert call.deadline is not None  # a shadow copy always has one
-        self.shadows.launch(once(call, self.routing, self, output), call.deadline)
+        self.shadows.launch(once(call, self.control, self, output), call.deadline)
 
     # -- what calls read -------------------------------------------------------------------
     def contract(self, feature: str | None) -> Any:
@@ -268,7 +268,7 @@ class Engine:
     def guard_chain(self, feature: str | None, override: Any) -> Any:
         """The call's guards: ``safety=`` (a list, a GuardChain, or False/[] for none) wins
         over the feature's ``safety = [...]``, whose chain is built once."""
-        from portal.adapters.safety import GuardChain
+        from portal.layers.safety import GuardChain
 
         if override is False:
             return None

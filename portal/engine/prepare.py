@@ -109,7 +109,7 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
     # a renamed tool's calls come back under its original name (lenient normalization)
     functions = {s.original_name or s.name: s.function for s in specs if s.function is not None}
     if layers is not None:
-        from portal.adapters.pipeline import screen_input, wrap_tools
+        from portal.layers.pipeline import screen_input, wrap_tools
 
         try:
             msgs = screen_input(layers, msgs)  # a block refuses before any vendor call
@@ -249,11 +249,11 @@ def _layers(
     )
     if chain is None and not wants_rag:
         return None
-    from portal.adapters.pipeline import Layers
+    from portal.layers.pipeline import Layers
 
     layers = Layers(chain=chain, record=lambda ds: engine.count_guards(feature, ds))
     if wants_rag:
-        from portal.adapters.rag import RagOptions, as_retriever
+        from portal.layers.rag import RagOptions, as_retriever
         from portal.tokens import count_tokens
 
         where = f'features."{feature}".rag' if feat_rag is not None else "rag="
@@ -261,7 +261,7 @@ def _layers(
         if retriever is None and options.retriever is None:
             raise ConfigError(
                 f"{where}: no retriever; pass retriever= to the call or set "
-                'retriever = "<name>" (see portal.adapters.rag.register_retriever)'
+                'retriever = "<name>" (see portal.layers.rag.register_retriever)'
             )
         source = retriever if retriever is not None else options.retriever
         layers.retriever = as_retriever(source, "retriever=")
@@ -302,7 +302,7 @@ def _shadowed(
 def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
     first = p.call
     stream = first.operation == "stream"
-    routing, out = engine.routing, p.output
+    control, out = engine.control, p.output
     shadow = p.shadow
     if p.functions and p.run_tools is not False:
 
@@ -311,7 +311,7 @@ def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
             return tool_loop_flow(
                 first,
                 req,
-                routing,
+                control,
                 engine,
                 out,
                 p.functions,
@@ -322,20 +322,20 @@ def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
 
     elif p.layers is None and shadow is None:  # the common call: no closure, no pipeline
         once = stream_flow if stream else chat_flow
-        return once(first, routing, engine, out)
+        return once(first, control, engine, out)
     else:
         once = stream_flow if stream else chat_flow
 
         def run(req: ChatRequest) -> Flow[Any]:
             first.request = req
-            return once(first, routing, engine, out)
+            return once(first, control, engine, out)
 
     assert isinstance(first.request, ChatRequest)
     if p.layers is None:
         if shadow is not None:
             return _shadowed(engine, shadow, first.request, out, run(first.request))
         return run(first.request)
-    from portal.adapters.pipeline import chat_pipeline, stream_pipeline
+    from portal.layers.pipeline import chat_pipeline, stream_pipeline
 
     pipeline = stream_pipeline if stream else chat_pipeline
     if shadow is not None:

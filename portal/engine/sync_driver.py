@@ -117,7 +117,7 @@ class SyncDriver:
                         error = exc
                 elif kind is Race:  # no concurrency here: the first lane only, unhedged
                     assert isinstance(effect, Race)
-                    self.engine.routing.warn_no_hedge()
+                    self.engine.control.warn_no_hedge()
                     try:
                         value = (0, (yield from self.drive(effect.flows[0])))
                     except Exception as exc:

@@ -1,6 +1,6 @@
 """The meter: turns what the flows report (attempts, calls) into money and ledger rows.
 
-It sits beside the layers: the client hands it to the flows as part of their hooks; it never
+It sits beside routing: the client hands it to the flows as part of their hooks; it never
 calls into routing or providers. Costs come from the price table (with the config's
 negotiated overrides); rows go to the ledger in the background; a small in-memory summary
 serves `portal demo` and tests without reading the ledger back. With ``telemetry`` on, the

@@ -2,7 +2,7 @@
 
 `ProviderSettings` is what the config hands an adapter: the provider's name, wire kind,
 endpoint, key and kind-specific ``options``. It lives apart from the `Adapter` class so the
-config layer can build settings without loading any adapter code; its credentials are
+config tier can build settings without loading any adapter code; its credentials are
 registered with the one redactor (`portal.secret`) as soon as they are known.
 """
 

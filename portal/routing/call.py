@@ -49,7 +49,7 @@ class Call:
     budget_hold: Any = None
     #: the user action this call is part of: a tool loop's steps share the first call's id
     action_id: str | None = None
-    #: cache affinity (`Routing.plan`): the routing-state key of the marked prefix (None:
+    #: cache affinity (`RouteControl.plan`): the routing-state key of the marked prefix (None:
     #: no affinity), the target that last served it, whether it was planned first, and how
     #: long the vendor keeps it
     cache_key: str | None = None

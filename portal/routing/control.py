@@ -1,8 +1,11 @@
-"""Routing's side of the flows' hooks: target order (strategy), breakers, committed
-throughput, retry budgets, latency stats, hedging and the canary guard, over one `State`.
+"""`RouteControl`: the live controls on a route while calls run over it: target order
+(strategy), breakers, committed throughput, retry budgets, latency stats, hedging and the
+canary guard, over one `State`.
 
-The client's `_Core` delegates its routing hooks here, so both clients share it and it can
-be tested without a client.
+`Router` (``router.py``) picks a call's `Route` from the config before it runs;
+`RouteControl` decides attempt by attempt which of its targets to try and learns from each
+outcome. The engine holds one per client and hands it to the flows as ``control``, so both
+clients share it and it can be tested without a client.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from portal.routing.router import Route, Router, Target, context_window
 from portal.routing.state import State
 from portal.routing.stats import LatencyStats
 
-__all__ = ["Routing"]
+__all__ = ["RouteControl"]
 
 log = logging.getLogger("portal.routing")
 
@@ -48,7 +51,9 @@ AFFINITY_WRITES_KEPT = 10_000
 CACHE_DECAY = 0.95
 
 
-class Routing:
+class RouteControl:
+    """The flows' routing hooks over one client's `Router` and routing `State`."""
+
     def __init__(
         self,
         config: PortalConfig,

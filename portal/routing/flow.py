@@ -37,7 +37,7 @@ from portal.errors import (
 )
 from portal.providers.bodies import DEFAULT_MAX_REPLY_BYTES, byte_limit
 from portal.routing.call import Call, Clock, estimated_tokens, new_call_id
-from portal.routing.control import Routing
+from portal.routing.control import RouteControl
 from portal.routing.retry import decide
 from portal.routing.router import Target
 from portal.wire import WireReply
@@ -90,7 +90,7 @@ def _timeout_for(call: Call, target: Target, clock: Clock) -> float:
 
 
 def _send_once(
-    call: Call, target: Target, routing: Routing, record: Recorder, clock: Clock, number: int
+    call: Call, target: Target, control: RouteControl, record: Recorder, clock: Clock, number: int
 ) -> FlowGen:
     """One non-streaming attempt; returns (Response | EmbedResponse) or raises ProviderError.
     Records the attempt either way."""
@@ -152,7 +152,7 @@ def _send_once(
         )
         call.attempts.append(attempt)
         call.add_cost(cost)
-        routing.attempt_done(call, target, attempt, error)
+        control.attempt_done(call, target, attempt, error)
         record.attempt(call, target, attempt, error)
 
 
@@ -166,13 +166,13 @@ class _Lost(_Cancelled):
 
 def _call_done(
     call: Call,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     response: Response | EmbedResponse | None,
     error: BaseException | None,
 ) -> None:
     """A call finished: routing learns it (canary guard), then metering (budget, ledger)."""
-    routing.call_done(call, response, error)
+    control.call_done(call, response, error)
     record.call(call, response, error)
 
 
@@ -207,7 +207,7 @@ def _raise_all(call: Call, errors: list[Exception]) -> NoReturn:
 
 def _routed(
     call: Call,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     clock: Clock,
     attempt_flow: Callable[[Target, int], FlowGen],
@@ -217,10 +217,10 @@ def _routed(
 
     A target is skipped when its breaker is open, when its committed throughput is used up
     (overflow), or after a ContextTooLong when its window is not larger; if every target was
-    skipped, ``routing.fallback`` picks one to try anyway. The deadline covers everything.
+    skipped, ``control.fallback`` picks one to try anyway. The deadline covers everything.
     """
     route = call.route
-    queue = list(routing.plan(call) if order is None else order)
+    queue = list(control.plan(call) if order is None else order)
     errors: dict[str, Exception] = {}  # the last error of each target, in order tried
     skipped: list[tuple[Target, str]] = []
     need_window: int | None = None  # after ContextTooLong: only larger windows
@@ -228,17 +228,17 @@ def _routed(
     forced = False
     while True:
         if not queue:
-            pick = None if tried or forced else routing.fallback(call, skipped)
+            pick = None if tried or forced else control.fallback(call, skipped)
             if pick is None:
                 break
             queue, forced = [pick], True
         target = queue.pop(0)
         if need_window is not None:
-            window = routing.context_window(target, call)
+            window = control.context_window(target, call)
             if window is None or window <= need_window:
                 skipped.append((target, "context window not larger"))
                 continue
-        if not forced and not routing.allow(target, call):
+        if not forced and not control.allow(target, call):
             skipped.append((target, "breaker open"))
             continue
         here = 0
@@ -248,7 +248,7 @@ def _routed(
             if left is not None and left <= 0:
                 _raise_all(call, [*errors.values(), _deadline_error(call, len(call.attempts))])
             if not forced:
-                take = routing.take(target, call)
+                take = control.take(target, call)
                 if take is not None and not (yield take):
                     skipped.append((target, "committed throughput used up"))
                     break
@@ -262,14 +262,14 @@ def _routed(
                 now = clock()
                 decision = decide(err, here, route.policy, call.time_left(now), now - call.started)
                 if decision.unhealthy:
-                    routing.mark_unhealthy(target, err)
+                    control.mark_unhealthy(target, err)
                 if decision.action == "raise":
                     raise
-                if decision.action == "retry" and routing.may_retry(target, call):
+                if decision.action == "retry" and control.may_retry(target, call):
                     yield Sleep(decision.delay_s)
                     continue
                 if decision.action == "failover_larger":
-                    window = routing.context_window(target, call)
+                    window = control.context_window(target, call)
                     need_window = window if window is not None else estimated_tokens(call)
                 break
     if not errors:
@@ -318,20 +318,20 @@ def _leaves(exc: BaseException) -> list[Exception]:
 
 def _run(
     call: Call,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     clock: Clock,
     attempt_flow: Callable[[Target, int], FlowGen],
 ) -> FlowGen:
     """`_routed`, hedged when the feature asks for it: lane 0 is the whole route; lane i
     starts at target i after ``after_s`` unless an earlier lane already answered."""
-    order = routing.plan(call)
-    hedge = routing.hedge(call) if call.operation != "stream" and len(order) > 1 else None
+    order = control.plan(call)
+    hedge = control.hedge(call) if call.operation != "stream" and len(order) > 1 else None
     if hedge is None:
-        return (yield from _routed(call, routing, record, clock, attempt_flow, order))
+        return (yield from _routed(call, control, record, clock, attempt_flow, order))
     after_s, extra = hedge
     lanes = [
-        _lane(_routed(call, routing, record, clock, attempt_flow, order[i:]))
+        _lane(_routed(call, control, record, clock, attempt_flow, order[i:]))
         for i in range(min(len(order), 1 + extra))
     ]
     outcome = yield Race(lanes, after_s)
@@ -369,7 +369,7 @@ def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -
 
 def chat_flow(
     call: Call,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     output: OutputSpec | None,
     clock: Clock = time.perf_counter,
@@ -381,10 +381,10 @@ def chat_flow(
     try:
         target, resp = yield from _run(
             call,
-            routing,
+            control,
             record,
             clock,
-            lambda t, n: _send_once(call, t, routing, record, clock, n),
+            lambda t, n: _send_once(call, t, control, record, clock, n),
         )
         if output is not None and not resp.tool_calls:
             try:
@@ -404,7 +404,7 @@ def chat_flow(
                 )
                 call.request = repair
                 resp = yield from _send_once(
-                    call, target, routing, record, clock, len(call.attempts) + 1
+                    call, target, control, record, clock, len(call.attempts) + 1
                 )
                 try:
                     resp.output = output.parse(resp.text)
@@ -418,9 +418,9 @@ def chat_flow(
                     call.request = base_request
         resp = _finish_response(call, target, resp, clock)
     except BaseException as exc:
-        _call_done(call, routing, record, None, exc)
+        _call_done(call, control, record, None, exc)
         raise
-    _call_done(call, routing, record, resp, None)
+    _call_done(call, control, record, resp, None)
     return resp
 
 
@@ -442,15 +442,15 @@ def _merged(parts: list[EmbedResponse]) -> EmbedResponse:
 
 
 def embed_flow(
-    call: Call, routing: Routing, record: Recorder, clock: Clock = time.perf_counter
+    call: Call, control: RouteControl, record: Recorder, clock: Clock = time.perf_counter
 ) -> FlowGen:
     try:
         target, resp = yield from _run(
             call,
-            routing,
+            control,
             record,
             clock,
-            lambda t, n: _send_once(call, t, routing, record, clock, n),
+            lambda t, n: _send_once(call, t, control, record, clock, n),
         )
         assert isinstance(resp, EmbedResponse)
         resp.latency_ms = (clock() - call.started) * 1000.0
@@ -459,9 +459,9 @@ def embed_flow(
         resp.attempts = call.attempts
         resp.cost_usd = call.cost_usd
     except BaseException as exc:
-        _call_done(call, routing, record, None, exc)
+        _call_done(call, control, record, None, exc)
         raise
-    _call_done(call, routing, record, resp, None)
+    _call_done(call, control, record, resp, None)
     return resp
 
 
@@ -481,7 +481,7 @@ class _Delivered:
 def _stream_once(
     call: Call,
     target: Target,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     clock: Clock,
     number: int,
@@ -584,13 +584,13 @@ def _stream_once(
         )
         call.attempts.append(attempt)
         call.add_cost(cost)
-        routing.attempt_done(call, target, attempt, error)
+        control.attempt_done(call, target, attempt, error)
         record.attempt(call, target, attempt, error)
 
 
 def stream_flow(
     call: Call,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     output: OutputSpec | None,
     clock: Clock = time.perf_counter,
@@ -602,10 +602,10 @@ def stream_flow(
     try:
         target, resp = yield from _run(
             call,
-            routing,
+            control,
             record,
             clock,
-            lambda t, n: _stream_once(call, t, routing, record, clock, n, seen),
+            lambda t, n: _stream_once(call, t, control, record, clock, n, seen),
         )
         for tool_call in resp.tool_calls:
             yield Emit(StreamEvent("tool_call", tool_call=tool_call))
@@ -613,9 +613,9 @@ def stream_flow(
             resp.output = output.parse(resp.text)
         resp = _finish_response(call, target, resp, clock)
     except BaseException as exc:
-        _call_done(call, routing, record, None, exc)
+        _call_done(call, control, record, None, exc)
         raise
-    _call_done(call, routing, record, resp, None)
+    _call_done(call, control, record, resp, None)
     yield Emit(StreamEvent("done", response=resp))
     return resp
 
@@ -626,7 +626,7 @@ def stream_flow(
 def tool_loop_flow(
     first: Call,
     request: ChatRequest,
-    routing: Routing,
+    control: RouteControl,
     record: Recorder,
     output: OutputSpec | None,
     functions: dict[str, Any],
@@ -654,10 +654,10 @@ def tool_loop_flow(
         call = _turn(first, request.with_messages(messages))
         if stream:
             resp: Response = yield from _without_done(
-                stream_flow(call, routing, record, output, clock)
+                stream_flow(call, control, record, output, clock)
             )
         else:
-            resp = yield from chat_flow(call, routing, record, output, clock)
+            resp = yield from chat_flow(call, control, record, output, clock)
         all_attempts.extend(resp.attempts)
         usage = usage + resp.usage
         total_cost = (

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 import portal
 from portal import errors, testing
-from portal.adapters.safety import GuardBlocked
+from portal.layers.safety import GuardBlocked
 from portal.metering.prices import PriceTable
 
 

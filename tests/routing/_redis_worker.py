@@ -38,7 +38,7 @@ def main() -> None:
     a = FaultTransport(SimTransport(SimOptions(time_scale=0), "a"), faults)
     client = portal.Client(cfg, transports={"a": a}, ledger=None)
     targets = [client.chat(feature="f", messages=[portal.user("hi")]).target for _ in range(n)]
-    status = client._core.routing.breakers.status("a:m")
+    status = client._core.control.breakers.status("a:m")
     client.close()  # flushes queued writes
     print(json.dumps({"targets": targets, "a_requests": a.requests, "breaker": status}))
 

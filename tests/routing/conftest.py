@@ -58,8 +58,8 @@ class Runner:
             self.client._core.use_state(state)
 
     @property
-    def routing(self) -> Any:
-        return self.client._core.routing
+    def control(self) -> Any:
+        return self.client._core.control
 
     def chat(self, **kw: Any) -> Any:
         kw.setdefault("messages", [portal.user("Where is my order 123?")])

@@ -77,13 +77,13 @@ def test_two_clients_sharing_a_state_stick_to_the_target_that_served_the_prefix(
 
 def test_a_route_reason_says_why_the_call_stuck(make: Any) -> None:
     r = make(_cfg(), state=MemoryState())
-    r.routing.state.remember(_key(), "b:m", 300)
+    r.control.state.remember(_key(), "b:m", 300)
     from portal.routing.call import Call
 
     for i in range(20):
         req = ChatRequest(messages=coerce_messages(_messages(f"q{i}")))
         call = Call("chat", r.client.router.route("f", f"user-{i}", None), req, key=f"user-{i}")
-        order = [t.id for t in r.routing.plan(call)]
+        order = [t.id for t in r.control.plan(call)]
         assert order == ["b:m", "a:m"]
         assert call.cache_holder == "b:m" and call.cache_first
         if any("cache affinity" in why for why in call.route.reasons):

@@ -85,7 +85,7 @@ def test_guard_rolls_back_a_canary_with_more_errors(make: Any, caplog: Any) -> N
     with caplog.at_level("WARNING", logger="portal.routing"):
         for key in KEYS[:300]:
             r.chat(feature="f", key=key)
-    control = r.routing.canary
+    control = r.control.canary
     assert control.live("f")["percent"] == 0
     assert "guard" in control.live("f")["reason"]
     assert any("rolled back" in rec.getMessage() for rec in caplog.records)

@@ -143,19 +143,19 @@ def test_the_router_shifts_a_feature_away_from_an_ejected_target(make: Any, cloc
         },
     )
     r = make(cfg, state=memory(clock))
-    r.routing.ejection._rng = lambda: 0.99  # never explore in this test
+    r.control.ejection._rng = lambda: 0.99  # never explore in this test
     for _ in range(3):
         assert r.chat(feature="f").target == "a:m"
-    assert r.routing.state.window("ej:f:a:m", 60)["calls"] == 3
+    assert r.control.state.window("ej:f:a:m", 60)["calls"] == 3
     for _ in range(40 * 4):  # a:m answers, slowly, for 40 s
         clock.advance(0.25)
-        r.routing.ejection.observe("f", "a:m", 2500.0, False)
-    assert r.routing.ejection.ejected("f", "a:m")
+        r.control.ejection.observe("f", "a:m", 2500.0, False)
+    assert r.control.ejection.ejected("f", "a:m")
     assert r.chat(feature="f").target == "b:m"
     for _ in range(10 * 4):
         clock.advance(0.25)
-        r.routing.ejection.observe("f", "a:m", 100.0, False)
-    assert not r.routing.ejection.ejected("f", "a:m")
+        r.control.ejection.observe("f", "a:m", 100.0, False)
+    assert not r.control.ejection.ejected("f", "a:m")
     assert r.chat(feature="f").target == "a:m"
 
 
@@ -163,4 +163,4 @@ def test_features_without_eject_keep_their_order_and_windows(make: Any) -> None:
     cfg = config({"a": sim_provider(), "b": sim_provider()}, {"f": {"primary": "a:m"}})
     r = make(cfg)
     r.chat(feature="f")
-    assert r.routing.state.window("ej:f:a:m", 60) == {}
+    assert r.control.state.window("ej:f:a:m", 60) == {}

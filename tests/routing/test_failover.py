@@ -83,7 +83,7 @@ def test_401_raises_and_opens_the_targets_breaker(make: Any) -> None:
     r = make(TWO, {"a": a})
     with pytest.raises(AuthenticationError):
         r.chat(feature="f")
-    assert r.routing.breakers.status("a:m") == "open"
+    assert r.control.breakers.status("a:m") == "open"
     resp = r.chat(feature="f")  # a is skipped while its breaker is open
     assert outcomes(resp) == [("b:m", "ok", None)]
 
@@ -95,7 +95,7 @@ def test_400_raises_without_failover(make: Any) -> None:
 
     with pytest.raises(BadRequest):
         r.chat(feature="f")
-    assert r.routing.breakers.status("a:m") == "closed"
+    assert r.control.breakers.status("a:m") == "closed"
 
 
 def test_context_too_long_fails_over_only_to_larger_windows(make: Any) -> None:

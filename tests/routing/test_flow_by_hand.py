@@ -15,7 +15,7 @@ from portal.contracts.request import ChatRequest
 from portal.effects import Race, RaceLost, Send, Sleep
 from portal.errors import AllTargetsFailed, Overloaded, ProviderConnectionError, ProviderTimeout
 from portal.routing.call import Call
-from portal.routing.control import Routing
+from portal.routing.control import RouteControl
 from portal.routing.flow import chat_flow
 from portal.routing.router import AdapterPool, Router
 from portal.routing.state import MemoryState
@@ -84,7 +84,7 @@ class Harness:
             }
         )
         router = Router(cfg, AdapterPool(cfg), MemoryState(self.clock))
-        self.routing = Routing(cfg, router)
+        self.control = RouteControl(cfg, router)
         self.record = Recorded()
         self.router = router
 
@@ -95,7 +95,7 @@ class Harness:
         return Call("chat", route, ChatRequest([portal.user("hi")]), started=now, deadline=deadline)
 
     def flow(self, call: Call) -> Any:
-        return chat_flow(call, self.routing, self.record, None, clock=self.clock)
+        return chat_flow(call, self.control, self.record, None, clock=self.clock)
 
 
 def _finish(flow: Any, answer: Any) -> Any:
@@ -151,7 +151,7 @@ def test_a_retry_after_over_the_cap_fails_over_instead_of_waiting() -> None:
 
 def test_an_open_breaker_skips_its_target_without_sending() -> None:
     h = Harness({})
-    h.routing.breakers.trip(A)
+    h.control.breakers.trip(A)
     flow = h.flow(h.call())
     first = next(flow)
     assert isinstance(first, Send) and first.provider == "b"
@@ -165,7 +165,7 @@ def test_failures_open_the_breaker_for_the_next_call() -> None:
         assert next(flow).provider == "a"
         assert flow.send(_error(503)).provider == "b"
         _finish(flow, _completion("b"))
-    assert h.routing.breakers.status(A) == "open"
+    assert h.control.breakers.status(A) == "open"
     flow = h.flow(h.call())
     assert next(flow).provider == "b"
 

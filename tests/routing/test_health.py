@@ -28,7 +28,7 @@ def test_breaker_opens_skips_and_recovers_through_a_probe(make: Any, clock: Fake
     for _ in range(3):
         assert r.chat(feature="f").target == "b:m"
     assert a.requests == 3
-    assert r.routing.breakers.status("a:m") == "open"
+    assert r.control.breakers.status("a:m") == "open"
     # open: a is skipped without a call
     for _ in range(5):
         resp = r.chat(feature="f")
@@ -36,15 +36,15 @@ def test_breaker_opens_skips_and_recovers_through_a_probe(make: Any, clock: Fake
     assert a.requests == 3
     # after the cooldown one probe goes through; a failed probe re-opens it
     clock.advance(30)
-    assert r.routing.breakers.status("a:m") == "half-open"
+    assert r.control.breakers.status("a:m") == "half-open"
     r.chat(feature="f")
     assert a.requests == 4
-    assert r.routing.breakers.status("a:m") == "open"
+    assert r.control.breakers.status("a:m") == "open"
     # a recovers: the next probe closes the breaker and traffic returns
     a.set_faults([])
     clock.advance(30)
     assert r.chat(feature="f").target == "a:m"
-    assert r.routing.breakers.status("a:m") == "closed"
+    assert r.control.breakers.status("a:m") == "closed"
     assert r.chat(feature="f").target == "a:m"
 
 
@@ -101,9 +101,9 @@ def test_all_breakers_open_tries_the_least_recently_failed(make: Any, clock: Fak
     r = make(cfg, {"a": a, "b": b}, MemoryState(clock))
     with pytest.raises(AllTargetsFailed):
         r.chat(feature="f")  # a fails at t, b fails at t+1 (clock moved below)
-    assert r.routing.breakers.status("a:m") == "open"
+    assert r.control.breakers.status("a:m") == "open"
     # make b the more recent failure
-    r.routing.breakers.state.set("br:b:m:last_failure", clock() + 1)
+    r.control.breakers.state.set("br:b:m:last_failure", clock() + 1)
     clock.advance(2)
     resp = r.chat(feature="f")
     assert [x.target for x in resp.attempts] == ["a:m"]  # a failed longest ago
@@ -136,7 +136,7 @@ def test_token_commitment_is_estimated_then_corrected(make: Any, clock: FakeCloc
     r = make(cfg, state=MemoryState(clock))
     resp = r.chat(feature="f", max_tokens=5000)
     assert resp.target == "a:m"
-    left = r.routing.commitments.levels("a")["tokens"]
+    left = r.control.commitments.levels("a")["tokens"]
     # 5000 max_tokens were reserved up front, then the real usage was charged instead
     assert left == pytest.approx(10_000 - resp.usage.total_tokens)
     # a request whose reservation does not fit overflows

@@ -34,19 +34,19 @@ def test_cheapest_orders_by_price_for_the_request(make: Any) -> None:
 
     call = Call("chat", r.client.router.route("f", None, None), None)  # type: ignore[arg-type]
     call.estimated_tokens = 100
-    assert [t.id for t in r.routing.plan(call)] == ["b:m", "c:m", "a:m"]
+    assert [t.id for t in r.control.plan(call)] == ["b:m", "c:m", "a:m"]
 
 
 def test_cheapest_within_sla_skips_targets_whose_p95_misses_it(make: Any) -> None:
     r = make(three("cheapest", sla={"p95_ms": 500}))
     for _ in range(30):
-        r.routing.stats.observe("b:m", 900.0)  # cheapest, but too slow for the SLA
-        r.routing.stats.observe("c:m", 200.0)
+        r.control.stats.observe("b:m", 900.0)  # cheapest, but too slow for the SLA
+        r.control.stats.observe("c:m", 200.0)
     from portal.routing.flow import Call
 
     call = Call("chat", r.client.router.route("f", None, None), None)  # type: ignore[arg-type]
     call.estimated_tokens = 100
-    assert [t.id for t in r.routing.plan(call)] == ["c:m", "a:m", "b:m"]
+    assert [t.id for t in r.control.plan(call)] == ["c:m", "a:m", "b:m"]
 
 
 def test_cheapest_within_sla_needs_min_samples_before_it_demotes(make: Any) -> None:
@@ -55,11 +55,11 @@ def test_cheapest_within_sla_needs_min_samples_before_it_demotes(make: Any) -> N
 
     call = Call("chat", r.client.router.route("f", None, None), None)  # type: ignore[arg-type]
     call.estimated_tokens = 100
-    r.routing.stats.observe("b:m", 900.0)  # one slow sample of the cheapest
-    assert r.routing.plan(call)[0].id == "b:m"
+    r.control.stats.observe("b:m", 900.0)  # one slow sample of the cheapest
+    assert r.control.plan(call)[0].id == "b:m"
     for _ in range(4):
-        r.routing.stats.observe("b:m", 900.0)
-    assert r.routing.plan(call)[0].id == "c:m"
+        r.control.stats.observe("b:m", 900.0)
+    assert r.control.plan(call)[0].id == "c:m"
 
 
 def test_cheapest_within_sla_keeps_exploring_a_demoted_target(make: Any) -> None:
@@ -71,19 +71,19 @@ def test_cheapest_within_sla_keeps_exploring_a_demoted_target(make: Any) -> None
     call = Call("chat", r.client.router.route("f", None, None), None)  # type: ignore[arg-type]
     call.estimated_tokens = 100
     for _ in range(30):
-        r.routing.stats.observe("b:m", 900.0)
-    firsts = [r.routing.plan(call)[0].id for _ in range(100)]
+        r.control.stats.observe("b:m", 900.0)
+    firsts = [r.control.plan(call)[0].id for _ in range(100)]
     assert firsts.count("b:m") == 5 and firsts.count("c:m") == 95
     for _ in range(256):  # the explored calls found it fast again
-        r.routing.stats.observe("b:m", 100.0)
-    assert r.routing.plan(call)[0].id == "b:m"
+        r.control.stats.observe("b:m", 100.0)
+    assert r.control.plan(call)[0].id == "b:m"
 
 
 def test_fastest_orders_by_observed_latency(make: Any) -> None:
     r = make(three("fastest"))
     for target, ms in (("a:m", 300.0), ("b:m", 900.0), ("c:m", 100.0)):
         for _ in range(10):
-            r.routing.stats.observe(target, ms)
+            r.control.stats.observe(target, ms)
     assert r.chat(feature="f").target == "c:m"
 
 

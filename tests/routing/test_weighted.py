@@ -34,7 +34,7 @@ def _first(r: Any, key: str | None) -> str:
     from portal.routing.flow import Call
 
     call = Call("chat", r.client.router.route("f", key, None), None, key=key)  # type: ignore[arg-type]
-    return str(r.routing.plan(call)[0].id)
+    return str(r.control.plan(call)[0].id)
 
 
 def test_first_tries_follow_the_weights_and_the_rest_stay_in_order(make: Any) -> None:
@@ -46,7 +46,7 @@ def test_first_tries_follow_the_weights_and_the_rest_stay_in_order(make: Any) ->
 
     for key in ("user-1", "user-2", "user-3"):
         call = Call("chat", r.client.router.route("f", key, None), None, key=key)  # type: ignore[arg-type]
-        order = [t.id for t in r.routing.plan(call)]
+        order = [t.id for t in r.control.plan(call)]
         assert order[1:] == [t for t in ("a:m", "b:m", "c:m") if t != order[0]]
 
 

@@ -1,4 +1,4 @@
-"""The adapters around one call, in the order DESIGN.md draws them:
+"""The layers around one call, in the order DESIGN.md draws them:
 safety(in) → RAG → model (and tool loop) → safety(out).
 
 Everything here is pure or sans-IO, so `Client` and `AsyncClient` share it: input guards
@@ -24,8 +24,13 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portal.adapters.rag import RagOptions, RagResult, Retriever, cited_ids, rag_step
-from portal.adapters.safety import (
+from portal.contracts.messages import Message, tool_result
+from portal.contracts.output import OutputSpec
+from portal.contracts.request import ChatRequest
+from portal.contracts.responses import Response, StreamEvent
+from portal.effects import Emit
+from portal.layers.rag import RagOptions, RagResult, Retriever, cited_ids, rag_step
+from portal.layers.safety import (
     Decision,
     GuardBlocked,
     GuardChain,
@@ -33,11 +38,6 @@ from portal.adapters.safety import (
     Vault,
     restore_value,
 )
-from portal.contracts.messages import Message, tool_result
-from portal.contracts.output import OutputSpec
-from portal.contracts.request import ChatRequest
-from portal.contracts.responses import Response, StreamEvent
-from portal.effects import Emit
 
 __all__ = ["Layers", "chat_pipeline", "screen_input", "stream_pipeline", "wrap_tools"]
 
@@ -47,7 +47,7 @@ Recorder = Callable[[Sequence[Decision]], None]
 
 @dataclass(slots=True)
 class Layers:
-    """The adapters of one call and what they decided so far."""
+    """The layers of one call and what they decided so far."""
 
     chain: GuardChain | None = None
     vault: Vault | None = None

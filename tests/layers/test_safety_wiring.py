@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 import portal
-from portal.adapters.safety import GuardBlocked, GuardChain, PIIGuard
+from portal.layers.safety import GuardBlocked, GuardChain, PIIGuard
 from tests.helpers import BothClients
 
 EMAIL = "jane.doe@example.com"
@@ -318,7 +318,7 @@ def _moderation_vendor(flag: str | None, seen: list[dict[str, Any]]) -> httpx2.M
 
 
 def test_moderation_guard_calls_the_vendor_endpoint_through_the_client() -> None:
-    from portal.adapters.moderation import ModerationGuard
+    from portal.layers.moderation import ModerationGuard
 
     seen: list[dict[str, Any]] = []
     client = portal.Client(
@@ -342,7 +342,7 @@ def test_moderation_guard_calls_the_vendor_endpoint_through_the_client() -> None
 
 
 def test_moderation_guard_needs_a_sync_client() -> None:
-    from portal.adapters.moderation import ModerationGuard
+    from portal.layers.moderation import ModerationGuard
 
     aclient = portal.AsyncClient(_config(), ledger=None)
     with pytest.raises(portal.ConfigError, match=r"portal\.Client"):

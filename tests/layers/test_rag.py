@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 import portal
-from portal.adapters.rag import (
+from portal.layers.rag import (
     Document,
     RagOptions,
     VectorIndex,

@@ -15,8 +15,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from portal.adapters.pii import detect, iban_valid, luhn_valid, ssn_valid
-from portal.adapters.safety import (
+from portal.contracts.messages import Message, ToolCall, assistant, system, user
+from portal.errors import ConfigError, PolicyViolation
+from portal.layers.pii import detect, iban_valid, luhn_valid, ssn_valid
+from portal.layers.safety import (
     Action,
     Decision,
     DenylistGuard,
@@ -35,8 +37,6 @@ from portal.adapters.safety import (
     restore,
     restore_value,
 )
-from portal.contracts.messages import Message, ToolCall, assistant, system, user
-from portal.errors import ConfigError, PolicyViolation
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data" / "pii_labelled.jsonl"
