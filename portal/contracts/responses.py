@@ -117,6 +117,9 @@ class Response(Generic[OutputT]):
     #: the call's id in the ledger; give it to ``client.feedback`` to score this answer
     call_id: str = ""
     attempts: list[Attempt] = field(default_factory=list)
+    #: targets of the route left out before the first attempt because they cannot serve this
+    #: call (its output schema or tools), each with why
+    skipped: dict[str, str] = field(default_factory=dict)
     provider_details: dict[str, Any] = field(default_factory=dict)
     citations: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # transcript of a tool loop

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from portal.contracts.cache import mark_auto
 from portal.contracts.messages import Message, coerce_messages
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatArgs, ChatRequest, EmbedArgs, EmbedRequest
-from portal.contracts.tools import coerce_tools
+from portal.contracts.tools import ToolSpec, coerce_tools
 from portal.errors import BudgetExceeded, ConfigError, ContractError, PolicyViolation
 from portal.routing.call import Call
 from portal.routing.flow import chat_flow, stream_flow, tool_loop_flow
@@ -117,10 +117,7 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
             return Refusal(exc, operation, route, key, tenant, call_tags, contract_version)
         functions = wrap_tools(layers, functions)
     if contract is not None and contract.tools:
-        given = {s.name: s for s in specs}
-        specs = [given.get(t.name, t) for t in contract.tools] + [
-            s for s in specs if s.name not in {t.name for t in contract.tools}
-        ]
+        specs = declared_tools(contract, specs)
     if feat is not None and feat.cache == "auto":
         msgs, specs = mark_auto(msgs, specs)
     out_spec = OutputSpec.of(output) if output is not None else None
@@ -144,6 +141,10 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
         **{k: v for k, v in params.items() if v is not None},
     )
     request.check_tool_choice()
+    if output is not None or args.get("tools"):
+        # what the call brings itself (the contract's were checked at load): leave out the
+        # targets that cannot serve it now, not after earlier attempts
+        route = servable(route, request, "output=" if output is not None else "tools=")
     call = Call(
         operation,
         route,
@@ -345,3 +346,137 @@ def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
             return _shadowed(engine, shadow, req, out, inner(req))
 
     return pipeline(p.layers, first.request, run, out)
+
+
+def servable(route: Route, request: ChatRequest, given: str) -> Route:
+    """``route`` without the targets whose vendor cannot serve ``request`` (its output schema
+    or tools: the adapter refuses to build it), each left out with why in ``skipped``; a
+    shadow target that cannot serve it gets no copy. Raise `ContractError` naming the field
+    when no target can."""
+    skipped: dict[str, str] = {}
+    for target in route.targets:
+        why = _refusal(target, request)
+        if why is not None:
+            skipped[target.id] = why
+    shadow = route.shadow
+    if shadow is not None and shadow.id not in skipped and _refusal(shadow, request):
+        shadow = None
+    if not skipped:
+        return route if shadow is route.shadow else replace(route, shadow=shadow)
+    kept = [t for t in route.targets if t.id not in skipped]
+    where = f"feature {route.feature!r}" if route.feature else "model="
+    if not kept:
+        fields = sorted({_field_of(t, request, given) for t in route.targets})
+        listed = "; ".join(f"{t}: {why}" for t, why in skipped.items())
+        raise ContractError(
+            f"{' and '.join(fields)}: no target of {where} can serve this call ({listed}); "
+            f"change {' / '.join(fields)} as the message says, or route the call to a target "
+            "that serves it",
+            [{"target": t, "message": why} for t, why in skipped.items()],
+        )
+    pinned = sum(1 for t in route.targets[: route.pinned] if t.id not in skipped)
+    return replace(
+        route,
+        targets=kept,
+        pinned=pinned,
+        shadow=shadow,
+        skipped={**route.skipped, **skipped},
+        reasons=[
+            *route.reasons,
+            *(f"skipped {t}: cannot serve this call: {why}" for t, why in skipped.items()),
+        ],
+    )
+
+
+def _refusal(target: Target, request: ChatRequest) -> str | None:
+    """Why ``target``'s adapter refuses to build ``request`` (no I/O), or None."""
+    try:
+        target.adapter.build_chat(request, target.model)
+    except ContractError as exc:
+        return str(exc)
+    return None
+
+
+def _field_of(target: Target, request: ChatRequest, given: str) -> str:
+    """Which of the call's own fields ``target`` cannot serve: its output schema or its
+    tools (``given`` when only one was passed)."""
+    if request.output is None or not request.tools:
+        return given
+    without_tools = replace(request, tools=[], tool_choice=None)
+    return "output=" if _refusal(target, without_tools) is not None else "tools="
+
+
+#: JSON Schema keywords that annotate without constraining: not compared between the
+#: contract's declaration of a tool and the call's
+_ANNOTATIONS = frozenset(
+    {"title", "description", "examples", "default", "$comment", "additionalProperties"}
+)
+
+
+def declared_tools(contract: Any, specs: list[ToolSpec]) -> list[ToolSpec]:
+    """The tools of a call of a feature whose contract declares ``[[tools]]``: the contract's
+    declarations (name, description, schema, strict), each with the function the call passed
+    for it. A tool the contract does not declare, or whose parameters differ from the
+    declared ones, is refused with `ContractError`: the contract says what the feature may
+    call, and the app cannot silently widen or change it."""
+    declared = {t.name: t for t in contract.tools}
+    functions: dict[str, Any] = {}
+    for spec in specs:
+        mine = declared.get(spec.name)
+        if mine is None:
+            names = ", ".join(sorted(declared))
+            raise ContractError(
+                f"tools=: tool {spec.name!r} is not declared by the contract of feature "
+                f"{contract.name!r} ({contract.source}), which declares {names}; declare it "
+                "under [[tools]] in the contract, or leave it out of tools=",
+                [{"tool": spec.name, "keyword": "tools", "pointer": "/tools"}],
+            )
+        diff = _schema_diff(_constraints(mine.parameters), _constraints(spec.parameters), "")
+        if diff is not None:
+            i = contract.tools.index(mine)
+            raise ContractError(
+                f"tools=: tool {spec.name!r} differs from the contract of feature "
+                f"{contract.name!r} ({contract.source}) at /tools/{i}/parameters{diff}; "
+                "make the tool's parameters match the declared ones, or change the "
+                "contract (a new version) first",
+                [{"tool": spec.name, "keyword": "parameters", "pointer": diff or "/"}],
+            )
+        if spec.function is not None:
+            functions[spec.name] = spec.function
+    return [
+        t if t.name not in functions else replace(t, function=functions[t.name])
+        for t in contract.tools
+    ]
+
+
+def _constraints(schema: Any) -> Any:
+    """``schema`` without its annotations (`_ANNOTATIONS`), ``required`` as a set."""
+    if isinstance(schema, dict):
+        out = {k: _constraints(v) for k, v in schema.items() if k not in _ANNOTATIONS}
+        if isinstance(out.get("required"), list):
+            out["required"] = sorted(map(str, out["required"]))
+        if isinstance(schema.get("properties"), dict):  # property names are not keywords
+            out["properties"] = {k: _constraints(v) for k, v in schema["properties"].items()}
+        return out
+    if isinstance(schema, list):
+        return [_constraints(v) for v in schema]
+    return schema
+
+
+def _schema_diff(a: Any, b: Any, at: str) -> str | None:
+    """The JSON pointer of the first place ``a`` and ``b`` differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{at}/{key}"
+            found = _schema_diff(a[key], b[key], f"{at}/{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _schema_diff(x, y, f"{at}/{i}")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else at

@@ -364,6 +364,8 @@ def _finish_response(call: Call, target: Target, resp: Response, clock: Clock) -
     resp.call_id = call.call_id
     resp.attempts = call.attempts
     resp.cost_usd = call.cost_usd
+    if call.route.skipped:
+        resp.skipped = dict(call.route.skipped)
     return resp
 
 

@@ -78,6 +78,8 @@ class Route:
     model_pinned: bool = False
     #: the canary target this call also sends a shadow copy to (its answer is not served)
     shadow: Target | None = None
+    #: targets left out before the first attempt (they cannot serve this call), with why
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def reordered(self, order: Sequence[int], reason: str) -> Route:
         """The same route with its targets tried in ``order`` (indexes), and why."""
