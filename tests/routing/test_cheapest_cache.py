@@ -40,7 +40,7 @@ def _cfg() -> dict[str, Any]:
 def _order(r: Any, question: str) -> list[str]:
     req = ChatRequest(messages=coerce_messages([portal.system(DOC), portal.user(question)]))
     call = Call("chat", r.client.router.route("f", None, None), req)
-    return [t.id for t in r.routing.plan(call)]
+    return [t.id for t in r.control.plan(call)]
 
 
 def test_cheapest_prices_a_target_at_its_observed_cache_hit_rate(make: Any) -> None:
