@@ -75,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
         help='JSONL, one {"messages": [...]} or {"prompt": "..."} per line',
     )
     p.add_argument("--output-tokens", default=None, help="max_tokens distribution")
+    p.add_argument(
+        "--stable-prefix-tokens",
+        type=int,
+        default=None,
+        help="a cache-marked system prompt of N tokens before every prompt (default 0: none)",
+    )
+    p.add_argument(
+        "--stable-prefixes",
+        type=int,
+        default=None,
+        help="with --stable-prefix-tokens: distinct stable prefixes to draw from (default 1)",
+    )
     p.add_argument("--stream", action="store_true", help="stream replies; measures TTFT")
     p.add_argument("--seed", type=int, default=None, help="fixes arrivals, prompts and keys")
     p.add_argument("--concurrency-limit", type=int, default=None, help="cap on requests in flight")
@@ -113,6 +125,8 @@ _LOAD_FLAGS = (
     "burst",
     "prompts",
     "output_tokens",
+    "stable_prefix_tokens",
+    "stable_prefixes",
     "seed",
     "concurrency_limit",
     "users",

@@ -46,6 +46,20 @@ def add_load_arguments(p: argparse.ArgumentParser, default_duration: str) -> Non
         help='JSONL, one {"messages": [...]} or {"prompt": "..."} per line',
     )
     p.add_argument(
+        "--stable-prefix-tokens",
+        type=int,
+        default=0,
+        help="put a cache-marked system prompt of N tokens, the same from request to "
+        "request, before each prompt (a prompt-caching workload; default 0: none)",
+    )
+    p.add_argument(
+        "--stable-prefixes",
+        type=int,
+        default=1,
+        help="with --stable-prefix-tokens: how many distinct stable prefixes requests draw "
+        "from (default 1)",
+    )
+    p.add_argument(
         "--output-tokens",
         default=None,
         help="max_tokens distribution, e.g. lognormal:mean=200,sigma=0.6",
@@ -84,10 +98,16 @@ def spec_from_args(args: argparse.Namespace, cfg: PortalConfig) -> LoadSpec:
     out_dist = (
         LengthDist.parse(args.output_tokens, "--output-tokens") if args.output_tokens else None
     )
+    prefix = {
+        "stable_prefix_tokens": args.stable_prefix_tokens,
+        "stable_prefixes": args.stable_prefixes,
+    }
     if args.prompts_file:
-        prompts = PromptSource.from_file(args.prompts_file, out_dist)
+        prompts = PromptSource.from_file(args.prompts_file, out_dist, **prefix)
     else:
-        prompts = PromptSource(LengthDist.parse(args.prompts or DEFAULT_PROMPTS), None, out_dist)
+        prompts = PromptSource(
+            LengthDist.parse(args.prompts or DEFAULT_PROMPTS), None, out_dist, **prefix
+        )
     return LoadSpec(
         feature=args.feature,
         rps=args.rps,

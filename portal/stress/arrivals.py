@@ -265,15 +265,33 @@ class PromptSource:
         lengths: LengthDist | None = None,
         records: Sequence[Prompt] | None = None,
         output_tokens: LengthDist | None = None,
+        stable_prefix_tokens: int = 0,
+        stable_prefixes: int = 1,
     ) -> None:
         if (lengths is None) == (records is None):
             raise UsageError("give either --prompts DIST or --prompts-file FILE.jsonl, not both")
+        if stable_prefix_tokens < 0:
+            raise UsageError("--stable-prefix-tokens: must be 0 (none) or more")
+        if stable_prefixes < 1:
+            raise UsageError("--stable-prefixes: must be at least 1")
         self.lengths = lengths
         self.records = list(records or [])
         self.output_tokens = output_tokens
+        self.stable_prefix_tokens = stable_prefix_tokens
+        #: the stable prefixes, each a cache-marked system message (none: no prefix)
+        self.prefixes: list[dict[str, Any]] = []
+        for i in range(stable_prefixes if stable_prefix_tokens else 0):
+            text = filler(stable_prefix_tokens, random.Random(f"stable-prefix-{i}"))
+            self.prefixes.append({"role": "system", "content": text, "cache": True})
 
     @classmethod
-    def from_file(cls, path: str | Path, output_tokens: LengthDist | None = None) -> PromptSource:
+    def from_file(
+        cls,
+        path: str | Path,
+        output_tokens: LengthDist | None = None,
+        stable_prefix_tokens: int = 0,
+        stable_prefixes: int = 1,
+    ) -> PromptSource:
         """JSONL, one ``{"messages": [...]}`` or ``{"prompt": "..."}`` per line (optional
         ``"max_tokens"``)."""
         p = Path(path)
@@ -309,18 +327,32 @@ class PromptSource:
             records.append(Prompt(msgs, mt))
         if not records:
             raise UsageError(f"--prompts-file {p}: no prompts in the file")
-        return cls(records=records, output_tokens=output_tokens)
+        return cls(
+            records=records,
+            output_tokens=output_tokens,
+            stable_prefix_tokens=stable_prefix_tokens,
+            stable_prefixes=stable_prefixes,
+        )
 
     def draw(self, rng: random.Random) -> Prompt:
         if self.lengths is not None:
             prompt = Prompt([{"role": "user", "content": filler(self.lengths.sample(rng), rng)}])
         else:
             prompt = rng.choice(self.records)
+        if self.prefixes:  # a stable, cache-marked prefix before the varying part
+            prefix = self.prefixes[rng.randrange(len(self.prefixes))]
+            prompt = Prompt([prefix, *prompt.messages], prompt.max_tokens)
         if self.output_tokens is not None:
             return Prompt(prompt.messages, self.output_tokens.sample(rng))
         return prompt
 
     def describe(self) -> str:
-        return (
+        what = (
             str(self.lengths) if self.lengths is not None else f"file ({len(self.records)} prompts)"
         )
+        if self.prefixes:
+            what += (
+                f" after one of {len(self.prefixes)} stable prefix(es) of "
+                f"{self.stable_prefix_tokens} tokens"
+            )
+        return what

@@ -62,6 +62,9 @@ class Sample:
     failover: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
+    #: of input_tokens: read from / written to the vendor's prompt cache
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
     cost_usd: float | None = 0.0  # None: the target has no price (never shown as $0)
     attempt_targets: tuple[str, ...] = ()
 
@@ -200,6 +203,8 @@ async def run_load(
             s.failover = any(a.target != resp.target for a in resp.attempts)
             s.input_tokens = resp.usage.input_tokens
             s.output_tokens = resp.usage.output_tokens
+            s.cached_input_tokens = resp.usage.cached_input_tokens
+            s.cache_write_tokens = resp.usage.cache_write_tokens
             s.cost_usd = resp.cost_usd
             state["ok"] += 1
         except Exception as exc:  # every failure is what a user would have seen: count it

@@ -40,6 +40,8 @@ def spec_params(spec: LoadSpec) -> dict[str, Any]:
         "burst": str(spec.burst) if spec.burst else None,
         "prompts": spec.prompts.describe(),
         "output_tokens": str(spec.prompts.output_tokens) if spec.prompts.output_tokens else None,
+        "stable_prefix_tokens": spec.prompts.stable_prefix_tokens or None,
+        "stable_prefixes": len(spec.prompts.prefixes) or None,
         "concurrency_limit": spec.concurrency_limit,
         "stream": spec.stream,
         "seed": spec.seed,

@@ -136,6 +136,7 @@ def summarize(result: RunResult, sla: SLAConfig | None, params: dict[str, Any]) 
     cost, unpriced = priced_cost(ok)
     in_tok = sum(s.input_tokens for s in ok)
     out_tok = sum(s.output_tokens for s in ok)
+    cached = sum(s.cached_input_tokens for s in ok)
     lags = [s.lag_ms for s in samples if s.dispatched_s or s.end_s is not None]
     duration = result.spec.duration_s or 1e-9
     return {
@@ -167,6 +168,10 @@ def summarize(result: RunResult, sla: SLAConfig | None, params: dict[str, Any]) 
         },
         "tokens": {
             "input": in_tok,
+            "cached_input": cached,
+            "cache_write": sum(s.cache_write_tokens for s in ok),
+            "cache_hit_rate": cached / in_tok if in_tok else None,
+            "cache_hit_requests": sum(1 for s in ok if s.cached_input_tokens > 0),
             "output": out_tok,
             "output_per_s": out_tok / span,
             "total_per_s": (in_tok + out_tok) / span,
@@ -253,6 +258,13 @@ def render_table(doc: dict[str, Any]) -> list[str]:
         f"tokens: {tok['input']:,} in / {tok['output']:,} out, "
         f"{tok['output_per_s']:,.0f} output tokens/s"
     )
+    if tok.get("cached_input") or tok.get("cache_write"):
+        lines.append(
+            f"prompt cache: {tok['cached_input']:,} tokens read "
+            f"({100 * (tok['cache_hit_rate'] or 0):.1f}% of input), "
+            f"{tok['cache_write']:,} written; {tok['cache_hit_requests']:,} of "
+            f"{req['ok']:,} requests read from a cache"
+        )
     cost = doc["cost"]
     if cost["usd"] is None:
         lines.append(

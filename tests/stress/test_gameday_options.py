@@ -52,3 +52,19 @@ def test_a_prompts_file_in_a_table_is_checked_before_the_run(tmp_path: Path) -> 
     (sc,) = scenarios_from_config(cfg)
     with pytest.raises(UsageError, match="cannot read it"):
         check_scenario(sc, cfg)
+
+
+def test_a_stable_prefix_workload_on_the_command_line_and_in_a_table() -> None:
+    args = _parser().parse_args(
+        [
+            *("--feature", "f", "--scenario", "outage", "--target", "acme"),
+            *("--stable-prefix-tokens", "1200", "--stable-prefixes", "3"),
+        ]
+    )
+    (sc,) = _scenarios(args, load_config(CONFIG))
+    prompts = sc.load_spec().prompts
+    assert prompts.stable_prefix_tokens == 1200 and len(prompts.prefixes) == 3
+    assert all(p["cache"] is True and p["role"] == "system" for p in prompts.prefixes)
+    table = {"feature": "f", "scenario": "slow", "target": "acme", "stable_prefix_tokens": 500}
+    (sc,) = scenarios_from_config(load_config({**CONFIG, "gamedays": {"cached": table}}))
+    assert len(sc.load_spec().prompts.prefixes) == 1

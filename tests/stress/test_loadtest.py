@@ -210,3 +210,78 @@ def test_demo_config_smoke(
     assert doc["requests"]["sent"] > 20 and doc["requests"]["ok"] > 0
     printed = capsys.readouterr()
     assert "served by target" in printed.out and "sent" in printed.err
+
+
+CACHING_TOML = """
+[portal]
+ledger = "none"
+
+[providers.a]
+kind = "sim"
+options = { time_scale = 0.02, prompt_cache = true, prompt_cache_writes = true }
+[providers.b]
+kind = "sim"
+options = { time_scale = 0.02, prompt_cache = true, prompt_cache_writes = true }
+
+[features.docs]
+primary = "a:m"
+fallbacks = ["b:m"]
+strategy = "weighted"
+weights = { "a:m" = 1, "b:m" = 1 }
+"""
+
+
+def test_stable_prefix_prompts_repeat_a_cache_marked_system_prompt() -> None:
+    import random
+
+    src = PromptSource(LengthDist.parse("fixed:20"), stable_prefix_tokens=1500, stable_prefixes=2)
+    rng = random.Random(1)
+    drawn = [src.draw(rng).messages for _ in range(40)]
+    assert all(m[0]["role"] == "system" and m[0]["cache"] is True for m in drawn)
+    assert len({m[0]["content"] for m in drawn}) == 2  # two stable prefixes, reused
+    assert all(m[1]["role"] == "user" for m in drawn)
+    assert "2 stable prefix(es) of 1500 tokens" in src.describe()
+    plain = PromptSource(LengthDist.parse("fixed:20")).draw(rng).messages
+    assert [m["role"] for m in plain] == ["user"]
+    with pytest.raises(Exception, match="--stable-prefix-tokens"):
+        PromptSource(LengthDist.parse("fixed:20"), stable_prefix_tokens=-1)
+
+
+def test_loadtest_replays_a_stable_prefix_workload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "portal.toml"
+    cfg.write_text(CACHING_TOML, encoding="utf-8")
+    out = tmp_path / "r.json"
+    code = loadtest_cli.main(
+        [
+            "--config",
+            str(cfg),
+            "--feature",
+            "docs",
+            "--rps",
+            "60",
+            "--duration",
+            "1s",
+            "--prompts",
+            "fixed:30",
+            "--stable-prefix-tokens",
+            "2000",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["params"]["stable_prefix_tokens"] == 2000
+    assert doc["params"]["stable_prefixes"] == 1
+    tok = doc["tokens"]
+    ok = doc["requests"]["ok"]
+    # one prefix, affinity on: the first request writes it, the others read it
+    assert tok["cache_hit_requests"] >= ok - 2
+    assert tok["cached_input"] >= 1024 * tok["cache_hit_requests"]
+    assert 0.8 < tok["cache_hit_rate"] < 1.0
+    assert "prompt cache:" in capsys.readouterr().out

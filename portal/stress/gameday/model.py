@@ -157,6 +157,20 @@ class GamedayScenario(BaseModel):
         description="Output lengths (`max_tokens`), same forms as `prompts`.",
         examples=["fixed:200"],
     )
+    stable_prefix_tokens: int = Field(
+        0,
+        ge=0,
+        description="A cache-marked system prompt of this many tokens, the same from call to "
+        "call, before every prompt (a prompt-caching workload; 0: none).",
+        examples=[10000],
+    )
+    stable_prefixes: int = Field(
+        1,
+        ge=1,
+        description="With `stable_prefix_tokens`: how many distinct stable prefixes calls draw "
+        "from.",
+        examples=[20],
+    )
     stream: bool = Field(False, description="Stream every call.", examples=[True])
     seed: int | None = Field(
         None, description="Fixes arrivals, prompts and user keys.", examples=[7]
@@ -217,8 +231,19 @@ class GamedayScenario(BaseModel):
 
     def _prompts(self, out: LengthDist | None) -> PromptSource:
         if self.prompts and self.prompts.startswith(PROMPTS_FILE):
-            return PromptSource.from_file(self.prompts.removeprefix(PROMPTS_FILE), out)
-        return PromptSource(LengthDist.parse(self.prompts or DEFAULT_PROMPTS), None, out)
+            return PromptSource.from_file(
+                self.prompts.removeprefix(PROMPTS_FILE),
+                out,
+                self.stable_prefix_tokens,
+                self.stable_prefixes,
+            )
+        return PromptSource(
+            LengthDist.parse(self.prompts or DEFAULT_PROMPTS),
+            None,
+            out,
+            self.stable_prefix_tokens,
+            self.stable_prefixes,
+        )
 
     def load_spec(self) -> LoadSpec:
         out = LengthDist.parse(self.output_tokens, "output_tokens") if self.output_tokens else None
