@@ -232,8 +232,8 @@ class Router:
             chain = [self.adapters.target(m) for m in [feat.primary, *feat.fallbacks]]
             chain = self._allowed(name, feat, chain)
             canary = self.adapters.target(feat.canary.target) if feat.canary else None
-            if canary is not None and not self._allowed(name, feat, [canary]):
-                canary = None
+            if canary is not None and not self._inside(feat, canary):
+                canary = None  # never served, never shadowed; the feature's calls go on
             cached = self._chains[name] = (chain, canary)
         return cached
 
