@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from portal.contracts.cache import CacheHint, check_cache
@@ -27,6 +27,7 @@ __all__ = [
     "ToolCall",
     "assistant",
     "coerce_messages",
+    "distinct_call_ids",
     "system",
     "tool_result",
     "user",
@@ -205,6 +206,29 @@ def tool_result(
     return Message(
         "tool", result, tool_call_id=tool_call_id, name=name, is_error=is_error, cache=cache
     )
+
+
+def distinct_call_ids(calls: list[ToolCall]) -> list[ToolCall]:
+    """``calls`` with no id used twice: a repeat gets a new one (``<id>_2``, or ``call_2`` for
+    a repeated empty id) that no call of the list has. Vendors pair each tool result with its
+    call by id (OpenAI ``tool_call_id``, Anthropic ``tool_use_id``, whose ids are letters,
+    digits, ``_`` and ``-``), so two calls under one id would get one result twice. The same
+    list when every id is already distinct."""
+    if len({c.id for c in calls}) == len(calls):
+        return calls
+    taken = {c.id for c in calls}
+    seen: set[str] = set()
+    out: list[ToolCall] = []
+    for c in calls:
+        if c.id in seen:
+            base, n = c.id or "call", 2
+            while f"{base}_{n}" in taken:
+                n += 1
+            c = replace(c, id=f"{base}_{n}")
+            taken.add(c.id)
+        seen.add(c.id)
+        out.append(c)
+    return out
 
 
 def _json_default(value: Any) -> Any:

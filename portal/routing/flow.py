@@ -10,7 +10,7 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
-from portal.contracts.messages import Message, ToolCall, tool_result
+from portal.contracts.messages import Message, ToolCall, distinct_call_ids, tool_result
 from portal.contracts.output import OutputSpec
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import Attempt, EmbedResponse, Response, StreamEvent, Usage
@@ -388,6 +388,7 @@ def chat_flow(
             clock,
             lambda t, n: _send_once(call, t, control, record, clock, n),
         )
+        resp.tool_calls = distinct_call_ids(resp.tool_calls)  # one result per call
         if output is not None and not resp.tool_calls:
             try:
                 resp.output = output.parse(resp.text)
@@ -609,6 +610,7 @@ def stream_flow(
             clock,
             lambda t, n: _stream_once(call, t, control, record, clock, n, seen),
         )
+        resp.tool_calls = distinct_call_ids(resp.tool_calls)  # one result per call
         for tool_call in resp.tool_calls:
             yield Emit(StreamEvent("tool_call", tool_call=tool_call))
         if output is not None and not resp.tool_calls:

@@ -407,3 +407,68 @@ async def test_a_tool_that_times_out_goes_back_as_an_error() -> None:
     results = {m["tool_call_id"]: m["content"] for m in seen[1]["messages"] if m["role"] == "tool"}
     assert "took longer than 0.1s" in results["call_a"] and results["call_a"].startswith("error")
     assert results["call_b"] == "order 2 shipped"
+
+
+# ----------------------------------------------------------------------------- repeated ids
+
+
+def _paired_results(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """call id -> (arguments, result) pairs of the follow-up request, per vendor shape."""
+    msgs = body["messages"]
+    if kind == "openai":
+        calls = {c["id"]: json.loads(c["function"]["arguments"]) for c in msgs[-3]["tool_calls"]}
+        results = {m["tool_call_id"]: m["content"] for m in msgs[-2:]}
+    elif kind == "anthropic":
+        calls = {b["id"]: b["input"] for b in msgs[-2]["content"] if b["type"] == "tool_use"}
+        results = {b["tool_use_id"]: b["content"] for b in msgs[-1]["content"]}
+    else:  # bedrock
+        calls = {
+            b["toolUse"]["toolUseId"]: b["toolUse"]["input"]
+            for b in msgs[-2]["content"]
+            if "toolUse" in b
+        }
+        results = {
+            b["toolResult"]["toolUseId"]: b["toolResult"]["content"][0]["text"]
+            for b in msgs[-1]["content"]
+        }
+    assert len(calls) == 2 and set(calls) == set(results)
+    return {cid: (calls[cid], results[cid]) for cid in calls}
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])
+def test_two_calls_under_one_id_each_get_their_own_result(kind: str, clients: Any) -> None:
+    v = VENDORS[kind]
+    cid = v["call_id"]
+
+    def lookup_order(order_id: str) -> str:
+        return f"order {order_id} shipped"
+
+    seen: list[dict[str, Any]] = []
+    replies = [
+        v["reply"](
+            [(cid, "lookup_order", {"order_id": "1"}), (cid, "lookup_order", {"order_id": "2"})],
+            None,
+        ),
+        v["reply"](None, "Both shipped."),
+    ]
+    client = clients(_config(kind), transports={"v": _transport(replies, seen)})
+    resp = client.chat(
+        feature="orders", messages=[portal.user("Where are 1 and 2?")], tools=[lookup_order]
+    )
+    assert resp.text == "Both shipped."
+    pairs = _paired_results(kind, seen[1])
+    assert sorted(pairs) == sorted([cid, f"{cid}_2"])  # the repeat got an id of its own
+    for args, result in pairs.values():
+        assert result == f"order {args['order_id']} shipped"  # each call, its own result
+    assert {p[1] for p in pairs.values()} == {"order 1 shipped", "order 2 shipped"}
+
+
+def test_distinct_call_ids_never_reuses_an_id_of_the_turn() -> None:
+    from portal.contracts.messages import ToolCall, distinct_call_ids
+
+    calls = [ToolCall("a", "t"), ToolCall("a", "t"), ToolCall("a_2", "t"), ToolCall("", "t")]
+    calls.append(ToolCall("", "t"))
+    ids = [c.id for c in distinct_call_ids(calls)]
+    assert ids == ["a", "a_3", "a_2", "", "call_2"]
+    unique = [ToolCall("x", "t"), ToolCall("y", "t")]
+    assert distinct_call_ids(unique) is unique  # nothing to do: the same list
