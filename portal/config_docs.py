@@ -208,6 +208,11 @@ _KIND_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "static credentials (`${VAR}`); else botocore's chain, with `profile`",
     ),
     ("gemini", "json_schema", "send full JSON Schema for structured output"),
+    (
+        "gemini",
+        "explicit_cache",
+        "`true`: `cache=True` markers create an explicit cached content (one hour)",
+    ),
     ("vertex", "project, location", "Google Cloud project and location (`us-central1`)"),
     ("openai-compatible", "app_url, app_name", "OpenRouter attribution headers"),
 )

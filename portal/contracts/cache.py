@@ -28,6 +28,7 @@ __all__ = [
     "cache_ttl",
     "check_breakpoints",
     "check_cache",
+    "explicit_ttls",
     "mark_auto",
     "marked",
     "prefix_key",
@@ -65,6 +66,12 @@ def cache_lifetime_s(req: ChatRequest) -> float:
     marker asks for ``"1h"``, else five minutes (Anthropic's and Bedrock's default, and
     OpenAI's usual lifetime)."""
     return max((_LIFETIME_S[t] for _, h in _marks(req) if (t := cache_ttl(h))), default=300.0)
+
+
+def explicit_ttls(req: ChatRequest) -> list[CacheTTL]:
+    """The lifetimes the request's markers ask for explicitly, in order (empty for
+    ``cache=True`` markers)."""
+    return [t for _, h in _marks(req) if (t := cache_ttl(h)) is not None]
 
 
 def marked(req: ChatRequest) -> bool:

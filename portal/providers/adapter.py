@@ -120,6 +120,18 @@ class Adapter:
     def stream_parser(self, req: ChatRequest, model: str) -> StreamParser:
         raise NotImplementedError(f"provider kind {self.kind!r} does not support streaming")
 
+    def cache_setup(self, req: ChatRequest, model: str) -> WireRequest | None:
+        """A request to send before this chat, or None (almost always). Vendors whose
+        prompt cache is a resource the caller creates (Gemini's ``cachedContents``) return
+        its creation here when the request's marked prefix has no live one; `cache_ready`
+        reads the reply and `build_chat` then refers to the cache."""
+        return None
+
+    def cache_ready(self, req: ChatRequest, model: str, reply: WireReply) -> Usage:
+        """Read `cache_setup`'s reply (raise its `ProviderError` if it failed) and return
+        what creating the cache bills, to add to the attempt's usage."""
+        raise NotImplementedError(f"provider kind {self.kind!r} creates no prompt caches")
+
     def finalize(self, req: ChatRequest, response: Response) -> Response:
         """Undo request-side rewrites on a parsed reply, knowing the request (the router calls
         it after `parse_chat` and after a stream's `finish`; idempotent). The default keeps the

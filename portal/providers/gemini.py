@@ -33,6 +33,17 @@ Choices made here, and why:
   "stop" when the candidate carried text or calls, "error" when it carried nothing.
   A prompt block (``promptFeedback.blockReason``) or a safety stop with nothing produced
   raises `ContentFiltered`, so a router can fail over.
+- Prompt caching: Gemini caches implicitly. A cache marker with a lifetime (``cache="5m"`` /
+  ``"1h"``), or any marker with ``options = { explicit_cache = true }`` (the vendor's default
+  lifetime, one hour), asks for an explicit cache: the marked prefix (the system instruction,
+  the tools and their config, the contents up to the last marked message) is created once
+  with ``cachedContents.create`` (``POST v1beta/cachedContents`` with ``model``, ``contents``,
+  ``systemInstruction``, ``tools``, ``toolConfig``, ``ttl``) and each request then sends only
+  what follows it, with ``cachedContent: "cachedContents/..."`` (a request using a cache may
+  not set its own system instruction, tools or tool config). The name is reused until shortly
+  before its TTL ends (per process); creating it is billed as cache writes at the input price
+  (``usageMetadata.totalTokenCount``), storage by the hour is not priced. Vertex AI keeps
+  implicit caching only.
 - Usage: ``promptTokenCount`` already includes ``cachedContentTokenCount`` (the reference says
   so) and ``toolUsePromptTokenCount`` is added to input; thoughts are billed as output, so
   ``output_tokens = candidatesTokenCount + thoughtsTokenCount`` and ``reasoning_tokens`` is the
@@ -56,9 +67,11 @@ import json
 import mimetypes
 import re
 import threading
+import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
+from portal.contracts.cache import explicit_ttls, marked
 from portal.contracts.messages import ImagePart, Message, TextPart, ToolCall
 from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import EmbedResponse, Response, StreamEvent, Usage
@@ -81,6 +94,7 @@ from portal.providers.error_replies import error_class_for_status
 from portal.providers.gemini_schema import to_gemini_schema
 from portal.providers.reasoning import ReasoningBlocks
 from portal.providers.streaming import SSEStreamParser, StreamParser
+from portal.providers.tool_names import renamed_tools, request_with_names
 from portal.providers.unknown import keep_unknown
 from portal.wire import WireReply, WireRequest
 
@@ -136,7 +150,11 @@ class GeminiAdapter(Adapter):
     128 characters (portal's ToolSpec caps at 64)."""
 
     kind: ClassVar[str] = "gemini"
-    option_names: ClassVar[frozenset[str] | None] = frozenset({"json_schema"})
+    option_names: ClassVar[frozenset[str] | None] = frozenset({"json_schema", "explicit_cache"})
+    #: explicit caches (``cachedContents``) take any lifetime
+    cache_ttls: ClassVar[tuple[str, ...]] = ("5m", "1h")
+    #: whether marked prefixes may become explicit ``cachedContents`` (Gemini API only)
+    explicit_caching: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
     api_key_env: ClassVar[str | None] = "GEMINI_API_KEY"
     api_version: ClassVar[str] = "v1beta"
@@ -157,6 +175,12 @@ class GeminiAdapter(Adapter):
         ),
     )
 
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        #: explicit caches this process created: prefix key -> (name, usable until)
+        self._caches: dict[str, tuple[str, float]] = {}
+        self._caches_lock = threading.Lock()
+
     # -- endpoints ------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self.api_key()}
@@ -172,12 +196,101 @@ class GeminiAdapter(Adapter):
     # -- request ---------------------------------------------------------------------------
     def build_chat(self, req: ChatRequest, model: str) -> WireRequest:
         body = self.chat_body(req, model)
+        plan = self.cache_plan(req, model) if self.explicit_caching and marked(req) else None
+        if plan is not None:
+            name = self.live_cache(plan.key)
+            if name is not None:  # the prefix lives in the cache: send what follows it
+                for field in ("systemInstruction", "tools", "toolConfig"):
+                    body.pop(field, None)
+                body["contents"] = body["contents"][plan.cached_contents :]
+                body["cachedContent"] = name
         url = self.model_url(model)
         headers = self.auth_headers()
         if req.stream:
             headers["accept"] = "text/event-stream"
             return self.json_request(url + ":streamGenerateContent?alt=sse", body, headers)
         return self.json_request(url + ":generateContent", body, headers)
+
+    # -- explicit prompt caches --------------------------------------------------------------
+    def cache_plan(self, req: ChatRequest, model: str) -> _CachePlan | None:
+        """The ``cachedContents.create`` body of the request's marked prefix, or None when
+        the request asks for no explicit cache (no lifetime on its markers and no
+        ``explicit_cache`` option)."""
+        ttls = explicit_ttls(req)
+        if ttls:
+            ttl_s = max(_LIFETIME_S[t] for t in ttls)
+        elif self.settings.options.get("explicit_cache"):
+            ttl_s = _DEFAULT_CACHE_TTL_S
+        else:
+            return None
+        renamed = renamed_tools(req) if req.tools else None
+        if renamed:
+            req = request_with_names(req, renamed)
+        last = max((i for i, m in enumerate(req.messages) if m.cache), default=-1)
+        system, contents = self.map_messages(req.messages)
+        _, cached = self.map_messages(req.messages[: last + 1])
+        if contents[: len(cached)] != cached:
+            raise ContractError(
+                f"messages[{last}].cache: the marker splits a run of tool results that Gemini "
+                "sends as one turn; put it on the last tool result of the run"
+            )
+        if len(cached) == len(contents):
+            raise ContractError(
+                f"messages[{last}].cache: nothing follows the cached prefix; Gemini needs "
+                "content after an explicit cache (mark an earlier message)"
+            )
+        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        body: dict[str, Any] = {"model": name}
+        if cached:
+            body["contents"] = cached
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        if req.tools:
+            body["tools"] = [{"functionDeclarations": [self.map_tool(t) for t in req.tools]}]
+        if req.tool_choice is not None:
+            body["toolConfig"] = {"functionCallingConfig": self.map_tool_choice(req)}
+        body["ttl"] = f"{ttl_s:g}s"
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _CachePlan(hashlib.sha256(text.encode()).hexdigest(), body, ttl_s, len(cached))
+
+    def live_cache(self, key: str) -> str | None:
+        """The name of this prefix's cache while it has time left to serve a request."""
+        entry = self._caches.get(key)
+        if entry is None or time.monotonic() >= entry[1]:
+            return None
+        return entry[0]
+
+    def cache_setup(self, req: ChatRequest, model: str) -> WireRequest | None:
+        if not self.explicit_caching or not marked(req):
+            return None
+        plan = self.cache_plan(req, model)
+        if plan is None or self.live_cache(plan.key) is not None:
+            return None
+        url = f"{self.base_url}/{self.api_version}/cachedContents"
+        return self.json_request(url, plan.body, self.auth_headers())
+
+    def cache_ready(self, req: ChatRequest, model: str, reply: WireReply) -> Usage:
+        """Keep the created cache's name for its TTL (less a margin, so no request reaches
+        it as it expires) and bill its tokens as cache writes at the input price."""
+        if reply.status >= 400:
+            raise self.parse_error(reply, model)
+        try:
+            data = reply.json()
+        except (ValueError, UnicodeDecodeError):
+            raise self.invalid("cachedContents.create: the reply is not JSON", model) from None
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str) or not name.startswith("cachedContents/"):
+            raise self.invalid("cachedContents.create: the reply names no cachedContents/", model)
+        plan = self.cache_plan(req, model)
+        assert plan is not None
+        until = time.monotonic() + plan.ttl_s - min(60.0, plan.ttl_s / 10)
+        with self._caches_lock:
+            self._caches.pop(plan.key, None)
+            self._caches[plan.key] = (name, until)
+            while len(self._caches) > _CACHES_KEPT:
+                self._caches.pop(next(iter(self._caches)), None)
+        tokens = int((data.get("usageMetadata") or {}).get("totalTokenCount") or 0)
+        return Usage(input_tokens=tokens, cache_write_tokens=tokens)
 
     def chat_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
         system, contents = self.map_messages(req.messages)
@@ -586,6 +699,23 @@ class GeminiAdapter(Adapter):
         return EmbedResponse(vectors, Usage(), model)
 
 
+class _CachePlan(NamedTuple):
+    """One explicit cache: its key, ``cachedContents.create`` body, lifetime, and how many
+    of the request's ``contents`` it holds."""
+
+    key: str
+    body: dict[str, Any]
+    ttl_s: float
+    cached_contents: int
+
+
+#: seconds an explicit cache lives, per marker lifetime; and without one (the API's default)
+_LIFETIME_S = {"5m": 300.0, "1h": 3600.0}
+_DEFAULT_CACHE_TTL_S = 3600.0
+#: explicit caches one provider remembers (the oldest are forgotten first)
+_CACHES_KEPT = 1000
+
+
 class VertexAdapter(GeminiAdapter):
     """Gemini on Vertex AI. Settings: ``options.project`` (else GOOGLE_CLOUD_PROJECT or the
     default credentials' project), ``options.location`` (default ``us-central1``; ``global``
@@ -601,6 +731,8 @@ class VertexAdapter(GeminiAdapter):
     api_key_env: ClassVar[str | None] = None
     api_version: ClassVar[str] = "v1"
     replay_call_ids: ClassVar[bool] = False
+    cache_ttls: ClassVar[tuple[str, ...]] = ()
+    explicit_caching: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities(
         strict_tools=False,
         structured_output="response_schema",

@@ -22,7 +22,7 @@ from portal.wire import WireRequest
 if TYPE_CHECKING:
     from portal.providers.adapter import Adapter
 
-__all__ = ["caller_names", "renamed_tools", "wire_names"]
+__all__ = ["caller_names", "renamed_tools", "request_with_names", "wire_names"]
 
 
 def renamed_tools(req: ChatRequest) -> dict[str, str]:
@@ -44,14 +44,14 @@ def wire_names(fn: Callable[..., WireRequest]) -> Callable[..., WireRequest]:
             refuse_ttls(req, f"provider {self.name!r} ({self.kind})", self.cache_ttls)
         renamed = renamed_tools(req) if req.tools else None
         if renamed:
-            req = _request_with_names(req, renamed)
+            req = request_with_names(req, renamed)
         return fn(self, req, model)
 
     build.__portal_names__ = True  # type: ignore[attr-defined]
     return build
 
 
-def _request_with_names(req: ChatRequest, renamed: Mapping[str, str]) -> ChatRequest:
+def request_with_names(req: ChatRequest, renamed: Mapping[str, str]) -> ChatRequest:
     messages = []
     for m in req.messages:
         calls = m.tool_calls

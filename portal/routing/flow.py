@@ -99,6 +99,7 @@ def _send_once(
     error: BaseException | None = None
     status: int | None = None
     result: Any = None
+    created: Usage | None = None  # what creating the vendor's prompt cache billed
     try:
         request = call.request
         # an embed larger than the vendor takes per request is several requests, in order, as
@@ -110,6 +111,9 @@ def _send_once(
         parts: list[Any] = []
         for req in batches:
             timeout = _timeout_for(call, target, clock)
+            if not embed:
+                created = yield from _cache_setup(call, target, req, clock)
+                timeout = _timeout_for(call, target, clock)
             wire = (
                 adapter.build_embed(req, target.model)
                 if embed
@@ -124,6 +128,8 @@ def _send_once(
             else:
                 parts.append(adapter.finalize(req, adapter.parse_chat(reply, target.model)))
         result = _merged(parts) if embed else parts[0]
+        if created is not None:
+            result.usage = result.usage + created
         return result
     except ProviderError as exc:
         if exc.provider is None:
@@ -137,7 +143,7 @@ def _send_once(
         error = _Lost()
         raise
     finally:
-        usage = getattr(result, "usage", None)
+        usage = getattr(result, "usage", None) or created
         cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,
@@ -154,6 +160,16 @@ def _send_once(
         call.add_cost(cost)
         control.attempt_done(call, target, attempt, error)
         record.attempt(call, target, attempt, error)
+
+
+def _cache_setup(call: Call, target: Target, req: Any, clock: Clock) -> FlowGen:
+    """Create the vendor's prompt cache first where the adapter says it must (Gemini's
+    ``cachedContents``); return what that billed, or None (almost every call)."""
+    setup = target.adapter.cache_setup(req, target.model)
+    if setup is None:
+        return None
+    reply: WireReply = yield Send(target.provider, setup, _timeout_for(call, target, clock))
+    return target.adapter.cache_ready(req, target.model, reply)
 
 
 class _Cancelled(BaseException):
@@ -499,7 +515,9 @@ def _stream_once(
     resp: Response | None = None
     parser = None
     opened = False
+    created: Usage | None = None
     try:
+        created = yield from _cache_setup(call, target, call.request, clock)
         timeout = _timeout_for(call, target, clock)
         wire = adapter.build_chat(call.request, target.model)
         reply = yield Send(target.provider, wire, timeout, stream=True)
@@ -542,6 +560,8 @@ def _stream_once(
                 yield Emit(event)
         resp = adapter.finalize(call.request, parser.finish())
         resp.ttft_ms = ttft
+        if created is not None:
+            resp.usage = resp.usage + created
         return resp
     except ProviderError as exc:
         if exc.provider is None:
@@ -569,7 +589,7 @@ def _stream_once(
     finally:
         if opened and not isinstance(error, _Cancelled):
             yield CloseStream()  # on cancellation the driver closes it
-        usage = resp.usage if resp is not None else getattr(error, "usage", None)
+        usage = resp.usage if resp is not None else getattr(error, "usage", None) or created
         cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,

@@ -9,7 +9,9 @@ References used for the request assertions:
   ``ttl`` ``5m | 1h``, in ``system``, a message's ``content`` and ``toolConfig.tools``.
 - OpenAI ``CreateChatCompletionRequest`` / ``CreateResponse``: ``prompt_cache_key`` (a
   string, at most 64 characters); Azure OpenAI prompt caching documents the same field.
-- Gemini caches implicitly; an explicit lifetime needs cached content, not a per-request field.
+- Gemini caches implicitly; an explicit lifetime needs cached content, not a per-request field
+  (created with ``cachedContents.create``: tests/providers/test_gemini_cache.py). Vertex AI
+  keeps implicit caching only.
 """
 
 from __future__ import annotations
@@ -321,7 +323,16 @@ def test_prompt_cache_key_is_a_documented_field() -> None:
     assert spec_errors(r, "CreateResponse") == []
 
 
-@pytest.mark.parametrize("make", [openai, responses, azure, gemini, compatible])
+def vertex() -> GeminiAdapter:
+    from portal.providers.gemini import VertexAdapter
+
+    options = {"project": "acme", "location": "us-central1"}
+    return VertexAdapter(
+        ProviderSettings(name="gcp", kind="vertex", api_key=Secret("ya29.x"), options=options)
+    )
+
+
+@pytest.mark.parametrize("make", [openai, responses, azure, vertex, compatible])
 @pytest.mark.parametrize("ttl", ["5m", "1h"])
 def test_a_lifetime_the_vendor_cannot_set_is_refused(make: Any, ttl: str) -> None:
     req = ChatRequest([portal.system(LONG, cache=ttl), portal.user("hi")])
