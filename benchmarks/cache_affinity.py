@@ -18,6 +18,7 @@ the real client and a SQLite ledger, and reports from the ledger's call rows:
 
     PYTHONPATH=. .venv/bin/python benchmarks/cache_affinity.py
     PYTHONPATH=. .venv/bin/python benchmarks/cache_affinity.py --prefixes 50 --calls-per-prefix 8
+    PYTHONPATH=. .venv/bin/python benchmarks/cache_affinity.py --state redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import portal
 from portal.metering.ledger import read_records
 from portal.providers.simulated import SimOptions, SimTransport
-from portal.routing.state import MemoryState
+from portal.routing.state import MemoryState, RedisState
 from portal.tokens import count_tokens
 
 PRICES = {"input": 3.0, "output": 15.0, "cached_input": 0.3, "cache_write": 3.75}
@@ -108,7 +109,13 @@ def document(rng: random.Random, tokens: int) -> str:
 
 
 def run(
-    affinity: bool, prefixes: int, per_prefix: int, prefix_tokens: int, seed: int, clients: int
+    affinity: bool,
+    prefixes: int,
+    per_prefix: int,
+    prefix_tokens: int,
+    seed: int,
+    clients: int,
+    state_url: str | None = None,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     docs = [f"Document {i}.\n" + document(rng, prefix_tokens) for i in range(prefixes)]
@@ -117,13 +124,20 @@ def run(
     cfg = config(affinity)
     options = SimOptions.model_validate(cfg["providers"]["vendor_a"]["options"])
     vendors = {name: SimTransport(options, name) for name in cfg["providers"]}
-    state = MemoryState()  # the fleet's routing state (Redis in production)
+    # the fleet's routing state: one in memory, or each replica its own RedisState on one
+    # Redis (a fresh key prefix per run)
+    run_id = f"bench-affinity-{random.Random().getrandbits(40):x}"
+    states: list[Any] = (
+        [MemoryState()] * clients
+        if state_url is None
+        else [RedisState(state_url, prefix=run_id) for _ in range(clients)]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
         random.seed(seed)  # the weighted draw of calls without a key
         started = time.perf_counter()
         fleet = [portal.Client(cfg, ledger=url, transports=vendors) for _ in range(clients)]
-        for client in fleet:
+        for client, state in zip(fleet, states, strict=True):
             client._core.use_state(state)
         for i, (d, q) in enumerate(calls):
             fleet[i % clients].chat(
@@ -136,6 +150,10 @@ def run(
         for client in fleet:
             client.close()
         seconds = time.perf_counter() - started
+        if state_url is not None:
+            states[0].clear()
+            for state in states:
+                state.close()
         rows = [r for r in read_records(url, kind="call") if r.outcome == "ok"]
     hits = sum(1 for r in rows if r.cached_input_tokens > 0)
     could = len(rows) - prefixes
@@ -159,6 +177,12 @@ def main() -> None:
     ap.add_argument("--prefix-tokens", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument(
+        "--state",
+        default=None,
+        help="redis://host:port/db: each client its own RedisState on it (default: one "
+        "MemoryState shared by the clients)",
+    )
     args = ap.parse_args()
     results = [
         run(
@@ -168,12 +192,14 @@ def main() -> None:
             args.prefix_tokens,
             args.seed,
             args.clients,
+            args.state,
         )
         for aff in (True, False)
     ]
     print(
         f"{args.prefixes} prefixes of {args.prefix_tokens:,} tokens x {args.calls_per_prefix} "
-        f"calls over {args.clients} clients, 50/50 weighted over two caching vendors\n"
+        f"calls over {args.clients} clients (state: {args.state or 'memory'}), 50/50 weighted "
+        "over two caching vendors\n"
     )
     print(
         "| cache affinity | calls | hit share (repeat calls) | hit share (all) | "
