@@ -93,6 +93,8 @@ class Engine:
         #: runs shadow copies in the background (`portal.engine.shadow`; set by the client,
         #: None: no shadow copies are sent)
         self.shadows: Any = None
+        #: per target, output schema and tools: why it cannot serve them (None: it can)
+        self.servable_cache: dict[tuple[Any, ...], str | None] = {}
 
     def use_state(self, state: State) -> None:
         """Swap the routing state (tests inject a `MemoryState` with a fake clock)."""

@@ -144,7 +144,8 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
     if output is not None or args.get("tools"):
         # what the call brings itself (the contract's were checked at load): leave out the
         # targets that cannot serve it now, not after earlier attempts
-        route = servable(route, request, "output=" if output is not None else "tools=")
+        given = "output=" if output is not None else "tools="
+        route = servable(route, request, given, engine.servable_cache)
     call = Call(
         operation,
         route,
@@ -348,18 +349,36 @@ def _flow_of(engine: Engine, p: Prepared) -> Flow[Any]:
     return pipeline(p.layers, first.request, run, out)
 
 
-def servable(route: Route, request: ChatRequest, given: str) -> Route:
-    """``route`` without the targets whose vendor cannot serve ``request`` (its output schema
-    or tools: the adapter refuses to build it), each left out with why in ``skipped``; a
-    shadow target that cannot serve it gets no copy. Raise `ContractError` naming the field
-    when no target can."""
+#: verdicts `servable` keeps per client (oldest forgotten first)
+SERVABLE_CACHE = 512
+
+
+def servable(
+    route: Route,
+    request: ChatRequest,
+    given: str,
+    cache: dict[tuple[Any, ...], str | None] | None = None,
+) -> Route:
+    """``route`` without the targets whose vendor cannot serve ``request``'s output schema or
+    tools (the adapter refuses to build a request with them; nothing is sent), each left out
+    with why in ``skipped``; a shadow target that cannot serve them gets no copy. Raise
+    `ContractError` naming the field when no target can. ``cache`` keeps each target's
+    verdict per schema and tools, so a call that repeats them pays a dict lookup."""
+    probe = ChatRequest(
+        messages=[Message("user", "?")],
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        output=request.output,
+        stream=request.stream,
+    )
+    shape = _shape(probe) if cache is not None else None
     skipped: dict[str, str] = {}
     for target in route.targets:
-        why = _refusal(target, request)
+        why = _verdict(target, probe, shape, cache)
         if why is not None:
             skipped[target.id] = why
     shadow = route.shadow
-    if shadow is not None and shadow.id not in skipped and _refusal(shadow, request):
+    if shadow is not None and shadow.id not in skipped and _verdict(shadow, probe, shape, cache):
         shadow = None
     if not skipped:
         return route if shadow is route.shadow else replace(route, shadow=shadow)
@@ -397,12 +416,48 @@ def _refusal(target: Target, request: ChatRequest) -> str | None:
     return None
 
 
+def _shape(probe: ChatRequest) -> tuple[Any, ...]:
+    """What a target's verdict on ``probe`` depends on: its output schema and tools."""
+    import json
+
+    def text(schema: Any) -> str:
+        return json.dumps(schema, sort_keys=True, default=str)
+
+    output = probe.output
+    return (
+        probe.stream,
+        None if output is None else (output.name, text(output.schema)),
+        tuple((t.name, t.strict, t.description, text(t.parameters)) for t in probe.tools),
+        str(probe.tool_choice),
+    )
+
+
+def _verdict(
+    target: Target,
+    probe: ChatRequest,
+    shape: tuple[Any, ...] | None,
+    cache: dict[tuple[Any, ...], str | None] | None,
+) -> str | None:
+    if cache is None or shape is None:
+        return _refusal(target, probe)
+    key = (target.id, *shape)
+    if key in cache:
+        return cache[key]
+    why = cache[key] = _refusal(target, probe)
+    if len(cache) > SERVABLE_CACHE:
+        try:
+            cache.pop(next(iter(cache)), None)
+        except (RuntimeError, StopIteration):  # another thread changed it meanwhile
+            pass
+    return why
+
+
 def _field_of(target: Target, request: ChatRequest, given: str) -> str:
     """Which of the call's own fields ``target`` cannot serve: its output schema or its
     tools (``given`` when only one was passed)."""
     if request.output is None or not request.tools:
         return given
-    without_tools = replace(request, tools=[], tool_choice=None)
+    without_tools = replace(request, messages=[Message("user", "?")], tools=[], tool_choice=None)
     return "output=" if _refusal(target, without_tools) is not None else "tools="
 
 

@@ -150,3 +150,24 @@ def test_the_async_client_skips_the_same_way() -> None:
 
     resp = anyio.run(go)
     assert resp.target == "o:gpt-4o" and GEMINI in resp.skipped and gemini.requests == 0
+
+
+def test_a_verdict_is_kept_per_target_schema_and_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = testing.Script(
+        testing.output({"name": "a", "children": []}), testing.output({"name": "b", "children": []})
+    )
+    client, gemini = _client(GEMINI, ["o:gpt-4o"], script)
+    adapter = client._core.adapters.get("g")
+    built: list[str] = []
+    build = adapter.build_chat
+
+    def counting(req: Any, model: str) -> Any:
+        built.append(model)
+        return build(req, model)
+
+    monkeypatch.setattr(adapter, "build_chat", counting)
+    for _ in range(2):
+        resp = client.chat(feature="f", messages=[portal.user("a tree")], output=TREE)
+        assert list(resp.skipped) == [GEMINI]
+    assert len(built) == 1  # the second call with the same schema asked the cache
+    client.close()
