@@ -170,4 +170,5 @@ def test_a_verdict_is_kept_per_target_schema_and_tools(monkeypatch: pytest.Monke
         resp = client.chat(feature="f", messages=[portal.user("a tree")], output=TREE)
         assert list(resp.skipped) == [GEMINI]
     assert len(built) == 1  # the second call with the same schema asked the cache
+    assert gemini.requests == 0
     client.close()
