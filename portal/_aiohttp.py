@@ -17,13 +17,14 @@ This module is imported only when an `AsyncClient` makes its first pool, never b
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import anyio
 import httpx2
 from httpx_aiohttp.httpx2 import AiohttpTransport
+
+from portal._http import environment_proxies
 
 __all__ = ["FastAsyncTransport"]
 
@@ -98,11 +99,6 @@ class _MappedStream(httpx2.AsyncByteStream):
             await _socket_closes()
 
 
-def _environment_proxies() -> bool:
-    """True when the environment names a proxy: httpx2 honours it, aiohttp would not."""
-    return any(k in ("http", "https", "all") for k in urllib.request.getproxies_environment())
-
-
 class FastAsyncTransport(httpx2.AsyncBaseTransport):
     """aiohttp's pool under asyncio (one per event loop, since aiohttp binds a session to the
     loop that made it), httpx2's transport everywhere else."""
@@ -118,7 +114,7 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
         self._make_fallback = fallback
         self._fallback: httpx2.AsyncBaseTransport | None = None
         self._fast: dict[asyncio.AbstractEventLoop, AiohttpTransport] = {}
-        self._use_fast = not _environment_proxies()
+        self._use_fast = not environment_proxies()  # aiohttp would ignore them
 
     def _transport(self) -> httpx2.AsyncBaseTransport | None:
         loop = asyncio._get_running_loop()  # None under trio

@@ -3,10 +3,13 @@ httpx2's exceptions into portal's (the single place foreign exceptions are trans
 
 from __future__ import annotations
 
+import threading
+import time
 import warnings
 from typing import Any
 
 import anyio
+import httpcore2
 import httpx2
 
 from portal.errors import (
@@ -67,11 +70,16 @@ def _url(url: str) -> httpx2.URL:
     return found
 
 
-def to_httpx(wire: WireRequest, timeout_s: float) -> httpx2.Request:
+def to_httpx(wire: WireRequest, timeout_s: float, connect_s: float | None = None) -> httpx2.Request:
     """The httpx2 request for a wire request. A POST with a body (every model call) takes a
     direct path with the same headers httpx2 would add (Host first, Content-Length last):
-    ~5 µs instead of ~50 µs for URL parsing and header normalization on every call."""
-    timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+    ~5 µs instead of ~50 µs for URL parsing and header normalization on every call.
+
+    ``timeout_s`` bounds each read and write and the wait for a pooled connection,
+    ``connect_s`` the connection's setup (``timeout_s`` when not given); the whole attempt's
+    deadline is enforced around these by the drivers (`bound`, `attempt_scope`)."""
+    connect = timeout_s if connect_s is None else connect_s
+    timeout = {"connect": connect, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
     url = _url(wire.url)
     body = wire.body
     if body is not None and wire.method == "POST" and url.host:
@@ -95,11 +103,133 @@ def to_httpx(wire: WireRequest, timeout_s: float) -> httpx2.Request:
     )
 
 
-def map_exception(exc: BaseException, provider: str) -> ProviderError:
+# --------------------------------------------------------------------------- sync deadlines
+#
+# A socket timeout bounds one read, so a server that sends one byte every 100 ms never trips
+# it: the status line, the headers or the body can trickle in for minutes. The sync client
+# cannot be cancelled from outside, so portal's own sync pools read through a network backend
+# that shortens every socket operation to the time left before the bound the driver set for
+# this thread (the attempt's deadline, the first byte's, a stream's stall limit), and fails
+# it once that time is spent: the deadline holds in every phase, at no cost per read beyond
+# a clock reading.
+
+
+class _Bound(threading.local):
+    until: float | None = None  # perf_counter time every operation must end by
+    stall: float | None = None  # longest wait for the next bytes (body and stream reads)
+
+
+_BOUND = _Bound()
+
+
+def bound(until: float | None, stall: float | None = None) -> None:
+    """Bound this thread's next socket operations on portal's sync pools (None: unbounded)."""
+    b = _BOUND
+    b.until = until
+    b.stall = stall
+
+
+def _left(timeout: float | None, exc: type[Exception], stall: bool = False) -> float | None:
+    b = _BOUND
+    until = b.until
+    if stall and b.stall is not None and (timeout is None or b.stall < timeout):
+        timeout = b.stall
+    if until is None:
+        return timeout
+    left = until - time.perf_counter()
+    if left <= 0:
+        raise exc("the call's deadline passed")
+    return left if timeout is None or left < timeout else timeout
+
+
+class _BoundedStream(httpcore2.NetworkStream):
+    """A connection whose every read and write ends by the thread's bound."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore2.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore2.ReadTimeout, stall=True))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore2.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _left(timeout, httpcore2.ConnectTimeout)
+        )
+        return _BoundedStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore2.NetworkBackend):
+    """httpcore2's sync backend, with connections that honour the thread's bound."""
+
+    def __init__(self, inner: httpcore2.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _left(timeout, httpcore2.ConnectTimeout), local_address, socket_options
+        )
+        return _BoundedStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore2.NetworkStream:
+        stream = self._inner.connect_unix_socket(
+            path, _left(timeout, httpcore2.ConnectTimeout), socket_options
+        )
+        return _BoundedStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def environment_proxies() -> bool:
+    """True when the environment names a proxy (httpx2's own transports honour it)."""
+    import urllib.request
+
+    return any(k in ("http", "https", "all") for k in urllib.request.getproxies_environment())
+
+
+def _bounded_transport(verify: bool) -> httpx2.HTTPTransport:
+    """httpx2's sync transport reading through `_BoundedBackend`."""
+    transport = httpx2.HTTPTransport(verify=verify, limits=DEFAULT_LIMITS)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is not None:
+        pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
+def map_exception(
+    exc: BaseException, provider: str | None, until: float | None = None
+) -> ProviderError:
     """Most specific portal error for an httpx2 failure, with the original as ``__cause__``.
-    Messages name the failure class only: URLs may carry keys (Azure, Gemini query params)."""
+    Messages name the failure class only: URLs may carry keys (Azure, Gemini query params).
+    A timeout at ``until`` (the attempt's deadline) says so; ``provider`` None leaves the
+    naming to the flow (a stream's reads)."""
     cls: type[ProviderError]
     if isinstance(exc, httpx2.TimeoutException):
+        if until is not None and time.perf_counter() >= until - _EARLY:
+            return deadline_passed(provider, exc)
         cls = ProviderTimeout
         message = f"timed out ({type(exc).__name__})"
     elif isinstance(exc, httpx2.DecodingError):
@@ -114,6 +244,21 @@ def map_exception(exc: BaseException, provider: str) -> ProviderError:
     # the cause is printed with the traceback: an "Illegal header value b'Bearer sk-...'"
     # from the HTTP library must not show the key
     err.__cause__ = scrub(exc)
+    return err
+
+
+#: a socket timeout set to the time left can fire this much before the clock reads the bound
+_EARLY = 0.002
+
+
+def deadline_passed(provider: str | None, cause: BaseException | None = None) -> ProviderTimeout:
+    """The attempt's time ran out while the reply was still arriving (however slowly)."""
+    err = ProviderTimeout(
+        "timed out: the attempt's time ran out before the reply was complete",
+        provider=provider,
+    )
+    if cause is not None:
+        err.__cause__ = scrub(cause)
     return err
 
 
@@ -136,6 +281,8 @@ def _verify_warning(verify: Any) -> None:
 
 def new_sync_client(transport: Any = None, verify: bool = True) -> httpx2.Client:
     _verify_warning(verify)
+    if transport is None and not environment_proxies():  # httpx2 honours those itself
+        transport = _bounded_transport(verify)
     return httpx2.Client(
         transport=transport, limits=DEFAULT_LIMITS, verify=verify, follow_redirects=False
     )

@@ -225,6 +225,13 @@ class HedgeConfig(_Model):
         description="Extra targets a hedge may start, one more every `after_ms`.",
         examples=[1],
     )
+    streams: bool = Field(
+        False,
+        description="Hedge streams too (AsyncClient): a stream with no text after `after_ms` "
+        "starts the next target; the first to send text is served, the others are cancelled "
+        "before anything reaches the caller.",
+        examples=[True],
+    )
 
     @model_validator(mode="after")
     def _one_trigger(self) -> HedgeConfig:
@@ -555,8 +562,31 @@ class ProviderConfig(_Model):
     timeout_s: float = Field(
         60.0,
         gt=0,
-        description="Longest single attempt, in seconds; a feature's deadline can shorten it.",
+        description="Longest single attempt, in seconds (a stream: until its first text); a "
+        "call's deadline can shorten it. However slowly the bytes arrive, the attempt ends "
+        "by then.",
         examples=[30],
+    )
+    connect_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Longest wait for a new connection (TCP and TLS); default the smaller of "
+        "5 s and `timeout_s`.",
+        examples=[2],
+    )
+    first_byte_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Longest wait from sending a request to its status and headers (for a "
+        "non-streamed reply that is most of the generation); default `timeout_s`.",
+        examples=[20],
+    )
+    stall_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Longest wait for the next bytes of a reply once it started (a stream "
+        "that stops sending); default `timeout_s`.",
+        examples=[10],
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -724,6 +754,15 @@ class FeatureConfig(_Model):
         "included (`timeout_s=` on a call overrides it).",
         examples=[10],
     )
+    first_token_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Time to first token promised: an attempt with no text or tool call by "
+        "then is abandoned and the call moves on to the next target (a `chat` is then "
+        "streamed from the vendor, unseen, to watch for its first token). At most the "
+        "feature's `timeout_s`.",
+        examples=[2.5],
+    )
     safety: list[str | dict[str, Any]] = Field(
         default_factory=list,
         description="Guards run in order on input and output: names (`length`, `pii`, "
@@ -755,6 +794,17 @@ class FeatureConfig(_Model):
     def _strategy_alias(cls, v: str) -> str:
         # the names are aliases of the shorter ones the router uses
         return {"lowest-latency": "fastest", "cheapest-within-sla": "cheapest"}.get(v, v)
+
+    @model_validator(mode="after")
+    def _first_token(self) -> FeatureConfig:
+        ft, total = self.first_token_timeout_s, self.timeout_s
+        if ft is not None and total is not None and ft > total:
+            raise ValueError(
+                f"first_token_timeout_s = {ft:g} is longer than the call's deadline "
+                f"timeout_s = {total:g}; make it shorter (it is the time to the first token, "
+                "within the deadline)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _weights(self) -> FeatureConfig:
@@ -946,6 +996,9 @@ class PortalConfig(_Model):
             api_key=key,
             headers=dict(prov.headers),
             timeout_s=prov.timeout_s,
+            connect_timeout_s=prov.connect_timeout_s,
+            first_byte_timeout_s=prov.first_byte_timeout_s,
+            stall_timeout_s=prov.stall_timeout_s,
             region=prov.region,
             tags=list(prov.tags),
             options=dict(prov.options),

@@ -46,12 +46,20 @@ class Send:
     """Send ``request`` to provider ``provider``. Answer: a `WireReply` (body read, any
     status), or an `OpenStream` when ``stream`` and the status is below 400. A transport
     failure (timeout, refused connection, a body over the size cap) is thrown in as a
-    `ProviderError`."""
+    `ProviderError`.
+
+    Times are `time.perf_counter` readings. The driver fails the send with `ProviderTimeout`
+    when the status and headers have not all arrived by ``first_byte_by``, or (not streamed)
+    the body by ``deadline``, however the bytes trickle in; ``timeout_s`` bounds each socket
+    operation, ``connect_s`` a new connection's setup."""
 
     provider: str
     request: WireRequest
     timeout_s: float
     stream: bool = False
+    deadline: float | None = None
+    first_byte_by: float | None = None
+    connect_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -65,7 +73,11 @@ class OpenStream:
 @dataclass(slots=True)
 class ReadChunk:
     """Answer: the next bytes of the open stream, ``b""`` at its end. A broken connection is
-    thrown in as a `ProviderError`."""
+    thrown in as a `ProviderError`; so is a `ProviderTimeout` when nothing came within
+    ``stall_s`` or the read would end after ``until`` (a `time.perf_counter` reading)."""
+
+    until: float | None = None
+    stall_s: float | None = None
 
 
 @dataclass(slots=True)

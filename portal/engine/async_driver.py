@@ -5,6 +5,7 @@ a `Race` runs its lanes concurrently.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -30,7 +31,7 @@ from portal.effects import (
     Sleep,
     Take,
 )
-from portal.errors import InvalidResponse
+from portal.errors import InvalidResponse, ProviderTimeout
 from portal.wire import WireReply
 
 if TYPE_CHECKING:
@@ -76,27 +77,47 @@ class AsyncDriver:
                 kind = type(effect)
                 if kind is Send:
                     assert isinstance(effect, Send)
+                    until = effect.first_byte_by  # status and headers by then
                     try:  # always opened as a stream: the body is read under a size cap
-                        resp = await self.http(effect.provider).send(
-                            _http.to_httpx(effect.request, effect.timeout_s), stream=True
-                        )
+                        async with _Within(until):
+                            resp = await self.http(effect.provider).send(
+                                _http.to_httpx(effect.request, effect.timeout_s, effect.connect_s),
+                                stream=True,
+                            )
                         if effect.stream and resp.status_code < 400:
                             stream, chunks = resp, resp.aiter_bytes()  # decoded: gzip-safe
                             value = OpenStream(resp.status_code, dict(resp.headers))
                         else:
+                            until = effect.deadline  # the whole body by then
                             limit = self.engine.reply_limit(effect.provider)
-                            body = await _http.aread_capped(resp, limit, effect.provider)
+                            async with _Within(until):
+                                body = await _http.aread_capped(resp, limit, effect.provider)
                             value = WireReply(resp.status_code, resp.headers, body)
+                    except TimeoutError:
+                        error = _http.deadline_passed(effect.provider)
                     except httpx2.HTTPError as exc:
-                        error = _http.map_exception(exc, effect.provider)
+                        error = _http.map_exception(exc, effect.provider, until)
                     except InvalidResponse as exc:
                         error = exc
                 elif kind is ReadChunk:
-                    assert chunks is not None
+                    assert isinstance(effect, ReadChunk) and chunks is not None
+                    until = effect.until
+                    stall = effect.stall_s
+                    if stall is not None:
+                        by_stall = time.perf_counter() + stall
+                        if until is None or by_stall < until:
+                            until = by_stall
                     try:
-                        value = await anext(chunks, b"")
+                        async with _Within(until):
+                            value = await anext(chunks, b"")
+                    except TimeoutError:
+                        error = (
+                            _http.deadline_passed(None)
+                            if effect.until is not None and time.perf_counter() >= effect.until
+                            else ProviderTimeout("timed out (ReadTimeout)")  # stall_timeout_s
+                        )
                     except httpx2.HTTPError as exc:
-                        error = _http.map_exception(exc, "stream")
+                        error = _http.map_exception(exc, None, effect.until)  # the flow names it
                 elif kind is CloseStream:
                     if stream is not None:
                         await stream.aclose()
@@ -163,6 +184,39 @@ class AsyncDriver:
         for flow in race.flows:  # lanes never started (or finished): nothing to record
             flow.close()
         return won[0] if won else RaceLost([e for e in errors if e is not None])
+
+
+class _Within:
+    """``async with _Within(until)``: cancel the block at ``until`` (a `time.perf_counter`
+    reading; None: no limit) and raise `TimeoutError`. asyncio's own timeout under asyncio
+    (a third of anyio's cost per use), anyio's cancel scope under trio."""
+
+    __slots__ = ("_scope", "_until")
+
+    def __init__(self, until: float | None) -> None:
+        self._until = until
+        self._scope: Any = None
+
+    async def __aenter__(self) -> None:
+        until = self._until
+        if until is None:
+            return
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            self._scope = asyncio.timeout_at(loop.time() + (until - time.perf_counter()))
+            await self._scope.__aenter__()
+        else:
+            self._scope = anyio.fail_after(until - time.perf_counter())
+            self._scope.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        scope = self._scope
+        if scope is None:
+            return None
+        if isinstance(scope, asyncio.Timeout):
+            await scope.__aexit__(*exc)  # raises TimeoutError when it fired
+            return None
+        return scope.__exit__(*exc)  # type: ignore[no-any-return]
 
 
 async def _run_tools(

@@ -70,27 +70,41 @@ class SyncDriver:
                 kind = type(effect)
                 if kind is Send:
                     assert isinstance(effect, Send)
+                    until = effect.first_byte_by  # status and headers by then
                     try:  # always opened as a stream: the body is read under a size cap
+                        _http.bound(until)
                         resp = self.http(effect.provider).send(
-                            _http.to_httpx(effect.request, effect.timeout_s), stream=True
+                            _http.to_httpx(effect.request, effect.timeout_s, effect.connect_s),
+                            stream=True,
                         )
                         if effect.stream and resp.status_code < 400:
                             stream, chunks = resp, resp.iter_bytes()  # decoded: gzip-safe
                             value = OpenStream(resp.status_code, dict(resp.headers))
                         else:
+                            until = effect.deadline  # the whole body by then
+                            _http.bound(until)
                             limit = self.engine.reply_limit(effect.provider)
                             body = _http.read_capped(resp, limit, effect.provider)
                             value = WireReply(resp.status_code, resp.headers, body)
+                            if until is not None and time.perf_counter() > until:
+                                # a transport portal cannot bound (the caller's own): never
+                                # a late success
+                                value, error = None, _http.deadline_passed(effect.provider)
                     except httpx2.HTTPError as exc:
-                        error = _http.map_exception(exc, effect.provider)
+                        error = _http.map_exception(exc, effect.provider, until)
                     except InvalidResponse as exc:
                         error = exc
+                    finally:
+                        _http.bound(None)
                 elif kind is ReadChunk:
-                    assert chunks is not None
+                    assert isinstance(effect, ReadChunk) and chunks is not None
                     try:
+                        _http.bound(effect.until, effect.stall_s)
                         value = next(chunks, b"")
                     except httpx2.HTTPError as exc:
-                        error = _http.map_exception(exc, "stream")
+                        error = _http.map_exception(exc, None, effect.until)  # the flow names it
+                    finally:
+                        _http.bound(None)
                 elif kind is CloseStream:
                     if stream is not None:
                         stream.close()

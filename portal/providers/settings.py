@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["COMMON_OPTIONS", "ProviderSettings", "unknown_options"]
 
 
+#: a new connection (TCP and TLS) to a vendor takes well under a second; the vendors' own
+#: SDKs give up after 5 s
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+
 @dataclass(slots=True)
 class ProviderSettings:
     """One configured provider: a name (the part before ``:`` in model ids), a wire kind, and
@@ -32,11 +37,21 @@ class ProviderSettings:
     api_key: Secret | None = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 60.0
+    #: phase limits (None: derived from ``timeout_s`` in ``__post_init__``)
+    connect_timeout_s: float | None = None
+    first_byte_timeout_s: float | None = None
+    stall_timeout_s: float | None = None
     region: str | None = None
     tags: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.connect_timeout_s is None:
+            self.connect_timeout_s = min(DEFAULT_CONNECT_TIMEOUT_S, self.timeout_s)
+        if self.first_byte_timeout_s is None:
+            self.first_byte_timeout_s = self.timeout_s
+        if self.stall_timeout_s is None:
+            self.stall_timeout_s = self.timeout_s
         # credentials given as options (AWS keys, a service token) or as headers are redacted
         # from errors like the API key (`portal.secret`)
         for name, value in self.options.items():

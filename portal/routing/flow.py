@@ -40,7 +40,7 @@ from portal.routing.call import Call, Clock, estimated_tokens, new_call_id
 from portal.routing.control import RouteControl
 from portal.routing.retry import decide
 from portal.routing.router import Target
-from portal.wire import WireReply
+from portal.wire import WireReply, WireRequest
 
 __all__ = [
     "Call",
@@ -75,22 +75,64 @@ FlowGen = Generator[Any, Any, Any]
 # --------------------------------------------------------------------------- one attempt
 
 
-def _timeout_for(call: Call, target: Target, clock: Clock) -> float:
-    default = target.adapter.settings.timeout_s
-    left = call.time_left(clock())
-    if left is None:
-        return default
+#: an attempt with less time than this is not started (the rest goes to the next target)
+MIN_ATTEMPT_S = 0.05
+
+
+def _send(
+    call: Call, target: Target, wire: WireRequest, until: float, clock: Clock, stream: bool
+) -> Send:
+    """The `Send` of one request of an attempt that must end by ``until``: its phase limits
+    are the provider's, none past ``until``."""
+    now = clock()
+    left = until - now
     if left <= 0:
         raise ProviderTimeout(
             "the call's deadline passed before this attempt could start",
             provider=target.provider,
             model=target.model,
         )
-    return min(default, left)
+    settings = target.adapter.settings
+    first = settings.first_byte_timeout_s or settings.timeout_s
+    stall = settings.stall_timeout_s or settings.timeout_s
+    connect = settings.connect_timeout_s or settings.timeout_s
+    per_read = first if first > stall else stall
+    return Send(
+        target.provider,
+        wire,
+        per_read if per_read < left else left,
+        stream,
+        until,
+        now + first if now + first < until else until,
+        connect if connect < left else left,
+    )
+
+
+def _attempt_until(
+    call: Call, target: Target, control: RouteControl, clock: Clock, later: list[Target]
+) -> float:
+    """When an attempt on ``target`` starting now must end: after the provider's
+    ``timeout_s``, and before the call's deadline less the slice kept for the next target of
+    the chain (from its observed latency), so a hanging target cannot spend the fallback's
+    time."""
+    now = clock()
+    until = now + target.adapter.settings.timeout_s
+    deadline = call.deadline
+    if deadline is None:
+        return until
+    if later:
+        deadline -= control.reserve(later[0], deadline - call.started)
+    return until if until < deadline else deadline
 
 
 def _send_once(
-    call: Call, target: Target, control: RouteControl, record: Recorder, clock: Clock, number: int
+    call: Call,
+    target: Target,
+    control: RouteControl,
+    record: Recorder,
+    clock: Clock,
+    number: int,
+    until: float,
 ) -> FlowGen:
     """One non-streaming attempt; returns (Response | EmbedResponse) or raises ProviderError.
     Records the attempt either way."""
@@ -110,16 +152,14 @@ def _send_once(
             batches = _embed_batches(request, adapter.embed_batch_size(target.model))
         parts: list[Any] = []
         for req in batches:
-            timeout = _timeout_for(call, target, clock)
             if not embed:
-                created = yield from _cache_setup(call, target, req, clock)
-                timeout = _timeout_for(call, target, clock)
+                created = yield from _cache_setup(call, target, req, until, clock)
             wire = (
                 adapter.build_embed(req, target.model)
                 if embed
                 else adapter.build_chat(req, target.model)
             )
-            reply: WireReply = yield Send(target.provider, wire, timeout)
+            reply: WireReply = yield _send(call, target, wire, until, clock, False)
             status = reply.status
             if reply.status >= 400:
                 raise adapter.parse_error(reply, target.model)
@@ -162,13 +202,14 @@ def _send_once(
         record.attempt(call, target, attempt, error)
 
 
-def _cache_setup(call: Call, target: Target, req: Any, clock: Clock) -> FlowGen:
+def _cache_setup(call: Call, target: Target, req: Any, until: float, clock: Clock) -> FlowGen:
     """Create the vendor's prompt cache first where the adapter says it must (Gemini's
-    ``cachedContents``); return what that billed, or None (almost every call)."""
+    ``cachedContents``), within the attempt's time; return what that billed, or None
+    (almost every call)."""
     setup = target.adapter.cache_setup(req, target.model)
     if setup is None:
         return None
-    reply: WireReply = yield Send(target.provider, setup, _timeout_for(call, target, clock))
+    reply: WireReply = yield _send(call, target, setup, until, clock, False)
     return target.adapter.cache_ready(req, target.model, reply)
 
 
@@ -203,20 +244,50 @@ def _outcome(error: BaseException | None) -> Any:
 # --------------------------------------------------------------------------- failover loop
 
 
-def _deadline_error(call: Call, attempts: int) -> ProviderTimeout:
-    total = None if call.deadline is None else call.deadline - call.started
+def _time_for_retry(call: Call, control: RouteControl, start: float, later: list[Target]) -> bool:
+    """Whether a retry starting at ``start`` would have time of its own, or only the slice
+    kept for the next target (then the call fails over instead)."""
+    deadline = call.deadline
+    if deadline is None or not later:
+        return True
+    return deadline - control.reserve(later[0], deadline - call.started) - start >= MIN_ATTEMPT_S
+
+
+def _tried(call: Call) -> str:
+    """Each attempt so far as ``target: seconds outcome`` (for the deadline's error)."""
+    return ", ".join(
+        f"{a.target}: {a.latency_ms / 1000:.2f}s {a.error or a.outcome}" for a in call.attempts
+    )
+
+
+def _deadline_error(call: Call) -> ProviderTimeout:
+    """The call's deadline is spent: say after how many attempts, and where the time went."""
+    total = 0.0 if call.deadline is None else call.deadline - call.started
+    n = len(call.attempts)
+    if n == 0:
+        return ProviderTimeout(
+            f"the call's deadline of {total:.3g}s was spent before any attempt could start; "
+            "raise timeout_s (per call or the feature's timeout_s)"
+        )
     return ProviderTimeout(
-        f"the call's deadline of {total:.3g}s passed after {attempts} attempt(s); "
-        "raise timeout_s (per call or the feature's timeout_s) if this call may take longer",
+        f"the call's deadline of {total:.3g}s was spent after {n} attempt{'s' * (n != 1)} "
+        f"({_tried(call)}); raise timeout_s (per call or the feature's timeout_s) if this "
+        "call may take longer"
     )
 
 
 def _raise_all(call: Call, errors: list[Exception]) -> NoReturn:
     if len(errors) == 1:
         raise errors[0]
-    targets = len({getattr(e, "target", None) for e in errors})
+    names = {
+        f"{getattr(e, 'provider', None)}:{getattr(e, 'model', None)}"
+        for e in errors
+        if isinstance(e, ProviderError) and e.provider is not None
+    }
+    n = len(names) or len(errors)
     raise AllTargetsFailed(
-        f"all {targets} target(s) failed for {call.route.feature or call.route.targets[0].id}",
+        f"all {n} target{'s' * (n != 1)} failed for "
+        f"{call.route.feature or call.route.targets[0].id}",
         errors,
     )
 
@@ -226,14 +297,17 @@ def _routed(
     control: RouteControl,
     record: Recorder,
     clock: Clock,
-    attempt_flow: Callable[[Target, int], FlowGen],
+    attempt_flow: Callable[[Target, int, float], FlowGen],
     order: list[Target] | None = None,
 ) -> FlowGen:
     """Try targets in order, with retries on each; return (target, result).
 
     A target is skipped when its breaker is open, when its committed throughput is used up
-    (overflow), or after a ContextTooLong when its window is not larger; if every target was
-    skipped, ``control.fallback`` picks one to try anyway. The deadline covers everything.
+    (overflow), after a ContextTooLong when its window is not larger, or when the time left
+    is less than it needs; if every target was skipped, ``control.fallback`` picks one to
+    try anyway. The deadline covers everything: each attempt gets the time left less a slice
+    kept for the next target (`_attempt_until`), and once it is spent the call ends with a
+    `ProviderTimeout` that says where the time went.
     """
     route = call.route
     queue = list(control.plan(call) if order is None else order)
@@ -260,9 +334,19 @@ def _routed(
         here = 0
         while True:
             here += 1
-            left = call.time_left(clock())
-            if left is not None and left <= 0:
-                _raise_all(call, [*errors.values(), _deadline_error(call, len(call.attempts))])
+            now = clock()
+            left = call.time_left(now)
+            if left is not None:
+                if left <= 0:
+                    raise _deadline_error(call)
+                too_slow = control.too_slow(target, left)
+                if too_slow:
+                    skipped.append((target, too_slow))
+                    break
+            until = _attempt_until(call, target, control, clock, queue)
+            if until - now < MIN_ATTEMPT_S and queue:
+                skipped.append((target, "the time left is kept for the next target"))
+                break
             if not forced:
                 take = control.take(target, call)
                 if take is not None and not (yield take):
@@ -270,7 +354,7 @@ def _routed(
                     break
             tried = True
             try:
-                result = yield from attempt_flow(target, len(call.attempts) + 1)
+                result = yield from attempt_flow(target, len(call.attempts) + 1, until)
                 return target, result
             except ProviderError as err:
                 errors.pop(target.id, None)
@@ -281,13 +365,20 @@ def _routed(
                     control.mark_unhealthy(target, err)
                 if decision.action == "raise":
                     raise
-                if decision.action == "retry" and control.may_retry(target, call):
+                if (
+                    decision.action == "retry"
+                    and control.may_retry(target, call)
+                    and _time_for_retry(call, control, now + decision.delay_s, queue)
+                ):
                     yield Sleep(decision.delay_s)
                     continue
                 if decision.action == "failover_larger":
                     window = control.context_window(target, call)
                     need_window = window if window is not None else estimated_tokens(call)
                 break
+    left = call.time_left(clock())
+    if left is not None and left <= 0 and call.attempts:
+        raise _deadline_error(call)
     if not errors:
         raise AllTargetsFailed(
             f"no target could be tried for {route.feature or route.targets[0].id}",
@@ -337,7 +428,7 @@ def _run(
     control: RouteControl,
     record: Recorder,
     clock: Clock,
-    attempt_flow: Callable[[Target, int], FlowGen],
+    attempt_flow: Callable[[Target, int, float], FlowGen],
 ) -> FlowGen:
     """`_routed`, hedged when the feature asks for it: lane 0 is the whole route; lane i
     starts at target i after ``after_s`` unless an earlier lane already answered."""
@@ -396,14 +487,15 @@ def chat_flow(
     target with the validation error fed back, then raises `ContractError`."""
     assert isinstance(call.request, ChatRequest)
     base_request = call.request
+
+    def attempt(t: Target, n: int, until: float) -> FlowGen:
+        if call.route.first_token_s is None:
+            return _send_once(call, t, control, record, clock, n, until)
+        # a first-token limit needs to see the first token: the reply is streamed, unseen
+        return _stream_once(call, t, control, record, clock, n, until, _Delivered(), False)
+
     try:
-        target, resp = yield from _run(
-            call,
-            control,
-            record,
-            clock,
-            lambda t, n: _send_once(call, t, control, record, clock, n),
-        )
+        target, resp = yield from _run(call, control, record, clock, attempt)
         resp.tool_calls = distinct_call_ids(resp.tool_calls)  # one result per call
         if output is not None and not resp.tool_calls:
             try:
@@ -422,9 +514,8 @@ def chat_flow(
                     ]
                 )
                 call.request = repair
-                resp = yield from _send_once(
-                    call, target, control, record, clock, len(call.attempts) + 1
-                )
+                until = _attempt_until(call, target, control, clock, [])
+                resp = yield from attempt(target, len(call.attempts) + 1, until)
                 try:
                     resp.output = output.parse(resp.text)
                 except ContractError as second:
@@ -469,7 +560,7 @@ def embed_flow(
             control,
             record,
             clock,
-            lambda t, n: _send_once(call, t, control, record, clock, n),
+            lambda t, n, until: _send_once(call, t, control, record, clock, n, until),
         )
         assert isinstance(resp, EmbedResponse)
         resp.latency_ms = (clock() - call.started) * 1000.0
@@ -504,11 +595,24 @@ def _stream_once(
     record: Recorder,
     clock: Clock,
     number: int,
+    until: float,
     seen: _Delivered,
+    emit: bool = True,
 ) -> FlowGen:
+    """One streamed attempt. Until its first text or tool call it must keep ``until`` (and
+    the feature's ``first_token_timeout_s``), so a target slow to start fails over; after
+    that only the call's deadline bounds it. With ``emit`` False (a ``chat`` under a
+    first-token limit) nothing reaches the caller and the reply is returned whole."""
     adapter = target.adapter
-    assert isinstance(call.request, ChatRequest)
+    request = call.request
+    assert isinstance(request, ChatRequest)
+    if not request.stream:
+        request = replace(request, stream=True)
     t0 = clock()
+    first_token_s = call.route.first_token_s
+    first_by = until
+    if first_token_s is not None and t0 + first_token_s < until:
+        first_by = t0 + first_token_s
     ttft: float | None = None
     error: BaseException | None = None
     status: int | None = None
@@ -517,21 +621,21 @@ def _stream_once(
     opened = False
     created: Usage | None = None
     try:
-        created = yield from _cache_setup(call, target, call.request, clock)
-        timeout = _timeout_for(call, target, clock)
-        wire = adapter.build_chat(call.request, target.model)
-        reply = yield Send(target.provider, wire, timeout, stream=True)
+        created = yield from _cache_setup(call, target, request, first_by, clock)
+        wire = adapter.build_chat(request, target.model)
+        reply = yield _send(call, target, wire, first_by, clock, True)
         if isinstance(reply, WireReply):  # an error status: body already read
             status = reply.status
             raise adapter.parse_error(reply, target.model)
         assert isinstance(reply, OpenStream)
         opened = True
         status = reply.status
-        parser = adapter.stream_parser(call.request, target.model)
+        parser = adapter.stream_parser(request, target.model)
         limit = byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
         received = 0
+        stall = adapter.settings.stall_timeout_s
         deadline = call.deadline
-        read = ReadChunk()  # effects carry no state: one for every read
+        read = ReadChunk(first_by, stall)  # effects carry no state: one for every read
         while True:
             chunk: bytes = yield read
             if not chunk:
@@ -543,22 +647,28 @@ def _stream_once(
                     "the provider option max_reply_bytes if the vendor really sends this much)",
                     target.model,
                 )
-            if deadline is not None and clock() >= deadline:  # it covers the whole stream
+            now = clock()
+            if ttft is None:
+                if now >= first_by:  # a transport that cannot be bounded: checked here too
+                    raise _slow_start(call, target, t0, first_by)
+            elif deadline is not None and now >= deadline:  # it covers the whole stream
                 raise ProviderTimeout(
                     "the call's deadline passed while the stream was still sending",
                     provider=target.provider,
                     model=target.model,
                 )
             for event in parser.feed(chunk):
-                if event.type == "tool_call":
+                etype = event.type
+                if ttft is None and (etype == "text" or etype == "tool_call"):
+                    ttft = (clock() - t0) * 1000.0
+                    read = ReadChunk(deadline, stall)  # started: the call's deadline only
+                if not emit or etype == "tool_call":
                     continue  # complete tool calls are emitted from the final response
-                if event.type == "text":
-                    if ttft is None:
-                        ttft = (clock() - t0) * 1000.0
+                if etype == "text":
                     seen.any = True
                     seen.text.append(event.text)
                 yield Emit(event)
-        resp = adapter.finalize(call.request, parser.finish())
+        resp = adapter.finalize(request, parser.finish())
         resp.ttft_ms = ttft
         if created is not None:
             resp.usage = resp.usage + created
@@ -566,6 +676,10 @@ def _stream_once(
     except ProviderError as exc:
         if exc.provider is None:
             exc.provider, exc.model = target.provider, target.model
+        if ttft is None and isinstance(exc, ProviderTimeout) and clock() >= first_by:
+            exc = _slow_start(call, target, t0, first_by)
+            error = exc
+            raise exc from None
         if seen.any and not isinstance(exc, StreamInterrupted):
             partial = getattr(parser, "usage", None)
             exc = StreamInterrupted(
@@ -586,16 +700,19 @@ def _stream_once(
     except GeneratorExit:
         error = _Cancelled()
         raise
+    except HedgeLost:
+        error = _Lost()
+        raise
     finally:
         if opened and not isinstance(error, _Cancelled):
             yield CloseStream()  # on cancellation the driver closes it
         usage = resp.usage if resp is not None else getattr(error, "usage", None) or created
+        if usage is None and parser is not None and isinstance(error, _Cancelled):
+            usage = getattr(parser, "usage", None)  # a lost hedge bills what it streamed
         cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
         attempt = Attempt(
             target=target.id,
-            outcome="ok"
-            if error is None
-            else ("cancelled" if isinstance(error, _Cancelled) else "error"),
+            outcome=_outcome(error),
             latency_ms=(clock() - t0) * 1000.0,
             number=number,
             error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
@@ -609,6 +726,23 @@ def _stream_once(
         call.add_cost(cost)
         control.attempt_done(call, target, attempt, error)
         record.attempt(call, target, attempt, error)
+
+
+def _slow_start(call: Call, target: Target, t0: float, first_by: float) -> ProviderTimeout:
+    """No text yet when the attempt's time to first token ran out: say which limit."""
+    first_token_s = call.route.first_token_s
+    if first_token_s is not None and abs(first_by - (t0 + first_token_s)) < 1e-9:
+        why = f"no text within first_token_timeout_s={first_token_s:g}"
+    else:
+        why = (
+            f"no text within the {first_by - t0:.3g}s this attempt had (the provider's "
+            "timeout_s, or its share of the call's deadline)"
+        )
+    return ProviderTimeout(
+        f"{why}; the call moves on to the next target",
+        provider=target.provider,
+        model=target.model,
+    )
 
 
 def stream_flow(
@@ -628,7 +762,7 @@ def stream_flow(
             control,
             record,
             clock,
-            lambda t, n: _stream_once(call, t, control, record, clock, n, seen),
+            lambda t, n, until: _stream_once(call, t, control, record, clock, n, until, seen),
         )
         resp.tool_calls = distinct_call_ids(resp.tool_calls)  # one result per call
         for tool_call in resp.tool_calls:

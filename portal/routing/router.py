@@ -80,6 +80,8 @@ class Route:
     shadow: Target | None = None
     #: targets left out before the first attempt (they cannot serve this call), with why
     skipped: dict[str, str] = field(default_factory=dict)
+    #: the feature's ``first_token_timeout_s``: the first text of an attempt is due by then
+    first_token_s: float | None = None
 
     def reordered(self, order: Sequence[int], reason: str) -> Route:
         """The same route with its targets tried in ``order`` (indexes), and why."""
@@ -224,6 +226,7 @@ class Router:
             t,
             model is not None,
             shadow_to,
+            first_token_s=feat.first_token_timeout_s,
         )
 
     def _chain(self, name: str, feat: FeatureConfig) -> tuple[list[Target], Target | None]:

@@ -88,7 +88,11 @@ def test_a_body_that_stops_arriving_hits_the_read_timeout(server: BadServer, mod
     t0 = time.perf_counter()
     err = RUN[mode](config(server.url("stall-body")), "chat")
     assert isinstance(err, errors.ProviderTimeout), repr(err)
-    assert str(err) == "v: timed out (ReadTimeout)"
+    # the provider's timeout_s (0.5 s) bounds each read and the whole attempt alike
+    assert str(err) in (
+        "v: timed out (ReadTimeout)",
+        "v: timed out: the attempt's time ran out before the reply was complete",
+    )
     assert time.perf_counter() - t0 < 3
 
 
@@ -115,7 +119,10 @@ def test_a_dripping_stream_is_cut_at_the_call_deadline(server: BadServer) -> Non
     t0 = time.perf_counter()
     err = _run_async(config(server.url("drip"), timeout_s=5, feature_timeout=0.6), "stream")
     assert isinstance(err, errors.StreamInterrupted), repr(err)
-    assert "the call's deadline passed while the stream was still sending" in str(err)
+    assert (
+        "the call's deadline passed while the stream was still sending" in str(err)
+        or "the attempt's time ran out before the reply was complete" in str(err)
+    )
     assert time.perf_counter() - t0 < 3
 
 

@@ -174,21 +174,53 @@ def test_each_attempt_gets_the_time_left_and_a_passed_deadline_stops_the_call() 
     h = Harness({"retry": {"attempts": 3}})
     flow = h.flow(h.call(timeout_s=10.0))
     first = next(flow)
-    assert first.timeout_s == 10.0  # the provider's 60 s, capped by the call's deadline
+    # the provider's 60 s, capped by the call's deadline less the third kept for b (which
+    # has no measured latency yet)
+    assert first.timeout_s == pytest.approx(10.0 * 2 / 3)
+    assert first.deadline == pytest.approx(h.clock() + 10.0 * 2 / 3)
     h.clock.advance(4.0)
     wait = flow.throw(ProviderTimeout("read timed out", provider="a"))
     assert isinstance(wait, Sleep)
     h.clock.advance(wait.seconds)
     second = flow.send(None)
-    assert second.timeout_s == pytest.approx(6.0 - wait.seconds)
+    # until the start of the third kept for b
+    assert second.timeout_s == pytest.approx(10.0 * 2 / 3 - 4.0 - wait.seconds)
     h.clock.advance(20.0)  # the reply comes after the deadline: no third attempt
-    with pytest.raises(AllTargetsFailed) as info:
+    with pytest.raises(ProviderTimeout) as info:
         flow.send(_error(503))
-    last, deadline = info.value.exceptions
-    assert isinstance(last, Overloaded)
-    assert isinstance(deadline, ProviderTimeout)
-    assert "the call's deadline of 10s passed after 2 attempt(s)" in str(deadline)
+    assert str(info.value) == (
+        "the call's deadline of 10s was spent after 2 attempts (a:gpt-4o-mini: 4.00s ProviderTimeout, "
+        f"a:gpt-4o-mini: {20 + 0:.2f}s Overloaded); raise timeout_s (per call or the feature's timeout_s) "
+        "if this call may take longer"
+    )
     assert h.record.calls == [info.value]
+
+
+def test_a_target_with_no_time_left_for_it_hands_over_to_the_next() -> None:
+    """With b measured at 2 s p95, a keeps all but 2.5 s of the deadline; once a's share is
+    spent (a retry would need the slice kept for b), b is tried with what is left."""
+    h = Harness({"retry": {"attempts": 3}})
+    for _ in range(20):
+        h.routing.stats.observe(B, 2000.0)
+    flow = h.flow(h.call(timeout_s=10.0))
+    first = next(flow)
+    assert first.provider == "a" and first.deadline == pytest.approx(h.clock() + 7.5)
+    h.clock.advance(7.5)
+    nxt = flow.throw(ProviderTimeout("timed out", provider="a"))
+    assert isinstance(nxt, Send) and nxt.provider == "b"
+    assert nxt.deadline == pytest.approx(h.clock() + 2.5)
+    assert _finish(flow, _completion("b")).target == B
+
+
+def test_a_target_too_slow_for_the_time_left_is_skipped() -> None:
+    h = Harness({})
+    for _ in range(20):
+        h.routing.stats.observe(A, 5000.0)
+    flow = h.flow(h.call(timeout_s=3.0))
+    first = next(flow)
+    assert isinstance(first, Send) and first.provider == "b"
+    resp = _finish(flow, _completion("b"))
+    assert [a.target for a in resp.attempts] == [B]
 
 
 def test_a_retry_that_would_pass_the_deadline_fails_over_instead() -> None:
