@@ -233,9 +233,16 @@ async def _run_tools(
                 if inspect.iscoroutinefunction(fn):
                     results[i] = await fn(**call.arguments)
                 else:
-                    results[i] = await anyio.to_thread.run_sync(lambda: fn(**call.arguments))
+                    # in a worker thread, abandoned at the timeout (or when the caller is
+                    # cancelled): the event loop never waits on a sync tool
+                    result = await anyio.to_thread.run_sync(
+                        lambda: fn(**call.arguments), abandon_on_cancel=True
+                    )
+                    results[i] = await result if inspect.isawaitable(result) else result
         except TimeoutError:
-            results[i] = TimeoutError(f"tool {call.name!r} took longer than {timeout_s:g}s")
+            results[i] = TimeoutError(
+                f"tool {call.name!r} took longer than {timeout_s:g}s (tool_timeout_s)"
+            )
         except Exception as exc:
             results[i] = exc
         meter.tool_ran(call.name, started, results[i])

@@ -9,8 +9,9 @@ lane only (once-per-client warning).
 from __future__ import annotations
 
 import inspect
+import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import portal._http as _http
@@ -121,8 +122,10 @@ class SyncDriver:
                     yield effect.event
                 elif kind is RunTools:
                     assert isinstance(effect, RunTools)
-                    meter = self.engine.meter
-                    value = [_run_tool(c, effect.functions, meter) for c in effect.calls]
+                    try:
+                        value = _run_tools(effect, self.engine.meter)
+                    except ConfigError as exc:  # the app's mistake: to the caller, not the model
+                        error = exc
                 elif kind is Retrieve:
                     assert isinstance(effect, Retrieve)
                     try:
@@ -155,17 +158,64 @@ def run(events: Generator[StreamEvent, None, T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-def _run_tool(call: Any, functions: Mapping[str, Any], meter: Meter) -> Any:
-    """Run one tool; its failure is returned (it goes back to the model), its run metered."""
-    fn = functions[call.name]
-    started = time.perf_counter()
-    try:
-        result = fn(**call.arguments)
-        if inspect.isawaitable(result):
-            raise ConfigError(
-                f"tool {call.name!r} is async; use portal.AsyncClient to run async tools"
+def _run_tools(effect: RunTools, meter: Meter) -> list[Any]:
+    """Run a turn's tool calls, each in its own thread, concurrently, each under the
+    effect's timeout: a tool that hangs costs the call ``tool_timeout_s``, not its own
+    duration (a thread cannot be stopped: an overrunning tool runs on in the background, its
+    result discarded). A failure or a timeout is a result (it goes back to the model); an
+    async tool is refused with `ConfigError`, raised to the caller."""
+    functions = effect.functions
+    for call in effect.calls:
+        fn = functions[call.name]
+        if inspect.iscoroutinefunction(fn):
+            raise _async_tool(call.name)
+    runs = [_ToolRun(call, functions[call.name]) for call in effect.calls]
+    timeout = effect.timeout_s
+    until = None if not timeout else time.perf_counter() + timeout
+    results: list[Any] = []
+    for run in runs:
+        left = None if until is None else max(0.0, until - time.perf_counter())
+        if not run.done.wait(left):
+            result: Any = TimeoutError(
+                f"tool {run.call.name!r} took longer than {timeout:g}s (tool_timeout_s)"
             )
-    except Exception as exc:  # a tool's failure goes back to the model, not to the caller
-        result = exc
-    meter.tool_ran(call.name, started, result)
-    return result
+        else:
+            result = run.result
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # never awaited: no "coroutine was never awaited" warning
+                raise _async_tool(run.call.name)
+        meter.tool_ran(run.call.name, run.started, result)
+        results.append(result)
+    return results
+
+
+def _async_tool(name: str) -> ConfigError:
+    return ConfigError(
+        f"tool {name!r} is async; the sync portal.Client runs sync tools only: use "
+        "portal.AsyncClient, or pass a sync function"
+    )
+
+
+class _ToolRun:
+    """One tool call running in a daemon thread (it never holds the process open)."""
+
+    __slots__ = ("call", "done", "result", "started")
+
+    def __init__(self, call: Any, fn: Any) -> None:
+        self.call = call
+        self.started = time.perf_counter()
+        self.result: Any = None
+        self.done = threading.Event()
+        threading.Thread(
+            target=self._run, args=(fn,), name=f"portal-tool-{call.name}", daemon=True
+        ).start()
+
+    def _run(self, fn: Any) -> None:
+        try:
+            self.result = fn(**self.call.arguments)
+        except Exception as exc:  # a tool's failure goes back to the model, not to the caller
+            self.result = exc
+        finally:
+            self.done.set()

@@ -56,13 +56,13 @@ def test_every_problem_is_listed_with_did_you_mean(tmp_path: Path) -> None:
     )
     assert errors_of(path) == [
         "portal.toml: providers.a.bse_url: unknown key; did you mean 'base_url'? Allowed keys: "
-        "api_key, base_url, breaker, headers, kind, options, prices, region, sla, tags, "
-        "throughput, timeout_s, verify_tls",
+        "api_key, base_url, breaker, connect_timeout_s, first_byte_timeout_s, headers, kind, "
+        "options, prices, region, sla, stall_timeout_s, tags, throughput, timeout_s, verify_tls",
         "portal.toml: features.f.timeout_s: must be > 0, got -1",
         "portal.toml: features.f.retries: unknown key; did you mean 'retry'? Allowed keys: "
-        "allowed, budget, cache, cache_affinity, canary, contract, eject, fallbacks, hedge, max_tokens, "
-        "min_samples, primary, rag, retry, safety, sla, strategy, tags, temperature, timeout_s, "
-        "weights",
+        "allowed, budget, cache, cache_affinity, canary, contract, eject, fallbacks, "
+        "first_token_timeout_s, hedge, max_tokens, min_samples, primary, rag, retry, safety, "
+        "sla, strategy, tags, temperature, timeout_s, weights",
     ]
 
 

@@ -6,6 +6,7 @@ that the follow-up request carries the tool's result the way that vendor expects
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -472,3 +473,91 @@ def test_distinct_call_ids_never_reuses_an_id_of_the_turn() -> None:
     assert ids == ["a", "a_3", "a_2", "", "call_2"]
     unique = [ToolCall("x", "t"), ToolCall("y", "t")]
     assert distinct_call_ids(unique) is unique  # nothing to do: the same list
+
+
+def _hanging_sync_tool(release: threading.Event) -> Any:
+    def slow_lookup(order_id: str) -> str:
+        """Order lookup that hangs for order 1.
+
+        Args:
+            order_id: the order
+        """
+        if order_id == "1":
+            release.wait(10)
+        return f"order {order_id} shipped"
+
+    return slow_lookup
+
+
+def test_a_hanging_sync_tool_is_bounded_by_tool_timeout_on_the_sync_client() -> None:
+    release = threading.Event()
+    config, seen, transport = _async_config()
+    try:
+        with portal.Client(config, transports={"v": transport}, ledger=None) as client:
+            t0 = time.perf_counter()
+            resp = client.chat(
+                feature="orders",
+                messages=[portal.user("Where are 1 and 2?")],
+                tools=[_hanging_sync_tool(release)],
+                tool_timeout_s=0.2,
+            )
+            elapsed = time.perf_counter() - t0
+    finally:
+        release.set()
+    assert elapsed < 1.5, f"a hanging tool held the call for {elapsed:.2f}s"
+    assert resp.text == "Both shipped."
+    results = {m["tool_call_id"]: m["content"] for m in seen[1]["messages"] if m["role"] == "tool"}
+    assert "took longer than 0.2s" in results["call_a"] and results["call_a"].startswith("error")
+    assert results["call_b"] == "order 2 shipped"
+
+
+@pytest.mark.anyio
+async def test_a_hanging_sync_tool_never_blocks_the_event_loop_or_the_callers_timeout() -> None:
+    release = threading.Event()
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await anyio.sleep(0.02)
+
+    config, _seen, transport = _async_config()
+    try:
+        async with portal.AsyncClient(config, transports={"v": transport}, ledger=None) as client:
+            t0 = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                with anyio.move_on_after(0.3):  # the caller gives up first
+                    await client.chat(
+                        feature="orders",
+                        messages=[portal.user("Where are 1 and 2?")],
+                        tools=[_hanging_sync_tool(release)],
+                        tool_timeout_s=30,
+                    )
+                tg.cancel_scope.cancel()
+            elapsed = time.perf_counter() - t0
+    finally:
+        release.set()
+    assert elapsed < 1.5, f"the caller's timeout got control back after {elapsed:.2f}s"
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert gaps and max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f}s"
+
+
+def test_an_async_tool_on_the_sync_client_is_the_callers_error() -> None:
+    async def slow_lookup(order_id: str) -> str:
+        """Order lookup.
+
+        Args:
+            order_id: the order
+        """
+        return order_id
+
+    config, seen, transport = _async_config()
+    with portal.Client(config, transports={"v": transport}, ledger=None) as client:
+        with pytest.raises(portal.ConfigError, match="tool 'slow_lookup' is async.*AsyncClient"):
+            client.chat(
+                feature="orders",
+                messages=[portal.user("Where are 1 and 2?")],
+                tools=[slow_lookup],
+            )
+    assert len(seen) == 1  # the model was never told about the app's mistake
