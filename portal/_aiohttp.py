@@ -24,8 +24,6 @@ import anyio
 import httpx2
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
-from portal._http import environment_proxies
-
 __all__ = ["FastAsyncTransport"]
 
 
@@ -108,13 +106,14 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
         verify: bool,
         limits: httpx2.Limits,
         fallback: Callable[[], httpx2.AsyncBaseTransport],
+        proxies: bool = False,
     ) -> None:
         self._verify = verify
         self._limits = limits
         self._make_fallback = fallback
         self._fallback: httpx2.AsyncBaseTransport | None = None
         self._fast: dict[asyncio.AbstractEventLoop, AiohttpTransport] = {}
-        self._use_fast = not environment_proxies()  # aiohttp would ignore them
+        self._use_fast = not proxies  # aiohttp would ignore the environment's proxies
 
     def _transport(self) -> httpx2.AsyncBaseTransport | None:
         loop = asyncio._get_running_loop()  # None under trio

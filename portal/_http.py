@@ -354,7 +354,9 @@ def default_async_transport(verify: bool, kind: str = "auto") -> httpx2.AsyncBas
                     "pip install httpx-aiohttp, or set transport = 'httpx2'"
                 ) from None
         else:
-            return FastAsyncTransport(verify, DEFAULT_LIMITS, lambda: _httpx2_pools(verify))
+            return FastAsyncTransport(
+                verify, DEFAULT_LIMITS, lambda: _httpx2_pools(verify), environment_proxies()
+            )
     return _httpx2_pools(verify)
 
 

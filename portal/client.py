@@ -29,6 +29,7 @@ from portal.engine.async_driver import AsyncDriver
 from portal.engine.core import ConfigSource, Engine
 from portal.engine.shadow import TaskShadows, ThreadShadows
 from portal.engine.sync_driver import SyncDriver
+from portal.errors import ConfigError
 from portal.metering.meter import Meter
 from portal.routing.router import Router
 from portal.routing.state import State
@@ -139,6 +140,14 @@ class Client(_ClientBase[httpx2.Client]):
     _driver: SyncDriver
 
     def _new_driver(self) -> SyncDriver:
+        for name, feat in self._core.config.features.items():
+            if feat.hedge is not None and feat.hedge.streams:
+                self._core.close()
+                raise ConfigError(
+                    f"features.{name}.hedge.streams: stream hedging races two vendors' "
+                    "streams at once, which needs portal.AsyncClient; use AsyncClient for "
+                    "this feature, or set streams = false"
+                )
         return SyncDriver(self._core, self._http)
 
     def _new_http(self, transport: Any, verify: bool) -> httpx2.Client:

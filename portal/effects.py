@@ -34,6 +34,7 @@ __all__ = [
     "RunTools",
     "Send",
     "Sleep",
+    "StreamRace",
     "Take",
     "WireReply",
 ]
@@ -140,6 +141,18 @@ class Race:
 
 
 @dataclass(slots=True)
+class StreamRace:
+    """Stream hedging (AsyncClient): start ``flows[0]`` now and each next one ``after_s``
+    later unless a lane already streams; the first lane to emit an event wins, the others
+    are cancelled before anything of theirs reaches the caller. The driver then passes the
+    winner's events on and answers (index of the winner, its result), throws in the
+    winner's failure, or answers a `RaceLost` when every lane failed before streaming."""
+
+    flows: list[Flow[Any]]
+    after_s: float
+
+
+@dataclass(slots=True)
 class RaceLost:
     errors: list[BaseException]
 
@@ -149,7 +162,7 @@ class HedgeLost(BaseException):
 
 
 Effect: TypeAlias = (
-    Send | ReadChunk | CloseStream | Sleep | Take | Emit | RunTools | Retrieve | Race
+    Send | ReadChunk | CloseStream | Sleep | Take | Emit | RunTools | Retrieve | Race | StreamRace
 )
 """Everything a flow may yield."""
 

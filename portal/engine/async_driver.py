@@ -29,6 +29,7 @@ from portal.effects import (
     RunTools,
     Send,
     Sleep,
+    StreamRace,
     Take,
 )
 from portal.errors import InvalidResponse, ProviderTimeout
@@ -146,6 +147,24 @@ class AsyncDriver:
                 elif kind is Race:
                     assert isinstance(effect, Race)
                     value = await self._race(effect)
+                elif kind is StreamRace:
+                    assert isinstance(effect, StreamRace)
+                    won = await self._stream_race(effect)
+                    if isinstance(won, RaceLost):
+                        value = won
+                    else:  # the winner streams on to the caller, from here
+                        index, lane, first, holder = won
+                        try:
+                            if first is not None:
+                                yield first
+                            async for event in lane:
+                                yield event
+                        except Exception as exc:  # it failed after streaming: the call's end
+                            error = exc
+                        else:
+                            value = (index, holder[0])
+                        finally:
+                            await lane.aclose()
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
         finally:
@@ -153,6 +172,58 @@ class AsyncDriver:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
             flow.close()
+
+    async def _stream_race(self, race: StreamRace) -> Any:
+        """Stream hedging: start lane 0 now and each next lane ``after_s`` later (at once
+        when every started lane has failed) while no lane streams; the first lane to emit
+        an event wins and the others are cancelled (their flows record ``hedge_lost``).
+        Returns (winner, its event stream, its first event, its result holder), or a
+        `RaceLost` when every lane failed before streaming."""
+        n = len(race.flows)
+        errors: list[BaseException | None] = [None] * n
+        lanes: list[AsyncGenerator[StreamEvent, None] | None] = [None] * n
+        scopes = [anyio.CancelScope() for _ in range(n)]
+        won: list[tuple[int, AsyncGenerator[StreamEvent, None], StreamEvent | None, list[Any]]]
+        won = []
+        changed = [anyio.Event()]
+
+        async def lane(i: int) -> None:
+            holder: list[Any] = []
+            events = lanes[i] = self.drive(race.flows[i], holder)
+            with scopes[i]:
+                try:
+                    first = await _first_event(events)
+                except Exception as exc:
+                    errors[i] = exc
+                    changed[0].set()
+                    return
+                if won:
+                    return  # another lane won in the same turn: this one is closed below
+                won.append((i, events, first, holder))
+                for j, scope in enumerate(scopes):
+                    if j != i:
+                        scope.cancel()
+                changed[0].set()
+
+        started = 0
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(lane, i)
+                started += 1
+                if i + 1 < n:
+                    with anyio.move_on_after(race.after_s):
+                        while not won and any(e is None for e in errors[: i + 1]):
+                            changed[0] = anyio.Event()
+                            await changed[0].wait()
+                    if won:
+                        break
+        winner = won[0][0] if won else -1
+        for i, events in enumerate(lanes):
+            if events is not None and i != winner:
+                await events.aclose()  # a lane cancelled mid-read has finished already
+        for flow in race.flows[started:]:  # lanes never started: nothing to record
+            flow.close()
+        return won[0] if won else RaceLost([e for e in errors if e is not None])
 
     async def _race(self, race: Race) -> Any:
         """Hedging: start lane 0 now and each next lane ``after_s`` later (or at once when
@@ -217,6 +288,15 @@ class _Within:
             await scope.__aexit__(*exc)  # raises TimeoutError when it fired
             return None
         return scope.__exit__(*exc)  # type: ignore[no-any-return]
+
+
+_END: Any = object()
+
+
+async def _first_event(lane: AsyncGenerator[StreamEvent, None]) -> StreamEvent | None:
+    """A lane's first event, or None when it finished without one."""
+    first = await anext(lane, _END)
+    return None if first is _END else first  # type: ignore[no-any-return]
 
 
 async def _run_tools(

@@ -29,6 +29,7 @@ from portal.effects import (
     RunTools,
     Send,
     Sleep,
+    StreamRace,
     Take,
 )
 from portal.errors import ConfigError, InvalidResponse
@@ -132,6 +133,15 @@ class SyncDriver:
                         value = effect.retriever.retrieve(effect.query, effect.k)
                     except Exception as exc:
                         error = exc
+                elif kind is StreamRace:  # refused at Client(): run unhedged if it comes
+                    assert isinstance(effect, StreamRace)
+                    self.engine.control.warn_no_hedge()
+                    try:
+                        value = (0, (yield from self.drive(effect.flows[0])))
+                    except Exception as exc:
+                        error = exc
+                    for lane in effect.flows[1:]:
+                        lane.close()
                 elif kind is Race:  # no concurrency here: the first lane only, unhedged
                     assert isinstance(effect, Race)
                     self.engine.control.warn_no_hedge()

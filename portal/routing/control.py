@@ -323,6 +323,8 @@ class RouteControl:
         feat = self.config.features.get(call.route.feature or "")
         if feat is None or feat.hedge is None:
             return None
+        if call.operation == "stream" and not feat.hedge.streams:
+            return None
         after = call.route.hedge_after_s
         if getattr(feat.hedge, "after", None) == "p95" and call.route.targets:
             p95 = self.stats.quantile(call.route.targets[0].id, 0.95)

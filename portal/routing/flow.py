@@ -25,6 +25,7 @@ from portal.effects import (
     RunTools,
     Send,
     Sleep,
+    StreamRace,
 )
 from portal.errors import (
     AllTargetsFailed,
@@ -38,7 +39,7 @@ from portal.errors import (
 from portal.providers.bodies import DEFAULT_MAX_REPLY_BYTES, byte_limit
 from portal.routing.call import Call, Clock, estimated_tokens, new_call_id
 from portal.routing.control import RouteControl
-from portal.routing.retry import decide
+from portal.routing.retry import FIRST_TOKEN_TIMEOUT, decide
 from portal.routing.router import Target
 from portal.wire import WireReply, WireRequest
 
@@ -429,19 +430,33 @@ def _run(
     record: Recorder,
     clock: Clock,
     attempt_flow: Callable[[Target, int, float], FlowGen],
+    lane_attempt: Callable[[], Callable[[Target, int, float], FlowGen]] | None = None,
 ) -> FlowGen:
     """`_routed`, hedged when the feature asks for it: lane 0 is the whole route; lane i
-    starts at target i after ``after_s`` unless an earlier lane already answered."""
+    starts at target i after ``after_s`` unless an earlier lane already answered (a stream:
+    already streams). ``lane_attempt`` makes each stream lane's own attempt flow."""
     order = control.plan(call)
-    hedge = control.hedge(call) if call.operation != "stream" and len(order) > 1 else None
-    if hedge is None:
+    hedge = control.hedge(call) if len(order) > 1 else None
+    if hedge is None or (call.operation == "stream" and lane_attempt is None):
         return (yield from _routed(call, control, record, clock, attempt_flow, order))
     after_s, extra = hedge
-    lanes = [
-        _lane(_routed(call, control, record, clock, attempt_flow, order[i:]))
-        for i in range(min(len(order), 1 + extra))
-    ]
-    outcome = yield Race(lanes, after_s)
+    n = min(len(order), 1 + extra)
+    if lane_attempt is not None:
+        outcome = yield StreamRace(
+            [
+                _lane(_routed(call, control, record, clock, lane_attempt(), order[i:]))
+                for i in range(n)
+            ],
+            after_s,
+        )
+    else:
+        outcome = yield Race(
+            [
+                _lane(_routed(call, control, record, clock, attempt_flow, order[i:]))
+                for i in range(n)
+            ],
+            after_s,
+        )
     if isinstance(outcome, RaceLost):
         seen: dict[int, Exception] = {}
         for e in outcome.errors:
@@ -598,11 +613,14 @@ def _stream_once(
     until: float,
     seen: _Delivered,
     emit: bool = True,
+    hold: bool = False,
 ) -> FlowGen:
     """One streamed attempt. Until its first text or tool call it must keep ``until`` (and
     the feature's ``first_token_timeout_s``), so a target slow to start fails over; after
     that only the call's deadline bounds it. With ``emit`` False (a ``chat`` under a
-    first-token limit) nothing reaches the caller and the reply is returned whole."""
+    first-token limit) nothing reaches the caller and the reply is returned whole; with
+    ``hold`` (a hedge lane) events before the first text or tool call wait for it, so the
+    lane's first event is its first token."""
     adapter = target.adapter
     request = call.request
     assert isinstance(request, ChatRequest)
@@ -636,6 +654,7 @@ def _stream_once(
         stall = adapter.settings.stall_timeout_s
         deadline = call.deadline
         read = ReadChunk(first_by, stall)  # effects carry no state: one for every read
+        held: list[StreamEvent] = []  # with ``hold``: events before the first token
         while True:
             chunk: bytes = yield read
             if not chunk:
@@ -662,16 +681,25 @@ def _stream_once(
                 if ttft is None and (etype == "text" or etype == "tool_call"):
                     ttft = (clock() - t0) * 1000.0
                     read = ReadChunk(deadline, stall)  # started: the call's deadline only
+                    if held:
+                        for early in held:
+                            yield Emit(early)
+                        held = []
                 if not emit or etype == "tool_call":
                     continue  # complete tool calls are emitted from the final response
                 if etype == "text":
                     seen.any = True
                     seen.text.append(event.text)
+                elif hold and ttft is None:
+                    held.append(event)
+                    continue
                 yield Emit(event)
         resp = adapter.finalize(request, parser.finish())
         resp.ttft_ms = ttft
         if created is not None:
             resp.usage = resp.usage + created
+        for early in held:  # a reply without text (its usage, its reasoning): now
+            yield Emit(early)
         return resp
     except ProviderError as exc:
         if exc.provider is None:
@@ -742,6 +770,7 @@ def _slow_start(call: Call, target: Target, t0: float, first_by: float) -> Provi
         f"{why}; the call moves on to the next target",
         provider=target.provider,
         model=target.model,
+        code=FIRST_TOKEN_TIMEOUT if why.startswith("no text within first") else None,
     )
 
 
@@ -756,6 +785,15 @@ def stream_flow(
     was delivered it raises `StreamInterrupted` with the partial text (never a silent
     truncation, never a duplicated prefix)."""
     seen = _Delivered()
+
+    def lane_attempt() -> Callable[[Target, int, float], FlowGen]:
+        """A hedge lane's attempts: what they stream is held back until their first text,
+        so a lane that loses the race shows the caller nothing."""
+        lane_seen = _Delivered()
+        return lambda t, n, until: _stream_once(
+            call, t, control, record, clock, n, until, lane_seen, hold=True
+        )
+
     try:
         target, resp = yield from _run(
             call,
@@ -763,6 +801,7 @@ def stream_flow(
             record,
             clock,
             lambda t, n, until: _stream_once(call, t, control, record, clock, n, until, seen),
+            lane_attempt,
         )
         resp.tool_calls = distinct_call_ids(resp.tool_calls)  # one result per call
         for tool_call in resp.tool_calls:

@@ -92,6 +92,11 @@ def _state(attempt: int, elapsed_s: float, upcoming_sleep: float) -> RetryCallSt
     return rs
 
 
+#: the code of a `ProviderTimeout` for an attempt with no first token in time: it moves on to
+#: the next target (the same target is as slow again)
+FIRST_TOKEN_TIMEOUT = "first_token_timeout"
+
+
 def decide(
     err: ProviderError,
     attempt: int,
@@ -117,6 +122,8 @@ def decide(
         return Decision("raise", reason="the request itself is invalid")
     if isinstance(err, StreamInterrupted) and err.partial_text:
         return Decision("raise", reason="the stream already delivered text")
+    if err.code == FIRST_TOKEN_TIMEOUT:
+        return Decision("failover", reason="no first token within first_token_timeout_s")
     retryable = err.retryable or isinstance(
         err, (ProviderTimeout, ProviderConnectionError, RateLimited, InvalidResponse)
     )

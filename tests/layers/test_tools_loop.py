@@ -5,6 +5,7 @@ that the follow-up request carries the tool's result the way that vendor expects
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -539,7 +540,7 @@ async def test_a_hanging_sync_tool_never_blocks_the_event_loop_or_the_callers_ti
     finally:
         release.set()
     assert elapsed < 1.5, f"the caller's timeout got control back after {elapsed:.2f}s"
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert gaps and max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.2f}s"
 
 
@@ -553,11 +554,13 @@ def test_an_async_tool_on_the_sync_client_is_the_callers_error() -> None:
         return order_id
 
     config, seen, transport = _async_config()
-    with portal.Client(config, transports={"v": transport}, ledger=None) as client:
-        with pytest.raises(portal.ConfigError, match="tool 'slow_lookup' is async.*AsyncClient"):
-            client.chat(
-                feature="orders",
-                messages=[portal.user("Where are 1 and 2?")],
-                tools=[slow_lookup],
-            )
+    with (
+        portal.Client(config, transports={"v": transport}, ledger=None) as client,
+        pytest.raises(portal.ConfigError, match=r"tool 'slow_lookup' is async.*AsyncClient"),
+    ):
+        client.chat(
+            feature="orders",
+            messages=[portal.user("Where are 1 and 2?")],
+            tools=[slow_lookup],
+        )
     assert len(seen) == 1  # the model was never told about the app's mistake

@@ -4,11 +4,14 @@ metered as hedge_lost. The sync Client runs hedged features unhedged and says so
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 import portal
@@ -112,3 +115,98 @@ def test_sync_client_runs_hedged_features_unhedged_and_logs_once(
     assert r1.target == r2.target == "a:m"  # waited for the slow primary
     warnings = [r for r in caplog.records if "AsyncClient" in r.getMessage()]
     assert len(warnings) == 1
+
+
+# ------------------------------------------------------------------ streams, raced to text
+
+
+def _vendor(name: str, first_token_ms: float) -> httpx2.MockTransport:
+    """An OpenAI-format vendor whose stream says ``from <name>`` in five chunks, the first
+    after ``first_token_ms`` (headers at once), and counts its usage at the end."""
+
+    async def body() -> AsyncIterator[bytes]:
+        await anyio.sleep(first_token_ms / 1000)
+        for _ in range(5):
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": f"from {name} "}}],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            await anyio.sleep(0.01)
+        last = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15},
+        }
+        yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    return httpx2.MockTransport(handler)
+
+
+def _stream_config(hedge: dict[str, Any]) -> dict[str, Any]:
+    vendor = {"kind": "openai", "api_key": "sk-test"}
+    return config(
+        {"a": dict(vendor), "b": dict(vendor)},
+        {"f": {"primary": "a:m", "fallbacks": ["b:m"], "hedge": hedge}},
+    )
+
+
+STREAM_HEDGED = _stream_config({"after_ms": 100, "streams": True})
+
+
+def _stream(a_ms: float, b_ms: float, cfg: dict[str, Any] = STREAM_HEDGED) -> Any:
+    transports = {"a": _vendor("a", a_ms), "b": _vendor("b", b_ms)}
+
+    async def go() -> Any:
+        async with portal.AsyncClient(cfg, transports=transports, ledger=None) as client:
+            t0 = time.perf_counter()
+            events = [ev async for ev in client.stream(feature="f", messages=[portal.user("hi")])]
+            return events, time.perf_counter() - t0
+
+    return anyio.run(go)
+
+
+def _text(events: list[Any]) -> str:
+    return "".join(ev.text for ev in events if ev.type == "text")
+
+
+def test_a_stream_slow_to_its_first_token_loses_to_the_hedge() -> None:
+    events, took = _stream(a_ms=2000, b_ms=0)
+    assert _text(events) == "from b " * 5  # the caller saw one vendor only
+    done = events[-1].response
+    assert done.target == "b:m" and took < 1.0
+    assert {x.target: x.outcome for x in done.attempts} == {"a:m": "hedge_lost", "b:m": "ok"}
+
+
+def test_a_stream_that_starts_in_time_is_not_hedged() -> None:
+    events, _ = _stream(a_ms=0, b_ms=0)
+    done = events[-1].response
+    assert _text(events) == "from a " * 5
+    assert done.target == "a:m" and [x.target for x in done.attempts] == ["a:m"]
+
+
+def test_the_first_lane_to_stream_wins_even_if_it_started_first() -> None:
+    """a streams at 250 ms, the hedge b (started at 100 ms) only at 600 ms: a wins, b is
+    cancelled before any of its text reaches the caller."""
+    events, took = _stream(a_ms=250, b_ms=600)
+    assert _text(events) == "from a " * 5
+    done = events[-1].response
+    assert done.target == "a:m" and took < 0.55
+    assert {x.target: x.outcome for x in done.attempts} == {"a:m": "ok", "b:m": "hedge_lost"}
+
+
+def test_streams_are_not_hedged_unless_the_feature_says_so() -> None:
+    events, took = _stream(a_ms=400, b_ms=0, cfg=_stream_config({"after_ms": 100}))
+    assert _text(events) == "from a " * 5 and took >= 0.4
+
+
+def test_stream_hedging_on_the_sync_client_is_a_config_error() -> None:
+    with pytest.raises(portal.ConfigError, match=r"features\.f\.hedge\.streams.*AsyncClient"):
+        portal.Client(STREAM_HEDGED, ledger=None)
