@@ -192,6 +192,10 @@ def run_all(
             )
             for kind in KINDS
         }
+        for c in clients.values():
+            # its connection pools (TLS contexts included) now, not inside another case's
+            # deadline: ten clients building them at once block the event loop for a while
+            c._http("p")
         try:
             async with anyio.create_task_group() as tg:
                 for kind, c in clients.items():

@@ -201,7 +201,7 @@ def test_a_target_with_no_time_left_for_it_hands_over_to_the_next() -> None:
     spent (a retry would need the slice kept for b), b is tried with what is left."""
     h = Harness({"retry": {"attempts": 3}})
     for _ in range(20):
-        h.routing.stats.observe(B, 2000.0)
+        h.control.stats.observe(B, 2000.0)
     flow = h.flow(h.call(timeout_s=10.0))
     first = next(flow)
     assert first.provider == "a" and first.deadline == pytest.approx(h.clock() + 7.5)
@@ -215,7 +215,7 @@ def test_a_target_with_no_time_left_for_it_hands_over_to_the_next() -> None:
 def test_a_target_too_slow_for_the_time_left_is_skipped() -> None:
     h = Harness({})
     for _ in range(20):
-        h.routing.stats.observe(A, 5000.0)
+        h.control.stats.observe(A, 5000.0)
     flow = h.flow(h.call(timeout_s=3.0))
     first = next(flow)
     assert isinstance(first, Send) and first.provider == "b"
