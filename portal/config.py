@@ -597,8 +597,9 @@ class ProviderConfig(_Model):
         default_factory=dict,
         description="Negotiated prices per model, USD per 1M tokens, over the price source "
         "(genai-prices): `input`, `output`, `cached_input`, `cache_write` (5-minute), "
-        "`cache_write_1h`, and tier tables `priority`, `flex`, `batch` with the same fields. "
-        "A partial table keeps the source's other prices.",
+        "`cache_write_1h`, `cache_storage` (USD per 1M tokens per hour an explicit prompt "
+        "cache is kept, Gemini), and tier tables `priority`, `flex`, `batch` with the same "
+        "fields. A partial table keeps the source's other prices.",
         examples=[
             {
                 "meta-llama/Llama-3.3-70B-Instruct-Turbo": {"input": 0.88, "output": 0.88},

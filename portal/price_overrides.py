@@ -9,10 +9,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RATE_FIELDS", "TIER_NAMES", "bad_number", "check_price_overrides"]
+__all__ = ["RATE_FIELDS", "STORAGE_FIELD", "TIER_NAMES", "bad_number", "check_price_overrides"]
 
 #: the rates of one model, in USD per 1M tokens
 RATE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+#: the storage of an explicit prompt cache (Gemini), in USD per 1M tokens per hour
+STORAGE_FIELD = "cache_storage"
 #: service tiers a price can name (config sub-tables) and a reply can report
 TIER_NAMES = ("priority", "flex", "batch")
 
@@ -44,7 +46,7 @@ def check_price_overrides(models: Any, where: str) -> list[str]:
                         problems.append(_unknown_field(f"{at}.{name}", sub, tier=True))
                     elif (bad := bad_number(v)) is not None:
                         problems.append(f"{at}.{name}.{sub}: {bad}")
-            elif name not in RATE_FIELDS:
+            elif name not in RATE_FIELDS and name != STORAGE_FIELD:
                 problems.append(_unknown_field(at, name, tier=False))
             elif (bad := bad_number(value)) is not None:
                 problems.append(f"{at}.{name}: {bad}")
@@ -53,14 +55,15 @@ def check_price_overrides(models: Any, where: str) -> list[str]:
 
 def _unknown_field(at: str, name: str, tier: bool) -> str:
     """``tier``: the key is inside a tier table (only rates allowed there)."""
-    allowed = RATE_FIELDS if tier else (*RATE_FIELDS, *TIER_NAMES)
+    allowed = RATE_FIELDS if tier else (*RATE_FIELDS, STORAGE_FIELD, *TIER_NAMES)
     close = difflib.get_close_matches(str(name), allowed, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     what = "price field" if tier else "price field or service tier"
     tiers = "" if tier else f"; service tiers: {', '.join(TIER_NAMES)}"
+    storage = "" if tier else f"; {STORAGE_FIELD}: USD per 1M tokens per hour"
     return (
         f"{at}: unknown {what} {name!r}{hint} "
-        f"(prices: {', '.join(RATE_FIELDS)}, in USD per 1M tokens{tiers})"
+        f"(prices: {', '.join(RATE_FIELDS)}, in USD per 1M tokens{storage}{tiers})"
     )
 
 

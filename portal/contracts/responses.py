@@ -33,8 +33,10 @@ class Usage:
     ``cached_input_tokens`` (cache reads) and ``cache_write_tokens`` (cache writes, of which
     ``cache_write_1h_tokens`` went to a 1-hour cache), so cost code never counts a token
     twice. ``estimated`` is True when portal counted them itself. ``service_tier`` is the tier
-    the vendor says served the reply ("priority", "flex", "batch"; None = standard), and
-    ``reported_cost_usd`` a cost the vendor or gateway returned with it."""
+    the vendor says served the reply ("priority", "flex", "batch"; None = standard),
+    ``reported_cost_usd`` a cost the vendor or gateway returned with it, and
+    ``cache_storage_token_hours`` the tokens times hours of an explicit cache the call
+    created (Gemini bills their storage by the hour)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -45,6 +47,7 @@ class Usage:
     cache_write_1h_tokens: int = 0
     service_tier: str | None = None
     reported_cost_usd: float | None = None
+    cache_storage_token_hours: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -66,6 +69,7 @@ class Usage:
             self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             self.service_tier if self.service_tier == other.service_tier else None,
             reported,
+            self.cache_storage_token_hours + other.cache_storage_token_hours,
         )
 
 

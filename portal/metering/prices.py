@@ -19,6 +19,10 @@ Cost never counts a token twice. `Usage.input_tokens` includes cached tokens, so
     1-hour writes    = cache_write_1h_tokens (part of cache_write_tokens)          at cache_write_1h
     5-minute writes  = the rest of cache_write_tokens                              at cache_write
     output           = output_tokens (reasoning tokens are already inside it)     at output
+    cache storage    = cache_storage_token_hours (an explicit cache a call created)  at
+                       cache_storage, per 1M tokens per hour (config only: Gemini's
+                       storage fee is in no price source; without it, not counted and
+                       one warning names the config key)
 
 A missing cache-read or 5-minute-write price bills at the input price; a missing 1-hour-write
 price at twice the input price (Anthropic's documented multiplier): never cheaper than the
@@ -45,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from portal.errors import ConfigError
 from portal.price_overrides import RATE_FIELDS as _RATE_FIELDS
-from portal.price_overrides import TIER_NAMES, check_price_overrides
+from portal.price_overrides import STORAGE_FIELD, TIER_NAMES, check_price_overrides
 from portal.price_overrides import bad_number as _bad_number
 
 if TYPE_CHECKING:
@@ -103,6 +107,8 @@ class Price:
     cached_input: float | None = None
     cache_write: float | None = None  # 5-minute (the default TTL) cache writes
     cache_write_1h: float | None = None
+    #: USD per 1M tokens per hour an explicit cache is stored (Gemini), from the config
+    cache_storage: float | None = None
     checked: str | None = None  # ISO date a hand-kept price was read
     simulated: bool = False
     long_context: tuple[LongContextPrice, ...] = ()
@@ -146,6 +152,12 @@ class Price:
             + writes_1h * (write_1h if write_1h is not None else _CACHE_1H_FALLBACK * inp)
             + max(usage.output_tokens, 0) * out
         )
+        if usage.cache_storage_token_hours > 0:
+            storage = price.cache_storage if price.cache_storage is not None else self.cache_storage
+            if storage is None:
+                _warn_storage(self.model_id or "?")
+            else:
+                total += usage.cache_storage_token_hours * storage
         return total * _PER_TOKEN
 
     def worst_case(self, input_tokens: int, output_tokens: int) -> float:
@@ -451,6 +463,8 @@ def _candidates(provider: str, model: str) -> list[str]:
 def _apply_override(fields: Mapping[str, Any], base: Price | None, label: str) -> Price | None:
     """A config table over the source's price (None if neither gives input and output)."""
     rates: dict[str, Any] = {f: float(fields[f]) for f in _RATE_FIELDS if f in fields}
+    if fields.get(STORAGE_FIELD) is not None:
+        rates[STORAGE_FIELD] = float(fields[STORAGE_FIELD])
     tier_fields = {t: fields[t] for t in TIER_NAMES if t in fields}
     if base is None:
         if "input" not in rates or "output" not in rates:
@@ -461,7 +475,7 @@ def _apply_override(fields: Mapping[str, Any], base: Price | None, label: str) -
         source = "config" if {"input", "output"} <= set(rates) else f"config + {base.source}"
         base_tiers = base.tiers
         price = replace(base, **rates, source=source, model_id=label)
-        if rates:
+        if set(rates) - {STORAGE_FIELD}:
             price = replace(price, long_context=())  # a negotiated rate replaces the tiers
     tiers = dict(base_tiers)
     for tier, values in tier_fields.items():
@@ -501,7 +515,7 @@ def _price_from(entry: Any, where: str) -> Price:
         )
     optional: dict[str, Any] = {
         f: _number(entry[f], f"{where}.{f}")
-        for f in ("cached_input", "cache_write", "cache_write_1h")
+        for f in ("cached_input", "cache_write", "cache_write_1h", STORAGE_FIELD)
         if entry.get(f) is not None
     }
     return Price(
@@ -530,6 +544,22 @@ def _read_json(path: str) -> Mapping[str, Any]:
 
 
 _warned_tiers: set[tuple[str, str]] = set()
+_warned_storage: set[str] = set()
+
+
+def _warn_storage(model_id: str) -> None:
+    if model_id in _warned_storage:
+        return
+    _warned_storage.add(model_id)
+    provider, _, model = model_id.partition("/")
+    logger.warning(
+        "portal: %s created an explicit prompt cache, whose storage (billed per token-hour) "
+        'has no known price and is not counted. Fix: add [providers.%s.prices."%s"] '
+        "cache_storage = ... (USD per 1M tokens per hour)",
+        model_id,
+        provider,
+        model,
+    )
 
 
 def _warn_tier(model_id: str, tier: str) -> None:

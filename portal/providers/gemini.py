@@ -42,8 +42,9 @@ Choices made here, and why:
   what follows it, with ``cachedContent: "cachedContents/..."`` (a request using a cache may
   not set its own system instruction, tools or tool config). The name is reused until shortly
   before its TTL ends (per process); creating it is billed as cache writes at the input price
-  (``usageMetadata.totalTokenCount``), storage by the hour is not priced. Vertex AI keeps
-  implicit caching only.
+  (``usageMetadata.totalTokenCount``) plus its storage for the TTL
+  (``Usage.cache_storage_token_hours``, priced by the config's ``cache_storage``). Vertex AI
+  keeps implicit caching only.
 - Usage: ``promptTokenCount`` already includes ``cachedContentTokenCount`` (the reference says
   so) and ``toolUsePromptTokenCount`` is added to input; thoughts are billed as output, so
   ``output_tokens = candidatesTokenCount + thoughtsTokenCount`` and ``reasoning_tokens`` is the
@@ -290,7 +291,11 @@ class GeminiAdapter(Adapter):
             while len(self._caches) > _CACHES_KEPT:
                 self._caches.pop(next(iter(self._caches)), None)
         tokens = int((data.get("usageMetadata") or {}).get("totalTokenCount") or 0)
-        return Usage(input_tokens=tokens, cache_write_tokens=tokens)
+        return Usage(
+            input_tokens=tokens,
+            cache_write_tokens=tokens,
+            cache_storage_token_hours=tokens * plan.ttl_s / 3600.0,
+        )
 
     def chat_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
         system, contents = self.map_messages(req.messages)

@@ -34,6 +34,8 @@ LOOKUP = ToolSpec(
     {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
 )
 MODEL = "gemini-2.5-flash"
+#: USD per 1M tokens; cache_storage per 1M tokens per hour (the API's pricing page)
+PRICES = {"input": 0.30, "output": 2.50, "cached_input": 0.03, "cache_storage": 1.0}
 CACHED_TOKENS = 2_412
 
 
@@ -112,7 +114,7 @@ def client(vendor: Vendor, **options: Any) -> portal.Client:
                 "kind": "gemini",
                 "api_key": "g-key",
                 "options": options,
-                "prices": {MODEL: {"input": 0.30, "output": 2.50, "cached_input": 0.03}},
+                "prices": {MODEL: PRICES},
             }
         },
         "features": {"docs": {"primary": f"google:{MODEL}"}},
@@ -172,8 +174,10 @@ def test_the_marked_prefix_is_created_once_then_referred_to() -> None:
     assert (u.cache_write_tokens, u.cached_input_tokens) == (CACHED_TOKENS, CACHED_TOKENS)
     assert u.input_tokens == 2 * CACHED_TOKENS + 12
     fresh, read, write, out = 12, CACHED_TOKENS, CACHED_TOKENS, 5
+    stored = CACHED_TOKENS * 300 / 3600  # token-hours for the 5-minute TTL
+    assert u.cache_storage_token_hours == pytest.approx(stored)
     assert first.cost_usd == pytest.approx(
-        (fresh * 0.30 + read * 0.03 + write * 0.30 + out * 2.5) / 1e6
+        (fresh * 0.30 + read * 0.03 + write * 0.30 + out * 2.5 + stored * 1.0) / 1e6
     )
     assert second.usage.cache_write_tokens == 0
     assert second.cost_usd == pytest.approx((12 * 0.30 + CACHED_TOKENS * 0.03 + 5 * 2.5) / 1e6)
@@ -239,3 +243,30 @@ def test_markers_gemini_cannot_cache_are_refused_before_sending() -> None:
     with client(vendor) as c, pytest.raises(ContractError, match="nothing follows"):
         c.chat(feature="docs", messages=[portal.user("q"), portal.user(DOC, cache="5m")])
     assert vendor.requests == []
+
+
+def test_unpriced_cache_storage_is_left_out_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from portal.contracts.responses import Usage
+    from portal.metering.prices import Price
+
+    price = Price(0.30, 2.50, cached_input=0.03, model_id="google/gemini-x")
+    usage = Usage(1000, 0, cache_write_tokens=1000, cache_storage_token_hours=500.0)
+    with caplog.at_level("WARNING", logger="portal"):
+        assert price.cost(usage) == pytest.approx(1000 * 0.30 / 1e6)
+        price.cost(usage)
+    warned = [r for r in caplog.records if "cache_storage" in r.getMessage()]
+    assert len(warned) == 1 and 'prices."gemini-x"] cache_storage' in warned[0].getMessage()
+    stored = Price(0.30, 2.50, cache_storage=4.5)
+    assert stored.cost(usage) == pytest.approx((1000 * 0.30 + 500 * 4.5) / 1e6)
+
+
+def test_cache_storage_is_a_config_price_field() -> None:
+    from portal.price_overrides import check_price_overrides
+
+    assert check_price_overrides({MODEL: PRICES}, "providers.google.prices") == []
+    (problem,) = check_price_overrides({MODEL: {"cache_storag": 1}}, "providers.google.prices")
+    assert "did you mean 'cache_storage'?" in problem and "per 1M tokens per hour" in problem
+    (problem,) = check_price_overrides({MODEL: {"batch": {"cache_storage": 1}}}, "p")
+    assert "unknown price field 'cache_storage'" in problem  # not a per-tier rate
