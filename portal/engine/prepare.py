@@ -204,6 +204,9 @@ def shadow_call(call: Call, target: Target) -> Call:
         tags={**call.tags, SHADOW_TAG: call.call_id},
         contract_version=call.contract_version,
         deadline=deadline,
+        # part of the user action it copies: cost per action counts what the action cost,
+        # and the copy does not count as an action of its own
+        action_id=call.action_id or call.call_id,
     )
 
 

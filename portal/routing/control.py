@@ -445,6 +445,18 @@ class RouteControl:
                     f"  canary {feat.canary.target} at {live['percent']:g}%: key bucket "
                     f"{route.canary_bucket} vs threshold {route.canary_threshold} -> {route.arm}"
                 )
+            shadow = float(live.get("shadow", feat.canary.shadow))
+            if shadow > 0:
+                if route.arm != "baseline":
+                    this = "none for a canary-arm call"
+                elif key is None:
+                    this = "drawn per call (no key)"
+                else:
+                    this = "this key is copied" if route.shadow else "this key is not copied"
+                lines.append(
+                    f"  shadow copies of {shadow:g}% of the baseline's calls to "
+                    f"{feat.canary.target} (answers not served): {this}"
+                )
         lines.append(
             f"  strategy {route.strategy}; retry {route.policy.attempts} attempt(s) "
             f"per target, budget {route.policy.budget_ratio:.0%} of calls"

@@ -158,6 +158,7 @@ def test_copies_have_their_own_ledger_rows(kind: str, tmp_path: Path) -> None:
     assert {r.call_id for r in user} == {r.call_id for r in responses}
     assert len(copies) == 5
     assert {r.tags["shadow_of"] for r in copies} == {r.call_id for r in responses}
+    assert all(r.action_id == r.tags["shadow_of"] for r in copies)  # the action it copied
     assert not {r.call_id for r in copies} & {r.call_id for r in responses}
     assert all(r.target == "c:new" and r.feature == "f" and r.tenant is None for r in copies)
     attempts = [r for r in rows if r.kind == "attempt" and r.arm == "shadow"]
@@ -402,3 +403,16 @@ def test_a_copy_is_sent_the_request_the_primary_is_sent_after_the_guards(kind: s
     assert "bob.smith@example.com" not in str(a.bodies[0])  # the guard redacted it
     assert c.bodies[0]["messages"] == a.bodies[0]["messages"]
     assert c.bodies[0]["model"] == "new" and a.bodies[0]["model"] == "m"
+
+
+def test_route_explain_says_whether_a_key_is_copied() -> None:
+    client = portal.Client(shadow_cfg(shadow=5), ledger=None)
+    cfg = load_config(shadow_cfg(shadow=5))
+    router = Router(cfg, AdapterPool(cfg), MemoryState())
+    copied = next(k for k in KEYS if router.route("f", k, None).shadow is not None)
+    plain = next(k for k in KEYS if router.route("f", k, None).shadow is None)
+    assert "shadow copies of 5% of the baseline's calls to c:new" in client.explain("f", copied)
+    assert "this key is copied" in client.explain("f", copied)
+    assert "this key is not copied" in client.explain("f", plain)
+    assert "drawn per call (no key)" in client.explain("f")
+    client.close()
