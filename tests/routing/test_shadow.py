@@ -416,3 +416,53 @@ def test_route_explain_says_whether_a_key_is_copied() -> None:
     assert "this key is not copied" in client.explain("f", plain)
     assert "drawn per call (no key)" in client.explain("f")
     client.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_async_copy_that_overstays_its_deadline_is_cancelled(backend: str) -> None:
+    from portal.engine.shadow import SHADOW_GRACE_S, TaskShadows
+
+    ended: list[float] = []
+
+    async def stuck(flow: Any) -> None:
+        try:
+            await anyio.sleep(30)
+        finally:
+            ended.append(time.perf_counter())
+
+    def flow() -> Any:
+        yield None
+
+    async def main() -> float:
+        shadows = TaskShadows(stuck)
+        t0 = time.perf_counter()
+        shadows.launch(flow(), t0 + 0.1)
+        await shadows.wait(10)
+        assert shadows.running == 0
+        return t0
+
+    t0 = anyio.run(main, backend=backend)
+    assert len(ended) == 1
+    assert 0.1 + SHADOW_GRACE_S - 0.05 <= ended[0] - t0 < 0.1 + SHADOW_GRACE_S + 1.0
+
+
+def test_aclose_cancels_the_copies_still_running() -> None:
+    from portal.engine.shadow import TaskShadows
+
+    async def stuck(flow: Any) -> None:
+        await anyio.sleep(30)
+
+    def flow() -> Any:
+        yield None
+
+    async def main() -> float:
+        shadows = TaskShadows(stuck)
+        shadows.launch(flow(), time.perf_counter() + 60)
+        await anyio.sleep(0.05)
+        assert shadows.running == 1
+        t0 = time.perf_counter()
+        await shadows.aclose()
+        assert shadows.running == 0
+        return time.perf_counter() - t0
+
+    assert anyio.run(main) < 1.0
