@@ -355,8 +355,7 @@ class RouteControl:
         if fast is None or fast / 1000.0 <= left:
             return None
         return (
-            f"deadline too close: {left * 1000:.0f} ms left, its fastest calls take "
-            f"{fast:.0f} ms"
+            f"deadline too close: {left * 1000:.0f} ms left, its fastest calls take {fast:.0f} ms"
         )
 
     def warn_no_hedge(self) -> None:

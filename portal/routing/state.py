@@ -18,9 +18,11 @@ claims, events); breakers, budgets and canaries are written once on top of them.
     The sync client uses redis-py's sync client, the async client redis-py's asyncio one;
   - ``claim`` (the half-open probe, at most once per cooldown per target) is one ``SET NX``;
   - ``remember`` / ``recall`` (short-lived values, many keys: which target holds a cached
-    prompt prefix) are a queued ``SET PX`` and, the first time this process reads a key,
-    one ``GET``; the key is then refreshed with the others while it is read, and forgotten
-    once it is not (both the local copy and the refreshed set are bounded);
+    prompt prefix) are a queued ``SET PX``; a read is local, refreshed by the next cycle
+    for the keys read during the last one (so the refresh costs what the traffic reads),
+    and a key this process has not fetched for `RECALL_STALE_S` is read with one ``GET``
+    at once (a prefix another replica served is found). Both the local copy and the keys
+    tracked are bounded;
   - ``reserve`` and ``settle`` (budget reservations) are one atomic Lua call each, and
     ``spend`` reads Redis directly: a shared budget cannot be kept from a cache either.
     Reservations expire (``ttl_s``): a process that dies mid-call releases what it held.
@@ -51,9 +53,10 @@ BucketDim = tuple[str, float, float, float]
 MAX_WINDOW_S = 3600.0
 #: short-lived values (`State.remember`) one process keeps at most; the oldest go first
 MAX_REMEMBERED = 100_000
-#: keys a `RedisState` keeps refreshing for `State.recall`, and for how long after a read
+#: keys whose last fetch a `RedisState` tracks for `State.recall` (the oldest go first), and
+#: how old a fetch may be before a read goes to Redis itself
 MAX_RECALLED = 10_000
-RECALL_WATCH_S = 300.0
+RECALL_STALE_S = 5.0
 
 
 class StateUnavailable(Exception):
@@ -528,8 +531,10 @@ class RedisState:
         self._watch_values: set[str] = set()
         self._watch_counters: set[str] = set()
         self._watch_windows: dict[str, float] = {}
-        #: recalled keys refreshed with the others, until when (least recently read first)
-        self._watch_recalled: dict[str, float] = {}
+        #: recalled keys: when each was last fetched from Redis (least recent first), and
+        #: those read since the last cycle (the next cycle refreshes them)
+        self._recall_fetched: dict[str, float] = {}
+        self._recall_read: set[str] = set()
         self._lock = threading.Lock()
         self._sync_lock = threading.RLock()
         self._down = False
@@ -587,16 +592,16 @@ class RedisState:
         self._queue("remember", key, value, ttl_s)
 
     def recall(self, key: str) -> Any:
-        """The fleet's value: the first read of a key in this process is one ``GET`` (a
-        prefix another replica served is found at once); after that the key is refreshed
-        with the others for `RECALL_WATCH_S` after its last read."""
+        """The fleet's value: from the local copy, which the next cycle refreshes for the
+        keys read in this one; a key not fetched for `RECALL_STALE_S` (or never) is read
+        from Redis at once (one ``GET``)."""
         now = self.clock()
         with self._lock:
-            first = self._watch_recalled.pop(key, None) is None
-            self._watch_recalled[key] = now + RECALL_WATCH_S
-            while len(self._watch_recalled) > MAX_RECALLED:
-                del self._watch_recalled[next(iter(self._watch_recalled))]
-        if first and not self._down:
+            fetched = self._recall_fetched.get(key)
+            stale = fetched is None or now - fetched > RECALL_STALE_S
+            if not stale:
+                self._recall_read.add(key)
+        if stale and not self._down:
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.get(self._k(key))
@@ -605,8 +610,16 @@ class RedisState:
             except Exception as exc:
                 self._failed(exc)
             else:
-                if raw is not None and pttl is not None and pttl > 0:
-                    self.local.remember(key, json.loads(raw), pttl / 1000.0)
+                with self._lock:
+                    self._recall_fetched.pop(key, None)
+                    self._recall_fetched[key] = now
+                    while len(self._recall_fetched) > MAX_RECALLED:
+                        self._recall_fetched.pop(next(iter(self._recall_fetched)), None)
+                    if raw is not None and pttl is not None and pttl > 0:
+                        self.local._remembered.pop(key, None)
+                        self.local._remembered[key] = (json.loads(raw), now + pttl / 1000.0)
+                    else:
+                        self.local._remembered.pop(key, None)
         return self.local.recall(key)
 
     def claim(self, key: str, ttl_s: float) -> bool:
@@ -832,11 +845,8 @@ class RedisState:
             values = sorted(self._watch_values)
             counters = sorted(self._watch_counters)
             windows = dict(self._watch_windows)
-            now = self.clock()
-            for key in [k for k, until in self._watch_recalled.items() if until < now]:
-                del self._watch_recalled[key]
-                self.local._remembered.pop(key, None)
-            recalled = list(self._watch_recalled)
+            recalled = sorted(self._recall_read)
+            self._recall_read.clear()
         try:
             pipe = self._redis.pipeline(transaction=False)
             for op, args in batch:
@@ -955,6 +965,8 @@ class RedisState:
                 loc._remembered.pop(key, None)
                 if key in fresh._remembered:
                     loc._remembered[key] = fresh._remembered[key]
+                if key in self._recall_fetched:
+                    self._recall_fetched[key] = now
             for op, args in pending:
                 self._replay(op, args)
         if stale:

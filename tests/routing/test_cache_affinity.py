@@ -4,6 +4,7 @@ gone to first; a call served elsewhere records the cache it will not read."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,7 @@ from portal.contracts.cache import cache_lifetime_s, prefix_key
 from portal.contracts.messages import coerce_messages
 from portal.contracts.request import ChatRequest
 from portal.metering.ledger import read_records
-from portal.routing.state import MemoryState, RedisState
+from portal.routing.state import RECALL_STALE_S, MemoryState, RedisState
 from portal.stress.faults import Fault
 
 from .conftest import FakeClock, config, faulty, sim_provider
@@ -241,16 +242,24 @@ def test_two_clients_sharing_a_redis_state_stick_to_the_same_target(make: Any) -
         one_state.sync()  # the write reaches Redis (the state thread does this every 100 ms)
         served = {two.chat(feature="f", messages=_messages(f"q{i}")).target for i in range(30)}
         assert served == {first}
-        # a key read once is refreshed with the others: a move is seen after the next sync
+        # a key read during a cycle is refreshed by the next: a move is seen after it
         other = "b:m" if first == "a:m" else "a:m"
         one_state.remember(_key(), other, 300)
         one_state.sync()
         two_state.sync()
         assert two_state.recall(_key()) == other
-        # keys nobody reads any more are no longer refreshed, and Redis expires them
-        two_state.clock = lambda: 10**12  # type: ignore[method-assign]
+        # only keys read since the last cycle are refreshed (the refresh costs what the
+        # traffic reads) ...
         two_state.sync()
-        assert two_state._watch_recalled == {}
+        assert two_state._recall_read == set()
+        one_state.remember(_key(), first, 300)
+        one_state.sync()
+        two_state.sync()  # nobody read the key in between: not refreshed
+        assert two_state.local.recall(_key()) == other
+        # ... and a read long after the last fetch goes to Redis at once
+        later = time.time() + RECALL_STALE_S + 1
+        two_state.clock = lambda: later  # type: ignore[method-assign]
+        assert two_state.recall(_key()) == first
     finally:
         for s in (one_state, two_state):
             s.clear()
