@@ -470,7 +470,9 @@ class JsonlSink:
         whole, total = 0, 0
         for line in lines:
             total += len(line)
-            if total > written:
+            # a line short of only its newline is whole: the next append ends it, so it
+            # reads back as a row (retrying it would write it twice)
+            if total - 1 > written:
                 break
             whole += 1
         self._on_disk.extend(records[:whole])

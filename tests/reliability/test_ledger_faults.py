@@ -59,3 +59,37 @@ def test_a_full_disk_mid_append_never_duplicates_a_row(
     assert len(ids) == 400, f"{len(ids)} rows for 400 records"
     assert sorted(ids) == [f"c{i:04d}" for i in range(400)]
     assert disk.partial >= 20  # the disk really did fill up mid-append, many times
+
+
+def test_a_line_cut_just_before_its_newline_is_one_row_not_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up one byte short of the end of a line, and the file cannot be cut
+    back: the next append ends that line, which then reads back as a row, so the retry must
+    not write it again."""
+    path = tmp_path / "ledger.jsonl"
+    real = os.write
+    state = {"cut": False, "fail": False}
+
+    def write(fd: int, data: Any) -> int:
+        if state["fail"]:
+            state["fail"] = False
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if not state["cut"] and len(data) > 1:
+            state["cut"] = state["fail"] = True
+            first = bytes(data).index(b"\n")
+            return real(fd, bytes(data[:first]))  # the first line, all but its newline
+        return real(fd, data)
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "cannot truncate")
+
+    monkeypatch.setattr(ledger_mod.os, "write", write)
+    monkeypatch.setattr(ledger_mod.os, "ftruncate", no_truncate)
+    led = Ledger([f"jsonl:///{path}"], batch_size=3, retry_initial_s=0.001, retry_max_s=0.01)
+    for i in range(3):
+        led.record(LedgerRecord(call_id=f"c{i}", kind="call", target="p:m"))
+    assert led.flush(timeout=10)
+    led.close()
+    ids = [rec.call_id for rec in read_records(f"jsonl:///{path}")]
+    assert sorted(ids) == ["c0", "c1", "c2"]
