@@ -41,7 +41,8 @@ Choices made here, and why:
   ``systemInstruction``, ``tools``, ``toolConfig``, ``ttl``) and each request then sends only
   what follows it, with ``cachedContent: "cachedContents/..."`` (a request using a cache may
   not set its own system instruction, tools or tool config). The name is reused until shortly
-  before its TTL ends (per process); creating it is billed as cache writes at the input price
+  before its TTL ends (per process, one creation at a time: a call that finds another one
+  creating it goes without it); creating it is billed as cache writes at the input price
   (``usageMetadata.totalTokenCount``) plus its storage for the TTL
   (``Usage.cache_storage_token_hours``, priced by the config's ``cache_storage``). Vertex AI
   keeps implicit caching only.
@@ -180,6 +181,8 @@ class GeminiAdapter(Adapter):
         super().__init__(settings)
         #: explicit caches this process created: prefix key -> (name, usable until)
         self._caches: dict[str, tuple[str, float]] = {}
+        #: prefixes whose cache a call is creating now -> since when (one creation at a time)
+        self._creating: dict[str, float] = {}
         self._caches_lock = threading.Lock()
 
     # -- endpoints ------------------------------------------------------------------------
@@ -267,12 +270,22 @@ class GeminiAdapter(Adapter):
         plan = self.cache_plan(req, model)
         if plan is None or self.live_cache(plan.key) is not None:
             return None
+        now = time.monotonic()
+        with self._caches_lock:
+            since = self._creating.get(plan.key)
+            if since is not None and now - since < _CREATING_S:
+                return None  # another call is creating it: this one goes uncached
+            self._creating[plan.key] = now
         url = f"{self.base_url}/{self.api_version}/cachedContents"
         return self.json_request(url, plan.body, self.auth_headers())
 
     def cache_ready(self, req: ChatRequest, model: str, reply: WireReply) -> Usage:
         """Keep the created cache's name for its TTL (less a margin, so no request reaches
         it as it expires) and bill its tokens as cache writes at the input price."""
+        plan = self.cache_plan(req, model)
+        assert plan is not None
+        with self._caches_lock:
+            self._creating.pop(plan.key, None)
         if reply.status >= 400:
             raise self.parse_error(reply, model)
         try:
@@ -282,8 +295,6 @@ class GeminiAdapter(Adapter):
         name = data.get("name") if isinstance(data, dict) else None
         if not isinstance(name, str) or not name.startswith("cachedContents/"):
             raise self.invalid("cachedContents.create: the reply names no cachedContents/", model)
-        plan = self.cache_plan(req, model)
-        assert plan is not None
         until = time.monotonic() + plan.ttl_s - min(60.0, plan.ttl_s / 10)
         with self._caches_lock:
             self._caches.pop(plan.key, None)
@@ -719,6 +730,8 @@ _LIFETIME_S = {"5m": 300.0, "1h": 3600.0}
 _DEFAULT_CACHE_TTL_S = 3600.0
 #: explicit caches one provider remembers (the oldest are forgotten first)
 _CACHES_KEPT = 1000
+#: how long a creation in flight keeps other calls from creating the same cache (seconds)
+_CREATING_S = 30.0
 
 
 class VertexAdapter(GeminiAdapter):

@@ -270,3 +270,28 @@ def test_cache_storage_is_a_config_price_field() -> None:
     assert "did you mean 'cache_storage'?" in problem and "per 1M tokens per hour" in problem
     (problem,) = check_price_overrides({MODEL: {"batch": {"cache_storage": 1}}}, "p")
     assert "unknown price field 'cache_storage'" in problem  # not a per-tier rate
+
+
+def test_one_creation_at_a_time_per_prefix() -> None:
+    from portal.contracts.messages import coerce_messages
+    from portal.contracts.request import ChatRequest
+    from portal.providers.gemini import GeminiAdapter
+    from portal.providers.settings import ProviderSettings
+    from portal.secret import Secret
+    from portal.wire import WireReply
+
+    adapter = GeminiAdapter(ProviderSettings("google", "gemini", api_key=Secret("g-key")))
+    req = ChatRequest(coerce_messages([portal.user(DOC, cache="5m"), portal.user("q")]))
+    assert adapter.cache_setup(req, MODEL) is not None
+    assert adapter.cache_setup(req, MODEL) is None  # a concurrent call: no second creation
+    body = json.loads(adapter.build_chat(req, MODEL).body)
+    assert "cachedContent" not in body and body["contents"][0]["parts"][0]["text"] == DOC
+    made = {"name": "cachedContents/k1", "usageMetadata": {"totalTokenCount": 10}}
+    adapter.cache_ready(req, MODEL, WireReply(200, {}, json.dumps(made).encode()))
+    assert json.loads(adapter.build_chat(req, MODEL).body)["cachedContent"] == "cachedContents/k1"
+    # a failed creation frees the prefix for the next call to try again
+    other = ChatRequest(coerce_messages([portal.user("x" + DOC, cache="5m"), portal.user("q")]))
+    assert adapter.cache_setup(other, MODEL) is not None
+    with pytest.raises(BadRequest):
+        adapter.cache_ready(other, MODEL, WireReply(400, {}, b'{"error": {"code": 400}}'))
+    assert adapter.cache_setup(other, MODEL) is not None
