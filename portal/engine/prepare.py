@@ -5,6 +5,7 @@ the budget decision, and the deadline. `flow_of` then composes the flow to drive
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -233,6 +234,13 @@ def prepare_embed(engine: Engine, args: EmbedArgs) -> Call | Refusal:
 
 
 def _deadline(timeout_s: float | None, route: Route) -> float | None:
+    if timeout_s is not None and not (
+        isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf
+    ):
+        raise ConfigError(
+            f"timeout_s={timeout_s!r}: a call's deadline is a number of seconds above 0 "
+            "(e.g. timeout_s=10); leave it out for the feature's timeout_s"
+        )
     timeout = timeout_s if timeout_s is not None else route.timeout_s
     return None if timeout is None else time.perf_counter() + timeout
 

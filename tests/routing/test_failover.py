@@ -8,6 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
+import portal
 from portal.errors import AllTargetsFailed, AuthenticationError, ProviderTimeout
 from portal.stress.faults import Fault
 
@@ -174,3 +175,12 @@ def test_embed_fails_over_like_chat(make: Any) -> None:
     resp = r.embed(feature="e", inputs=["hello", "world"])
     assert resp.target == "b:emb" and len(resp.vectors) == 2
     assert [x.target for x in resp.attempts] == ["a:emb", "b:emb"]
+
+
+@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf")])
+def test_a_call_deadline_that_is_not_a_positive_number_is_refused(make: Any, bad: float) -> None:
+    """A negative deadline used to run the call into "deadline of -1s passed after 0
+    attempt(s)"; it is the caller's mistake, named as such."""
+    r = make(TWO)
+    with pytest.raises(portal.ConfigError, match=r"timeout_s=.*above 0"):
+        r.chat(feature="f", timeout_s=bad)

@@ -83,3 +83,24 @@ def test_cut_on_the_only_target(make: Any, when: str) -> None:
         assert text_of(events) == ""
     else:
         assert isinstance(err, StreamInterrupted) and err.partial_text == text_of(events)
+
+
+def test_a_connection_cut_before_the_first_token_names_its_target(make: Any) -> None:
+    """The read that broke belongs to an attempt: its error names that provider and model
+    (it used to say provider "stream")."""
+    cfg = config({"a": sim_provider()}, {"f": {"primary": "a:m", "retry": {"attempts": 1}}})
+    r = make(cfg, {"a": faulty("a", Fault("cut", when="before_first_token"))})
+    _events, err = r.stream(feature="f")
+    assert err is not None and (err.provider, err.model) == ("a", "m"), repr(err)
+    assert str(err).startswith("a:m: ")
+
+
+def test_two_failed_targets_are_counted_as_two(make: Any) -> None:
+    from portal.errors import AllTargetsFailed
+
+    a = faulty("a", Fault("cut", when="before_first_token"))
+    b = faulty("b", Fault("cut", when="before_first_token"))
+    r = make(TWO, {"a": a, "b": b})
+    _events, err = r.stream(feature="f")
+    assert isinstance(err, AllTargetsFailed), repr(err)
+    assert str(err).startswith("all 2 targets failed for f")
