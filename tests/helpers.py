@@ -65,3 +65,28 @@ def sim_config(**features: Any) -> dict[str, Any]:
     }
     feats = features or {"f": {"primary": "a:m1", "fallbacks": ["b:m2"]}}
     return {"portal": {"ledger": "none"}, "providers": providers, "features": feats}
+
+
+def openai_stream_chunks(texts: list[str], prompt_tokens: int = 5) -> list[bytes]:
+    """An OpenAI Chat Completions stream: one SSE event per text delta, then the final chunk
+    (``finish_reason`` and ``usage``, as with ``stream_options.include_usage``) and
+    ``[DONE]``."""
+    import json
+
+    def event(delta: dict[str, Any], finish: str | None = None, **top: Any) -> bytes:
+        chunk = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **top,
+        }
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(texts),
+        "total_tokens": prompt_tokens + len(texts),
+    }
+    last = event({}, "stop", usage=usage) + b"data: [DONE]\n\n"
+    return [*(event({"content": text}) for text in texts), last]

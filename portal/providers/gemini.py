@@ -247,12 +247,7 @@ class GeminiAdapter(Adapter):
         body: dict[str, Any] = {"model": name}
         if cached:
             body["contents"] = cached
-        if system:
-            body["systemInstruction"] = {"parts": system}
-        if req.tools:
-            body["tools"] = [{"functionDeclarations": [self.map_tool(t) for t in req.tools]}]
-        if req.tool_choice is not None:
-            body["toolConfig"] = {"functionCallingConfig": self.map_tool_choice(req)}
+        self._put_instructions(body, system, req)
         body["ttl"] = f"{ttl_s:g}s"
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return _CachePlan(hashlib.sha256(text.encode()).hexdigest(), body, ttl_s, len(cached))
@@ -308,15 +303,20 @@ class GeminiAdapter(Adapter):
             cache_storage_token_hours=tokens * plan.ttl_s / 3600.0,
         )
 
-    def chat_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
-        system, contents = self.map_messages(req.messages)
-        body: dict[str, Any] = {"contents": contents}
+    def _put_instructions(self, body: dict[str, Any], system: list[Any], req: ChatRequest) -> None:
+        """The system instruction, tools and tool config of ``req``, where Gemini reads them
+        (a ``generateContent`` body and a ``cachedContents`` body alike)."""
         if system:
             body["systemInstruction"] = {"parts": system}
         if req.tools:
             body["tools"] = [{"functionDeclarations": [self.map_tool(t) for t in req.tools]}]
         if req.tool_choice is not None:
             body["toolConfig"] = {"functionCallingConfig": self.map_tool_choice(req)}
+
+    def chat_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
+        system, contents = self.map_messages(req.messages)
+        body: dict[str, Any] = {"contents": contents}
+        self._put_instructions(body, system, req)
         config: dict[str, Any] = {}
         if req.temperature is not None:
             config["temperature"] = req.temperature

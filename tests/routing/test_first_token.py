@@ -18,29 +18,13 @@ import pytest
 import portal
 from portal.errors import ProviderTimeout
 from portal.metering.ledger import read_records
+from tests.helpers import openai_stream_chunks
 
 from .conftest import config
 
 
 def _chunks(name: str) -> list[bytes]:
-    out = []
-    for _ in range(3):
-        chunk = {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": f"from {name} "}}],
-        }
-        out.append(f"data: {json.dumps(chunk)}\n\n".encode())
-    last = {
-        "id": "c",
-        "object": "chat.completion.chunk",
-        "model": "m",
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
-    }
-    out.append(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
-    return out
+    return openai_stream_chunks([f"from {name} "] * 3)
 
 
 class _Vendors:
@@ -140,7 +124,9 @@ def test_a_target_slow_to_its_first_token_is_left_for_the_next(
         ("a:m", "error", "ProviderTimeout"),
         ("b:m", "ok", None),
     ]
-    assert all(body["stream"] is True for body in vendors.seen)  # a chat too: to see its first token
+    assert all(
+        body["stream"] is True for body in vendors.seen
+    )  # a chat too: to see its first token
     assert resp.ttft_ms is not None and resp.ttft_ms < 300
     calls = read_records(url, kind="call")
     assert len(calls) == 1 and calls[0].ttft_ms is not None

@@ -4,7 +4,6 @@ metered as hedge_lost. The sync Client runs hedged features unhedged and says so
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import pytest
 
 import portal
 from portal.stress.faults import Fault
+from tests.helpers import openai_stream_chunks
 
 from .conftest import config, faulty, sim_provider
 
@@ -126,23 +126,9 @@ def _vendor(name: str, first_token_ms: float) -> httpx2.MockTransport:
 
     async def body() -> AsyncIterator[bytes]:
         await anyio.sleep(first_token_ms / 1000)
-        for _ in range(5):
-            chunk = {
-                "id": "c",
-                "object": "chat.completion.chunk",
-                "model": "m",
-                "choices": [{"index": 0, "delta": {"content": f"from {name} "}}],
-            }
-            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        for chunk in openai_stream_chunks([f"from {name} "] * 5):
+            yield chunk
             await anyio.sleep(0.01)
-        last = {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "model": "m",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15},
-        }
-        yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()
 
     async def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
