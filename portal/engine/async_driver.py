@@ -79,21 +79,27 @@ class AsyncDriver:
                 if kind is Send:
                     assert isinstance(effect, Send)
                     until = effect.first_byte_by  # status and headers by then
+                    # one limit for the whole exchange when the headers' is the body's (the
+                    # usual non-streamed call): one scope instead of two
+                    whole = not effect.stream and until == effect.deadline
                     try:  # always opened as a stream: the body is read under a size cap
-                        async with _Within(until):
-                            resp = await self.http(effect.provider).send(
-                                _http.to_httpx(effect.request, effect.timeout_s, effect.connect_s),
-                                stream=True,
-                            )
-                        if effect.stream and resp.status_code < 400:
-                            stream, chunks = resp, resp.aiter_bytes()  # decoded: gzip-safe
-                            value = OpenStream(resp.status_code, dict(resp.headers))
-                        else:
-                            until = effect.deadline  # the whole body by then
-                            limit = self.engine.reply_limit(effect.provider)
-                            async with _Within(until):
-                                body = await _http.aread_capped(resp, limit, effect.provider)
-                            value = WireReply(resp.status_code, resp.headers, body)
+                        async with _Within(until if whole else None):
+                            async with _Within(None if whole else until):
+                                resp = await self.http(effect.provider).send(
+                                    _http.to_httpx(
+                                        effect.request, effect.timeout_s, effect.connect_s
+                                    ),
+                                    stream=True,
+                                )
+                            if effect.stream and resp.status_code < 400:
+                                stream, chunks = resp, resp.aiter_bytes()  # decoded: gzip-safe
+                                value = OpenStream(resp.status_code, dict(resp.headers))
+                            else:
+                                until = effect.deadline  # the whole body by then
+                                limit = self.engine.reply_limit(effect.provider)
+                                async with _Within(None if whole else until):
+                                    body = await _http.aread_capped(resp, limit, effect.provider)
+                                value = WireReply(resp.status_code, resp.headers, body)
                     except TimeoutError:
                         error = _http.deadline_passed(effect.provider)
                     except httpx2.HTTPError as exc:

@@ -5,6 +5,7 @@ I/O themselves, so the sync and the async client share every decision made here.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import replace
@@ -83,8 +84,10 @@ MIN_ATTEMPT_S = 0.05
 def _send(
     call: Call, target: Target, wire: WireRequest, until: float, clock: Clock, stream: bool
 ) -> Send:
-    """The `Send` of one request of an attempt that must end by ``until``: its phase limits
-    are the provider's, none past ``until``."""
+    """The `Send` of one request of an attempt that must end by ``until`` (a stream: whose
+    first token is due by then): its phase limits are the provider's, none past ``until``.
+    A stream's socket reads may wait up to the call's deadline (its reads after the first
+    token are bounded by the call's deadline and ``stall_timeout_s`` only)."""
     now = clock()
     left = until - now
     if left <= 0:
@@ -98,10 +101,13 @@ def _send(
     stall = settings.stall_timeout_s or settings.timeout_s
     connect = settings.connect_timeout_s or settings.timeout_s
     per_read = first if first > stall else stall
+    read_left = left
+    if stream:
+        read_left = math.inf if call.deadline is None else call.deadline - now
     return Send(
         target.provider,
         wire,
-        per_read if per_read < left else left,
+        per_read if per_read < read_left else read_left,
         stream,
         until,
         now + first if now + first < until else until,

@@ -54,7 +54,9 @@ class _Vendors:
                 if name == "a" and outer.stop.wait(2.0):
                     return
                 try:
-                    for chunk in _chunks(name):
+                    for i, chunk in enumerate(_chunks(name)):
+                        if name == "gappy" and i and outer.stop.wait(0.5):
+                            return  # its first token at once, then half a second per chunk
                         self.wfile.write(chunk)
                         self.wfile.flush()
                 except OSError:
@@ -149,3 +151,20 @@ def test_a_first_token_limit_longer_than_the_deadline_is_refused(vendors: _Vendo
         portal.ConfigError, match=r"features\.f.*first_token_timeout_s = 0\.3 is longer"
     ):
         portal.Client(cfg)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_first_token_limit_does_not_bound_the_gaps_after_it(
+    kind: str, vendors: _Vendors
+) -> None:
+    """0.5 s between chunks after a first token that came at once, under a 0.3 s first-token
+    limit: the stream is served whole (only the deadline and stall_timeout_s bound it)."""
+    cfg = _config(vendors)
+    cfg["providers"]["gappy"] = {
+        "kind": "openai",
+        "api_key": "sk-test",
+        "base_url": vendors.url("gappy"),
+    }
+    cfg["features"]["f"] = {"primary": "gappy:m", "first_token_timeout_s": 0.3, "timeout_s": 5}
+    resp = _call(kind, "stream", cfg)
+    assert resp.text == "from gappy " * 3
