@@ -657,7 +657,10 @@ def _stream_once(
         parser = adapter.stream_parser(request, target.model)
         limit = byte_limit(adapter.settings.options, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)
         received = 0
-        stall = adapter.settings.stall_timeout_s
+        settings = adapter.settings
+        stall = settings.stall_timeout_s
+        if stall is not None and stall >= (settings.first_byte_timeout_s or 0.0):
+            stall = None  # the socket's own read timeout is this long: nothing to add per read
         deadline = call.deadline
         read = ReadChunk(first_by, stall)  # effects carry no state: one for every read
         held: list[StreamEvent] = []  # with ``hold``: events before the first token

@@ -181,3 +181,18 @@ def test_size_caps_are_validated_in_config(value: Any, message: str) -> None:
     with pytest.raises(portal.ConfigError) as info:
         portal.Client(config("http://127.0.0.1:1/v1", max_reply_bytes=value), ledger=None)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_stall_timeout_cuts_a_stream_that_stops_sooner_than_the_attempt_limit(
+    server: BadServer, mode: str
+) -> None:
+    """first_byte_timeout_s 5 s (the socket's read timeout), stall_timeout_s 0.3 s: a stream
+    that stops after its first text is cut after 0.3 s of silence."""
+    cfg = config(server.url("stall-stream"), timeout_s=5)
+    cfg["providers"]["v"]["stall_timeout_s"] = 0.3
+    t0 = time.perf_counter()
+    err = RUN[mode](cfg, "stream")
+    assert isinstance(err, errors.StreamInterrupted), repr(err)
+    assert err.partial_text == "partial "
+    assert time.perf_counter() - t0 < 2.0
