@@ -461,14 +461,31 @@ class RouteControl:
             f"per target, budget {route.policy.budget_ratio:.0%} of calls"
         )
         if route.timeout_s:
-            lines.append(f"  deadline {route.timeout_s:g}s for the whole call")
+            lines.append(
+                f"  deadline {route.timeout_s:g}s for the whole call; while a target is tried, "
+                "the next one's share is kept"
+            )
+        if route.first_token_s:
+            lines.append(
+                f"  first token due {route.first_token_s:g}s into each attempt, or the call "
+                "moves on to the next target"
+            )
         if feat.hedge is not None:
             when = f"{feat.hedge.after_ms:g} ms" if feat.hedge.after_ms else "the primary's p95"
-            lines.append(f"  hedge after {when} (AsyncClient only)")
+            what = "calls and streams" if feat.hedge.streams else "calls (not streams)"
+            lines.append(f"  hedge {what} after {when} (AsyncClient only)")
+        if feat.cache_affinity:
+            lines.append(
+                "  cache affinity: a call with a cached prefix goes first to the target that "
+                "last served that prefix, among the targets it could go to first"
+            )
         call = Call("chat", route, ChatRequest(messages=[]), key=key)
         lines.append("  targets, in order:")
         for i, t in enumerate(self.plan(call), 1):
             bits = [self.breakers.describe(t.id)]
+            if route.timeout_s and i > 1:
+                kept = self.reserve(t, route.timeout_s) * 1000
+                bits.append(f"{kept:.0f} ms of the deadline kept for it")
             if feature in self._ejecting and self.ejection.ejected(feature, t.id):
                 bits.append("shifted away: slow or failing (eject)")
             if self.commitments.has(t.provider):

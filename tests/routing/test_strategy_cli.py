@@ -164,3 +164,28 @@ def test_canary_cli_moves_the_shared_step(tmp_path: Path) -> None:
         state = RedisState("redis://127.0.0.1:6379/0", prefix=prefix, start=False)
         state.clear()
         state.close()
+
+
+def test_route_explain_shows_the_deadline_plan_first_token_and_hedge(tmp_path: Path) -> None:
+    path = tmp_path / "portal.toml"
+    path.write_text(
+        """
+[providers.a]
+kind = "sim"
+[providers.b]
+kind = "sim"
+[features.f]
+primary = "a:m"
+fallbacks = ["b:m"]
+timeout_s = 3
+first_token_timeout_s = 1.5
+hedge = { after_ms = 300, streams = true }
+"""
+    )
+    out = io.StringIO()
+    assert route_main(["explain", "f", "--config", str(path)], out) == 0
+    text = out.getvalue()
+    assert "deadline 3s for the whole call" in text
+    assert "first token due 1.5s into each attempt" in text
+    assert "hedge calls and streams after 300 ms" in text
+    assert "2. b:m [fallback]" in text and "1000 ms of the deadline kept for it" in text
