@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, Protocol
 
 import anyio
 import httpcore2
@@ -22,7 +23,15 @@ from portal.errors import (
 from portal.secret import scrub
 from portal.wire import WireRequest
 
-__all__ = ["map_exception", "new_async_client", "new_sync_client", "to_httpx", "httpx2"]
+__all__ = [
+    "AsyncReply",
+    "asend",
+    "httpx2",
+    "map_exception",
+    "new_async_client",
+    "new_sync_client",
+    "to_httpx",
+]
 
 #: pool sized for an app with a few hundred calls in flight; users can pass their own client
 DEFAULT_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=256)
@@ -101,6 +110,40 @@ def to_httpx(wire: WireRequest, timeout_s: float, connect_s: float | None = None
         content=body,
         extensions={"timeout": timeout},
     )
+
+
+class AsyncReply(Protocol):
+    """What the async driver reads of a reply opened as a stream: an `httpx2.Response`, or
+    the reply aiohttp gave portal's own pools directly (`portal._aiohttp.Reply`)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def asend(
+    client: httpx2.AsyncClient, wire: WireRequest, timeout_s: float, connect_s: float | None
+) -> Awaitable[AsyncReply]:
+    """Send a wire request and open its reply as a stream (timeouts as `to_httpx`). On
+    portal's own aiohttp pools a model call goes straight to aiohttp, without httpx2's
+    request and response objects; everything else goes through ``client``."""
+    direct = getattr(client._transport, "send_wire", None)
+    if direct is not None:
+        sending: Awaitable[AsyncReply] | None = direct(
+            wire.method, wire.url, wire.headers, wire.body, timeout_s, connect_s
+        )
+        if sending is not None:
+            return sending
+    return client.send(to_httpx(wire, timeout_s, connect_s), stream=True)
 
 
 # --------------------------------------------------------------------------- sync deadlines
@@ -379,7 +422,7 @@ def reply_too_large(limit: int, provider: str) -> InvalidResponse:
     )
 
 
-def _declared_too_large(resp: httpx2.Response, limit: int) -> bool:
+def _declared_too_large(resp: httpx2.Response | AsyncReply, limit: int) -> bool:
     declared = resp.headers.get("content-length", "")
     return declared.isdigit() and int(declared) > limit
 
@@ -403,7 +446,7 @@ def read_capped(resp: httpx2.Response, limit: int, provider: str) -> bytes:
         resp.close()
 
 
-async def aread_capped(resp: httpx2.Response, limit: int, provider: str) -> bytes:
+async def aread_capped(resp: AsyncReply, limit: int, provider: str) -> bytes:
     """Async twin of `read_capped`."""
     try:
         if _declared_too_large(resp, limit):

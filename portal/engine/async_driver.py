@@ -63,7 +63,7 @@ class AsyncDriver:
 
     async def drive(self, flow: Flow[Any], holder: list[Any]) -> AsyncGenerator[StreamEvent, None]:
         """Perform the flow's effects; yield what it emits; its result goes to ``holder``."""
-        stream: httpx2.Response | None = None
+        stream: _http.AsyncReply | None = None
         chunks: AsyncIterator[bytes] | None = None
         value: Any = None
         error: BaseException | None = None
@@ -85,11 +85,11 @@ class AsyncDriver:
                     try:  # always opened as a stream: the body is read under a size cap
                         async with _Within(until if whole else None):
                             async with _Within(None if whole else until):
-                                resp = await self.http(effect.provider).send(
-                                    _http.to_httpx(
-                                        effect.request, effect.timeout_s, effect.connect_s
-                                    ),
-                                    stream=True,
+                                resp = await _http.asend(
+                                    self.http(effect.provider),
+                                    effect.request,
+                                    effect.timeout_s,
+                                    effect.connect_s,
                                 )
                             if effect.stream and resp.status_code < 400:
                                 stream, chunks = resp, resp.aiter_bytes()  # decoded: gzip-safe

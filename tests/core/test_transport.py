@@ -135,3 +135,103 @@ def test_aiohttp_faults_map_to_httpx2_exceptions(fault: str, expected: type) -> 
     wrapped = httpx2.ConnectTimeout("x")
     wrapped.__cause__ = cause
     assert type(_mapped(wrapped)) is expected
+
+
+# ---- the direct path: model calls sent straight through aiohttp -------------------------
+
+
+def _served(url: str, transport: str, calls: int = 1) -> list[str]:
+    """Make ``calls`` chat calls on ``transport``; the replies' texts."""
+
+    async def main() -> list[str]:
+        texts = []
+        async with portal.AsyncClient(_config(url, transport)) as client:
+            for _ in range(calls):
+                resp = await client.chat(feature="f", messages=[portal.user("hi")])
+                texts.append(resp.text)
+        return texts
+
+    return anyio.run(main)
+
+
+def test_both_transports_write_the_same_request_head() -> None:
+    """aiohttp writes exactly the headers the adapter built, in httpx2's order (Host first,
+    Content-Length last): no User-Agent, Accept-Encoding or Content-Type of its own."""
+    from tests.reliability._servers import bad_server
+
+    with bad_server() as server:
+        heads = {}
+        for transport in ("httpx2", "aiohttp"):
+            assert _served(server.url("ok"), transport) == ["ok"]
+            heads[transport] = server.seen[-1]["_head"]
+    assert heads["aiohttp"] == heads["httpx2"]
+    names = [line.split(":")[0].lower() for line in heads["aiohttp"].split("\n")]
+    assert names[0] == "host" and names[-1] == "content-length"
+    assert "user-agent" not in names and "accept-encoding" not in names
+
+
+def test_a_cookie_the_vendor_sets_is_never_sent_back() -> None:
+    """httpx2's send() never adds cookies; aiohttp's session would keep and send them."""
+    from tests.reliability._servers import bad_server
+
+    with bad_server() as server:
+        url = f"http://localhost:{server.port}/cookie/v1"  # a host name: cookies are kept
+        for transport in ("httpx2", "aiohttp"):
+            before = len(server.seen)
+            assert _served(url, transport, calls=2) == ["ok", "ok"]
+            assert [r.get("cookie") for r in server.seen[before:]] == [None, None]
+
+
+@pytest.mark.usefixtures("both_transports")
+def test_a_gzip_reply_is_decoded() -> None:
+    from tests.reliability._servers import bad_server
+
+    with bad_server() as server:
+        assert _served(server.url("gzip-ok"), "auto") == ["ok"]
+
+
+def test_reply_headers_read_as_httpx2_reads_them() -> None:
+    """Lower-cased names, repeats joined with ", ", ASCII else UTF-8 else ISO-8859-1."""
+    from portal._aiohttp import _headers
+
+    cases: list[list[tuple[bytes, bytes]]] = [
+        [(b"Content-Type", b"application/json"), (b"X-Request-Id", b"req_1")],
+        [(b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"Retry-After", b"3")],
+        [(b"X-Note", "caf\u00e9".encode()), (b"X-Other", b"plain")],
+        [(b"X-Note", b"caf\xe9")],  # not UTF-8
+        [],
+    ]
+    for raw in cases:
+        assert _headers(raw) == dict(httpx2.Headers(raw))
+
+
+def test_send_wire_takes_model_calls_and_leaves_the_rest_to_httpx2() -> None:
+    """A POST with plain headers goes straight to aiohttp; a GET, a header aiohttp would
+    write differently, trio (no asyncio loop) and a closed pool go through httpx2."""
+    pool = _http.default_async_transport(True, "aiohttp")
+    assert isinstance(pool, FastAsyncTransport)
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    plain = {"content-type": "application/json", "authorization": "Bearer sk-test"}
+
+    def direct(method: str = "POST", headers: dict[str, str] = plain, target: str = url) -> bool:
+        sending = pool.send_wire(method, target, headers, b"{}", 5.0, None)
+        if sending is None:
+            return False
+        sending.close()  # never awaited: nothing was sent
+        return True
+
+    async def main() -> list[bool]:
+        checks = [
+            direct(),
+            not direct("GET"),
+            not direct(headers={**plain, "host": "elsewhere"}),
+            not direct(headers={**plain, "x-bad": "a\r\nb"}),
+            not direct(headers={**plain, "x-name": "caf\u00e9"}),
+            not direct(target="ftp://127.0.0.1:9/v1"),
+        ]
+        await pool.aclose()
+        checks.append(not direct())
+        return checks
+
+    assert all(anyio.run(main))
+    assert pool.send_wire("POST", url, plain, b"{}", 5.0, None) is None  # no event loop

@@ -135,6 +135,27 @@ def gzip_bomb(sock: socket.socket, req: dict[str, str], stop: Stop) -> None:
     )
 
 
+def gzip_ok(sock: socket.socket, req: dict[str, str], stop: Stop) -> None:
+    """A normal reply, gzip-compressed (as a vendor may send it)."""
+    body = gzip.compress(_chat_body())
+    sock.sendall(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+        + f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def cookie(sock: socket.socket, req: dict[str, str], stop: Stop) -> None:
+    """A normal reply that sets a cookie for the host (which portal never sends back)."""
+    body = _chat_body()
+    sock.sendall(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        + b"set-cookie: vendor_session=abc123; Path=/\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
 def echo_key(sock: socket.socket, req: dict[str, str], stop: Stop) -> None:
     """A 401 whose body echoes every credential header and the URL, as a careless vendor (or
     proxy) might; portal must not pass the key on. (Not in a response header: httpcore's own
@@ -180,13 +201,16 @@ BEHAVIOURS: dict[str, Handler] = {
     "huge": huge,
     "huge-chunked": huge_chunked,
     "gzip-bomb": gzip_bomb,
+    "gzip-ok": gzip_ok,
+    "cookie": cookie,
     "redirect": redirect,
     "echo-key": echo_key,
 }
 
 
 class BadServer:
-    """Records every request it saw (path and headers) in ``seen``."""
+    """Records every request it saw (path and headers; ``_head``: the header lines as sent)
+    in ``seen``."""
 
     def __init__(self) -> None:
         self.stop = Stop()
@@ -239,7 +263,7 @@ def _read_request(sock: socket.socket) -> dict[str, str] | None:
         if not part:
             break
         body += part
-    return {**headers, "_method": method, "_path": path}
+    return {**headers, "_method": method, "_path": path, "_head": "\n".join(lines[1:])}
 
 
 @contextmanager
