@@ -32,7 +32,7 @@ import anyio
 import httpx2
 from httpx2._decoders import IdentityDecoder, MultiDecoder
 from httpx_aiohttp.httpx2 import AiohttpTransport
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 __all__ = ["FastAsyncTransport", "Reply"]
@@ -127,31 +127,34 @@ _NO_CONTENT_TYPE: CIMultiDict[None] = CIMultiDict({"Content-Type": None})
 #: an ASCII header name and value httpx2's HTTP/1.1 writer (h11) accepts
 _NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
-#: headers the direct path writes as httpx2 would, by distinct header set; cleared when full
-_PLAIN: dict[tuple[tuple[str, str], ...], bool] = {}
+#: a header set aiohttp writes as httpx2 would, as the multidict aiohttp takes without
+#: converting it (None: httpx2 must write it), by distinct header set; cleared when full
+_PLAIN: dict[tuple[tuple[str, str], ...], CIMultiDictProxy[str] | None] = {}
 #: aiohttp's URL per request URL string (a provider sends to a handful)
 _URLS: dict[str, URL] = {}
 _CACHE_MAX = 256
 
 
-def _plain(headers: dict[str, str]) -> bool:
-    """True when aiohttp writes these headers byte for byte as httpx2 would (every model
-    call's); anything else (a header httpx2 computes itself, a name or value it would
-    refuse) goes through httpx2."""
+def _plain(headers: dict[str, str]) -> CIMultiDictProxy[str] | None:
+    """The headers for aiohttp when it writes them byte for byte as httpx2 would (every
+    model call's); None for anything else (a header httpx2 computes itself, a name or value
+    it would refuse), which goes through httpx2."""
     key = tuple(headers.items())
-    found = _PLAIN.get(key)
-    if found is None:
-        found = all(
-            k.isascii()
-            and v.isascii()
-            and _NAME.fullmatch(k) is not None
-            and _VALUE.fullmatch(v) is not None
-            and k.lower() not in ("host", "content-length", "transfer-encoding")
-            for k, v in key
-        )
-        if len(_PLAIN) >= _CACHE_MAX:
-            _PLAIN.clear()
-        _PLAIN[key] = found
+    try:
+        return _PLAIN[key]
+    except KeyError:
+        pass
+    plain = all(
+        k.isascii()
+        and v.isascii()
+        and _NAME.fullmatch(k) is not None
+        and _VALUE.fullmatch(v) is not None
+        and k.lower() not in ("host", "content-length", "transfer-encoding")
+        for k, v in key
+    )
+    if len(_PLAIN) >= _CACHE_MAX:
+        _PLAIN.clear()
+    found = _PLAIN[key] = CIMultiDictProxy(CIMultiDict(key)) if plain else None
     return found
 
 
@@ -272,7 +275,7 @@ class Reply:
 async def _send(
     session: aiohttp.ClientSession,
     url: URL,
-    headers: dict[str, str],
+    headers: CIMultiDictProxy[str],
     body: bytes | None,
     timeout: aiohttp.ClientTimeout,
 ) -> Reply:
@@ -353,20 +356,14 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
         Timeouts as `portal._http.to_httpx` sets them; the attempt's deadline is the
         caller's."""
         loop = asyncio._get_running_loop()
-        if (
-            loop is None
-            or not self._use_fast
-            or self._closed
-            or body is None
-            or method != "POST"
-            or not _plain(headers)
-        ):
+        if loop is None or not self._use_fast or self._closed or body is None or method != "POST":
             return None
+        plain = _plain(headers)
         parsed = _url(url)
-        if parsed is None:
+        if plain is None or parsed is None:
             return None
         session = self._sessions.get(loop) or self._session(loop)
-        return _send(session, parsed, headers, body, _timeout(timeout_s, connect_s))
+        return _send(session, parsed, plain, body, _timeout(timeout_s, connect_s))
 
     def _slow(self) -> httpx2.AsyncBaseTransport:
         if self._fallback is None:
