@@ -128,6 +128,9 @@ class Retrieve:
     retriever: Any
     query: str
     k: int
+    #: the call's deadline (a `time.perf_counter` reading): a retriever still running then
+    #: fails the call with `ProviderTimeout`
+    until: float | None = None
 
 
 @dataclass(slots=True)

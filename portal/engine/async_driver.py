@@ -147,7 +147,10 @@ class AsyncDriver:
                 elif kind is Retrieve:
                     assert isinstance(effect, Retrieve)
                     try:
-                        value = await effect.retriever.aretrieve(effect.query, effect.k)
+                        async with _Within(effect.until):
+                            value = await effect.retriever.aretrieve(effect.query, effect.k)
+                    except TimeoutError:
+                        error = _retrieval_late(effect.retriever)
                     except Exception as exc:
                         error = exc
                 elif kind is Race:
@@ -294,6 +297,13 @@ class _Within:
             await scope.__aexit__(*exc)  # raises TimeoutError when it fired
             return None
         return scope.__exit__(*exc)  # type: ignore[no-any-return]
+
+
+def _retrieval_late(retriever: Any) -> ProviderTimeout:
+    return ProviderTimeout(
+        f"the call's deadline passed while the retriever {retriever!r} was still running; "
+        "raise timeout_s or make the retriever faster"
+    )
 
 
 _END: Any = object()

@@ -157,6 +157,8 @@ def prepare_chat(engine: Engine, operation: str, output: Any, args: ChatArgs) ->
         contract_version=contract_version,
         deadline=_deadline(args.get("timeout_s"), route),
     )
+    if layers is not None:
+        layers.deadline = call.deadline
     run_tools = args.get("run_tools")
     max_steps = args.get("max_steps", DEFAULT_MAX_STEPS)
     if engine.budgets.active:

@@ -12,6 +12,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import portal._http as _http
@@ -32,7 +33,7 @@ from portal.effects import (
     StreamRace,
     Take,
 )
-from portal.errors import ConfigError, InvalidResponse
+from portal.errors import ConfigError, InvalidResponse, ProviderTimeout
 from portal.wire import WireReply
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class SyncDriver:
                 elif kind is Retrieve:
                     assert isinstance(effect, Retrieve)
                     try:
-                        value = effect.retriever.retrieve(effect.query, effect.k)
+                        value = _retrieve(effect)
                     except Exception as exc:
                         error = exc
                 elif kind is StreamRace:  # refused at Client(): run unhedged if it comes
@@ -179,15 +180,18 @@ def _run_tools(effect: RunTools, meter: Meter) -> list[Any]:
         fn = functions[call.name]
         if inspect.iscoroutinefunction(fn):
             raise _async_tool(call.name)
-    runs = [_ToolRun(call, functions[call.name]) for call in effect.calls]
+    runs = [
+        (call, _Background(partial(functions[call.name], **call.arguments), f"tool-{call.name}"))
+        for call in effect.calls
+    ]
     timeout = effect.timeout_s
     until = None if not timeout else time.perf_counter() + timeout
     results: list[Any] = []
-    for run in runs:
+    for call, run in runs:
         left = None if until is None else max(0.0, until - time.perf_counter())
         if not run.done.wait(left):
             result: Any = TimeoutError(
-                f"tool {run.call.name!r} took longer than {timeout:g}s (tool_timeout_s)"
+                f"tool {call.name!r} took longer than {timeout:g}s (tool_timeout_s)"
             )
         else:
             result = run.result
@@ -195,10 +199,34 @@ def _run_tools(effect: RunTools, meter: Meter) -> list[Any]:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()  # never awaited: no "coroutine was never awaited" warning
-                raise _async_tool(run.call.name)
-        meter.tool_ran(run.call.name, run.started, result)
+                raise _async_tool(call.name)
+        meter.tool_ran(call.name, run.started, result)
         results.append(result)
     return results
+
+
+def _retrieve(effect: Retrieve) -> Any:
+    """The retriever's documents; under a deadline it runs in a thread of its own, so a
+    retriever that hangs costs the call its deadline, not its own duration (it runs on in
+    the background, its result discarded)."""
+    if effect.until is None:
+        return effect.retriever.retrieve(effect.query, effect.k)
+    left = effect.until - time.perf_counter()
+    if left <= 0:
+        raise _retrieval_late(effect.retriever)
+    run = _Background(lambda: effect.retriever.retrieve(effect.query, effect.k), "retriever")
+    if not run.done.wait(left):
+        raise _retrieval_late(effect.retriever)
+    if isinstance(run.result, BaseException):
+        raise run.result
+    return run.result
+
+
+def _retrieval_late(retriever: Any) -> ProviderTimeout:
+    return ProviderTimeout(
+        f"the call's deadline passed while the retriever {retriever!r} was still running; "
+        "raise timeout_s or make the retriever faster"
+    )
 
 
 def _async_tool(name: str) -> ConfigError:
@@ -208,24 +236,22 @@ def _async_tool(name: str) -> ConfigError:
     )
 
 
-class _ToolRun:
-    """One tool call running in a daemon thread (it never holds the process open)."""
+class _Background:
+    """``fn()`` running in a daemon thread (it never holds the process open); ``result`` is
+    its value or the exception it raised once ``done`` is set."""
 
-    __slots__ = ("call", "done", "result", "started")
+    __slots__ = ("done", "result", "started")
 
-    def __init__(self, call: Any, fn: Any) -> None:
-        self.call = call
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
         self.started = time.perf_counter()
         self.result: Any = None
         self.done = threading.Event()
-        threading.Thread(
-            target=self._run, args=(fn,), name=f"portal-tool-{call.name}", daemon=True
-        ).start()
+        threading.Thread(target=self._run, args=(fn,), name=f"portal-{name}", daemon=True).start()
 
-    def _run(self, fn: Any) -> None:
+    def _run(self, fn: Callable[[], Any]) -> None:
         try:
-            self.result = fn(**self.call.arguments)
-        except Exception as exc:  # a tool's failure goes back to the model, not to the caller
-            self.result = exc
+            self.result = fn()
+        except Exception as exc:  # a tool's failure goes back to the model; a retriever's
+            self.result = exc  # is thrown into the flow
         finally:
             self.done.set()

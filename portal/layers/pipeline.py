@@ -56,6 +56,7 @@ class Layers:
     rag: RagOptions | None = None
     count: Callable[[str], int] = len
     record: Recorder | None = None  # the meter's counter
+    deadline: float | None = None  # the call's (retrieval counts against it)
 
     @property
     def restores(self) -> bool:
@@ -175,6 +176,7 @@ def _rag(layers: Layers, request: ChatRequest) -> FlowGen:
         request.messages,
         count=layers.count,
         chain=layers.chain,
+        deadline=layers.deadline,
     )
     layers.note(result.decisions)
     return result

@@ -546,12 +546,13 @@ def rag_step(
     count: Callable[[str], int],
     chain: GuardChain | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    deadline: float | None = None,
 ) -> Any:
     """Sans-IO: retrieve for the last user message, screen the documents with the chain's
     document guards, inject them under the token budget. Returns a `RagResult`."""
     query = _query_of(messages)
     t0 = clock()
-    found = yield Retrieve(retriever, query, options.k)  # a failure is thrown in here
+    found = yield Retrieve(retriever, query, options.k, deadline)  # a failure is thrown in
     latency_ms = (clock() - t0) * 1000.0
     docs = coerce_documents(found, "retriever result")[: options.k]
     decisions: list[Decision] = []

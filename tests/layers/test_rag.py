@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -330,3 +332,25 @@ def test_rag_stream_reports_citations_on_done() -> None:
     assert done.response.provider_details["rag"]["doc_ids"] == ["warranty"]
     client.close()
     chat.close()
+
+
+def test_a_hanging_retriever_ends_the_call_at_its_deadline(make: Any) -> None:
+    """The retriever's time counts against the call's deadline: one that hangs fails the
+    call with `ProviderTimeout` at the deadline (it used to hold the call for as long as it
+    hung), before any vendor is asked."""
+    seen: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    def hanging(query: str, k: int) -> list[Document]:
+        release.wait(10)
+        return []
+
+    client = make(_config(timeout_s=0.3), [_reply("never")], seen)
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(portal.ProviderTimeout, match=r"retriever .* was still running"):
+            client.chat(feature="faq", messages=[portal.user("hi")], retriever=hanging)
+    finally:
+        release.set()
+    assert time.perf_counter() - t0 < 1.5
+    assert seen == []
