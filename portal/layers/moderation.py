@@ -11,6 +11,7 @@ use it where a vendor's classifier is worth that latency, next to the local guar
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,11 +76,21 @@ class ModerationGuard:
             "/moderations", {"model": self.model, "input": texts}, adapter.auth_headers()
         )
         http = self.client._http(self.provider)
+        # the whole exchange ends within timeout_s, however slowly the reply arrives, and
+        # its body is read under the provider's size cap
+        until = time.perf_counter() + self.timeout_s
+        _http.bound(until)
         try:
-            resp = http.send(_http.to_httpx(wire, self.timeout_s))
+            resp = http.send(_http.to_httpx(wire, self.timeout_s), stream=True)
+            limit = self.client._core.reply_limit(self.provider)
+            body = _http.read_capped(resp, limit, self.provider)
         except _http.httpx2.HTTPError as exc:
-            raise _http.map_exception(exc, self.provider) from exc
-        reply = WireReply(resp.status_code, resp.headers, resp.content)
+            raise _http.map_exception(exc, self.provider, until) from exc
+        finally:
+            _http.bound(None)
+        if time.perf_counter() > until:  # a transport of the caller's own: never late
+            raise _http.deadline_passed(self.provider)
+        reply = WireReply(resp.status_code, resp.headers, body)
         if reply.status >= 400:
             raise adapter.parse_error(reply, self.model)
         results = reply.json().get("results")

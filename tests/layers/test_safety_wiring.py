@@ -4,6 +4,7 @@ is recorded. The vendor is a scripted OpenAI-format transport that records reque
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -347,3 +348,28 @@ def test_moderation_guard_needs_a_sync_client() -> None:
     aclient = portal.AsyncClient(_config(), ledger=None)
     with pytest.raises(portal.ConfigError, match=r"portal\.Client"):
         ModerationGuard(aclient, provider="v")
+
+
+def test_a_moderation_reply_that_trickles_ends_at_the_guards_timeout() -> None:
+    """A moderation endpoint that keeps sending a byte now and then (each read is fast) used
+    to hold the call for as long as it sent; the guard's timeout_s bounds the whole
+    exchange."""
+    from portal.layers.moderation import ModerationGuard
+    from tests.reliability._servers import bad_server
+
+    with bad_server() as server:
+        cfg = {
+            "portal": {"ledger": "none"},
+            "providers": {
+                "mod": {"kind": "openai", "api_key": "sk-test", "base_url": server.url("drip")},
+                "v": {"kind": "sim", "options": {"time_scale": 0}},
+            },
+            "features": {"plain": {"primary": "v:m"}},
+        }
+        client = portal.Client(cfg, ledger=None)
+        guard = ModerationGuard(client, provider="mod", timeout_s=0.5)
+        t0 = time.perf_counter()
+        with pytest.raises(portal.ProviderTimeout):
+            client.chat(feature="plain", messages=[portal.user("hello")], safety=[guard])
+        assert time.perf_counter() - t0 < 2.0
+        client.close()
