@@ -252,14 +252,13 @@ def environment_proxies() -> bool:
     return any(k in ("http", "https", "all") for k in urllib.request.getproxies_environment())
 
 
-def _bounded_transport(verify: bool) -> httpx2.HTTPTransport:
-    """httpx2's sync transport reading through `_BoundedBackend`."""
-    transport = httpx2.HTTPTransport(verify=verify, limits=DEFAULT_LIMITS)
+def _bound_pool(transport: Any) -> None:
+    """Make httpx2's sync ``transport`` read through `_BoundedBackend` (its connection pool
+    hands the backend to each new connection). A transport of another kind is left as is."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if backend is not None:
+    if backend is not None and not isinstance(backend, _BoundedBackend):
         pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
-    return transport
 
 
 def map_exception(
@@ -324,11 +323,15 @@ def _verify_warning(verify: Any) -> None:
 
 def new_sync_client(transport: Any = None, verify: bool = True) -> httpx2.Client:
     _verify_warning(verify)
-    if transport is None and not environment_proxies():  # httpx2 honours those itself
-        transport = _bounded_transport(verify)
-    return httpx2.Client(
+    client = httpx2.Client(
         transport=transport, limits=DEFAULT_LIMITS, verify=verify, follow_redirects=False
     )
+    if transport is None:
+        # httpx2 built its own pools (and one per proxy the environment names): each reads
+        # through the bounded backend
+        for pool in [client._transport, *client._mounts.values()]:
+            _bound_pool(pool)
+    return client
 
 
 #: portal's own async clients spread requests over this many smaller connection pools (the

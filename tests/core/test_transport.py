@@ -235,3 +235,21 @@ def test_send_wire_takes_model_calls_and_leaves_the_rest_to_httpx2() -> None:
 
     assert all(anyio.run(main))
     assert pool.send_wire("POST", url, plain, b"{}", 5.0, None) is None  # no event loop
+
+
+def test_sync_pools_for_environment_proxies_honour_the_deadline_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a proxy in the environment httpx2 builds a pool per proxy; each reads through
+    the backend that ends socket operations at the call's bound (before, a proxy turned the
+    bound off for the sync client)."""
+    from portal import _http
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    client = _http.new_sync_client()
+    pools = [client._transport, *client._mounts.values()]
+    assert len(pools) >= 2  # the direct pool and the proxies'
+    for pool in pools:
+        assert isinstance(pool._pool._network_backend, _http._BoundedBackend), pool
+    client.close()
