@@ -3,6 +3,8 @@ httpx2's exceptions into portal's (the single place foreign exceptions are trans
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 import time
 import warnings
@@ -214,6 +216,37 @@ class _BoundedStream(httpcore2.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """``host``'s addresses, in the resolver's order, or `httpcore2.ConnectTimeout` once
+    ``timeout`` has passed (the lookup runs on in its daemon thread, its answer unused)."""
+    found: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+        finally:
+            done.set()
+
+    done = threading.Event()
+    threading.Thread(target=lookup, name="portal-resolve", daemon=True).start()
+    if not done.wait(timeout):
+        raise httpcore2.ConnectTimeout(f"looking up {host!r} took too long")
+    answer = found[0]
+    if isinstance(answer, OSError):
+        raise httpcore2.ConnectError(f"{host!r} could not be resolved ({answer})")
+    return list(dict.fromkeys(str(info[4][0]) for info in answer))
+
+
 class _BoundedBackend(httpcore2.NetworkBackend):
     """httpcore2's sync backend, with connections that honour the thread's bound."""
 
@@ -228,10 +261,27 @@ class _BoundedBackend(httpcore2.NetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore2.NetworkStream:
-        stream = self._inner.connect_tcp(
-            host, port, _left(timeout, httpcore2.ConnectTimeout), local_address, socket_options
-        )
-        return _BoundedStream(stream)
+        if _BOUND.until is None or _is_ip(host):
+            stream = self._inner.connect_tcp(
+                host, port, _left(timeout, httpcore2.ConnectTimeout), local_address, socket_options
+            )
+            return _BoundedStream(stream)
+        # a name lookup has no timeout of its own: it runs in a thread the bound can leave
+        error: Exception = httpcore2.ConnectError(f"{host!r} resolved to no address")
+        for address in _resolve(host, port, _left(timeout, httpcore2.ConnectTimeout)):
+            try:
+                stream = self._inner.connect_tcp(
+                    address,
+                    port,
+                    _left(timeout, httpcore2.ConnectTimeout),
+                    local_address,
+                    socket_options,
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                error = exc
+                continue
+            return _BoundedStream(stream)
+        raise error
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Any = None

@@ -248,3 +248,27 @@ def test_the_provider_timeout_bounds_an_attempt_without_a_call_deadline(
     with portal.Client(cfg, ledger=None) as client, pytest.raises(ProviderTimeout):
         client.chat(feature="f", messages=MSG)
     assert time.perf_counter() - t0 < 0.5 + SLACK_S
+
+
+def test_a_name_lookup_that_hangs_ends_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A DNS lookup has no timeout of its own; the sync client looks names up where the
+    call's deadline can leave it (it used to wait as long as the resolver did)."""
+    import socket
+
+    release = threading.Event()
+
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        raise socket.gaierror("never answered")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    cfg = config("http://localhost:9/v1", "openai", DEADLINE_S)  # a name to look up
+    t0 = time.perf_counter()
+    try:
+        with portal.Client(cfg, ledger=None) as client, pytest.raises(ProviderTimeout):
+            client.chat(feature="f", messages=MSG)
+    finally:
+        release.set()
+    assert time.perf_counter() - t0 < DEADLINE_S + SLACK_S
