@@ -383,6 +383,15 @@ class GuardConfig(_Model):
         description="Minimum practical difference of p99 latency, as a ratio to the baseline's.",
         examples=[1.2],
     )
+    min_latency_delta_ms: float = Field(
+        50.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Minimum practical difference of p95 and p99 latency, in ms, besides the "
+        "ratios: a canary is slower only when it is both (0.9 ms against 0.3 ms is three "
+        "times slower and nothing a user notices).",
+        examples=[50],
+    )
     max_cost_ratio: float = Field(
         1.1,
         ge=1,

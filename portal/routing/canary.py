@@ -152,6 +152,7 @@ class CanaryControl:
                 max_error_rate_delta=g.max_error_rate_delta,
                 max_p95_ratio=g.max_p95_ratio,
                 max_p99_ratio=g.max_p99_ratio,
+                min_latency_delta_ms=g.min_latency_delta_ms,
                 max_cost_ratio=g.max_cost_ratio,
                 feedback={m: (f.min_delta, f.higher_is_better) for m, f in g.feedback.items()},
                 sla_p95_ms=sla.p95_ms if sla is not None else None,

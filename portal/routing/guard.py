@@ -488,9 +488,12 @@ def difference_bounds(c: Moments, b: Moments, alpha: float) -> tuple[float, floa
 _THRESHOLD_TAIL = 20
 
 
-def exceedance_threshold(base: ArmSample, q: float, ratio: float) -> float | None:
+def exceedance_threshold(
+    base: ArmSample, q: float, ratio: float, floor_ms: float = 0.0
+) -> float | None:
     """The latency (ms) that attempts are judged against for the q-quantile: ``ratio`` x the
-    baseline's current q-quantile, once the baseline has ``20 / (1 - q)`` replies.
+    baseline's current q-quantile, and at least ``floor_ms`` above it, once the baseline has
+    ``20 / (1 - q)`` replies.
 
     The guard fixes it before the attempts it judges (at each look), so under "the arms
     are alike" a reply above it is the canary's with probability equal to its share of
@@ -499,7 +502,14 @@ def exceedance_threshold(base: ArmSample, q: float, ratio: float) -> float | Non
     if n < _THRESHOLD_TAIL / (1 - q):
         return None
     p = base.quantile(q)
-    return None if p is None else ratio * p
+    return None if p is None else slower_than(p, ratio, floor_ms)
+
+
+def slower_than(baseline_ms: float, ratio: float, floor_ms: float) -> float:
+    """The latency a canary must exceed to be practically slower than ``baseline_ms``: more
+    than ``ratio`` times it and more than ``floor_ms`` over it (1 ms against 0.3 ms is three
+    times slower and nothing a user notices)."""
+    return max(ratio * baseline_ms, baseline_ms + floor_ms)
 
 
 # ========================================================================= verdicts
@@ -515,6 +525,7 @@ class GuardSettings:
     max_error_rate_delta: float = 0.01
     max_p95_ratio: float = 1.1
     max_p99_ratio: float = 1.2
+    min_latency_delta_ms: float = 50.0
     max_cost_ratio: float = 1.1
     #: feedback metric -> (minimum practical drop, higher is better)
     feedback: Mapping[str, tuple[float, bool]] = field(default_factory=dict)
@@ -527,7 +538,7 @@ class GuardSettings:
         out: dict[str, float] = {}
         for level, q, ratio in (("95", 0.95, self.max_p95_ratio), ("99", 0.99, self.max_p99_ratio)):
             if f"p{level}" in self.metrics:
-                limit = exceedance_threshold(base, q, ratio)
+                limit = exceedance_threshold(base, q, ratio, self.min_latency_delta_ms)
                 if limit is not None:
                     out[level] = limit
         return out
@@ -607,7 +618,13 @@ def _judge_errors(s: GuardSettings, base: ArmSample, can: ArmSample, alpha: floa
 
 
 def _judge_quantile(
-    name: str, q: float, ratio: float, base: ArmSample, can: ArmSample, alpha: float
+    name: str,
+    q: float,
+    ratio: float,
+    base: ArmSample,
+    can: ArmSample,
+    alpha: float,
+    floor_ms: float = 0.0,
 ) -> MetricResult:
     """Worse: replies slower than ``ratio`` x the baseline's quantile are the canary's more
     often than its share (`excess_share_log_e`), and its quantile is over that ratio.
@@ -616,7 +633,7 @@ def _judge_quantile(
     judged_c, slow_c = can.exceed.get(level, (0.0, 0.0))
     judged_b, slow_b = base.exceed.get(level, (0.0, 0.0))
     c_q, b_q = can.quantile(q), base.quantile(q)
-    over = c_q is not None and b_q is not None and c_q > ratio * b_q
+    over = c_q is not None and b_q is not None and c_q > slower_than(b_q, ratio, floor_ms)
     harm = excess_share_log_e(slow_c, judged_c, slow_b, judged_b) if over else 0.0
     limit = math.log(1 / alpha)
     verdict: VerdictName = "hold"
@@ -626,10 +643,11 @@ def _judge_quantile(
     else:
         c_hi = can.cdf.bounds(q, alpha / 2)[1]
         b_lo = base.cdf.bounds(q, alpha / 2)[0]
-        if c_hi is not None and b_lo is not None and c_hi <= ratio * b_lo:
+        if c_hi is not None and b_lo is not None and c_hi <= slower_than(b_lo, ratio, floor_ms):
             verdict = "promote"
     detail = (
-        f"canary {name} {_ms(c_q)} vs baseline {_ms(b_q)} (allowed {ratio:g}x); slower than "
+        f"canary {name} {_ms(c_q)} vs baseline {_ms(b_q)} (allowed {ratio:g}x and "
+        f"+{floor_ms:g} ms); slower than "
         f"the threshold: canary {slow_c:.0f} of {judged_c:.0f}, baseline {slow_b:.0f} of "
         f"{judged_b:.0f}; evidence worse {math.exp(min(harm, 700)):.3g}, needed {1 / alpha:.3g}"
     )
@@ -727,9 +745,17 @@ def judge(s: GuardSettings, base: ArmSample, can: ArmSample) -> Verdict:
         if metric == "errors":
             results.append(_judge_errors(s, base, can, alpha))
         elif metric == "p95":
-            results.append(_judge_quantile("p95", 0.95, s.max_p95_ratio, base, can, alpha))
+            results.append(
+                _judge_quantile(
+                    "p95", 0.95, s.max_p95_ratio, base, can, alpha, s.min_latency_delta_ms
+                )
+            )
         elif metric == "p99":
-            results.append(_judge_quantile("p99", 0.99, s.max_p99_ratio, base, can, alpha))
+            results.append(
+                _judge_quantile(
+                    "p99", 0.99, s.max_p99_ratio, base, can, alpha, s.min_latency_delta_ms
+                )
+            )
         elif metric == "p95_sla" and s.sla_p95_ms:
             results.append(_judge_sla(metric, 0.95, s.sla_p95_ms, base, can, alpha))
         elif metric == "p99_sla" and s.sla_p99_ms:

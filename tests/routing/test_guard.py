@@ -355,3 +355,17 @@ def test_bad_guard_config_names_the_key(guard: dict[str, Any], message: str) -> 
                 {"f": {"primary": "a:m", "canary": {"target": "c:new", "guard": guard}}},
             )
         )
+
+
+def test_a_canary_a_fraction_of_a_millisecond_slower_is_not_rolled_back() -> None:
+    """Instant vendors (or shadow copies measured on a busy client): 0.9 ms against 0.3 ms
+    is three times slower and nothing a user notices; only min_latency_delta_ms = 0 judges
+    by the ratio alone."""
+    spec = {"n": 20_000, "p50": 0.3, "p99": 0.6}
+    slower = {"n": 4000, "p50": 0.9, "p99": 1.8}
+    fast = GuardSettings(metrics=("p95",), min_calls=50)
+    base, can = _pair(random.Random(5), slower, spec, 0.8, fast)
+    assert judge(fast, base, can).verdict != "rollback"
+    ratio_only = GuardSettings(metrics=("p95",), min_calls=50, min_latency_delta_ms=0.0)
+    base, can = _pair(random.Random(5), slower, spec, 0.8, ratio_only)
+    assert judge(ratio_only, base, can).verdict == "rollback"
