@@ -59,7 +59,9 @@ class SSEDecoder:
         if self._pending_cr:
             self._pending_cr = False
             text = text.removeprefix("\n")
-        buf = self._buf + text
+        buf = self._buf + text if self._buf else text
+        if "\r" not in buf:  # LF line ends only (every vendor's): split once
+            return self._lf_lines(buf)
         events: list[ServerSentEvent] = []
         start = 0
         n = len(buf)
@@ -83,6 +85,28 @@ class SSEDecoder:
             start = nxt
         self._buf = buf[start:]
         if self._size + len(self._buf) > self.max_event_bytes:  # a line still arriving
+            self._too_large()
+        return events
+
+    def _lf_lines(self, buf: str) -> list[ServerSentEvent]:
+        """`feed` for text without CR: the same lines, found by one split; ``data:`` lines
+        (nearly all of them) handled inline."""
+        lines = buf.split("\n")
+        rest = lines.pop()  # after the last LF: a line still arriving
+        events: list[ServerSentEvent] = []
+        cap = self.max_event_bytes
+        for line in lines:
+            if line.startswith("data: "):
+                self._size += len(line)
+                if self._size > cap:
+                    self._too_large()
+                self._data.append(line[6:])
+                continue
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        self._buf = rest
+        if self._size + len(rest) > cap:  # a line still arriving
             self._too_large()
         return events
 
