@@ -209,7 +209,7 @@ _KIND_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ),
     ("gemini", "json_schema", "send full JSON Schema for structured output"),
     (
-        "gemini",
+        "gemini, vertex",
         "explicit_cache",
         "`true`: `cache=True` markers create an explicit cached content (one hour)",
     ),

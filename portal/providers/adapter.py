@@ -24,6 +24,7 @@ from portal.contracts.request import ChatRequest, EmbedRequest
 from portal.contracts.responses import EmbedResponse, Response, Usage
 from portal.errors import AuthenticationError, InvalidResponse, ProviderError, StreamInterrupted
 from portal.providers.bodies import byte_limit, dumps
+from portal.providers.cache_names import CacheNames, LocalCacheNames
 from portal.providers.error_replies import (
     error_body,
     error_class_for_status,
@@ -100,6 +101,9 @@ class Adapter:
         self.name = settings.name
         base = settings.base_url or self.default_base_url
         self.base_url = base.rstrip("/") if base else ""
+        #: the names of the prompt caches this provider created (`cache_setup`): this
+        #: process's own until a client hands it one shared through the routing state
+        self.cache_names: CacheNames = LocalCacheNames()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -131,6 +135,17 @@ class Adapter:
         """Read `cache_setup`'s reply (raise its `ProviderError` if it failed) and return
         what creating the cache bills, to add to the attempt's usage."""
         raise NotImplementedError(f"provider kind {self.kind!r} creates no prompt caches")
+
+    def cache_lost(self, req: ChatRequest, model: str, reply: WireReply) -> bool:
+        """Whether an error ``reply`` says the cache this chat referred to is gone (it
+        expired or was deleted early). The adapter forgets the name; the flow then creates
+        the cache again and sends the chat once more."""
+        return False
+
+    def cache_creation_ttl(self, req: ChatRequest, model: str) -> float | None:
+        """The lifetime (seconds) of the cache sending this chat would create first, or
+        None: budgets reserve its storage for that long."""
+        return None
 
     def finalize(self, req: ChatRequest, response: Response) -> Response:
         """Undo request-side rewrites on a parsed reply, knowing the request (the router calls

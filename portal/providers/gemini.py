@@ -37,15 +37,18 @@ Choices made here, and why:
   ``"1h"``), or any marker with ``options = { explicit_cache = true }`` (the vendor's default
   lifetime, one hour), asks for an explicit cache: the marked prefix (the system instruction,
   the tools and their config, the contents up to the last marked message) is created once
-  with ``cachedContents.create`` (``POST v1beta/cachedContents`` with ``model``, ``contents``,
+  with ``cachedContents.create`` (``POST v1beta/cachedContents`` on the Gemini API, ``POST
+  v1/projects/{p}/locations/{l}/cachedContents`` on Vertex AI, whose ``model`` is the full
+  ``projects/{p}/locations/{l}/publishers/google/models/{m}``; both with ``contents``,
   ``systemInstruction``, ``tools``, ``toolConfig``, ``ttl``) and each request then sends only
-  what follows it, with ``cachedContent: "cachedContents/..."`` (a request using a cache may
-  not set its own system instruction, tools or tool config). The name is reused until shortly
-  before its TTL ends (per process, one creation at a time: a call that finds another one
-  creating it goes without it); creating it is billed as cache writes at the input price
+  what follows it, with ``cachedContent`` set to the returned name (a request using a cache
+  may not set its own system instruction, tools or tool config). The name is kept in the
+  adapter's `CacheNames` (the routing state, shared fleet-wide, when a client runs it) until
+  shortly before its TTL ends; one creation at a time per prefix (a call that finds another
+  one creating it goes without it); a reply saying the named cache is gone drops the name and
+  the flow creates it once more. Creating it is billed as cache writes at the input price
   (``usageMetadata.totalTokenCount``) plus its storage for the TTL
-  (``Usage.cache_storage_token_hours``, priced by the config's ``cache_storage``). Vertex AI
-  keeps implicit caching only.
+  (``Usage.cache_storage_token_hours``, priced by the config's ``cache_storage``).
 - Usage: ``promptTokenCount`` already includes ``cachedContentTokenCount`` (the reference says
   so) and ``toolUsePromptTokenCount`` is added to input; thoughts are billed as output, so
   ``output_tokens = candidatesTokenCount + thoughtsTokenCount`` and ``reasoning_tokens`` is the
@@ -69,7 +72,6 @@ import json
 import mimetypes
 import re
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -177,21 +179,25 @@ class GeminiAdapter(Adapter):
         ),
     )
 
-    def __init__(self, settings: Any) -> None:
-        super().__init__(settings)
-        #: explicit caches this process created: prefix key -> (name, usable until)
-        self._caches: dict[str, tuple[str, float]] = {}
-        #: prefixes whose cache a call is creating now -> since when (one creation at a time)
-        self._creating: dict[str, float] = {}
-        self._caches_lock = threading.Lock()
-
     # -- endpoints ------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self.api_key()}
 
     def model_url(self, model: str) -> str:
-        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
-        return f"{self.base_url}/{self.api_version}/{name}"
+        return f"{self.base_url}/{self.api_version}/{self.model_name(model)}"
+
+    def model_name(self, model: str) -> str:
+        """The model's resource name, as ``cachedContents`` bodies name it."""
+        return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+    def cache_create_url(self) -> str:
+        """Where ``cachedContents.create`` is posted."""
+        return f"{self.base_url}/{self.api_version}/cachedContents"
+
+    @staticmethod
+    def cache_name_ok(name: str) -> bool:
+        """Whether ``name`` is a cache resource name this API returns."""
+        return name.startswith("cachedContents/")
 
     @property
     def json_schema_mode(self) -> bool:
@@ -202,7 +208,7 @@ class GeminiAdapter(Adapter):
         body = self.chat_body(req, model)
         plan = self.cache_plan(req, model) if self.explicit_caching and marked(req) else None
         if plan is not None:
-            name = self.live_cache(plan.key)
+            name = self.cache_names.get(plan.key)
             if name is not None:  # the prefix lives in the cache: send what follows it
                 for field in ("systemInstruction", "tools", "toolConfig"):
                     body.pop(field, None)
@@ -243,65 +249,86 @@ class GeminiAdapter(Adapter):
                 f"messages[{last}].cache: nothing follows the cached prefix; Gemini needs "
                 "content after an explicit cache (mark an earlier message)"
             )
-        name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
-        body: dict[str, Any] = {"model": name}
+        body: dict[str, Any] = {"model": self.model_name(model)}
         if cached:
             body["contents"] = cached
         self._put_instructions(body, system, req)
         body["ttl"] = f"{ttl_s:g}s"
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return _CachePlan(hashlib.sha256(text.encode()).hexdigest(), body, ttl_s, len(cached))
-
-    def live_cache(self, key: str) -> str | None:
-        """The name of this prefix's cache while it has time left to serve a request."""
-        entry = self._caches.get(key)
-        if entry is None or time.monotonic() >= entry[1]:
-            return None
-        return entry[0]
+        # the provider's name too: two accounts never share a name, even through one state
+        key = f"{self.kind}:{self.name}:{hashlib.sha256(text.encode()).hexdigest()}"
+        return _CachePlan(key, body, ttl_s, len(cached))
 
     def cache_setup(self, req: ChatRequest, model: str) -> WireRequest | None:
         if not self.explicit_caching or not marked(req):
             return None
         plan = self.cache_plan(req, model)
-        if plan is None or self.live_cache(plan.key) is not None:
+        if plan is None or self.cache_names.get(plan.key) is not None:
             return None
-        now = time.monotonic()
-        with self._caches_lock:
-            since = self._creating.get(plan.key)
-            if since is not None and now - since < _CREATING_S:
-                return None  # another call is creating it: this one goes uncached
-            self._creating[plan.key] = now
-        url = f"{self.base_url}/{self.api_version}/cachedContents"
-        return self.json_request(url, plan.body, self.auth_headers())
+        if not self.cache_names.claim(plan.key, _CREATING_S):
+            return None  # another call (here or on another replica) is creating it
+        return self.json_request(self.cache_create_url(), plan.body, self.auth_headers())
 
     def cache_ready(self, req: ChatRequest, model: str, reply: WireReply) -> Usage:
         """Keep the created cache's name for its TTL (less a margin, so no request reaches
-        it as it expires) and bill its tokens as cache writes at the input price."""
+        it as it expires) where every process sharing the routing state finds it, and bill
+        its tokens as cache writes at the input price plus its storage for the TTL."""
         plan = self.cache_plan(req, model)
         assert plan is not None
-        with self._caches_lock:
-            self._creating.pop(plan.key, None)
-        if reply.status >= 400:
-            raise self.parse_error(reply, model)
         try:
-            data = reply.json()
-        except (ValueError, UnicodeDecodeError):
-            raise self.invalid("cachedContents.create: the reply is not JSON", model) from None
-        name = data.get("name") if isinstance(data, dict) else None
-        if not isinstance(name, str) or not name.startswith("cachedContents/"):
-            raise self.invalid("cachedContents.create: the reply names no cachedContents/", model)
-        until = time.monotonic() + plan.ttl_s - min(60.0, plan.ttl_s / 10)
-        with self._caches_lock:
-            self._caches.pop(plan.key, None)
-            self._caches[plan.key] = (name, until)
-            while len(self._caches) > _CACHES_KEPT:
-                self._caches.pop(next(iter(self._caches)), None)
+            if reply.status >= 400:
+                raise self.parse_error(reply, model)
+            try:
+                data = reply.json()
+            except (ValueError, UnicodeDecodeError):
+                raise self.invalid("cachedContents.create: the reply is not JSON", model) from None
+            name = data.get("name") if isinstance(data, dict) else None
+            if not isinstance(name, str) or not self.cache_name_ok(name):
+                raise self.invalid(
+                    "cachedContents.create: the reply names no cachedContents resource", model
+                )
+            self.cache_names.put(plan.key, name, plan.ttl_s - min(60.0, plan.ttl_s / 10))
+        finally:
+            self.cache_names.release(plan.key)
         tokens = int((data.get("usageMetadata") or {}).get("totalTokenCount") or 0)
         return Usage(
             input_tokens=tokens,
             cache_write_tokens=tokens,
             cache_storage_token_hours=tokens * plan.ttl_s / 3600.0,
         )
+
+    def cache_lost(self, req: ChatRequest, model: str, reply: WireReply) -> bool:
+        """The cache the chat referred to expired or was deleted before its name said: a
+        404 to a request naming a cache, or a 400, 403 or 404 whose message names the
+        cached content (the Gemini API answers 403 "CachedContent not found (or permission
+        denied)"). A 404 that was not about the cache fails again on the retry."""
+        if reply.status not in (400, 403, 404) or not self.explicit_caching or not marked(req):
+            return False
+        try:
+            plan = self.cache_plan(req, model)
+        except ContractError:
+            return False
+        if plan is None:
+            return False
+        name = self.cache_names.get(plan.key)
+        text = reply.body[:4096].decode("utf-8", "replace").lower()
+        about_cache = "cachedcontent" in text or "cached content" in text
+        if not about_cache and not (reply.status == 404 and name is not None):
+            return False
+        if name is not None:
+            self.cache_names.drop(plan.key, name)
+        return True
+
+    def cache_creation_ttl(self, req: ChatRequest, model: str) -> float | None:
+        if not self.explicit_caching or not marked(req):
+            return None
+        try:
+            plan = self.cache_plan(req, model)
+        except ContractError:
+            return None  # refused when the call is built
+        if plan is None or self.cache_names.get(plan.key) is not None:
+            return None
+        return plan.ttl_s
 
     def _put_instructions(self, body: dict[str, Any], system: list[Any], req: ChatRequest) -> None:
         """The system instruction, tools and tool config of ``req``, where Gemini reads them
@@ -728,8 +755,6 @@ class _CachePlan(NamedTuple):
 #: seconds an explicit cache lives, per marker lifetime; and without one (the API's default)
 _LIFETIME_S = {"5m": 300.0, "1h": 3600.0}
 _DEFAULT_CACHE_TTL_S = 3600.0
-#: explicit caches one provider remembers (the oldest are forgotten first)
-_CACHES_KEPT = 1000
 #: how long a creation in flight keeps other calls from creating the same cache (seconds)
 _CREATING_S = 30.0
 
@@ -743,14 +768,12 @@ class VertexAdapter(GeminiAdapter):
 
     kind: ClassVar[str] = "vertex"
     option_names: ClassVar[frozenset[str] | None] = frozenset(
-        {"json_schema", "project", "location"}
+        {"json_schema", "project", "location", "explicit_cache"}
     )
     default_base_url: ClassVar[str | None] = None
     api_key_env: ClassVar[str | None] = None
     api_version: ClassVar[str] = "v1"
     replay_call_ids: ClassVar[bool] = False
-    cache_ttls: ClassVar[tuple[str, ...]] = ()
-    explicit_caching: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities(
         strict_tools=False,
         structured_output="response_schema",
@@ -792,15 +815,38 @@ class VertexAdapter(GeminiAdapter):
             )
         return str(project)
 
-    def model_url(self, model: str) -> str:
+    def location_path(self) -> str:
+        """``projects/{project}/locations/{location}``: the parent of models and caches."""
+        return f"projects/{self.project()}/locations/{self.location}"
+
+    def host(self) -> str:
         loc = self.location
-        host = self.base_url or (
+        return self.base_url or (
             "https://aiplatform.googleapis.com"
             if loc == "global"
             else f"https://{loc}-aiplatform.googleapis.com"
         )
+
+    def model_url(self, model: str) -> str:
         name = model if model.startswith("publishers/") else f"publishers/google/models/{model}"
-        return f"{host}/{self.api_version}/projects/{self.project()}/locations/{loc}/{name}"
+        return f"{self.host()}/{self.api_version}/{self.location_path()}/{name}"
+
+    def model_name(self, model: str) -> str:
+        """``projects/{p}/locations/{l}/publishers/google/models/{model}``: the only form
+        a Vertex AI ``cachedContents`` body takes."""
+        if model.startswith("projects/"):
+            return model
+        name = model if model.startswith("publishers/") else f"publishers/google/models/{model}"
+        return f"{self.location_path()}/{name}"
+
+    def cache_create_url(self) -> str:
+        """``projects.locations.cachedContents.create``: the cache lives in the location
+        the calls go to."""
+        return f"{self.host()}/{self.api_version}/{self.location_path()}/cachedContents"
+
+    @staticmethod
+    def cache_name_ok(name: str) -> bool:
+        return name.startswith("projects/") and "/cachedContents/" in name
 
     def auth_headers(self) -> dict[str, str]:
         key = self.settings.api_key

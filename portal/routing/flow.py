@@ -167,6 +167,11 @@ def _send_once(
                 else adapter.build_chat(req, target.model)
             )
             reply: WireReply = yield _send(call, target, wire, until, clock, False)
+            if not embed and reply.status >= 400 and adapter.cache_lost(req, target.model, reply):
+                again = yield from _cache_setup(call, target, req, until, clock)
+                created = _both(created, again)
+                wire = adapter.build_chat(req, target.model)
+                reply = yield _send(call, target, wire, until, clock, False)
             status = reply.status
             if reply.status >= 400:
                 raise adapter.parse_error(reply, target.model)
@@ -212,12 +217,20 @@ def _send_once(
 def _cache_setup(call: Call, target: Target, req: Any, until: float, clock: Clock) -> FlowGen:
     """Create the vendor's prompt cache first where the adapter says it must (Gemini's
     ``cachedContents``), within the attempt's time; return what that billed, or None
-    (almost every call)."""
+    (almost every call). When the chat's reply says the cache it named is gone
+    (`Adapter.cache_lost`), the attempt runs this once more and sends the chat again."""
     setup = target.adapter.cache_setup(req, target.model)
     if setup is None:
         return None
     reply: WireReply = yield _send(call, target, setup, until, clock, False)
     return target.adapter.cache_ready(req, target.model, reply)
+
+
+def _both(first: Usage | None, more: Usage | None) -> Usage | None:
+    """What two cache creations billed together (either may be None)."""
+    if first is None or more is None:
+        return more if first is None else first
+    return first + more
 
 
 class _Cancelled(BaseException):
@@ -648,6 +661,11 @@ def _stream_once(
         created = yield from _cache_setup(call, target, request, first_by, clock)
         wire = adapter.build_chat(request, target.model)
         reply = yield _send(call, target, wire, first_by, clock, True)
+        if isinstance(reply, WireReply) and adapter.cache_lost(request, target.model, reply):
+            again = yield from _cache_setup(call, target, request, first_by, clock)
+            created = _both(created, again)
+            wire = adapter.build_chat(request, target.model)
+            reply = yield _send(call, target, wire, first_by, clock, True)
         if isinstance(reply, WireReply):  # an error status: body already read
             status = reply.status
             raise adapter.parse_error(reply, target.model)

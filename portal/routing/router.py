@@ -15,12 +15,21 @@ from dataclasses import dataclass, field, replace
 from portal.config import FeatureConfig, PortalConfig, parse_model_id
 from portal.errors import ConfigError, PolicyViolation
 from portal.providers.adapter import Adapter
+from portal.providers.cache_names import CacheNames
 from portal.providers.registry import adapter_class
 from portal.routing.canary import BUCKETS, CanaryControl, bucket, threshold
 from portal.routing.retry import RetryPolicy
 from portal.routing.state import MemoryState, State
 
-__all__ = ["KNOWN_CONTEXT_WINDOWS", "AdapterPool", "Route", "Router", "Target", "context_window"]
+__all__ = [
+    "KNOWN_CONTEXT_WINDOWS",
+    "AdapterPool",
+    "Route",
+    "Router",
+    "StateCacheNames",
+    "Target",
+    "context_window",
+]
 
 #: context windows (tokens) of well-known model families, longest prefix wins; a provider's
 #: ``options.context_window`` (or ``options.context_windows = {model = n}``) overrides them
@@ -105,6 +114,33 @@ def context_window(target: Target) -> int | None:
     return None if best is None else best[1]
 
 
+class StateCacheNames:
+    """The names of vendors' prompt caches (`CacheNames`) kept in the routing state, so
+    every process sharing it (``[portal] state``) reuses a cache another one created. Names
+    are `State.remember` values that expire a little before their cache; a creation in
+    flight is a `State.claim`."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def get(self, key: str) -> str | None:
+        name = self.state.recall("cache-name:" + key)
+        return name if isinstance(name, str) and name else None
+
+    def put(self, key: str, name: str, ttl_s: float) -> None:
+        self.state.remember("cache-name:" + key, name, ttl_s)
+
+    def drop(self, key: str, name: str) -> None:
+        if self.get(key) == name:
+            self.state.remember("cache-name:" + key, "", 0.001)
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        return self.state.claim("cache-creating:" + key, ttl_s)
+
+    def release(self, key: str) -> None:
+        self.state.delete("cache-creating:" + key)
+
+
 class AdapterPool:
     """One adapter per configured provider name, built on first use."""
 
@@ -112,6 +148,14 @@ class AdapterPool:
         self.config = config
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
+        self._cache_names: CacheNames | None = None
+
+    def use_cache_names(self, names: CacheNames) -> None:
+        """Where every adapter (built now or later) keeps its prompt caches' names."""
+        with self._lock:
+            self._cache_names = names
+            for adapter in self._adapters.values():
+                adapter.cache_names = names
 
     def get(self, provider: str) -> Adapter:
         adapter = self._adapters.get(provider)
@@ -121,6 +165,8 @@ class AdapterPool:
                 if adapter is None:
                     settings = self.config.provider_settings(provider)
                     adapter = adapter_class(settings.kind)(settings)
+                    if self._cache_names is not None:
+                        adapter.cache_names = self._cache_names
                     self._adapters[provider] = adapter
         return adapter
 
@@ -143,6 +189,7 @@ class Router:
         self.config = config
         self.adapters = adapters
         self.state = state if state is not None else MemoryState()
+        adapters.use_cache_names(StateCacheNames(self.state))
         #: the live canary step (shared through the state: CLI and every process agree)
         self.canary = canary if canary is not None else CanaryControl(config, self.state)
         self._policies: dict[str, RetryPolicy] = {}

@@ -25,7 +25,6 @@ import pytest
 import portal
 from portal.contracts.tools import ToolSpec
 from portal.errors import AllTargetsFailed, BadRequest, ContractError
-from portal.providers import gemini as gemini_module
 
 DOC = "Clause 1. The supplier delivers within ten days. " * 200
 LOOKUP = ToolSpec(
@@ -183,11 +182,13 @@ def test_the_marked_prefix_is_created_once_then_referred_to() -> None:
     assert second.cost_usd == pytest.approx((12 * 0.30 + CACHED_TOKENS * 0.03 + 5 * 2.5) / 1e6)
 
 
-def test_the_cache_is_created_again_when_its_ttl_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_created_again_when_its_ttl_runs_out() -> None:
+    from portal.routing.state import MemoryState
+
     now = [1000.0]
-    monkeypatch.setattr(gemini_module.time, "monotonic", lambda: now[0])
     vendor = Vendor()
     with client(vendor) as c:
+        c._core.use_state(MemoryState(clock=lambda: now[0]))  # the names live in the state
         ask(c, "q1")
         now[0] += 269  # 300 s less a margin of 30 s: still used
         ask(c, "q2")

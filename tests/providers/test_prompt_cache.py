@@ -332,12 +332,19 @@ def vertex() -> GeminiAdapter:
     )
 
 
-@pytest.mark.parametrize("make", [openai, responses, azure, vertex, compatible])
+@pytest.mark.parametrize("make", [openai, responses, azure, compatible])
 @pytest.mark.parametrize("ttl", ["5m", "1h"])
 def test_a_lifetime_the_vendor_cannot_set_is_refused(make: Any, ttl: str) -> None:
     req = ChatRequest([portal.system(LONG, cache=ttl), portal.user("hi")])
     with pytest.raises(ContractError, match=rf"messages\[0\]\.cache='{ttl}'.*use cache=True"):
         make().build_chat(req, "gpt-4o")
+
+
+@pytest.mark.parametrize(("ttl", "wire"), [("5m", "300s"), ("1h", "3600s")])
+def test_vertex_takes_a_lifetime_as_an_explicit_cache(ttl: str, wire: str) -> None:
+    req = ChatRequest([portal.system(LONG, cache=ttl), portal.user("hi")])
+    setup = vertex().cache_setup(req, "gemini-2.5-flash")
+    assert setup is not None and json.loads(setup.body)["ttl"] == wire
 
 
 def test_implicit_cachers_send_nothing_for_cache_true() -> None:
