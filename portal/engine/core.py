@@ -82,7 +82,11 @@ class Engine:
         self.journal = LedgerJournal(self.meter.ledger)
         self.router.canary.journal = self.journal
         self.budgets = Budgets(
-            cfg, self.state, self.meter.price, warn_unknown=self.meter.warn_unknown
+            cfg,
+            self.state,
+            self.meter.price,
+            warn_unknown=self.meter.warn_unknown,
+            cache_ttl=_cache_creation_ttl,
         )
         self.meter.warm(_route_targets(cfg))
         self.control = RouteControl(cfg, self.router, self.cost)
@@ -318,6 +322,14 @@ class Engine:
     def close(self) -> None:
         self.meter.close()
         self.state.close()
+
+
+def _cache_creation_ttl(target: Target, request: Any) -> float | None:
+    """The lifetime of the prompt cache ``target``'s adapter would create before sending
+    ``request`` (budgets reserve its creation and storage), or None."""
+    if not isinstance(request, ChatRequest):
+        return None
+    return target.adapter.cache_creation_ttl(request, target.model)
 
 
 def _warn_no_tls(provider: str) -> None:

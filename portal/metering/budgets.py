@@ -10,9 +10,12 @@ Budgets observe and decide; they never route. Before a call, `Budgets.decide` re
 
 * ``block``: the call's worst case is *reserved* before sending: the dearest reachable
   target's price (its dearest tier and input rate) x (input tokens + ``max_tokens``) x the
-  tool loop's steps x (1 + hedges). The reservation is atomic in the routing `State`
-  (one Lua call with Redis, so every process of a fleet sees it) and refused when spent +
-  reserved + this call would pass the limit: ``BudgetExceeded`` before any money is spent.
+  tool loop's steps x (1 + hedges); where a target would first create an explicit prompt
+  cache (Gemini, Vertex AI), its creation (the input again) and, with a ``cache_storage``
+  price, its storage for the cache's lifetime are added. The reservation is atomic in the
+  routing `State` (one Lua call with Redis, so every process of a fleet sees it) and
+  refused when spent + reserved + this call would pass the limit: ``BudgetExceeded``
+  before any money is spent.
   After the call, `Budgets.settle` adds the real cost and releases the reservation; a
   process that dies mid-call releases it by its TTL. So concurrent calls, however many and
   in however many processes, overshoot the limit by no more than what their worst cases
@@ -174,12 +177,16 @@ class Budgets:
         price: PriceLookup,
         clock: Callable[[], float] = time.time,
         warn_unknown: Callable[[str, str], None] | None = None,
+        cache_ttl: Callable[[Any, Any], float | None] | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.price = price
         self.clock = clock
         self.warn_unknown = warn_unknown
+        #: (target, request) -> the lifetime (s) of the prompt cache the call would create
+        #: on that target before sending (Gemini's explicit caches), or None
+        self.cache_ttl = cache_ttl
         self._warned: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         #: the latest window seen per feature; its predecessors' counters are forgotten
@@ -337,6 +344,7 @@ class Budgets:
         if not priced:
             return decision
         amount = self.worst_case([p for _, p in priced], priced[0][0], request, steps)
+        amount += self.cache_creation(priced, request) * max(1, steps)
         amount *= self._hedges(feature)
         ttl = (deadline_s if deadline_s is not None else RESERVATION_TTL_S) * max(1, steps)
         rid = uuid.uuid4().hex
@@ -378,6 +386,27 @@ class Budgets:
         tokens_out = max_tokens if max_tokens is not None else RESERVE_OUTPUT_TOKENS
         most = max(p.worst_case(tokens_in, tokens_out) for p in prices)
         return most * max(1, steps)
+
+    def cache_creation(self, priced: Sequence[tuple[Target, Price]], request: Any) -> float:
+        """The most creating a prompt cache first can add to a call (0 when no target would
+        create one): the whole input written at its dearest rate, plus, with a
+        ``cache_storage`` price, its storage for the cache's lifetime. The prefix is at most
+        the whole input, so this bounds it."""
+        if self.cache_ttl is None:
+            return 0.0
+        most = 0.0
+        tokens_in: int | None = None
+        for target, price in priced:
+            ttl = self.cache_ttl(target, request)
+            if not ttl:
+                continue
+            if tokens_in is None:
+                tokens_in = self._tokens(target, request)[0]
+            cost = price.worst_case(tokens_in, 0)
+            if price.cache_storage is not None:
+                cost += tokens_in * ttl / 3600.0 * price.cache_storage / 1_000_000
+            most = max(most, cost)
+        return most
 
     def _hedges(self, feature: str) -> int:
         feat = self.config.features.get(feature)

@@ -136,6 +136,9 @@ class LedgerRecord:
     #: the attempt (or the call's answer) went to a target that does not hold the call's
     #: cached prompt prefix while another one does: "failover", "hedge" or "route"
     cache_miss_expected: str | None = None
+    #: tokens x hours of storage of the explicit prompt caches the attempt (or call) created
+    #: (Gemini, Vertex AI), priced by the provider's ``cache_storage``
+    cache_storage_token_hours: float = 0.0
 
     def to_row(self) -> tuple[Any, ...]:
         """Values in `COLUMNS` order; ``tags`` as JSON text, ``estimated`` as 0/1."""
@@ -172,6 +175,7 @@ class LedgerRecord:
             self.price_source,
             self.action_id,
             self.cache_miss_expected,
+            self.cache_storage_token_hours,
         )
 
     @classmethod
@@ -221,6 +225,10 @@ _SQL_TYPES = {
     "ttft_ms": ("REAL", "DOUBLE PRECISION"),
     "estimated": ("INTEGER NOT NULL", "BOOLEAN NOT NULL"),
     "cache_write_1h_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+    "cache_storage_token_hours": (
+        "REAL NOT NULL DEFAULT 0",
+        "DOUBLE PRECISION NOT NULL DEFAULT 0",
+    ),
 }
 
 
@@ -240,6 +248,7 @@ _ADDED_COLUMNS = (
     "price_source",
     "action_id",
     "cache_miss_expected",
+    "cache_storage_token_hours",
 )
 
 

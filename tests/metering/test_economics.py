@@ -4,6 +4,7 @@ spend wasted on failed or cancelled attempts, and what caching saved."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -83,6 +84,32 @@ def test_cache_savings_net_of_write_premiums() -> None:
     # 200k 5-minute writes at +0.75, 100k 1-hour writes at +3.00
     assert row["write_premium_usd"] == pytest.approx(0.15 + 0.30)
     assert got["net_saved_usd"] == pytest.approx(2.25)
+
+
+def test_cache_savings_subtract_the_storage_of_explicit_caches() -> None:
+    flash = Price(0.30, 2.50, cached_input=0.03, cache_storage=1.0)
+    created = rec(
+        kind="attempt",
+        target="gcp:gemini-2.5-flash",
+        provider="gcp",
+        model="gemini-2.5-flash",
+        input_tokens=2 * 100_000,
+        cached_input_tokens=100_000,
+        cache_write_tokens=100_000,
+        cache_storage_token_hours=100_000.0,  # 100k tokens kept for an hour
+    )
+    reads = [replace(created, cache_write_tokens=0, cache_storage_token_hours=0.0)] * 3
+    got = cache_savings([created, *reads], lambda p, m: flash)
+    (row,) = got["targets"]
+    assert row["saved_usd"] == pytest.approx(4 * 100_000 * 0.27e-6)
+    assert row["write_premium_usd"] == 0.0  # Gemini bills the creation at the input price
+    assert row["storage_usd"] == pytest.approx(0.10) and row["unpriced_storage"] == 0
+    assert got["net_saved_usd"] == pytest.approx(0.108 - 0.10)
+    # without a cache_storage price the storage is left out and the row says so
+    bare = cache_savings([created, *reads], lambda p, m: Price(0.30, 2.50, cached_input=0.03))
+    (row,) = bare["targets"]
+    assert row["storage_usd"] == 0.0 and row["unpriced_storage"] == 1
+    assert row["net_saved_usd"] == pytest.approx(0.108)
 
 
 def _cache_attempts() -> list[LedgerRecord]:

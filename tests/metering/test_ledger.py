@@ -265,14 +265,14 @@ def test_record_is_cheap_on_the_hot_path(tmp_path: Path) -> None:
 
 
 def test_columns_match_record_fields() -> None:
-    assert COLUMNS[0] == "ts" and "estimated" in COLUMNS and len(COLUMNS) == 32
-    assert COLUMNS[-6:-2] == (
+    assert COLUMNS[0] == "ts" and "estimated" in COLUMNS and len(COLUMNS) == 33
+    assert COLUMNS[-7:-3] == (
         "cache_write_1h_tokens",
         "service_tier",
         "cost_source",
         "price_source",
     )
-    assert COLUMNS[-2:] == ("action_id", "cache_miss_expected")
+    assert COLUMNS[-3:] == ("action_id", "cache_miss_expected", "cache_storage_token_hours")
     assert LedgerRecord.from_row(full_record().to_row()) == full_record()
 
 

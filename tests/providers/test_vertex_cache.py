@@ -415,3 +415,44 @@ def test_the_cache_name_expires_a_little_before_the_cache() -> None:
         now[0] += 2
         ask(c, "q3", cache="1h")
     assert vendor.kinds().count("create") == 2
+
+
+def test_a_block_budget_reserves_the_creation_and_the_storage(tmp_path: Any) -> None:
+    from portal.contracts.messages import coerce_messages
+    from portal.contracts.request import ChatRequest
+    from portal.metering.ledger import read_records
+
+    ledger = tmp_path / "ledger.jsonl"
+    cfg = {
+        "portal": {"ledger": f"jsonl://{ledger}"},
+        "providers": {
+            "google": {
+                "kind": "vertex",
+                "api_key": "ya29.token",
+                "options": {"project": PROJECT, "location": LOCATION},
+                "prices": {MODEL: PRICES},
+            }
+        },
+        "features": {
+            "docs": {"primary": f"google:{MODEL}", "budget": {"usd": 50, "on_exceed": "block"}}
+        },
+    }
+    vendor = Vertex()
+    messages = [portal.user(DOC, cache="1h"), portal.user("q")]
+    req = ChatRequest(coerce_messages(messages), max_tokens=100)
+    with portal.Client(cfg, transports={"google": httpx2.MockTransport(vendor)}) as c:
+        core = c._core
+        target = core.adapters.target(f"google:{MODEL}")
+        price = core.meter.price("google", MODEL)
+        tokens = core.budgets._tokens(target, req)[0]
+        call = price.worst_case(tokens, 100)
+        decision = core.budgets.decide("docs", [target], req, None)
+        # the call, plus the cache it creates first: its input again, stored for an hour
+        creation = tokens * 0.30e-6 + tokens * 1.0 * 1.0e-6
+        assert decision.reservation.amount == pytest.approx(call + creation)
+        c.chat(feature="docs", messages=messages, max_tokens=100)
+        # the cache lives now: the next call creates nothing, and reserves only itself
+        decision = core.budgets.decide("docs", [target], req, None)
+        assert decision.reservation.amount == pytest.approx(call)
+    rows = [r for r in read_records(f"jsonl://{ledger}") if r.kind == "attempt"]
+    assert rows[0].cache_storage_token_hours == pytest.approx(CACHED_TOKENS * 1.0)

@@ -178,6 +178,7 @@ def economics_sections(eco: dict[str, Any]) -> list[Section]:
             "hit rate",
             "saved",
             "write premium",
+            "storage",
             "net saved",
             "misses expected",
         ]
@@ -190,6 +191,7 @@ def economics_sections(eco: dict[str, Any]) -> list[Section]:
                 "-" if t["hit_rate"] is None else f"{100 * t['hit_rate']:.1f}%",
                 fmt_usd(t["saved_usd"]),
                 fmt_usd(t["write_premium_usd"]),
+                fmt_usd(t["storage_usd"]) + (" (unpriced)" if t["unpriced_storage"] else ""),
                 fmt_usd(t["net_saved_usd"]),
                 f"{t['cache_misses_expected']:,}",
             ]

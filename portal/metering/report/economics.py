@@ -126,8 +126,11 @@ def cache_savings(attempts: Sequence[LedgerRecord], price: PriceOf) -> dict[str,
     """What prompt caching did, per feature and per target, over the groups that read or
     wrote a cache: input tokens, cache reads and writes, the hit rate (reads / input), what
     the reads saved at today's prices (their input price minus their cache-read price),
-    less what writes cost above the input rate (5-minute and 1-hour writes apart), and the
-    attempts that went to a target without the prefix's cache (``cache_miss_expected``)."""
+    less what writes cost above the input rate (5-minute and 1-hour writes apart) and what
+    explicit caches cost to store (the ledger's ``cache_storage_token_hours`` at the
+    provider's ``cache_storage`` price; left out, and counted in ``unpriced_storage``, where
+    no such price is set), and the attempts that went to a target without the prefix's
+    cache (``cache_miss_expected``)."""
     by: dict[str, dict[str, dict[str, Any]]] = {"features": {}, "targets": {}}
     for r in attempts:
         keys = (
@@ -144,20 +147,26 @@ def cache_savings(attempts: Sequence[LedgerRecord], price: PriceOf) -> dict[str,
                     "cache_write_tokens": 0,
                     "saved_usd": 0.0,
                     "write_premium_usd": 0.0,
+                    "storage_usd": 0.0,
+                    "unpriced_storage": 0,
                     "unpriced_attempts": 0,
                     "cache_misses_expected": 0,
                 },
             )
             for kind, column, name in keys
         ]
-        saved = premium = 0.0
+        saved = premium = storage = 0.0
         priced = True
+        unpriced_storage = False
         if r.cached_input_tokens or r.cache_write_tokens:
             p = price(r.provider, r.model)
             if p is None:
                 priced = False
             else:
+                per_hour = p.cache_storage  # a tier without its own takes the model's
                 p = p.for_tier(r.service_tier)
+                if p.cache_storage is not None:
+                    per_hour = p.cache_storage
                 read = p.cached_input if p.cached_input is not None else p.input
                 write = p.cache_write if p.cache_write is not None else p.input
                 write_1h = p.cache_write_1h if p.cache_write_1h is not None else 2.0 * p.input
@@ -167,12 +176,18 @@ def cache_savings(attempts: Sequence[LedgerRecord], price: PriceOf) -> dict[str,
                     (r.cache_write_tokens - writes_1h) * (write - p.input)
                     + writes_1h * (write_1h - p.input)
                 ) * _PER_TOKEN
+                hours = r.cache_storage_token_hours
+                if hours > 0:
+                    unpriced_storage = per_hour is None
+                    storage = 0.0 if per_hour is None else hours * per_hour * _PER_TOKEN
         for row in rows:
             row["input_tokens"] += r.input_tokens
             row["cached_input_tokens"] += r.cached_input_tokens
             row["cache_write_tokens"] += r.cache_write_tokens
             row["saved_usd"] += saved
             row["write_premium_usd"] += premium
+            row["storage_usd"] += storage
+            row["unpriced_storage"] += 1 if unpriced_storage else 0
             row["unpriced_attempts"] += 0 if priced else 1
             row["cache_misses_expected"] += 1 if r.cache_miss_expected else 0
     out: dict[str, Any] = {}
@@ -186,7 +201,7 @@ def cache_savings(attempts: Sequence[LedgerRecord], price: PriceOf) -> dict[str,
             row["hit_rate"] = (
                 row["cached_input_tokens"] / row["input_tokens"] if row["input_tokens"] else None
             )
-            row["net_saved_usd"] = row["saved_usd"] - row["write_premium_usd"]
+            row["net_saved_usd"] = row["saved_usd"] - row["write_premium_usd"] - row["storage_usd"]
         out[kind] = sorted(rows, key=lambda x: str(x[column]))
     out["net_saved_usd"] = sum(t["net_saved_usd"] for t in out["targets"])
     return out
