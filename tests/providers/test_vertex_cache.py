@@ -424,7 +424,7 @@ def test_a_block_budget_reserves_the_creation_and_the_storage(tmp_path: Any) -> 
 
     ledger = tmp_path / "ledger.jsonl"
     cfg = {
-        "portal": {"ledger": f"jsonl://{ledger}"},
+        "portal": {"ledger": f"jsonl:///{ledger}"},
         "providers": {
             "google": {
                 "kind": "vertex",
@@ -454,5 +454,5 @@ def test_a_block_budget_reserves_the_creation_and_the_storage(tmp_path: Any) -> 
         # the cache lives now: the next call creates nothing, and reserves only itself
         decision = core.budgets.decide("docs", [target], req, None)
         assert decision.reservation.amount == pytest.approx(call)
-    rows = [r for r in read_records(f"jsonl://{ledger}") if r.kind == "attempt"]
+    rows = [r for r in read_records(f"jsonl:///{ledger}") if r.kind == "attempt"]
     assert rows[0].cache_storage_token_hours == pytest.approx(CACHED_TOKENS * 1.0)
