@@ -402,9 +402,15 @@ class RouteControl:
             self.canary.observe_attempt(route.feature, route.arm, error is None, attempt.latency_ms)
         if call.cache_key is not None:
             self._affinity_done(call, target, attempt, error is None and attempt.outcome == "ok")
-        if call.route.feature in self._ejecting and attempt.outcome not in _NOT_JUDGED:
-            failed = error is not None and not isinstance(error, _REQUEST_FAULTS)
-            self.ejection.observe(call.route.feature or "", target.id, attempt.latency_ms, failed)
+        if call.route.feature in self._ejecting:
+            if attempt.outcome not in _NOT_JUDGED:
+                failed = error is not None and not isinstance(error, _REQUEST_FAULTS)
+                self.ejection.observe(
+                    call.route.feature or "", target.id, attempt.latency_ms, failed
+                )
+            elif attempt.outcome == "hedge_lost":
+                # it lost because it was still running: slow, if that already took too long
+                self.ejection.observe_lost(call.route.feature or "", target.id, attempt.latency_ms)
         if error is None:
             self.breakers.success(target.id)
             self.stats.observe(target.id, attempt.latency_ms)

@@ -154,6 +154,15 @@ class Ejection:
             self.state.delete(out_key)
             log.warning("portal: %s brought back to %s: it recovered", feature, target)
 
+    def observe_lost(self, feature: str, target: str, latency_ms: float) -> None:
+        """A hedge lane on ``target`` lost the race after ``latency_ms``: a slow call when
+        that is already over the slow threshold (under it, the race says nothing of the
+        target). Without this a target slow enough to lose every hedge was never seen slow,
+        since its attempts all ended as ``hedge_lost``."""
+        policy = self.policy(feature)
+        if policy is not None and policy.slow_ms is not None and latency_ms > policy.slow_ms:
+            self.observe(feature, target, latency_ms, False)
+
     def ejected(self, feature: str, target: str) -> bool:
         return self.state.get(self._keys(feature, target)[1]) is not None
 

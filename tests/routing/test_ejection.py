@@ -164,3 +164,49 @@ def test_features_without_eject_keep_their_order_and_windows(make: Any) -> None:
     r = make(cfg)
     r.chat(feature="f")
     assert r.control.state.window("ej:f:a:m", 60) == {}
+
+
+def test_a_hedge_lane_lost_after_the_slow_threshold_counts_as_a_slow_call() -> None:
+    """A primary slow enough to lose every hedge ends each attempt as ``hedge_lost``; counted
+    as a slow call once it ran past the threshold, it is shifted away instead of being
+    hedged (and waited on) forever."""
+    ej, clock = make()
+    for _ in range(40 * 20):  # 40 s of lost lanes, each cancelled after 1.5 s
+        clock.t += 1.0 / 20
+        ej.observe_lost("f", "a:m", 1500.0)
+    assert ej.ejected("f", "a:m")
+    fresh, clock = make()
+    for _ in range(40 * 20):  # lost lanes cancelled early say nothing about the target
+        clock.t += 1.0 / 20
+        fresh.observe_lost("f", "a:m", 300.0)
+    assert fresh.state.window("ej:f:a:m", 60).get("calls", 0) == 0
+    assert not fresh.ejected("f", "a:m")
+
+
+def test_routing_counts_a_slow_lost_hedge_lane_for_ejection(make: Any, clock: Any) -> None:
+    from portal.contracts.responses import Attempt
+    from portal.routing.call import Call
+
+    cfg = config(
+        {"a": sim_provider(), "b": sim_provider()},
+        {
+            "f": {
+                "primary": "a:m",
+                "fallbacks": ["b:m"],
+                "sla": {"p95_ms": 1000},
+                "eject": {"min_calls": 5},
+                "hedge": {"after_ms": 500},
+            }
+        },
+    )
+    r = make(cfg, state=memory(clock))
+    control = r.control
+    route = control.router.route("f", None, None)
+    target = route.targets[0]
+    call = Call("chat", route, None)  # type: ignore[arg-type]
+    lost = Attempt(target=target.id, outcome="hedge_lost", latency_ms=1500.0, number=1)
+    control.attempt_done(call, target, lost, None)
+    quick = Attempt(target=target.id, outcome="hedge_lost", latency_ms=200.0, number=1)
+    control.attempt_done(call, target, quick, None)
+    window = control.state.window("ej:f:a:m", 60)
+    assert window["calls"] == 1 and window["slow"] == 1
