@@ -287,9 +287,12 @@ class GeminiAdapter(Adapter):
                 raise self.invalid(
                     "cachedContents.create: the reply names no cachedContents resource", model
                 )
-            self.cache_names.put(plan.key, name, plan.ttl_s - min(60.0, plan.ttl_s / 10))
-        finally:
-            self.cache_names.release(plan.key)
+        except BaseException:
+            self.cache_names.release(plan.key)  # the next call may try again
+            raise
+        # the claim is kept until it expires: a replica whose copy of the state has not seen
+        # the name yet goes without the cache rather than create a second one
+        self.cache_names.put(plan.key, name, plan.ttl_s - min(60.0, plan.ttl_s / 10))
         tokens = int((data.get("usageMetadata") or {}).get("totalTokenCount") or 0)
         return Usage(
             input_tokens=tokens,
@@ -317,6 +320,7 @@ class GeminiAdapter(Adapter):
             return False
         if name is not None:
             self.cache_names.drop(plan.key, name)
+        self.cache_names.release(plan.key)  # so the flow may create it again at once
         return True
 
     def cache_creation_ttl(self, req: ChatRequest, model: str) -> float | None:
