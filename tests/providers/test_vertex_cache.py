@@ -456,3 +456,33 @@ def test_a_block_budget_reserves_the_creation_and_the_storage(tmp_path: Any) -> 
         assert decision.reservation.amount == pytest.approx(call)
     rows = [r for r in read_records(f"jsonl:///{ledger}") if r.kind == "attempt"]
     assert rows[0].cache_storage_token_hours == pytest.approx(CACHED_TOKENS * 1.0)
+
+
+def test_a_replica_not_yet_caught_up_goes_uncached_rather_than_create_a_second_cache() -> None:
+    """A name just created reaches other replicas with the state's next cycle; until then
+    the creator's claim (kept after the creation, until it expires) keeps them from
+    creating the same cache again."""
+    from portal.contracts.messages import coerce_messages
+    from portal.contracts.request import ChatRequest
+    from portal.routing.router import StateCacheNames
+    from portal.wire import WireReply
+
+    class Lagging(StateCacheNames):
+        """A replica whose copy of the state has not seen the new name yet."""
+
+        def get(self, key: str) -> str | None:
+            return None
+
+    now = [100.0]
+    state = MemoryState(clock=lambda: now[0])
+    with client(Vertex()) as one, client(Vertex()) as two:
+        a = one._core.adapters.get("google")
+        b = two._core.adapters.get("google")
+    a.cache_names, b.cache_names = StateCacheNames(state), Lagging(state)
+    req = ChatRequest(coerce_messages([portal.user(DOC, cache="5m"), portal.user("q")]))
+    assert a.cache_setup(req, MODEL) is not None
+    made = {"name": "projects/1/locations/x/cachedContents/7", "usageMetadata": {}}
+    a.cache_ready(req, MODEL, WireReply(200, {}, json.dumps(made).encode()))
+    assert b.cache_setup(req, MODEL) is None  # uncached, not a second creation
+    now[0] += 31  # the claim expired: by now every replica has the name
+    assert b.cache_setup(req, MODEL) is not None  # (this one never will: it lags forever)
