@@ -13,7 +13,7 @@ a call (safety, RAG) both yield them without importing each other.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
 from portal.contracts.messages import ToolCall
@@ -149,10 +149,13 @@ class StreamRace:
     later unless a lane already streams; the first lane to emit an event wins, the others
     are cancelled before anything of theirs reaches the caller. The driver then passes the
     winner's events on and answers (index of the winner, its result), throws in the
-    winner's failure, or answers a `RaceLost` when every lane failed before streaming."""
+    winner's failure, or answers a `RaceLost` when every lane failed before streaming.
+    ``won[i]`` gets an item once lane ``i`` won (so a winner its caller abandons later is
+    recorded as cancelled, not as a lost hedge)."""
 
     flows: list[Flow[Any]]
     after_s: float
+    won: list[list[bool]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -209,6 +209,8 @@ class AsyncDriver:
                 if won:
                     return  # another lane won in the same turn: this one is closed below
                 won.append((i, events, first, holder))
+                if race.won:
+                    race.won[i].append(True)
                 for j, scope in enumerate(scopes):
                     if j != i:
                         scope.cancel()

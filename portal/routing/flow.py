@@ -411,10 +411,11 @@ def _routed(
     _raise_all(call, list(errors.values()))
 
 
-def _lane(flow: FlowGen) -> FlowGen:
+def _lane(flow: FlowGen, won: list[bool] | None = None) -> FlowGen:
     """A hedge lane: forwards its flow's effects (and what the driver throws in); when the
     driver abandons the lane (another lane won), the flow's in-flight attempt is told so and
-    recorded as ``hedge_lost``."""
+    recorded as ``hedge_lost``. A stream lane that won (``won`` set by the driver) and is
+    then abandoned was cancelled by its caller, and is recorded so."""
     value: Any = None
     thrown: BaseException | None = None
     while True:
@@ -426,6 +427,9 @@ def _lane(flow: FlowGen) -> FlowGen:
         try:
             value = yield effect
         except GeneratorExit:
+            if won:
+                flow.close()
+                raise
             try:
                 flow.throw(HedgeLost())
             except (HedgeLost, StopIteration):
@@ -461,12 +465,14 @@ def _run(
     after_s, extra = hedge
     n = min(len(order), 1 + extra)
     if lane_attempt is not None:
+        won: list[list[bool]] = [[] for _ in range(n)]  # the driver marks the winner
         outcome = yield StreamRace(
             [
-                _lane(_routed(call, control, record, clock, lane_attempt(), order[i:]))
+                _lane(_routed(call, control, record, clock, lane_attempt(), order[i:]), won[i])
                 for i in range(n)
             ],
             after_s,
+            won,
         )
     else:
         outcome = yield Race(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -196,3 +197,25 @@ def test_streams_are_not_hedged_unless_the_feature_says_so() -> None:
 def test_stream_hedging_on_the_sync_client_is_a_config_error() -> None:
     with pytest.raises(portal.ConfigError, match=r"features\.f\.hedge\.streams.*AsyncClient"):
         portal.Client(STREAM_HEDGED, ledger=None)
+
+
+def test_a_winning_stream_its_caller_abandons_is_cancelled_not_a_lost_hedge(
+    tmp_path: Path,
+) -> None:
+    from portal.metering.ledger import read_records
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    cfg = {**STREAM_HEDGED, "portal": {"ledger": url}}
+    transports = {"a": _vendor("a", 2000), "b": _vendor("b", 0)}
+
+    async def go() -> None:
+        async with portal.AsyncClient(cfg, transports=transports) as client:
+            events = client.stream(feature="f", messages=[portal.user("hi")])
+            async for ev in events:
+                if ev.type == "text":
+                    break  # the caller has what it wanted
+            await events.aclose()
+
+    anyio.run(go)
+    attempts = {r.target: r.outcome for r in read_records(url, kind="attempt")}
+    assert attempts == {"a:m": "hedge_lost", "b:m": "cancelled"}
