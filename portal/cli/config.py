@@ -23,4 +23,10 @@ def config_check(path: str) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     print(f"{path}: ok ({len(cfg.providers)} provider(s), {len(cfg.features)} feature(s))")
+    for name, feat in cfg.features.items():
+        if feat.hedge is not None and feat.hedge.streams:
+            print(
+                f"  note: features.{name}.hedge.streams races streams, which needs "
+                "portal.AsyncClient: a sync portal.Client refuses this config"
+            )
     return 0

@@ -219,3 +219,26 @@ def test_a_winning_stream_its_caller_abandons_is_cancelled_not_a_lost_hedge(
     anyio.run(go)
     attempts = {r.target: r.outcome for r in read_records(url, kind="attempt")}
     assert attempts == {"a:m": "hedge_lost", "b:m": "cancelled"}
+
+
+def test_config_check_says_stream_hedging_needs_the_async_client(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from portal.cli import main as cli_main
+
+    path = tmp_path / "portal.toml"
+    path.write_text(
+        """
+[providers.a]
+kind = "sim"
+[providers.b]
+kind = "sim"
+[features.f]
+primary = "a:m"
+fallbacks = ["b:m"]
+hedge = { after_ms = 300, streams = true }
+"""
+    )
+    assert cli_main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "features.f.hedge.streams" in out and "a sync portal.Client refuses" in out
