@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import anyio
 import httpx2
-from httpx2._decoders import IdentityDecoder, MultiDecoder
+from httpx2._decoders import MultiDecoder
 from httpx_aiohttp.httpx2 import AiohttpTransport
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -244,7 +244,7 @@ class Reply:
         read = self._resp.content.read
         try:
             decoder = _decoder(self.headers.get("content-encoding"))
-            if decoder is None or isinstance(decoder, IdentityDecoder):
+            if decoder is None:
                 while chunk := await read(_CHUNK):
                     yield chunk
             else:
