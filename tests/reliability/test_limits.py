@@ -119,10 +119,9 @@ def test_a_dripping_stream_is_cut_at_the_call_deadline(server: BadServer) -> Non
     t0 = time.perf_counter()
     err = _run_async(config(server.url("drip"), timeout_s=5, feature_timeout=0.6), "stream")
     assert isinstance(err, errors.StreamInterrupted), repr(err)
-    assert (
-        "the call's deadline passed while the stream was still sending" in str(err)
-        or "the attempt's time ran out before the reply was complete" in str(err)
-    )
+    assert "the call's deadline passed while the stream was still sending" in str(
+        err
+    ) or "the attempt's time ran out before the reply was complete" in str(err)
     assert time.perf_counter() - t0 < 3
 
 
