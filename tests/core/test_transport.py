@@ -253,3 +253,46 @@ def test_sync_pools_for_environment_proxies_honour_the_deadline_too(
     for pool in pools:
         assert isinstance(pool._pool._network_backend, _http._BoundedBackend), pool
     client.close()
+
+
+def test_deadline_timers_do_not_pile_up_when_calls_never_wait() -> None:
+    """Each async attempt arms an asyncio timer for its deadline; asyncio drops cancelled
+    ones only as its loop turns, so calls that never wait (an in-process transport) kept
+    every one of them: 100,000 calls grew memory by a third. The driver gives the loop a
+    turn now and then."""
+    import asyncio
+    import json
+
+    body = json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
+
+    def reply(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
+
+    cfg = {
+        "portal": {"ledger": "none"},
+        "providers": {"v": {"kind": "openai", "api_key": "sk-test"}},
+        "features": {"f": {"primary": "v:m"}},
+    }
+
+    async def main() -> int:
+        transports = {"v": httpx2.MockTransport(reply)}
+        async with portal.AsyncClient(cfg, transports=transports) as client:
+            for _ in range(5000):
+                await client.chat(feature="f", messages=[portal.user("hi")])
+            return len(asyncio.get_running_loop()._scheduled)  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) < 2048
