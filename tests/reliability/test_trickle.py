@@ -272,3 +272,27 @@ def test_a_name_lookup_that_hangs_ends_at_the_deadline(
     finally:
         release.set()
     assert time.perf_counter() - t0 < DEADLINE_S + SLACK_S
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+@pytest.mark.parametrize("phase", PHASES)
+def test_the_deadline_holds_under_trio(server: TrickleServer, phase: str, stream: bool) -> None:
+    """Under trio the async client sends through httpx2's pools and cancels with anyio's
+    scopes: the same bound, the same error."""
+    url = server.url(phase, "openai", stream)
+
+    async def main() -> tuple[BaseException | None, float]:
+        async with portal.AsyncClient(config(url, "openai", DEADLINE_S), ledger=None) as client:
+            t0 = time.perf_counter()
+            try:
+                if stream:
+                    [ev async for ev in client.stream(feature="f", messages=MSG)]
+                else:
+                    await client.chat(feature="f", messages=MSG)
+            except portal.PortalError as exc:
+                return exc, time.perf_counter() - t0
+            return None, time.perf_counter() - t0
+
+    err, elapsed = anyio.run(main, backend="trio")
+    assert isinstance(err, ProviderTimeout), repr(err)
+    assert elapsed < DEADLINE_S + SLACK_S
