@@ -242,3 +242,23 @@ hedge = { after_ms = 300, streams = true }
     assert cli_main(["config", "check", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "features.f.hedge.streams" in out and "a sync portal.Client refuses" in out
+
+
+def test_a_caller_that_gives_up_mid_race_gets_control_back_and_no_lane_is_left() -> None:
+    import asyncio
+
+    a = faulty("a", Fault("slow", latency_ms=2000))
+    b = faulty("b", Fault("slow", latency_ms=2000))
+
+    async def go() -> tuple[float, int]:
+        async with portal.AsyncClient(HEDGED, transports={"a": a, "b": b}, ledger=None) as c:
+            t0 = time.perf_counter()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(c.chat(feature="f", messages=[portal.user("hi")]), 0.3)
+            took = time.perf_counter() - t0
+            await asyncio.sleep(0)
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            return took, len(left)
+
+    took, left = asyncio.run(go())
+    assert took < 1.0 and left == 0
