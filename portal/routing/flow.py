@@ -359,8 +359,8 @@ def _routed(
             if left is not None:
                 if left <= 0:
                     raise _deadline_error(call)
-                too_slow = control.too_slow(target, left)
-                if too_slow:
+                too_slow = control.too_slow(target, left) if queue else None
+                if too_slow:  # the last target is tried anyway: it is the only chance left
                     skipped.append((target, too_slow))
                     break
             until = _attempt_until(call, target, control, clock, queue)

@@ -263,3 +263,17 @@ def test_when_every_hedge_lane_fails_the_call_raises_them_all() -> None:
     leaves = info.value.exceptions
     assert [e.target for e in leaves] == [A, B, B]  # every attempt's error, once each
     assert all(isinstance(e, Overloaded) for e in leaves)
+
+
+def test_the_last_target_is_tried_even_when_it_is_usually_too_slow() -> None:
+    """Skipping a target too slow for the time left only makes sense with another to go
+    to; the last one is the call's only chance (a stream may still deliver part of its
+    text)."""
+    h = Harness({})
+    for target in (A, B):
+        for _ in range(20):
+            h.control.stats.observe(target, 5000.0)
+    flow = h.flow(h.call(timeout_s=3.0))
+    first = next(flow)
+    assert isinstance(first, Send) and first.provider == "b"
+    assert _finish(flow, _completion("b")).target == B
