@@ -480,6 +480,17 @@ def _declared_too_large(resp: httpx2.Response | AsyncReply, limit: int) -> bool:
     return declared.isdigit() and int(declared) > limit
 
 
+def read_by(resp: httpx2.Response, limit: int, provider: str, until: float | None) -> bytes:
+    """`read_capped`, on portal's sync pools ending by ``until`` however slowly the body
+    arrives; a body a transport that cannot be bounded (the caller's own) delivered later
+    is refused all the same: never a late success."""
+    bound(until)
+    body = read_capped(resp, limit, provider)
+    if until is not None and time.perf_counter() > until:
+        raise deadline_passed(provider)
+    return body
+
+
 def read_capped(resp: httpx2.Response, limit: int, provider: str) -> bytes:
     """The (decoded) body of a streamed-open response, refused past ``limit`` bytes, so a
     vendor (or a gzip bomb) cannot make portal buffer without bound. Closes the response."""

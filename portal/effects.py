@@ -18,6 +18,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from portal.contracts.messages import ToolCall
 from portal.contracts.responses import StreamEvent
+from portal.errors import ProviderTimeout
 from portal.wire import WireReply, WireRequest
 
 __all__ = [
@@ -129,8 +130,15 @@ class Retrieve:
     query: str
     k: int
     #: the call's deadline (a `time.perf_counter` reading): a retriever still running then
-    #: fails the call with `ProviderTimeout`
+    #: fails the call with `late`
     until: float | None = None
+
+    def late(self) -> ProviderTimeout:
+        """The error of a retriever still running at the call's deadline."""
+        return ProviderTimeout(
+            f"the call's deadline passed while the retriever {self.retriever!r} was still "
+            "running; raise timeout_s or make the retriever faster"
+        )
 
 
 @dataclass(slots=True)

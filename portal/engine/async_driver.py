@@ -150,7 +150,7 @@ class AsyncDriver:
                         async with _Within(effect.until):
                             value = await effect.retriever.aretrieve(effect.query, effect.k)
                     except TimeoutError:
-                        error = _retrieval_late(effect.retriever)
+                        error = effect.late()
                     except Exception as exc:
                         error = exc
                 elif kind is Race:
@@ -368,13 +368,6 @@ class _Within:
 #: asyncio timers armed since the event loop last had a turn from here (`_Within`)
 _ARMED = [0]
 _TURN_EVERY = 1024
-
-
-def _retrieval_late(retriever: Any) -> ProviderTimeout:
-    return ProviderTimeout(
-        f"the call's deadline passed while the retriever {retriever!r} was still running; "
-        "raise timeout_s or make the retriever faster"
-    )
 
 
 _END: Any = object()

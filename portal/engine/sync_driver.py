@@ -33,7 +33,7 @@ from portal.effects import (
     StreamRace,
     Take,
 )
-from portal.errors import ConfigError, InvalidResponse, ProviderTimeout
+from portal.errors import ConfigError, ProviderError
 from portal.wire import WireReply
 
 if TYPE_CHECKING:
@@ -85,17 +85,12 @@ class SyncDriver:
                             value = OpenStream(resp.status_code, dict(resp.headers))
                         else:
                             until = effect.deadline  # the whole body by then
-                            _http.bound(until)
                             limit = self.engine.reply_limit(effect.provider)
-                            body = _http.read_capped(resp, limit, effect.provider)
+                            body = _http.read_by(resp, limit, effect.provider, until)
                             value = WireReply(resp.status_code, resp.headers, body)
-                            if until is not None and time.perf_counter() > until:
-                                # a transport portal cannot bound (the caller's own): never
-                                # a late success
-                                value, error = None, _http.deadline_passed(effect.provider)
                     except httpx2.HTTPError as exc:
                         error = _http.map_exception(exc, effect.provider, until)
-                    except InvalidResponse as exc:
+                    except ProviderError as exc:  # over the size cap, or late
                         error = exc
                     finally:
                         _http.bound(None)
@@ -134,17 +129,8 @@ class SyncDriver:
                         value = _retrieve(effect)
                     except Exception as exc:
                         error = exc
-                elif kind is StreamRace:  # refused at Client(): run unhedged if it comes
-                    assert isinstance(effect, StreamRace)
-                    self.engine.control.warn_no_hedge()
-                    try:
-                        value = (0, (yield from self.drive(effect.flows[0])))
-                    except Exception as exc:
-                        error = exc
-                    for lane in effect.flows[1:]:
-                        lane.close()
-                elif kind is Race:  # no concurrency here: the first lane only, unhedged
-                    assert isinstance(effect, Race)
+                elif kind is Race or kind is StreamRace:  # no concurrency: lane 0, unhedged
+                    assert isinstance(effect, (Race, StreamRace))  # (streams: refused at Client)
                     self.engine.control.warn_no_hedge()
                     try:
                         value = (0, (yield from self.drive(effect.flows[0])))
@@ -213,20 +199,13 @@ def _retrieve(effect: Retrieve) -> Any:
         return effect.retriever.retrieve(effect.query, effect.k)
     left = effect.until - time.perf_counter()
     if left <= 0:
-        raise _retrieval_late(effect.retriever)
+        raise effect.late()
     run = _Background(lambda: effect.retriever.retrieve(effect.query, effect.k), "retriever")
     if not run.done.wait(left):
-        raise _retrieval_late(effect.retriever)
+        raise effect.late()
     if isinstance(run.result, BaseException):
         raise run.result
     return run.result
-
-
-def _retrieval_late(retriever: Any) -> ProviderTimeout:
-    return ProviderTimeout(
-        f"the call's deadline passed while the retriever {retriever!r} was still running; "
-        "raise timeout_s or make the retriever faster"
-    )
 
 
 def _async_tool(name: str) -> ConfigError:

@@ -83,13 +83,11 @@ class ModerationGuard:
         try:
             resp = http.send(_http.to_httpx(wire, self.timeout_s), stream=True)
             limit = self.client._core.reply_limit(self.provider)
-            body = _http.read_capped(resp, limit, self.provider)
+            body = _http.read_by(resp, limit, self.provider, until)
         except _http.httpx2.HTTPError as exc:
             raise _http.map_exception(exc, self.provider, until) from exc
         finally:
             _http.bound(None)
-        if time.perf_counter() > until:  # a transport of the caller's own: never late
-            raise _http.deadline_passed(self.provider)
         reply = WireReply(resp.status_code, resp.headers, body)
         if reply.status >= 400:
             raise adapter.parse_error(reply, self.model)

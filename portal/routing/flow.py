@@ -122,14 +122,18 @@ def _attempt_until(
     ``timeout_s``, and before the call's deadline less the slice kept for the next target of
     the chain (from its observed latency), so a hanging target cannot spend the fallback's
     time."""
-    now = clock()
-    until = now + target.adapter.settings.timeout_s
+    until = clock() + target.adapter.settings.timeout_s
+    kept = _before_kept_slice(call, control, later)
+    return until if kept is None or until < kept else kept
+
+
+def _before_kept_slice(call: Call, control: RouteControl, later: list[Target]) -> float | None:
+    """The call's deadline less the slice kept for the next target of ``later`` (None: no
+    deadline)."""
     deadline = call.deadline
-    if deadline is None:
-        return until
-    if later:
-        deadline -= control.reserve(later[0], deadline - call.started)
-    return until if until < deadline else deadline
+    if deadline is None or not later:
+        return deadline
+    return deadline - control.reserve(later[0], deadline - call.started)
 
 
 def _send_once(
@@ -159,19 +163,12 @@ def _send_once(
             batches = _embed_batches(request, adapter.embed_batch_size(target.model))
         parts: list[Any] = []
         for req in batches:
-            if not embed:
-                created = yield from _cache_setup(call, target, req, until, clock)
-            wire = (
-                adapter.build_embed(req, target.model)
-                if embed
-                else adapter.build_chat(req, target.model)
-            )
-            reply: WireReply = yield _send(call, target, wire, until, clock, False)
-            if not embed and reply.status >= 400 and adapter.cache_lost(req, target.model, reply):
-                again = yield from _cache_setup(call, target, req, until, clock)
-                created = _both(created, again)
-                wire = adapter.build_chat(req, target.model)
+            reply: WireReply
+            if embed:
+                wire = adapter.build_embed(req, target.model)
                 reply = yield _send(call, target, wire, until, clock, False)
+            else:
+                reply, created = yield from _exchange(call, target, req, until, clock, False)
             status = reply.status
             if reply.status >= 400:
                 raise adapter.parse_error(reply, target.model)
@@ -195,30 +192,80 @@ def _send_once(
         error = _Lost()
         raise
     finally:
-        usage = getattr(result, "usage", None) or created
-        cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
-        attempt = Attempt(
-            target=target.id,
-            outcome=_outcome(error),
-            latency_ms=(clock() - t0) * 1000.0,
-            number=number,
-            error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
-            status=status if status is not None else getattr(error, "status", None),
-            usage=usage,
-            cost_usd=cost,
-            request_id=getattr(result, "request_id", None) or getattr(error, "request_id", None),
+        _record_attempt(
+            call,
+            target,
+            control,
+            record,
+            number,
+            (clock() - t0) * 1000.0,
+            error,
+            status if status is not None else getattr(error, "status", None),
+            getattr(result, "usage", None) or created,
+            getattr(result, "request_id", None),
         )
-        call.attempts.append(attempt)
-        call.add_cost(cost)
-        control.attempt_done(call, target, attempt, error)
-        record.attempt(call, target, attempt, error)
+
+
+def _record_attempt(
+    call: Call,
+    target: Target,
+    control: RouteControl,
+    record: Recorder,
+    number: int,
+    latency_ms: float,
+    error: BaseException | None,
+    status: int | None,
+    usage: Usage | None,
+    request_id: str | None,
+    ttft_ms: float | None = None,
+) -> None:
+    """One finished attempt, whatever ended it: priced, on the call, told to routing (breakers,
+    latency, canary guard) and to metering (the ledger row)."""
+    cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
+    attempt = Attempt(
+        target=target.id,
+        outcome=_outcome(error),
+        latency_ms=latency_ms,
+        number=number,
+        error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
+        status=status,
+        usage=usage,
+        cost_usd=cost,
+        ttft_ms=ttft_ms,
+        request_id=request_id or getattr(error, "request_id", None),
+    )
+    call.attempts.append(attempt)
+    call.add_cost(cost)
+    control.attempt_done(call, target, attempt, error)
+    record.attempt(call, target, attempt, error)
+
+
+def _exchange(
+    call: Call, target: Target, req: ChatRequest, until: float, clock: Clock, stream: bool
+) -> FlowGen:
+    """Send a chat request, creating the vendor's prompt cache first where the adapter says
+    it must, and once more when the reply says the cache it named is gone
+    (`Adapter.cache_lost`). Returns (the reply, what creating caches billed or None)."""
+    adapter = target.adapter
+    created = yield from _cache_setup(call, target, req, until, clock)
+    wire = adapter.build_chat(req, target.model)
+    reply = yield _send(call, target, wire, until, clock, stream)
+    if (
+        isinstance(reply, WireReply)
+        and reply.status >= 400
+        and adapter.cache_lost(req, target.model, reply)
+    ):
+        again = yield from _cache_setup(call, target, req, until, clock)
+        created = _both(created, again)
+        wire = adapter.build_chat(req, target.model)
+        reply = yield _send(call, target, wire, until, clock, stream)
+    return reply, created
 
 
 def _cache_setup(call: Call, target: Target, req: Any, until: float, clock: Clock) -> FlowGen:
     """Create the vendor's prompt cache first where the adapter says it must (Gemini's
     ``cachedContents``), within the attempt's time; return what that billed, or None
-    (almost every call). When the chat's reply says the cache it named is gone
-    (`Adapter.cache_lost`), the attempt runs this once more and sends the chat again."""
+    (almost every call)."""
     setup = target.adapter.cache_setup(req, target.model)
     if setup is None:
         return None
@@ -267,10 +314,10 @@ def _outcome(error: BaseException | None) -> Any:
 def _time_for_retry(call: Call, control: RouteControl, start: float, later: list[Target]) -> bool:
     """Whether a retry starting at ``start`` would have time of its own, or only the slice
     kept for the next target (then the call fails over instead)."""
-    deadline = call.deadline
-    if deadline is None or not later:
+    if not later:
         return True
-    return deadline - control.reserve(later[0], deadline - call.started) - start >= MIN_ATTEMPT_S
+    kept = _before_kept_slice(call, control, later)
+    return kept is None or kept - start >= MIN_ATTEMPT_S
 
 
 def _tried(call: Call) -> str:
@@ -664,14 +711,7 @@ def _stream_once(
     opened = False
     created: Usage | None = None
     try:
-        created = yield from _cache_setup(call, target, request, first_by, clock)
-        wire = adapter.build_chat(request, target.model)
-        reply = yield _send(call, target, wire, first_by, clock, True)
-        if isinstance(reply, WireReply) and adapter.cache_lost(request, target.model, reply):
-            again = yield from _cache_setup(call, target, request, first_by, clock)
-            created = _both(created, again)
-            wire = adapter.build_chat(request, target.model)
-            reply = yield _send(call, target, wire, first_by, clock, True)
+        reply, created = yield from _exchange(call, target, request, first_by, clock, True)
         if isinstance(reply, WireReply):  # an error status: body already read
             status = reply.status
             raise adapter.parse_error(reply, target.model)
@@ -770,23 +810,19 @@ def _stream_once(
         usage = resp.usage if resp is not None else getattr(error, "usage", None) or created
         if usage is None and parser is not None and isinstance(error, _Cancelled):
             usage = getattr(parser, "usage", None)  # a lost hedge bills what it streamed
-        cost = record.cost(target, usage) if usage is not None else (0.0 if error else None)
-        attempt = Attempt(
-            target=target.id,
-            outcome=_outcome(error),
-            latency_ms=(clock() - t0) * 1000.0,
-            number=number,
-            error=None if error is None or isinstance(error, _Cancelled) else type(error).__name__,
-            status=status,
-            usage=usage,
-            cost_usd=cost,
-            ttft_ms=ttft,
-            request_id=getattr(resp, "request_id", None) or getattr(error, "request_id", None),
+        _record_attempt(
+            call,
+            target,
+            control,
+            record,
+            number,
+            (clock() - t0) * 1000.0,
+            error,
+            status,
+            usage,
+            getattr(resp, "request_id", None),
+            ttft,
         )
-        call.attempts.append(attempt)
-        call.add_cost(cost)
-        control.attempt_done(call, target, attempt, error)
-        record.attempt(call, target, attempt, error)
 
 
 def _slow_start(call: Call, target: Target, t0: float, first_by: float) -> ProviderTimeout:
